@@ -1,0 +1,117 @@
+package wire
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Version is the protocol version carried in every topic prefix.
+const Version = "v1"
+
+// Topics builds and parses the topic names of one site. All topics live under
+// "loalang/v1/<site>/".
+type Topics struct {
+	prefix string
+}
+
+// NewTopics returns the topic scheme of a site. The site must be a single
+// topic level: no '/', '+', '#' or NUL, as [MQTT-4.7.1] reserves them.
+func NewTopics(site string) (Topics, error) {
+	if err := ValidLevel(site); err != nil {
+		return Topics{}, fmt.Errorf("site: %w", err)
+	}
+	return Topics{prefix: "loalang/" + Version + "/" + site + "/"}, nil
+}
+
+// MustTopics is NewTopics for sites known to be valid, such as ones already
+// checked by configuration validation. It panics on an invalid site.
+func MustTopics(site string) Topics {
+	t, err := NewTopics(site)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// ValidLevel reports whether s can be used as one topic level (a site, device
+// id or zone name). Identifiers are restricted to [A-Za-z0-9_-] so that they are
+// also safe in file names, URLs and Mosquitto ACL files.
+func ValidLevel(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty identifier")
+	}
+	if len(s) > 64 {
+		return fmt.Errorf("identifier %q longer than 64 bytes", s)
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("identifier %q: character %q not allowed (use letters, digits, '-' and '_')", s, r)
+		}
+	}
+	return nil
+}
+
+// Prefix returns "loalang/v1/<site>/".
+func (t Topics) Prefix() string { return t.prefix }
+
+// Device topic suffixes, each under dev/<id>/.
+const (
+	// SufStatus is the retained online/offline status, also the last will.
+	SufStatus = "status"
+	// SufHeartbeat carries periodic telemetry.
+	SufHeartbeat = "heartbeat"
+	// SufCmd carries commands from the controller to the device.
+	SufCmd = "cmd"
+	// SufReply carries the device's answers to commands.
+	SufReply = "reply"
+	// SufReport carries per-stream delivery reports.
+	SufReport = "report"
+	// SufClock carries the device's clock-sync requests.
+	SufClock = "clock"
+	// SufTime carries the controller's clock-sync responses.
+	SufTime = "time"
+)
+
+// Device returns the topic dev/<id>/<suffix>.
+func (t Topics) Device(id, suffix string) string {
+	return t.prefix + "dev/" + id + "/" + suffix
+}
+
+// DeviceAll returns the filter matching every topic of every device with the
+// given suffix, e.g. dev/+/status.
+func (t Topics) DeviceAll(suffix string) string {
+	return t.prefix + "dev/+/" + suffix
+}
+
+// ZoneStream returns zone/<zone>/stream, the QoS 1 stream control topic.
+func (t Topics) ZoneStream(zone string) string { return t.prefix + "zone/" + zone + "/stream" }
+
+// ZoneAudio returns zone/<zone>/audio, the QoS 0 audio frame topic.
+func (t Topics) ZoneAudio(zone string) string { return t.prefix + "zone/" + zone + "/audio" }
+
+// ParseDevice splits a device topic into its device id and suffix. It reports
+// false for any topic that is not exactly prefix + dev/<id>/<suffix>.
+func (t Topics) ParseDevice(topic string) (id, suffix string, ok bool) {
+	rest, found := strings.CutPrefix(topic, t.prefix+"dev/")
+	if !found {
+		return "", "", false
+	}
+	id, suffix, found = strings.Cut(rest, "/")
+	if !found || ValidLevel(id) != nil || suffix == "" || strings.Contains(suffix, "/") {
+		return "", "", false
+	}
+	return id, suffix, true
+}
+
+// ParseZone splits a zone topic into its zone and kind ("stream" or "audio").
+func (t Topics) ParseZone(topic string) (zone, kind string, ok bool) {
+	rest, found := strings.CutPrefix(topic, t.prefix+"zone/")
+	if !found {
+		return "", "", false
+	}
+	zone, kind, found = strings.Cut(rest, "/")
+	if !found || ValidLevel(zone) != nil || (kind != "stream" && kind != "audio") {
+		return "", "", false
+	}
+	return zone, kind, true
+}
