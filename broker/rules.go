@@ -1,0 +1,256 @@
+// Package broker enforces loalang's MQTT access rules on the embedded mochi-mqtt
+// broker and renders the same rules as Mosquitto configuration, so that a device
+// sees identical permissions whichever broker the site runs.
+package broker
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Role says what an account may do on the broker.
+type Role int
+
+const (
+	// RoleDevice is a loudspeaker, camera or relay board: it publishes under its
+	// own dev/<id>/ and reads its own cmd and time topics and its zones.
+	RoleDevice Role = iota + 1
+	// RoleService is the daemon's own account, which reads and writes everything
+	// under the site prefix.
+	RoleService
+)
+
+// String returns the role's name as used in logs and docs.
+func (r Role) String() string {
+	switch r {
+	case RoleDevice:
+		return "device"
+	case RoleService:
+		return "service"
+	default:
+		return fmt.Sprintf("role(%d)", int(r))
+	}
+}
+
+// ServiceUsername is the conventional username of the daemon's service account.
+const ServiceUsername = "loalangd"
+
+// Access is a set of permissions on a topic filter.
+type Access uint8
+
+const (
+	// AccessRead permits subscribing to, and receiving messages on, a topic.
+	AccessRead Access = 1 << iota
+	// AccessWrite permits publishing to a topic (including as a last will).
+	AccessWrite
+	// AccessReadWrite permits both.
+	AccessReadWrite = AccessRead | AccessWrite
+)
+
+// mosquittoWord returns the access keyword of a Mosquitto ACL "topic" line.
+func (a Access) mosquittoWord() string {
+	switch a {
+	case AccessRead:
+		return "read"
+	case AccessWrite:
+		return "write"
+	default:
+		return "readwrite"
+	}
+}
+
+// Grant gives an access set on an MQTT topic filter (MQTT 3.1.1 §4.7).
+type Grant struct {
+	Filter string
+	Access Access
+}
+
+// Account is one broker login: a device or the daemon's service account.
+type Account struct {
+	// Username is the MQTT CONNECT user name; for a device it is the device id.
+	Username string
+	// PasswordHash is the secret's hash in Mosquitto's "$7$" PBKDF2-SHA512
+	// format, as produced by HashPassword.
+	PasswordHash string
+	// Role selects the account's permissions.
+	Role Role
+	// DeviceID names the device's dev/<id>/ subtree; empty means Username.
+	DeviceID string
+	// Zones lists the zones whose stream and audio topics the device reads.
+	Zones []string
+}
+
+// deviceID returns the id whose dev/<id>/ subtree belongs to the account.
+func (a Account) deviceID() string {
+	if a.DeviceID != "" {
+		return a.DeviceID
+	}
+	return a.Username
+}
+
+// Rules is the one access model from which both brokers' enforcement derives.
+type Rules struct {
+	// Site is the <site> level of the loalang/v1/<site>/ topic prefix.
+	Site string
+	// Accounts lists every login the broker accepts; anything else is refused.
+	Accounts []Account
+}
+
+// Prefix returns the site's topic prefix, "loalang/v1/<site>/".
+func (r Rules) Prefix() string {
+	return "loalang/v1/" + r.Site + "/"
+}
+
+// Grants returns the topic filters the account may use. It is the single
+// definition of the ACL: Allowed, the embedded broker's hook and the Mosquitto
+// ACL file are all computed from it.
+func (r Rules) Grants(a Account) []Grant {
+	p := r.Prefix()
+	switch a.Role {
+	case RoleService:
+		return []Grant{{Filter: p + "#", Access: AccessReadWrite}}
+	case RoleDevice:
+		dev := p + "dev/" + a.deviceID() + "/"
+		g := []Grant{
+			{Filter: dev + "#", Access: AccessWrite},
+			{Filter: dev + "cmd", Access: AccessRead},
+			{Filter: dev + "time", Access: AccessRead},
+		}
+		for _, z := range a.Zones {
+			zone := p + "zone/" + z + "/"
+			g = append(g,
+				Grant{Filter: zone + "stream", Access: AccessRead},
+				Grant{Filter: zone + "audio", Access: AccessRead})
+		}
+		return g
+	default:
+		return nil
+	}
+}
+
+// Validate reports whether the rules can be enforced identically by both
+// brokers: every name must be a plain topic level (no MQTT wildcards, no "/",
+// nothing that the Mosquitto password or ACL file syntax would reinterpret),
+// usernames must be unique and every account must have a known role.
+func (r Rules) Validate() error {
+	if !validName(r.Site) {
+		return fmt.Errorf("site %q: %w", r.Site, ErrInvalidRules)
+	}
+	seen := make(map[string]bool, len(r.Accounts))
+	for i, a := range r.Accounts {
+		if !validName(a.Username) {
+			return fmt.Errorf("account %d username %q: %w", i, a.Username, ErrInvalidRules)
+		}
+		if seen[a.Username] {
+			return fmt.Errorf("account %q duplicated: %w", a.Username, ErrInvalidRules)
+		}
+		seen[a.Username] = true
+		if _, _, _, err := parseHash(a.PasswordHash); err != nil {
+			return fmt.Errorf("account %q password hash: %w: %w", a.Username, ErrInvalidRules, err)
+		}
+		switch a.Role {
+		case RoleService:
+		case RoleDevice:
+			if !validName(a.deviceID()) {
+				return fmt.Errorf("account %q device id %q: %w", a.Username, a.DeviceID, ErrInvalidRules)
+			}
+			for _, z := range a.Zones {
+				if !validName(z) {
+					return fmt.Errorf("account %q zone %q: %w", a.Username, z, ErrInvalidRules)
+				}
+			}
+		default:
+			return fmt.Errorf("account %q role %v: %w", a.Username, a.Role, ErrInvalidRules)
+		}
+	}
+	return nil
+}
+
+// validName accepts 1 to 64 of [A-Za-z0-9._-]. This keeps names out of MQTT
+// wildcard syntax (MQTT 3.1.1 §4.7.1), out of the "user:hash" password file
+// syntax and free of spaces, which the Mosquitto ACL file cannot quote.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Allowed reports whether username may publish to topic (write) or subscribe to
+// and receive topic (read, where topic may be a filter with + and #). A read is
+// allowed only if every topic the filter could match is granted, so a device's
+// "loalang/v1/<site>/#" subscription is refused outright. Unknown and empty
+// usernames are denied. Allowed is pure and is the single source of truth both
+// brokers are tested against.
+func (r Rules) Allowed(username, topic string, write bool) bool {
+	if username == "" {
+		return false
+	}
+	for _, a := range r.Accounts {
+		if a.Username == username {
+			return grantsAllow(r.Grants(a), topic, write)
+		}
+	}
+	return false
+}
+
+// grantsAllow applies a grant list to one publish or subscribe.
+func grantsAllow(grants []Grant, topic string, write bool) bool {
+	if topic == "" {
+		return false
+	}
+	need := AccessRead
+	if write {
+		// [MQTT-3.3.2-2] a PUBLISH topic name must not contain wildcards.
+		if strings.ContainsAny(topic, "+#") {
+			return false
+		}
+		need = AccessWrite
+	}
+	for _, g := range grants {
+		if g.Access&need != 0 && covers(g.Filter, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// covers reports whether every topic matched by filter is also matched by grant,
+// using the matching rules of MQTT 3.1.1 §4.7.1: "#" matches its parent level
+// and everything below, "+" exactly one level. For a filter without wildcards
+// this is ordinary topic matching. Topics starting with "$" are never matched by
+// a grant starting with a wildcard [MQTT-4.7.2-1].
+func covers(grant, filter string) bool {
+	if strings.HasPrefix(filter, "$") && (strings.HasPrefix(grant, "+") || strings.HasPrefix(grant, "#")) {
+		return false
+	}
+	g := strings.Split(grant, "/")
+	f := strings.Split(filter, "/")
+	for i, gl := range g {
+		if gl == "#" {
+			return true
+		}
+		if i >= len(f) {
+			return false
+		}
+		switch fl := f[i]; gl {
+		case "+":
+			if fl == "#" {
+				return false
+			}
+		default:
+			if fl != gl {
+				return false
+			}
+		}
+	}
+	return len(f) == len(g)
+}
