@@ -1,0 +1,13 @@
+package store
+
+import "errors"
+
+var (
+	// ErrNotFound means the key does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrLocked means another process holds the store file: bbolt's file
+	// lock did not come free within the lock timeout.
+	ErrLocked = errors.New("store is locked by another process (is another loalangd running on this data dir?)")
+	// ErrSchema means the file was written by a newer build.
+	ErrSchema = errors.New("unsupported schema")
+)

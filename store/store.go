@@ -1,0 +1,255 @@
+// Package store keeps loalangd's state in one bbolt file: devices, users,
+// credentials, sessions, media metadata, broadcasts, schedules, firings,
+// cameras and the audit trail. Every write is an fsync'd transaction, so a
+// write that returned nil survives kill -9 and power loss.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Bucket names. Each holds JSON values under string keys, except Audit,
+// whose keys are big-endian nanosecond timestamps plus a sequence number.
+const (
+	Users      = "users"
+	Sessions   = "sessions"
+	Devices    = "devices"
+	Creds      = "credentials"
+	Media      = "media"
+	Broadcasts = "broadcasts"
+	Schedules  = "schedules"
+	Firings    = "firings"
+	Cameras    = "cameras"
+	Audit      = "audit"
+	meta       = "meta"
+)
+
+// SchemaVersion is the version the migrations bring a file to.
+var SchemaVersion = len(migrations)
+
+// migrations[i] upgrades a file from schema version i to i+1. Append only.
+var migrations = []func(tx *bolt.Tx) error{
+	func(tx *bolt.Tx) error { // 0 -> 1: the initial buckets.
+		for _, b := range []string{Users, Sessions, Devices, Creds, Media, Broadcasts, Schedules, Firings, Audit} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	func(tx *bolt.Tx) error { // 1 -> 2: runtime camera changes.
+		_, err := tx.CreateBucketIfNotExists([]byte(Cameras))
+		return err
+	},
+}
+
+// DB is an open store.
+type DB struct {
+	bolt *bolt.DB
+	path string
+}
+
+// Open opens or creates the store at path and migrates it. A second process
+// on the same file fails after lockTimeout with ErrLocked instead of hanging.
+func Open(path string, lockTimeout time.Duration) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db := &DB{bolt: b, path: path}
+	if err := db.migrate(); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func (db *DB) migrate() error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		m, err := tx.CreateBucketIfNotExists([]byte(meta))
+		if err != nil {
+			return err
+		}
+		v := 0
+		if raw := m.Get([]byte("schema")); len(raw) == 8 {
+			v = int(binary.BigEndian.Uint64(raw))
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("%w: file has schema %d, this build knows %d", ErrSchema, v, len(migrations))
+		}
+		for ; v < len(migrations); v++ {
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("migrate schema %d: %w", v+1, err)
+			}
+		}
+		return m.Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, uint64(v)))
+	})
+}
+
+// Path returns the file path.
+func (db *DB) Path() string { return db.path }
+
+// Schema returns the schema version of the open file.
+func (db *DB) Schema() (int, error) {
+	var v int
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		v = int(binary.BigEndian.Uint64(tx.Bucket([]byte(meta)).Get([]byte("schema"))))
+		return nil
+	})
+	return v, err
+}
+
+// Close closes the file. It is safe to call more than once.
+func (db *DB) Close() error {
+	if db == nil || db.bolt == nil {
+		return nil
+	}
+	err := db.bolt.Close()
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return nil
+	}
+	return err
+}
+
+// Check runs bbolt's consistency check and returns every problem found.
+func (db *DB) Check() error {
+	return db.bolt.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// Tx is a read-write or read-only transaction over JSON buckets.
+type Tx struct{ tx *bolt.Tx }
+
+// Update runs fn in one durable read-write transaction.
+func (db *DB) Update(fn func(tx *Tx) error) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(fn func(tx *Tx) error) error {
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+func (tx *Tx) bucket(name string) (*bolt.Bucket, error) {
+	b := tx.tx.Bucket([]byte(name))
+	if b == nil {
+		return nil, fmt.Errorf("bucket %s: %w", name, ErrNotFound)
+	}
+	return b, nil
+}
+
+// Put stores v as JSON under key.
+func (tx *Tx) Put(bucket, key string, v any) error {
+	b, err := tx.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	return b.Put([]byte(key), raw)
+}
+
+// Get decodes the value under key into v, or returns ErrNotFound.
+func (tx *Tx) Get(bucket, key string, v any) error {
+	b, err := tx.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return fmt.Errorf("get %s/%s: %w", bucket, key, ErrNotFound)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("get %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// Exists reports whether key is present.
+func (tx *Tx) Exists(bucket, key string) bool {
+	b, err := tx.bucket(bucket)
+	return err == nil && b.Get([]byte(key)) != nil
+}
+
+// Delete removes key; deleting a missing key returns ErrNotFound.
+func (tx *Tx) Delete(bucket, key string) error {
+	b, err := tx.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	if b.Get([]byte(key)) == nil {
+		return fmt.Errorf("delete %s/%s: %w", bucket, key, ErrNotFound)
+	}
+	return b.Delete([]byte(key))
+}
+
+// Each calls fn with every key and raw JSON value under prefix, in key
+// order, until fn returns an error.
+func (tx *Tx) Each(bucket, prefix string, fn func(key string, raw []byte) error) error {
+	b, err := tx.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, v := c.Seek([]byte(prefix)); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == prefix; k, v = c.Next() {
+		if err := fn(string(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Put stores one value in its own durable transaction.
+func Put(db *DB, bucket, key string, v any) error {
+	return db.Update(func(tx *Tx) error { return tx.Put(bucket, key, v) })
+}
+
+// Get reads one value.
+func Get[T any](db *DB, bucket, key string) (T, error) {
+	var v T
+	err := db.View(func(tx *Tx) error { return tx.Get(bucket, key, &v) })
+	return v, err
+}
+
+// Delete removes one key in its own durable transaction.
+func Delete(db *DB, bucket, key string) error {
+	return db.Update(func(tx *Tx) error { return tx.Delete(bucket, key) })
+}
+
+// List decodes every value under prefix, in key order.
+func List[T any](db *DB, bucket, prefix string) ([]T, error) {
+	var out []T
+	err := db.View(func(tx *Tx) error {
+		return tx.Each(bucket, prefix, func(key string, raw []byte) error {
+			var v T
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return fmt.Errorf("list %s/%s: %w", bucket, key, err)
+			}
+			out = append(out, v)
+			return nil
+		})
+	})
+	return out, err
+}
