@@ -1,0 +1,150 @@
+package broker
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// testRules returns the rule set shared by the table and broker tests: the
+// service account, d1 in zones z1 and z2, d2 in zone z3. Hashes are only
+// needed where a broker checks passwords, so the caller passes them in.
+func testRules(svcHash, d1Hash, d2Hash string) Rules {
+	return Rules{Site: "demo", Accounts: []Account{
+		{Username: ServiceUsername, PasswordHash: svcHash, Role: RoleService},
+		{Username: "d1", PasswordHash: d1Hash, Role: RoleDevice, DeviceID: "d1", Zones: []string{"z1", "z2"}},
+		{Username: "d2", PasswordHash: d2Hash, Role: RoleDevice, Zones: []string{"z3"}},
+	}}
+}
+
+func TestRulesAllowed(t *testing.T) {
+	r := testRules("", "", "")
+	const p = "loalang/v1/demo/"
+	cases := []struct {
+		user, topic string
+		write, want bool
+	}{
+		// A device publishes anything under its own dev/<id>/.
+		{"d1", p + "dev/d1/status", true, true},
+		{"d1", p + "dev/d1/heartbeat", true, true},
+		{"d1", p + "dev/d1/reply", true, true},
+		{"d1", p + "dev/d1/report", true, true},
+		{"d1", p + "dev/d1/clock", true, true},
+		{"d2", p + "dev/d2/status", true, true}, // DeviceID defaults to Username
+		// "#" also matches its parent level (MQTT 3.1.1 §4.7.1.2), in Mosquitto too.
+		{"d1", p + "dev/d1", true, true},
+		// ...but not another device's, a zone or outside the site.
+		{"d1", p + "dev/d2/status", true, false},
+		{"d1", p + "dev/d2/cmd", true, false},
+		{"d1", p + "dev/d10/status", true, false},
+		{"d1", p + "zone/z1/audio", true, false},
+		{"d1", p + "zone/z1/stream", true, false},
+		{"d1", "loalang/v1/other/dev/d1/status", true, false},
+		{"d1", p + "dev/+/status", true, false}, // wildcards are not topic names
+		{"d1", "", true, false},
+		// A device reads its own cmd and time and its zones' stream and audio.
+		{"d1", p + "dev/d1/cmd", false, true},
+		{"d1", p + "dev/d1/time", false, true},
+		{"d1", p + "zone/z1/stream", false, true},
+		{"d1", p + "zone/z1/audio", false, true},
+		{"d1", p + "zone/z2/audio", false, true},
+		// ...and nothing else: not its own status, other devices, other zones.
+		{"d1", p + "dev/d1/status", false, false},
+		{"d1", p + "dev/d2/cmd", false, false},
+		{"d1", p + "dev/d2/time", false, false},
+		{"d1", p + "zone/z3/audio", false, false},
+		{"d1", p + "zone/z3/stream", false, false},
+		{"d2", p + "zone/z1/audio", false, false},
+		// Wildcard subscriptions are allowed only if wholly covered.
+		{"d1", p + "#", false, false},
+		{"d1", "#", false, false},
+		{"d1", p + "dev/+/cmd", false, false},
+		{"d1", p + "zone/+/audio", false, false},
+		{"d1", p + "dev/d1/#", false, false}, // would include its own status
+		{"d1", p + "dev/d1/+", false, false},
+		{"d1", "$SYS/#", false, false},
+		{"d1", "$share/g/" + p + "dev/d1/cmd", false, false},
+		// The service account reads and writes everything under the prefix.
+		{ServiceUsername, p + "dev/d1/cmd", true, true},
+		{ServiceUsername, p + "zone/z9/audio", true, true},
+		{ServiceUsername, p + "#", false, true},
+		{ServiceUsername, p + "dev/+/status", false, true},
+		{ServiceUsername, p + "dev/d1/status", false, true},
+		// ...but nothing outside it.
+		{ServiceUsername, "#", false, false},
+		{ServiceUsername, "loalang/v1/+/dev/d1/status", false, false},
+		{ServiceUsername, "loalang/v1/other/dev/d1/cmd", true, false},
+		{ServiceUsername, "$SYS/broker/uptime", false, false},
+		// Anonymous and unknown users get nothing.
+		{"", p + "dev/d1/status", true, false},
+		{"", p + "dev/d1/cmd", false, false},
+		{"d3", p + "dev/d3/status", true, false},
+		{"D1", p + "dev/d1/status", true, false},
+	}
+	for _, c := range cases {
+		if got := r.Allowed(c.user, c.topic, c.write); got != c.want {
+			t.Errorf("Allowed(%q, %q, write=%v) = %v, want %v", c.user, c.topic, c.write, got, c.want)
+		}
+	}
+}
+
+func TestCovers(t *testing.T) {
+	cases := []struct {
+		grant, filter string
+		want          bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/b", "a/b/c", false},
+		{"a/b", "a", false},
+		{"a/#", "a", true}, // "#" includes the parent level (MQTT 3.1.1 §4.7.1.2)
+		{"a/#", "a/b/c", true},
+		{"a/#", "a/#", true},
+		{"a/#", "a/+", true},
+		{"a/#", "#", false},
+		{"a/+", "a/b", true},
+		{"a/+", "a/+", true},
+		{"a/+", "a/#", false},
+		{"a/+", "a/b/c", false},
+		{"a/b", "a/+", false},
+		{"+/x", "$SYS/x", false},
+		{"#", "$SYS/x", false},
+	}
+	for _, c := range cases {
+		if got := covers(c.grant, c.filter); got != c.want {
+			t.Errorf("covers(%q, %q) = %v, want %v", c.grant, c.filter, got, c.want)
+		}
+	}
+}
+
+func TestRulesValidate(t *testing.T) {
+	h, err := HashPassword("secret-for-validate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := testRules(h, h, h)
+	if err := good.Validate(); err != nil {
+		t.Fatalf("valid rules: %v", err)
+	}
+	bad := map[string]func(r *Rules){
+		"empty site":      func(r *Rules) { r.Site = "" },
+		"wildcard site":   func(r *Rules) { r.Site = "de+mo" },
+		"slash user":      func(r *Rules) { r.Accounts[1].Username = "d1/x" },
+		"colon user":      func(r *Rules) { r.Accounts[1].Username = "d1:x" },
+		"space user":      func(r *Rules) { r.Accounts[1].Username = "d 1" },
+		"duplicate user":  func(r *Rules) { r.Accounts[2].Username = "d1" },
+		"hash zone":       func(r *Rules) { r.Accounts[1].Zones = []string{"#"} },
+		"bad device id":   func(r *Rules) { r.Accounts[1].DeviceID = "+" },
+		"no role":         func(r *Rules) { r.Accounts[1].Role = 0 },
+		"plain password":  func(r *Rules) { r.Accounts[1].PasswordHash = "secret" },
+		"newline in hash": func(r *Rules) { r.Accounts[1].PasswordHash = h + "\nuser evil" },
+		"long name":       func(r *Rules) { r.Accounts[1].Username = strings.Repeat("x", 65) },
+	}
+	for name, mutate := range bad {
+		r := testRules(h, h, h)
+		r.Accounts = append([]Account(nil), r.Accounts...)
+		mutate(&r)
+		if err := r.Validate(); !errors.Is(err, ErrInvalidRules) {
+			t.Errorf("%s: Validate() = %v, want ErrInvalidRules", name, err)
+		}
+	}
+}
