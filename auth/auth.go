@@ -1,0 +1,144 @@
+// Package auth holds the domain of users: roles, password hashing, session
+// tokens and the failed-login limiter. It knows nothing of HTTP or storage.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Role is what a user may do.
+type Role string
+
+// Roles, DESIGN.md "Security model": least privilege.
+const (
+	// RoleAdmin provisions devices, users and cameras, and may do everything.
+	RoleAdmin Role = "admin"
+	// RoleHead is the village head: broadcasts and schedules.
+	RoleHead Role = "head"
+	// RolePolice is the commune police: the cameras they are allowed to see.
+	RolePolice Role = "police"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleAdmin || r == RoleHead || r == RolePolice }
+
+// User is a person who signs in. PasswordHash never leaves the daemon: it is
+// tagged out of JSON responses by the web layer's own view type.
+type User struct {
+	Username     string    `json:"username"`
+	Role         Role      `json:"role"`
+	PasswordHash string    `json:"password_hash"`
+	Cameras      []string  `json:"cameras,omitempty"` // police: camera ids they may view
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// MayView reports whether u may watch camera id.
+func (u User) MayView(camera string) bool {
+	return u.Role == RoleAdmin || (u.Role == RolePolice && slices.Contains(u.Cameras, camera))
+}
+
+// Errors returned by this package.
+var (
+	ErrBadPassword  = errors.New("wrong username or password")
+	ErrWeakPassword = errors.New("password must be 10–256 characters")
+	ErrBadUsername  = errors.New("username must be 1–32 letters, digits, '.', '-' or '_'")
+	ErrRateLimited  = errors.New("too many failed logins; try again later")
+)
+
+// ValidUsername checks a username.
+func ValidUsername(name string) error {
+	if name == "" || len(name) > 32 {
+		return ErrBadUsername
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_", r)) {
+			return ErrBadUsername
+		}
+	}
+	return nil
+}
+
+// argon2id parameters: RFC 9106 §4 second recommended option (64 MiB,
+// t=3, p=4) scaled to a 2-core mini-PC: 19 MiB, t=2, p=1 as OWASP lists.
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+)
+
+// HashPassword hashes a password with argon2id (RFC 9106) in the PHC string
+// format: $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>.
+func HashPassword(pw string) (string, error) {
+	if n := len([]rune(pw)); n < 10 || n > 256 {
+		return "", ErrWeakPassword
+	}
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	enc := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+}
+
+// VerifyPassword checks pw against a hash made by HashPassword, in constant
+// time.
+func VerifyPassword(hash, pw string) bool {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m > 1<<20 || t > 10 || p == 0 {
+		return false
+	}
+	enc := base64.RawStdEncoding
+	salt, err1 := enc.DecodeString(parts[4])
+	want, err2 := enc.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// RandomSecret returns n random bytes as URL-safe base64: passwords,
+// device secrets and session tokens.
+func RandomSecret(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		// crypto/rand.Read never fails on Linux (Go 1.24+ documents it panics internally instead).
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// TokenKey is the storage key of a session token: its SHA-256, so a stolen
+// store file holds no usable tokens.
+func TokenKey(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// Session is a signed-in user's token record.
+type Session struct {
+	Username string    `json:"username"`
+	Expires  time.Time `json:"expires"`
+	// CSRF is the per-session anti-CSRF token for cookie sessions.
+	CSRF string `json:"csrf,omitempty"`
+}
