@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -238,8 +241,11 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 	user := string(pk.Connect.Username)
 	acct, ok := h.policy.Load().accounts[user]
 	switch {
-	case !ok || !pk.Connect.PasswordFlag:
+	case !ok:
 		h.Log.Info("connect refused", "reason", "unknown user", "user", user, "remote", cl.Net.Remote)
+		return false
+	case !pk.Connect.PasswordFlag:
+		h.Log.Info("connect refused", "reason", "no password", "user", user, "remote", cl.Net.Remote)
 		return false
 	case !VerifyPassword(acct.hash, string(pk.Connect.Password)):
 		h.Log.Info("connect refused", "reason", "bad password", "user", user, "remote", cl.Net.Remote)
@@ -263,16 +269,50 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return false
 }
 
-// messageHandler names mochi's records that have an empty message (its
-// listener logs connection errors that way), keeping messages constant.
+// messageHandler adapts mochi's logging to loalang's conventions: it names the
+// records mochi leaves without a message (its listener logs every ended
+// connection that way, at WARN), demotes routine disconnects and refusals the
+// hook already logged to DEBUG, logs client packet errors (which close the
+// client's connection) at INFO rather than WARN, and strips packet dumps, which can carry
+// payloads, from "error processing packet" records.
 type messageHandler struct{ slog.Handler }
 
-// Handle forwards r, naming it if mochi left the message empty.
+// Handle forwards r after the adaptations above.
 func (h messageHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "" {
-		r.Message = "connection ended"
+	const packetErr = "error processing packet"
+	if r.Message != "" && r.Message != packetErr {
+		return h.Handler.Handle(ctx, r)
 	}
-	return h.Handler.Handle(ctx, r)
+	msg, level := r.Message, slog.LevelInfo
+	if msg == "" {
+		msg = "connection ended"
+	}
+	var attrs []slog.Attr
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "pk":
+			return true
+		case "error":
+			if err, ok := a.Value.Any().(error); ok && r.Message == "" && routineDisconnect(err) {
+				level = slog.LevelDebug
+			}
+		}
+		attrs = append(attrs, a)
+		return true
+	})
+	if !h.Handler.Enabled(ctx, level) {
+		return nil
+	}
+	out := slog.NewRecord(r.Time, level, msg, r.PC)
+	out.AddAttrs(attrs...)
+	return h.Handler.Handle(ctx, out)
+}
+
+// routineDisconnect reports errors that end connections in normal operation or
+// that the hook has already logged.
+func routineDisconnect(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, packets.ErrBadUsernameOrPassword) || errors.Is(err, packets.ErrNotAuthorized)
 }
 
 // WithAttrs keeps the wrapper around the derived handler.
