@@ -1,0 +1,340 @@
+package schedule
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/teambition/rrule-go"
+)
+
+// plan is a compiled schedule: the parsed rule plus its zone and window.
+type plan struct {
+	loc   *time.Location
+	at    time.Time
+	ropt  *rrule.ROption // defaults made explicit, Dtstart = anchor
+	count bool           // COUNT given: the set must be walked from the anchor
+	cron  *cron.SpecSchedule
+	from  time.Time
+	until time.Time
+}
+
+// cronParser accepts the classic 5 fields, an optional leading seconds field
+// and descriptors such as @daily.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour |
+	cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// compile parses the schedule's rule. Errors are *FieldError.
+func (s *Schedule) compile() (*plan, error) {
+	loc, err := s.Location()
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{loc: loc, from: s.From, until: s.Until}
+	switch {
+	case !s.At.IsZero():
+		p.at = s.At
+	case s.RRule != "":
+		anchor := s.From
+		if anchor.IsZero() {
+			anchor = s.CreatedAt
+		}
+		if anchor.IsZero() {
+			// A fixed anchor keeps INTERVAL phases deterministic when the
+			// schedule carries no dates at all (tests, previews).
+			anchor = time.Date(2000, 1, 1, 0, 0, 0, 0, loc)
+		}
+		a := anchor.In(loc)
+		anchor = time.Date(a.Year(), a.Month(), a.Day(), 0, 0, 0, 0, loc)
+		if p.ropt, p.count, err = parseRRule(s.RRule, loc, anchor); err != nil {
+			return nil, err
+		}
+	case s.Cron != "":
+		if p.cron, err = parseCron(s.Cron, loc); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fieldErr("at|rrule|cron", "exactly one of at, rrule and cron is required, got 0", nil)
+	}
+	return p, nil
+}
+
+// parseRRule parses an RFC 5545 §3.3.10 RECUR value, optionally preceded by
+// a DTSTART line, and makes every default that rrule-go would derive from
+// DTSTART explicit, so that DTSTART can later be moved forward by whole
+// periods without changing the set.
+func parseRRule(text string, loc *time.Location, anchor time.Time) (opt *rrule.ROption, hasCount bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			opt, err = nil, fieldErr("rrule", "cannot parse", fmt.Errorf("%v", r))
+		}
+	}()
+	text = strings.TrimSpace(text)
+	body := text
+	if i := strings.LastIndexByte(text, '\n'); i >= 0 {
+		body = text[i+1:]
+	}
+	body = strings.TrimPrefix(strings.TrimSpace(body), "RRULE:")
+	for _, part := range strings.Split(body, ";") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "COUNT":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, false, fieldErr("rrule", "COUNT must be a positive integer (RFC 5545 §3.3.10)", ErrNeverFires)
+			}
+			if n > MaxCount {
+				return nil, false, fieldErr("rrule", fmt.Sprintf("COUNT above %d", MaxCount), nil)
+			}
+			hasCount = true
+		case "INTERVAL":
+			if n, err := strconv.Atoi(v); err != nil || n <= 0 {
+				return nil, false, fieldErr("rrule", "INTERVAL must be a positive integer (RFC 5545 §3.3.10)", nil)
+			}
+		}
+	}
+	o, err := rrule.StrToROptionInLocation(text, loc)
+	if err != nil {
+		return nil, false, fieldErr("rrule", "cannot parse", err)
+	}
+	if _, err := rrule.NewRRule(*o); err != nil {
+		return nil, false, fieldErr("rrule", "out of range", err)
+	}
+	if impossibleMonthDay(o) {
+		return nil, false, fieldErr("rrule", "BYMONTHDAY does not exist in any BYMONTH", ErrNeverFires)
+	}
+	if o.Dtstart.IsZero() {
+		o.Dtstart = anchor
+	} else {
+		o.Dtstart = o.Dtstart.In(loc)
+	}
+	fillDefaults(o)
+	return o, hasCount, nil
+}
+
+// impossibleMonthDay catches rules such as BYMONTH=2;BYMONTHDAY=31 whose
+// expansion would otherwise scan every year up to 9999 before giving up.
+func impossibleMonthDay(o *rrule.ROption) bool {
+	if len(o.Bymonth) == 0 || len(o.Bymonthday) == 0 {
+		return false
+	}
+	maxDays := 0
+	for _, m := range o.Bymonth {
+		maxDays = max(maxDays, time.Date(2024, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()) // 2024: leap year
+	}
+	for _, d := range o.Bymonthday {
+		if d < 0 {
+			d = -d
+		}
+		if d <= maxDays {
+			return false
+		}
+	}
+	return true
+}
+
+var pyWeekday = [...]rrule.Weekday{rrule.SU, rrule.MO, rrule.TU, rrule.WE, rrule.TH, rrule.FR, rrule.SA}
+
+// fillDefaults mirrors rrule-go's buildRRule defaults (RFC 5545 §3.3.10:
+// missing BYxxx parts are taken from DTSTART).
+func fillDefaults(o *rrule.ROption) {
+	d := o.Dtstart
+	if len(o.Byweekno) == 0 && len(o.Byyearday) == 0 && len(o.Bymonthday) == 0 &&
+		len(o.Byweekday) == 0 && len(o.Byeaster) == 0 {
+		switch o.Freq {
+		case rrule.YEARLY:
+			if len(o.Bymonth) == 0 {
+				o.Bymonth = []int{int(d.Month())}
+			}
+			o.Bymonthday = []int{d.Day()}
+		case rrule.MONTHLY:
+			o.Bymonthday = []int{d.Day()}
+		case rrule.WEEKLY:
+			o.Byweekday = []rrule.Weekday{pyWeekday[d.Weekday()]}
+		}
+	}
+	if len(o.Byhour) == 0 && o.Freq < rrule.HOURLY {
+		o.Byhour = []int{d.Hour()}
+	}
+	if len(o.Byminute) == 0 && o.Freq < rrule.MINUTELY {
+		o.Byminute = []int{d.Minute()}
+	}
+	if len(o.Bysecond) == 0 && o.Freq < rrule.SECONDLY {
+		o.Bysecond = []int{d.Second()}
+	}
+	if o.Interval < 1 {
+		o.Interval = 1
+	}
+}
+
+func parseCron(spec string, loc *time.Location) (sched *cron.SpecSchedule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			sched, err = nil, fieldErr("cron", "cannot parse", fmt.Errorf("%v", r))
+		}
+	}()
+	spec = strings.TrimSpace(spec)
+	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+		return nil, fieldErr("cron", "TZ= prefix not allowed; set time_zone", nil)
+	}
+	if strings.HasPrefix(spec, "@every") {
+		return nil, fieldErr("cron", "@every is relative to the query time, not the calendar; use an rrule", nil)
+	}
+	c, err := cronParser.Parse(spec)
+	if err != nil {
+		return nil, fieldErr("cron", "cannot parse", err)
+	}
+	ss, ok := c.(*cron.SpecSchedule)
+	if !ok {
+		return nil, fieldErr("cron", "unsupported expression", nil)
+	}
+	cp := *ss
+	cp.Location = loc
+	return &cp, nil
+}
+
+// iter returns a generator of occurrences strictly after after, within the
+// validity window, in ascending order and in UTC.
+func (p *plan) iter(after time.Time) func() (time.Time, bool) {
+	start := after
+	if !p.from.IsZero() && p.from.Add(-time.Nanosecond).After(start) {
+		start = p.from.Add(-time.Nanosecond)
+	}
+	inWindow := func(t time.Time) (ok, done bool) {
+		if !p.until.IsZero() && t.After(p.until) {
+			return false, true
+		}
+		return t.After(after) && (p.from.IsZero() || !t.Before(p.from)), false
+	}
+	done := false
+	switch {
+	case !p.at.IsZero():
+		return func() (time.Time, bool) {
+			if done {
+				return time.Time{}, false
+			}
+			done = true
+			if ok, _ := inWindow(p.at); ok {
+				return p.at.UTC(), true
+			}
+			return time.Time{}, false
+		}
+	case p.cron != nil:
+		cur := start
+		return func() (time.Time, bool) {
+			for !done {
+				t := p.cron.Next(cur)
+				if t.IsZero() {
+					done = true
+					break
+				}
+				cur = t
+				ok, end := inWindow(t)
+				if end {
+					done = true
+					break
+				}
+				if ok {
+					return t.UTC(), true
+				}
+			}
+			return time.Time{}, false
+		}
+	case p.ropt != nil:
+		o := *p.ropt
+		if !p.count {
+			o.Dtstart = shiftStart(&o, start)
+		}
+		r, err := rrule.NewRRule(o)
+		if err != nil {
+			return func() (time.Time, bool) { return time.Time{}, false }
+		}
+		next := r.Iterator()
+		return func() (time.Time, bool) {
+			for !done {
+				t, ok := next()
+				if !ok {
+					done = true
+					break
+				}
+				ok, end := inWindow(t)
+				if end {
+					done = true
+					break
+				}
+				if ok {
+					return t.UTC(), true
+				}
+			}
+			return time.Time{}, false
+		}
+	}
+	return func() (time.Time, bool) { return time.Time{}, false }
+}
+
+// shiftStart moves DTSTART forward by a whole number of recurrence periods
+// so that it lands at least one full period before target. With every
+// BYxxx default already explicit and no COUNT, the recurrence set from the
+// new DTSTART on equals the original one, and expansion no longer walks
+// every period since the anchor (a MINUTELY rule created a year ago would
+// otherwise cost half a million steps per query).
+func shiftStart(o *rrule.ROption, target time.Time) time.Time {
+	anchor := o.Dtstart
+	loc := anchor.Location()
+	t := target.In(loc)
+	if !t.After(anchor) {
+		return anchor
+	}
+	iv := max(o.Interval, 1)
+	switch o.Freq {
+	case rrule.YEARLY:
+		k := (t.Year() - anchor.Year() - iv - 1) / iv
+		if k <= 0 {
+			return anchor
+		}
+		return time.Date(anchor.Year()+k*iv, 1, 1, 0, 0, 0, 0, loc)
+	case rrule.MONTHLY:
+		months := (t.Year()-anchor.Year())*12 + int(t.Month()) - int(anchor.Month())
+		k := (months - iv - 1) / iv
+		if k <= 0 {
+			return anchor
+		}
+		return time.Date(anchor.Year(), anchor.Month()+time.Month(k*iv), 1, 0, 0, 0, 0, loc)
+	}
+	var stride int // days after which the wall-clock phase repeats
+	switch o.Freq {
+	case rrule.WEEKLY:
+		stride = 7 * iv
+	case rrule.DAILY:
+		stride = iv
+	case rrule.HOURLY:
+		stride = iv / gcd(iv, 24)
+	case rrule.MINUTELY:
+		stride = iv / gcd(iv, 24*60)
+	case rrule.SECONDLY:
+		stride = iv / gcd(iv, 24*3600)
+	default:
+		return anchor
+	}
+	days := civilDay(t) - civilDay(anchor)
+	k := (days - stride - 1) / stride
+	if k <= 0 {
+		return anchor
+	}
+	return time.Date(anchor.Year(), anchor.Month(), anchor.Day()+k*stride,
+		anchor.Hour(), anchor.Minute(), anchor.Second(), 0, loc)
+}
+
+func civilDay(t time.Time) int {
+	y, m, d := t.Date()
+	return int(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400)
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
