@@ -1,0 +1,396 @@
+// Package daemon wires loalangd together: store, broker, MQTT client,
+// device presence, HTTP API and the broadcast, camera and hall services.
+// cmd/loalangd parses flags and calls it; end-to-end tests run it
+// in-process on :0 ports.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/broker"
+	"github.com/loalang/loalang/bus"
+	"github.com/loalang/loalang/config"
+	"github.com/loalang/loalang/device"
+	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/web"
+)
+
+// Version is the build's version, set with -ldflags.
+var Version = "dev"
+
+// Ready is the content of <data_dir>/ready.json: the addresses actually
+// bound, so callers using port 0 can find the daemon.
+type Ready struct {
+	HTTP string `json:"http"`
+	MQTT string `json:"mqtt"`
+}
+
+// Daemon is a running loalangd.
+type Daemon struct {
+	cfg     config.Config
+	base    *slog.Logger // without a component, for the parts' own loggers
+	log     *slog.Logger
+	topics  wire.Topics
+	db      *store.DB
+	broker  *broker.Embedded
+	bus     *bus.Client
+	devices *device.Registry
+	cmds    *device.Commander
+	web     *web.Server
+	metrics *prometheus.Registry
+	httpLn  net.Listener
+	httpSrv *http.Server
+	ready   Ready
+	audit   chan store.Event
+
+	closers   []func() error
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts every part of the daemon and writes ready.json. On error,
+// whatever was started is closed again.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (d *Daemon, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	d = &Daemon{cfg: cfg, base: log, log: log.With("component", "daemon"), topics: wire.MustTopics(cfg.Site), cancel: cancel,
+		audit: make(chan store.Event, 1024)}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	os.Remove(filepath.Join(cfg.DataDir, ReadyFile))
+	if d.db, err = store.Open(filepath.Join(cfg.DataDir, DBFile), lockTimeout); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, d.db.Close)
+	if created, err := bootstrapAdmin(d.db, cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("create admin: %w", err)
+	} else if created {
+		d.log.Info("created admin user", "password_file", filepath.Join(cfg.DataDir, AdminPassFile))
+	}
+	d.wg.Add(1)
+	go d.writeAudit()
+
+	if err := d.startMQTT(ctx); err != nil {
+		return nil, err
+	}
+	d.startWeb()
+	if err := d.listenHTTP(); err != nil {
+		return nil, err
+	}
+	raw, _ := json.Marshal(d.ready)
+	if err := writeSecretFile(filepath.Join(cfg.DataDir, ReadyFile), raw); err != nil {
+		return nil, fmt.Errorf("write ready file: %w", err)
+	}
+	d.wg.Add(1)
+	go d.sweep(ctx)
+	d.log.Info("ready", "http", d.ready.HTTP, "mqtt", d.ready.MQTT, "site", cfg.Site)
+	return d, nil
+}
+
+func (d *Daemon) startMQTT(ctx context.Context) error {
+	cfg := d.cfg
+	url, user, pass := cfg.MQTT.URL, cfg.MQTT.Username, ""
+	if url == "" {
+		// Embedded broker: the daemon's account gets a fresh secret per
+		// start; it never leaves this process.
+		pass = auth.RandomSecret(24)
+		hash, err := broker.HashPassword(pass)
+		if err != nil {
+			return err
+		}
+		user = broker.ServiceUsername
+		emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: cfg.MQTT.Listen}, broker.Rules{Site: cfg.Site}, d.base)
+		if err != nil {
+			return fmt.Errorf("embedded broker: %w", err)
+		}
+		if err := emb.Start(ctx); err != nil {
+			return err
+		}
+		d.broker = emb
+		d.closers = append(d.closers, emb.Close)
+		url = "tcp://" + emb.Addr()
+		d.ready.MQTT = emb.Addr()
+		devices, err := provision(d.db, cfg, firstNonEmpty(cfg.MQTT.PublicURL, url))
+		if err != nil {
+			return err
+		}
+		rules, err := brokerRules(d.db, cfg.Site, devices, hash)
+		if err != nil {
+			return err
+		}
+		if err := emb.SetRules(rules); err != nil {
+			return fmt.Errorf("embedded broker rules: %w", err)
+		}
+		d.initDevices(devices)
+	} else {
+		raw, err := os.ReadFile(cfg.MQTT.PasswordFile)
+		if err != nil {
+			return &config.Error{File: "config", Key: "mqtt.password_file", Reason: err.Error()}
+		}
+		pass = strings.TrimSpace(string(raw))
+		d.ready.MQTT = strings.TrimPrefix(strings.TrimPrefix(url, "tcp://"), "mqtt://")
+		devices, err := provision(d.db, cfg, firstNonEmpty(cfg.MQTT.PublicURL, url))
+		if err != nil {
+			return err
+		}
+		d.initDevices(devices)
+	}
+	d.bus = bus.New(bus.Config{URL: url, ClientID: "loalangd-" + cfg.Site, Username: user, Password: pass}, d.base)
+	d.closers = append(d.closers, d.bus.Close)
+	d.cmds = device.NewCommander(d.bus, d.topics, func(id string) bool { _, ok := d.devices.Get(id); return ok }, 5*time.Second)
+	d.subscribe()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.bus.Connect(cctx); err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	return nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (d *Daemon) initDevices(devices []device.Device) {
+	zones := make([]string, 0, len(d.cfg.Zones))
+	for _, z := range d.cfg.Zones {
+		zones = append(zones, z.ID)
+	}
+	d.devices = device.NewRegistry(devices, zones, d.cfg.MQTT.OfflineAfter, time.Now, func(c device.Change) {
+		action := "device.offline"
+		if c.Online {
+			action = "device.online"
+		}
+		d.recordAudit(store.Event{Time: c.At, Actor: c.ID, Action: action, Target: c.ID, Detail: map[string]any{"reason": c.Reason}})
+	})
+}
+
+// subscribe registers the device topics. Garbage payloads are counted and
+// dropped with a debug log: a device can never crash the daemon.
+func (d *Daemon) subscribe() {
+	malformed := func(m bus.Message, err error) {
+		d.log.Debug("dropped device payload", "topic", m.Topic, "err", err)
+	}
+	deviceID := func(m bus.Message) (string, bool) {
+		id, _, ok := d.topics.ParseDevice(m.Topic)
+		return id, ok
+	}
+	d.bus.Subscribe(d.topics.DeviceAll(wire.SufStatus), 1, func(m bus.Message) {
+		id, ok := deviceID(m)
+		if !ok || len(m.Payload) == 0 {
+			return
+		}
+		st, err := wire.Decode[wire.Status](m.Payload)
+		if err != nil {
+			malformed(m, err)
+			return
+		}
+		d.devices.HandleStatus(id, st)
+	})
+	d.bus.Subscribe(d.topics.DeviceAll(wire.SufHeartbeat), 0, func(m bus.Message) {
+		id, ok := deviceID(m)
+		if !ok {
+			return
+		}
+		hb, err := wire.Decode[wire.Heartbeat](m.Payload)
+		if err != nil {
+			malformed(m, err)
+			return
+		}
+		d.devices.HandleHeartbeat(id, hb)
+	})
+	d.bus.Subscribe(d.topics.DeviceAll(wire.SufReply), 1, func(m bus.Message) {
+		id, ok := deviceID(m)
+		if !ok {
+			return
+		}
+		r, err := wire.Decode[wire.Reply](m.Payload)
+		if err != nil {
+			malformed(m, err)
+			return
+		}
+		d.cmds.HandleReply(id, r)
+	})
+	d.bus.Subscribe(d.topics.DeviceAll(wire.SufClock), 0, d.answerClock)
+}
+
+// answerClock is the server half of the NTP-style exchange (RFC 5905 §8):
+// T2 is when paho received the request, T3 when the answer is sent.
+func (d *Daemon) answerClock(m bus.Message) {
+	id, _, ok := d.topics.ParseDevice(m.Topic)
+	if !ok {
+		return
+	}
+	req, err := wire.Decode[wire.ClockRequest](m.Payload)
+	if err != nil {
+		return
+	}
+	resp := wire.ClockResponse{Seq: req.Seq, T1: req.T1, T2: m.Received.UnixMicro()}
+	resp.T3 = max(time.Now().UnixMicro(), resp.T2)
+	payload, _ := wire.Encode(resp)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	// QoS 0: a lost answer is just a lost sample.
+	if err := d.bus.Publish(ctx, d.topics.Device(id, wire.SufTime), 0, false, payload); err != nil {
+		d.log.Debug("clock answer failed", "device", id, "err", err)
+	}
+}
+
+// recordAudit queues an event for the audit writer without blocking the
+// caller (an MQTT handler). If the queue is full it writes synchronously:
+// audit entries are never dropped.
+func (d *Daemon) recordAudit(e store.Event) {
+	select {
+	case d.audit <- e:
+	default:
+		if err := d.db.AppendAudit(e); err != nil {
+			d.log.Error("audit failed", "action", e.Action, "err", err)
+		}
+	}
+}
+
+// writeAudit batches queued audit events into one transaction each.
+func (d *Daemon) writeAudit() {
+	defer d.wg.Done()
+	for e := range d.audit {
+		batch := []store.Event{e}
+	more:
+		for len(batch) < 256 {
+			select {
+			case e, ok := <-d.audit:
+				if !ok {
+					break more
+				}
+				batch = append(batch, e)
+			default:
+				break more
+			}
+		}
+		if err := d.db.AppendAudit(batch...); err != nil {
+			d.log.Error("audit failed", "events", len(batch), "err", err)
+		}
+	}
+}
+
+func (d *Daemon) sweep(ctx context.Context) {
+	defer d.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.devices.Sweep()
+		}
+	}
+}
+
+func (d *Daemon) startWeb() {
+	d.metrics = prometheus.NewRegistry()
+	d.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "loalang_mqtt_connected", Help: "1 when the daemon's MQTT client is connected."},
+			func() float64 {
+				if d.bus.Connected() {
+					return 1
+				}
+				return 0
+			}),
+		newDeviceCollector(d.devices),
+	)
+	d.metrics.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information.", ConstLabels: prometheus.Labels{"version": Version}}))
+	d.web = web.New(web.Config{TokenTTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery},
+		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics}, d.base)
+}
+
+func (d *Daemon) listenHTTP() error {
+	ln, err := net.Listen("tcp", d.cfg.HTTP.Addr)
+	if err != nil {
+		return &config.Error{File: "config", Key: "http.addr", Reason: err.Error()}
+	}
+	d.httpLn = ln
+	d.ready.HTTP = ln.Addr().String()
+	d.httpSrv = &http.Server{Handler: d.web, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Ready returns the bound addresses.
+func (d *Daemon) Ready() Ready { return d.ready }
+
+// Run blocks until ctx ends, then closes the daemon. Cancellation is a
+// clean stop, not an error.
+func (d *Daemon) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return d.Close()
+}
+
+// Close stops everything in reverse order of start. It is idempotent.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		d.cancel()
+		var errs []error
+		if d.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			if err := d.httpSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+		// The audit writer drains before the store closes.
+		var storeClose func() error
+		for i := len(d.closers) - 1; i >= 0; i-- {
+			if i == 0 && d.db != nil {
+				storeClose = d.closers[0]
+				break
+			}
+			if err := d.closers[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		close(d.audit)
+		d.wg.Wait()
+		if storeClose != nil {
+			if err := storeClose(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		d.closeErr = errors.Join(errs...)
+	})
+	return d.closeErr
+}

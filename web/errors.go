@@ -1,0 +1,100 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/device"
+	"github.com/loalang/loalang/store"
+)
+
+// Errors of the HTTP layer itself.
+var (
+	errUnauthenticated = errors.New("authentication required")
+	errForbidden       = errors.New("your role may not do this")
+	errNotFound        = errors.New("no such resource")
+	errConflict        = errors.New("already exists")
+)
+
+// badRequestError is a client error with a reason naming the field.
+type badRequestError struct{ msg string }
+
+func (e *badRequestError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &badRequestError{fmt.Sprintf(format, args...)}
+}
+
+// StatusError lets feature packages attach a status to an error without
+// this package knowing them: the daemon registers mappings with MapError.
+type statusMapping struct {
+	target error
+	status int
+}
+
+var mappings []statusMapping
+
+// MapError registers the HTTP status for errors wrapping target. Call it
+// during start-up only.
+func MapError(target error, status int) { mappings = append(mappings, statusMapping{target, status}) }
+
+// status maps an error to its HTTP status: the one place where domain
+// errors meet HTTP.
+func status(err error) int {
+	var br *badRequestError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &br):
+		return http.StatusBadRequest
+	case errors.Is(err, errUnauthenticated), errors.Is(err, auth.ErrBadPassword):
+		return http.StatusUnauthorized
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, errNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, device.ErrUnknown):
+		return http.StatusNotFound
+	case errors.Is(err, errConflict):
+		return http.StatusConflict
+	case errors.Is(err, auth.ErrRateLimited):
+		return http.StatusTooManyRequests
+	case errors.Is(err, auth.ErrWeakPassword), errors.Is(err, auth.ErrBadUsername):
+		return http.StatusBadRequest
+	case errors.Is(err, device.ErrTimeout):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, device.ErrRejected):
+		return http.StatusBadGateway
+	}
+	for _, m := range mappings {
+		if errors.Is(err, m.target) {
+			return m.status
+		}
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers with {"error": "..."}; internal errors are logged and
+// shown only as a generic message.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := status(err)
+	msg := err.Error()
+	if code == http.StatusInternalServerError {
+		msg = "internal error"
+		LogFrom(r).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="loalang"`)
+	}
+	if code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "10")
+	}
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// WriteError is writeError for feature handlers registered with Handle.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) { writeError(w, r, err) }
+
+// WriteJSON is writeJSON for feature handlers registered with Handle.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }

@@ -1,0 +1,216 @@
+// Package web is loalangd's HTTP adapter: the JSON API under /api/v1, the
+// embedded web app, WHIP and WHEP. Every endpoint but /healthz checks a role;
+// errors map to statuses in one place (errors.go).
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/device"
+	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/store"
+)
+
+// Devices is the presence registry the API reads.
+type Devices interface {
+	List() []device.State
+}
+
+// Commands sends device commands.
+type Commands interface {
+	Send(ctx context.Context, id string, cmd wire.Command) (wire.Reply, error)
+}
+
+// Config holds the server's settings.
+type Config struct {
+	TokenTTL   time.Duration
+	LoginBurst int
+	LoginEvery time.Duration
+	// MaxBody bounds JSON request bodies.
+	MaxBody int64
+}
+
+// Server serves the API.
+type Server struct {
+	cfg      Config
+	db       *store.DB
+	devices  Devices
+	commands Commands
+	limiter  *auth.Limiter
+	log      *slog.Logger
+	registry *prometheus.Registry
+	mux      *http.ServeMux
+	now      func() time.Time
+}
+
+// Deps are the domain services behind the API.
+type Deps struct {
+	DB       *store.DB
+	Devices  Devices
+	Commands Commands
+	// Metrics is the registry /metrics serves; collectors are registered by
+	// the daemon.
+	Metrics *prometheus.Registry
+}
+
+// New returns a server with every route registered.
+func New(cfg Config, deps Deps, log *slog.Logger) *Server {
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	s := &Server{
+		cfg: cfg, db: deps.DB, devices: deps.Devices, commands: deps.Commands,
+		limiter:  auth.NewLimiter(cfg.LoginBurst, cfg.LoginEvery),
+		log:      log.With("component", "web"),
+		registry: deps.Metrics,
+		mux:      http.NewServeMux(),
+		now:      time.Now,
+	}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok\n"))
+	})
+	if s.registry != nil {
+		s.mux.Handle("GET /metrics", s.require(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP, auth.RoleAdmin))
+	}
+	s.mux.HandleFunc("POST /api/v1/login", s.handleLogin)
+	s.mux.HandleFunc("POST /api/v1/logout", s.require(s.handleLogout, auth.RoleAdmin, auth.RoleHead, auth.RolePolice))
+	s.mux.HandleFunc("GET /api/v1/me", s.require(s.handleMe, auth.RoleAdmin, auth.RoleHead, auth.RolePolice))
+	s.mux.HandleFunc("PUT /api/v1/me/password", s.require(s.handleOwnPassword, auth.RoleAdmin, auth.RoleHead, auth.RolePolice))
+	s.mux.HandleFunc("GET /api/v1/users", s.require(s.handleUsers, auth.RoleAdmin))
+	s.mux.HandleFunc("POST /api/v1/users", s.require(s.handleCreateUser, auth.RoleAdmin))
+	s.mux.HandleFunc("PUT /api/v1/users/{username}", s.require(s.handleUpdateUser, auth.RoleAdmin))
+	s.mux.HandleFunc("DELETE /api/v1/users/{username}", s.require(s.handleDeleteUser, auth.RoleAdmin))
+	s.mux.HandleFunc("GET /api/v1/devices", s.require(s.handleDevices, auth.RoleAdmin, auth.RoleHead))
+	s.mux.HandleFunc("POST /api/v1/devices/{id}/ping", s.require(s.handlePing, auth.RoleAdmin, auth.RoleHead))
+	s.mux.HandleFunc("POST /api/v1/devices/{id}/volume", s.require(s.handleVolume, auth.RoleAdmin, auth.RoleHead))
+	s.mux.HandleFunc("GET /api/v1/audit", s.require(s.handleAudit, auth.RoleAdmin))
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, errNotFound)
+	})
+}
+
+// Handle registers an extra route with a role check; features wired by the
+// daemon (broadcasts, cameras, schedules) add theirs through it.
+func (s *Server) Handle(pattern string, h http.HandlerFunc, roles ...auth.Role) {
+	if len(roles) == 0 {
+		s.mux.HandleFunc(pattern, h)
+		return
+	}
+	s.mux.HandleFunc(pattern, s.require(h, roles...))
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), logKey{}, s.log)))
+}
+
+type ctxKey struct{}
+
+type logKey struct{}
+
+// LogFrom returns the server's logger for a request.
+func LogFrom(r *http.Request) *slog.Logger {
+	if l, ok := r.Context().Value(logKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+// UserFrom returns the signed-in user of a request that passed a role check.
+func UserFrom(ctx context.Context) auth.User {
+	u, _ := ctx.Value(ctxKey{}).(auth.User)
+	return u
+}
+
+// require wraps h with authentication (a bearer token) and a role check:
+// no or bad token is 401, a wrong role 403.
+func (s *Server) require(h http.HandlerFunc, roles ...auth.Role) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, err := s.authenticate(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		allowed := false
+		for _, role := range roles {
+			allowed = allowed || u.Role == role
+		}
+		if !allowed {
+			writeError(w, r, errForbidden)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, u)))
+	}
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	return ""
+}
+
+func (s *Server) authenticate(r *http.Request) (auth.User, error) {
+	tok := bearer(r)
+	if tok == "" {
+		return auth.User{}, errUnauthenticated
+	}
+	sess, err := store.Get[auth.Session](s.db, store.Sessions, auth.TokenKey(tok))
+	if err != nil || s.now().After(sess.Expires) {
+		return auth.User{}, errUnauthenticated
+	}
+	u, err := store.Get[auth.User](s.db, store.Users, sess.Username)
+	if err != nil {
+		return auth.User{}, errUnauthenticated
+	}
+	return u, nil
+}
+
+// decode reads a bounded JSON body, rejecting unknown fields.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("body: %v", err)
+	}
+	return nil
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// audit records an event; a failure is logged, never shown to the caller
+// after the action itself succeeded.
+func (s *Server) audit(r *http.Request, action, target string, detail map[string]any) {
+	actor := UserFrom(r.Context()).Username
+	if err := s.db.AppendAudit(store.Event{Time: s.now(), Actor: actor, Action: action, Target: target, Detail: detail}); err != nil {
+		s.log.Error("audit failed", "action", action, "err", err)
+	}
+}
+
+// Audit records an event on behalf of feature handlers registered with Handle.
+func (s *Server) Audit(r *http.Request, action, target string, detail map[string]any) {
+	s.audit(r, action, target, detail)
+}
