@@ -1,0 +1,309 @@
+package broadcast
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/loalang/loalang/device/wire"
+)
+
+// liveQueue is how many packets (20 ms each) WritePacket buffers ahead of
+// the publishing goroutine before it drops.
+const liveQueue = 64
+
+type livePacket struct {
+	pkt []byte
+	at  time.Time
+}
+
+// Live is live speech in progress. WritePacket feeds it 20 ms Opus packets;
+// Close ends it cleanly.
+type Live struct {
+	id      string
+	pkts    chan livePacket
+	closing chan struct{}
+	done    chan struct{}
+
+	mu      sync.Mutex
+	ended   bool
+	closed  bool
+	dropped int
+}
+
+// ID returns the broadcast id of the live speech.
+func (l *Live) ID() string { return l.id }
+
+// Done is closed when the live broadcast has ended for any reason.
+func (l *Live) Done() <-chan struct{} { return l.done }
+
+func (l *Live) markEnded() {
+	l.mu.Lock()
+	l.ended = true
+	l.mu.Unlock()
+}
+
+// WritePacket queues one 20 ms Opus packet (RFC 6716) for broadcast. The
+// packet is copied. captured is its capture time on the engine's clock —
+// ideally mapped from the sender's RTP timestamps, arrival time otherwise;
+// zero means now. It never blocks: when the publisher falls behind by more
+// than 64 packets, the packet is dropped and counted. It returns ErrEnded
+// once the broadcast has ended.
+func (l *Live) WritePacket(pkt []byte, captured time.Time) error {
+	if len(pkt) == 0 || len(pkt) > wire.MaxOpusPacket {
+		return fmt.Errorf("%w: packet of %d bytes, want 1–%d", ErrInvalid, len(pkt), wire.MaxOpusPacket)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended || l.closed {
+		return ErrEnded
+	}
+	select {
+	case l.pkts <- livePacket{pkt: append([]byte(nil), pkt...), at: captured}:
+	default:
+		l.dropped++
+	}
+	return nil
+}
+
+// Close ends the live speech: queued packets are sent, the last frame is
+// flagged, and stop (reason "done") is published. It waits for that and is
+// idempotent.
+func (l *Live) Close() error {
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.closing)
+	}
+	l.mu.Unlock()
+	<-l.done
+	return nil
+}
+
+// Live starts live speech in req's zones, pre-empting lower priorities.
+// Live speech is never queued: if a zone is held by equal or higher
+// priority it returns ErrBusy naming the zone. The stream's start control
+// is published with the first packet, whose capture time becomes start_at.
+func (e *Engine) Live(ctx context.Context, req Request) (*Live, error) {
+	b, err := e.prepare(ctx, req, true)
+	if err != nil {
+		return nil, err
+	}
+	now := e.clock.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if z := e.blockedBy(b.rank, b.zones); z != "" {
+		return nil, fmt.Errorf("live in zone %q held by %s broadcast %s: %w", z, e.owner[z].b.req.Priority, e.owner[z].b.id, ErrBusy)
+	}
+	b.created = now
+	b.live = &Live{
+		id:      b.id,
+		pkts:    make(chan livePacket, liveQueue),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	e.register(b)
+	e.admit(b, b.zones, now)
+	return b.live, nil
+}
+
+// runLive publishes live packets as they come: frames of PacketsPerFrame
+// consecutive packets (fewer when a frame has waited its own duration),
+// PlayAt = start_at + seq·20 ms with the live play-out delay and FlagLive.
+func (e *Engine) runLive(seg *segment, l *Live) {
+	defer e.wg.Done()
+	defer close(l.done)
+	b := seg.b
+	ppf := e.cfg.PacketsPerFrame
+	frameDur := time.Duration(ppf) * packetDur
+	delayMS := uint16(e.cfg.LiveDelay / time.Millisecond)
+
+	e.mu.Lock()
+	maxAt := b.started.Add(e.cfg.MaxDuration)
+	e.mu.Unlock()
+	lastPkt := e.clock.Now()
+	started := false
+	var (
+		ctlBytes []byte
+		h        *hall
+		buf      [][]byte
+		bufSeq   uint32
+		bufAt    time.Time
+		nextSeq  uint32
+	)
+	defer func() {
+		if h != nil {
+			h.stop()
+		}
+	}()
+
+	flush := func(last bool) {
+		if len(buf) == 0 {
+			return
+		}
+		f := wire.Frame{
+			Flags:    wire.FlagLive,
+			StreamID: seg.id,
+			Seq:      bufSeq,
+			PlayAt:   seg.startAt.Add(time.Duration(bufSeq) * packetDur).UnixMicro(),
+			DelayMS:  delayMS,
+			Packets:  buf,
+		}
+		if last {
+			f.Flags |= wire.FlagLast
+		}
+		e.sendFrame(seg, h, f)
+		e.mu.Lock()
+		b.sent = int(bufSeq) + len(buf)
+		seg.next = b.sent
+		e.mu.Unlock()
+		buf = nil
+	}
+	handle := func(p livePacket) bool {
+		now := e.clock.Now()
+		lastPkt = now
+		at := p.at
+		if at.IsZero() {
+			at = now
+		}
+		if !started {
+			started = true
+			e.mu.Lock()
+			seg.startAt = at
+			ctl := e.startControl(seg)
+			e.mu.Unlock()
+			var err error
+			if ctlBytes, err = wire.Encode(ctl); err != nil {
+				return false
+			}
+			h = &hall{e: e, ctx: seg.ctx, ctl: ctl}
+			if attempted, ok := e.sendStarts(seg, ctlBytes); attempted > 0 && ok == 0 {
+				return false
+			}
+		}
+		seq := nextSeq
+		if at.Sub(seg.startAt.Add(time.Duration(seq)*packetDur)) > liveGap {
+			seq = uint32((at.Sub(seg.startAt) + packetDur/2) / packetDur)
+		}
+		if len(buf) > 0 && seq != bufSeq+uint32(len(buf)) {
+			flush(false)
+		}
+		if len(buf) == 0 {
+			bufSeq, bufAt = seq, now
+		}
+		buf = append(buf, p.pkt)
+		nextSeq = seq + 1
+		if len(buf) >= ppf {
+			flush(false)
+		}
+		return true
+	}
+	end := func(wireReason, state, reason string) {
+		e.sendStops(seg, wireReason)
+		now := e.clock.Now()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if seg.removed {
+			return
+		}
+		for z := range seg.zones {
+			b.legs[z].state = ZoneDone
+		}
+		for _, lg := range b.legs {
+			if lg.state == ZoneSuspended {
+				lg.state = ZoneDone
+			}
+		}
+		e.dropSegment(seg)
+		if state == StateDone {
+			e.settle(b, now)
+		} else {
+			for _, lg := range b.legs {
+				if lg.state == ZoneDone {
+					lg.state = ZoneStopped
+				}
+			}
+			e.finish(b, state, reason, now)
+		}
+		e.pass(now)
+		l.mu.Lock()
+		dropped := l.dropped
+		l.mu.Unlock()
+		if dropped > 0 {
+			e.log.Warn("live packets dropped", "id", b.id, "dropped", dropped)
+		}
+	}
+	fail := func() {
+		now := e.clock.Now()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if seg.removed {
+			return
+		}
+		for z := range seg.zones {
+			b.legs[z].state = ZoneFailed
+		}
+		e.dropSegment(seg)
+		e.finish(b, StateFailed, "no zone accepted the stream start", now)
+		e.pass(now)
+	}
+
+	for {
+		now := e.clock.Now()
+		if !now.Before(maxAt) {
+			flush(true)
+			end(ReasonExpired, StateStopped, "maximum duration reached")
+			return
+		}
+		if now.Sub(lastPkt) >= liveIdle {
+			flush(true)
+			end(ReasonDone, StateStopped, "no live audio for 30s")
+			return
+		}
+		if len(buf) > 0 && now.Sub(bufAt) >= frameDur {
+			flush(false)
+		}
+		if started {
+			e.sendStarts(seg, ctlBytes)
+		}
+		wait := min(maxAt.Sub(now), lastPkt.Add(liveIdle).Sub(now))
+		if len(buf) > 0 {
+			wait = min(wait, bufAt.Add(frameDur).Sub(now))
+		}
+		c, stop := e.timer(wait)
+		select {
+		case p := <-l.pkts:
+			stop()
+			if !handle(p) {
+				fail()
+				return
+			}
+		case <-c:
+		case <-seg.kick:
+			stop()
+		case <-l.closing:
+			stop()
+			for drained := false; !drained; {
+				select {
+				case p := <-l.pkts:
+					if !handle(p) {
+						fail()
+						return
+					}
+				default:
+					drained = true
+				}
+			}
+			flush(true)
+			end(ReasonDone, StateDone, "")
+			return
+		case <-seg.ctx.Done():
+			stop()
+			return
+		}
+	}
+}
