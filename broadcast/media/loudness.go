@@ -119,26 +119,107 @@ func TruePeak(pcm []float32) float64 {
 	return float64(peak)
 }
 
+// maxLimitDB is the most gain reduction Normalize asks of the limiter.
+// Speech typically has 18–24 dB between its peaks and its integrated
+// loudness, so at -16 LUFS with a -1 dBFS ceiling its peaks must come down by
+// up to about 8 dB; a 5 ms look-ahead limiter does that without audible
+// distortion on speech. Material that would need more is left quieter than
+// the target instead.
+const maxLimitDB = 10.0
+
 // Normalize scales a mono 48 kHz signal in place so its integrated loudness
-// is targetLUFS, but never so far that its true peak exceeds ceilingDB
-// (dBFS): the gain is simply lowered, so nothing clips and no limiter
-// colours the sound, at the price of very peaky recordings ending up quieter
-// than the target. It returns the applied gain in dB and the loudness
-// measured before. Silent input (nothing above the -70 LKFS gate) is
-// ErrSilent.
+// is targetLUFS (ITU-R BS.1770-4), and keeps its true peak at or below
+// ceilingDB (dBFS) with a look-ahead peak limiter that reduces gain by at
+// most maxLimitDB; beyond that the overall gain is lowered instead. It
+// returns the applied make-up gain in dB and the loudness measured before.
+// Silent input (nothing above the -70 LKFS gate) is ErrSilent.
 func Normalize(pcm []float32, targetLUFS, ceilingDB float64) (gainDB, measured float64, err error) {
 	measured, ok := IntegratedLoudness(pcm)
 	if !ok {
 		return 0, measured, fmt.Errorf("audio has no signal above -70 LUFS: %w", ErrSilent)
 	}
 	gainDB = targetLUFS - measured
-	if peak := TruePeak(pcm); peak > 0 {
-		peakDB := 20 * math.Log10(peak)
-		gainDB = math.Min(gainDB, ceilingDB-peakDB)
+	peak := TruePeak(pcm)
+	if peak > 0 {
+		gainDB = math.Min(gainDB, ceilingDB+maxLimitDB-20*math.Log10(peak))
 	}
 	g := float32(math.Pow(10, gainDB/20))
 	for i := range pcm {
 		pcm[i] *= g
 	}
+	ceiling := math.Pow(10, ceilingDB/20)
+	if peak*float64(g) <= ceiling {
+		return gainDB, measured, nil
+	}
+	// Limit sample peaks 0.5 dB under the ceiling to leave room for
+	// inter-sample peaks, then make sure with a true-peak measurement.
+	limitPeaks(pcm, float32(ceiling*math.Pow(10, -0.5/20)))
+	if tp := TruePeak(pcm); tp > ceiling {
+		c := float32(ceiling / tp)
+		for i := range pcm {
+			pcm[i] *= c
+		}
+	}
 	return gainDB, measured, nil
+}
+
+// Limiter timing at 48 kHz: 5 ms look-ahead (the gain ramps down over it
+// before a peak arrives) and an 80 ms release time constant.
+const (
+	limiterLookahead = OpusRate * 5 / 1000
+	limiterRelease   = OpusRate * 80 / 1000
+)
+
+// limitPeaks is a look-ahead brick-wall limiter: afterwards no sample
+// exceeds ceiling in magnitude. The gain needed at each sample is spread
+// over a forward minimum of look-ahead length, recovers exponentially, and is
+// smoothed by a moving average of the same length; every average it takes
+// covers the sample's own requirement, so the result never exceeds it.
+func limitPeaks(pcm []float32, ceiling float32) {
+	n := len(pcm)
+	if n == 0 {
+		return
+	}
+	L := limiterLookahead
+	req := make([]float32, n)
+	for i, v := range pcm {
+		a := max(v, -v)
+		req[i] = 1
+		if a > ceiling {
+			req[i] = ceiling / a
+		}
+	}
+	// h[i] = min(req[i : i+L]) with a monotonic deque.
+	h := make([]float32, n)
+	dq := make([]int, 0, L+1)
+	for i := n - 1; i >= 0; i-- {
+		for len(dq) > 0 && req[dq[len(dq)-1]] >= req[i] {
+			dq = dq[:len(dq)-1]
+		}
+		dq = append(dq, i)
+		if dq[0] >= i+L {
+			dq = dq[1:]
+		}
+		h[i] = req[dq[0]]
+	}
+	// Release: recover toward 1 no faster than the time constant.
+	alpha := float32(1 / float64(limiterRelease))
+	prev := float32(1)
+	for i := range h {
+		prev = min(h[i], prev+(1-prev)*alpha)
+		h[i] = prev
+	}
+	// Attack smoothing: mean of h over [i-L+1, i] (h = 1 before the start).
+	var sum float64 = float64(L)
+	win := make([]float32, L)
+	for i := range win {
+		win[i] = 1
+	}
+	for i := range pcm {
+		sum += float64(h[i]) - float64(win[i%L])
+		win[i%L] = h[i]
+		g := float32(sum / float64(L))
+		g = min(g, req[i]) // guard against float rounding in the running sum
+		pcm[i] *= g
+	}
 }
