@@ -46,8 +46,7 @@ func (s *Schedule) compile() (*plan, error) {
 			// schedule carries no dates at all (tests, previews).
 			anchor = time.Date(2000, 1, 1, 0, 0, 0, 0, loc)
 		}
-		a := anchor.In(loc)
-		anchor = time.Date(a.Year(), a.Month(), a.Day(), 0, 0, 0, 0, loc)
+		anchor = anchor.In(loc).Truncate(time.Second)
 		if p.ropt, p.count, err = parseRRule(s.RRule, loc, anchor); err != nil {
 			return nil, err
 		}
@@ -105,12 +104,18 @@ func parseRRule(text string, loc *time.Location, anchor time.Time) (opt *rrule.R
 	if impossibleMonthDay(o) {
 		return nil, false, fieldErr("rrule", "BYMONTHDAY does not exist in any BYMONTH", ErrNeverFires)
 	}
+	// RFC 5545 takes missing BYxxx parts from DTSTART. Without an explicit
+	// DTSTART the anchor is an instant (creation time), not a time of day
+	// anyone chose, so missing BYHOUR/BYMINUTE/BYSECOND mean 0 instead.
+	defaults := o.Dtstart
 	if o.Dtstart.IsZero() {
 		o.Dtstart = anchor
+		defaults = time.Date(anchor.Year(), anchor.Month(), anchor.Day(), 0, 0, 0, 0, loc)
 	} else {
 		o.Dtstart = o.Dtstart.In(loc)
+		defaults = o.Dtstart
 	}
-	fillDefaults(o)
+	fillDefaults(o, defaults)
 	return o, hasCount, nil
 }
 
@@ -138,9 +143,8 @@ func impossibleMonthDay(o *rrule.ROption) bool {
 var pyWeekday = [...]rrule.Weekday{rrule.SU, rrule.MO, rrule.TU, rrule.WE, rrule.TH, rrule.FR, rrule.SA}
 
 // fillDefaults mirrors rrule-go's buildRRule defaults (RFC 5545 §3.3.10:
-// missing BYxxx parts are taken from DTSTART).
-func fillDefaults(o *rrule.ROption) {
-	d := o.Dtstart
+// missing BYxxx parts are taken from DTSTART), taking them from d.
+func fillDefaults(o *rrule.ROption, d time.Time) {
 	if len(o.Byweekno) == 0 && len(o.Byyearday) == 0 && len(o.Bymonthday) == 0 &&
 		len(o.Byweekday) == 0 && len(o.Byeaster) == 0 {
 		switch o.Freq {

@@ -62,9 +62,10 @@ type Schedule struct {
 	// RRule is an RFC 5545 §3.3.10 recurrence rule, e.g.
 	// "FREQ=DAILY;BYHOUR=6;BYMINUTE=0", optionally preceded by a
 	// "DTSTART[;TZID=...]:..." line (RFC 5545 §3.8.2.4). Without DTSTART the
-	// rule is anchored at local midnight of From, else of CreatedAt, so an
-	// omitted BYHOUR/BYMINUTE/BYSECOND means 0 and an omitted BYDAY (WEEKLY)
-	// or BYMONTHDAY (MONTHLY) means the anchor's weekday or day.
+	// rule starts at From, else at CreatedAt (COUNT and INTERVAL count from
+	// there); an omitted BYHOUR/BYMINUTE/BYSECOND then means 0, and an
+	// omitted BYDAY (WEEKLY) or BYMONTHDAY (MONTHLY) the anchor's weekday or
+	// day in TimeZone.
 	RRule string `json:"rrule,omitempty"`
 	// Cron is a 5-field ("30 17 * * 1-5") or 6-field (leading seconds) cron
 	// expression, or a descriptor such as "@daily". "@every" and TZ= prefixes

@@ -299,7 +299,11 @@ func (s *Scheduler) handle(ctx context.Context, e *entry, now time.Time) error {
 	}
 	jump := ""
 	if s.jump != 0 {
-		jump = fmt.Sprintf("; wall clock stepped %+v", s.jump)
+		sign := "+"
+		if s.jump < 0 {
+			sign = ""
+		}
+		jump = fmt.Sprintf("; wall clock stepped %s%v", sign, s.jump)
 	}
 	last := occ[len(occ)-1]
 	for i, t := range occ[:len(occ)-1] {
