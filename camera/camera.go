@@ -1,0 +1,436 @@
+// Package camera relays RTSP cameras (H.264/H.265) to browsers over WebRTC
+// without transcoding: one RTSP ingest per camera, a GOP cache so a new
+// viewer starts on a keyframe at once, and a per-viewer packetizer and bounded
+// queue so viewers survive camera reconnects and a slow viewer never slows
+// the others. It has no HTTP: the web package calls Offer and Hangup for WHEP
+// (RFC 9725) POST and DELETE. See docs/cameras.md.
+package camera
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures the relay. Zero durations and sizes take the defaults of
+// DefaultConfig; UDPPort 0 means an ephemeral port (tests).
+type Config struct {
+	// UDPPort is the single UDP port all WebRTC media uses (ICE UDP mux,
+	// RFC 8445 host candidates). DefaultConfig sets 8189; 0 picks a free port.
+	UDPPort int
+	// ListenIP restricts the ICE sockets to one local address; "" means all.
+	ListenIP string
+	// ICETCP also accepts ICE over TCP (RFC 6544 passive candidates) on the
+	// same port number, for networks that block UDP.
+	ICETCP bool
+	// STUNServers are stun: URLs (RFC 7064). None by default: the village
+	// may be offline and public STUN would leak addresses.
+	STUNServers []string
+	// TURNServers are turn:/turns: URLs (RFC 7065) with TURNUsername and
+	// TURNCredential. The credential is a secret and never logged.
+	TURNServers                  []string
+	TURNUsername, TURNCredential string
+	// NAT1To1IPs are public addresses that replace the host candidates'
+	// addresses, for a box behind a 1:1 NAT.
+	NAT1To1IPs []string
+	// LoopbackCandidates gathers 127.0.0.1 candidates (UDP4 only), needed
+	// when the viewer runs on the same host (tests, headless Chromium).
+	LoopbackCandidates bool
+	// MaxViewersPerCamera and MaxViewers bound concurrent sessions; 0 means
+	// unlimited.
+	MaxViewersPerCamera, MaxViewers int
+	// HandshakeTimeout bounds Offer (camera describe + ICE gathering) and the
+	// time until the viewer's ICE/DTLS connection is up.
+	HandshakeTimeout time.Duration
+	// IdleClose is how long an on-demand camera keeps streaming after its
+	// last viewer left.
+	IdleClose time.Duration
+	// RTSPTimeout is the RTSP read/write timeout; a camera silent for this
+	// long is reconnected.
+	RTSPTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the exponential reconnect backoff.
+	ReconnectMin, ReconnectMax time.Duration
+	// ViewerQueueFrames and ViewerQueueDelay bound each viewer's queue; when
+	// either is exceeded the viewer skips to the next keyframe.
+	ViewerQueueFrames int
+	ViewerQueueDelay  time.Duration
+	// OnView, when set, receives one record per viewing session that reached
+	// the connected state, after it ended (for the audit trail). It is called
+	// from the session's goroutine and must not block for long.
+	OnView func(ViewRecord)
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		UDPPort:             8189,
+		MaxViewersPerCamera: 10,
+		MaxViewers:          50,
+		HandshakeTimeout:    10 * time.Second,
+		IdleClose:           15 * time.Second,
+		RTSPTimeout:         5 * time.Second,
+		ReconnectMin:        500 * time.Millisecond,
+		ReconnectMax:        30 * time.Second,
+		ViewerQueueFrames:   150,
+		ViewerQueueDelay:    time.Second,
+	}
+}
+
+func (c *Config) applyDefaults() {
+	d := DefaultConfig()
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.IdleClose <= 0 {
+		c.IdleClose = d.IdleClose
+	}
+	if c.RTSPTimeout <= 0 {
+		c.RTSPTimeout = d.RTSPTimeout
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = d.ReconnectMin
+	}
+	if c.ReconnectMax < c.ReconnectMin {
+		c.ReconnectMax = max(d.ReconnectMax, c.ReconnectMin)
+	}
+	if c.ViewerQueueFrames <= 0 {
+		c.ViewerQueueFrames = d.ViewerQueueFrames
+	}
+	if c.ViewerQueueDelay <= 0 {
+		c.ViewerQueueDelay = d.ViewerQueueDelay
+	}
+}
+
+// Camera describes one RTSP camera. URL and SubstreamURL may carry
+// credentials; the relay never logs or returns them (see RedactURL).
+type Camera struct {
+	// ID is the stable identifier used in the API and metrics.
+	ID string
+	// Name and Location are shown to operators.
+	Name, Location string
+	// URL is the main stream (rtsp:// or rtsps://), H.264 or H.265.
+	URL string
+	// SubstreamURL is an optional H.264 stream served to browsers that
+	// cannot decode the main stream's H.265.
+	SubstreamURL string
+	// AlwaysOn keeps the ingest running without viewers. The zero value is
+	// on demand: pull only while someone watches.
+	AlwaysOn bool
+}
+
+// ViewRecord is one ended viewing session, for the audit trail.
+type ViewRecord struct {
+	SessionID, Viewer, CameraID string
+	// Substream reports that the H.264 substream was served.
+	Substream bool
+	From, To  time.Time
+	// Reason says why the session ended (hangup, ICE failed, camera removed...).
+	Reason string
+}
+
+// State is the ingest state of a camera stream.
+type State string
+
+// Stream states.
+const (
+	StateIdle       State = "idle"
+	StateConnecting State = "connecting"
+	StateLive       State = "live"
+	StateError      State = "error"
+)
+
+// StreamStatus is the live state of one ingest (main stream or substream).
+type StreamStatus struct {
+	State State `json:"state"`
+	// Reason explains an error state or carries a warning (e.g. B-frames).
+	Reason string `json:"reason,omitempty"`
+	// Codec is "H264" or "H265" once described.
+	Codec  string  `json:"codec,omitempty"`
+	Width  int     `json:"width,omitempty"`
+	Height int     `json:"height,omitempty"`
+	FPS    float64 `json:"fps"`
+	// Bitrate is the measured video bitrate in bit/s.
+	Bitrate float64 `json:"bitrate"`
+	Viewers int     `json:"viewers"`
+	// Reconnects counts ingest sessions that ended in an error.
+	Reconnects uint64 `json:"reconnects"`
+	// DroppedFrames counts frames skipped by slow viewers.
+	DroppedFrames uint64 `json:"dropped_frames"`
+	// ParamsInserted counts keyframes the relay prefixed with SPS/PPS (and VPS).
+	ParamsInserted uint64 `json:"params_inserted"`
+}
+
+// Status is a camera's public state; it never contains the URLs' credentials.
+type Status struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Location string `json:"location,omitempty"`
+	// URL is the main stream URL with credentials redacted.
+	URL      string `json:"url"`
+	AlwaysOn bool   `json:"always_on"`
+	StreamStatus
+	// Substream is set when a substream is configured.
+	Substream *StreamStatus `json:"substream,omitempty"`
+}
+
+// camEntry is one configured camera with its main and optional sub source.
+type camEntry struct {
+	cam  Camera
+	main *source
+	sub  *source
+	// viewers counts sessions (including offers in progress) for the limit.
+	viewers int
+}
+
+// Relay is the camera relay. Create it with New; it is safe for concurrent use.
+type Relay struct {
+	cfg Config
+	log *slog.Logger
+
+	se         webrtc.SettingEngine
+	iceServers []webrtc.ICEServer
+	udpConn    net.PacketConn
+	udpMux     ice.UDPMux
+	tcpLn      net.Listener
+	tcpMux     ice.TCPMux
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	cams     map[string]*camEntry
+	sessions map[string]*viewer
+	total    int // sessions including offers in progress
+	closed   bool
+
+	goMu     sync.Mutex // guards stopping and wg.Add against Close's wg.Wait
+	stopping bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New creates the relay and opens its ICE port(s). Cameras are added with
+// SetCameras; on-demand cameras are pulled only while someone watches.
+func New(cfg Config, log *slog.Logger) (*Relay, error) {
+	cfg.applyDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Relay{
+		cfg:      cfg,
+		log:      log.With("component", "camera"),
+		cams:     map[string]*camEntry{},
+		sessions: map[string]*viewer{},
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if err := r.setupICE(); err != nil {
+		r.cancel()
+		r.closeICE()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Relay) setupICE() error {
+	cfg := r.cfg
+	udpAddr := net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.UDPPort))
+	// UDP4 only: pion's loopback candidates and the UDP mux are reliable on
+	// IPv4 here (DESIGN.md, platform facts).
+	conn, err := net.ListenPacket("udp4", udpAddr)
+	if err != nil {
+		return fmt.Errorf("listen ICE UDP %s: %w", udpAddr, err)
+	}
+	r.udpConn = conn
+	r.udpMux = webrtc.NewICEUDPMux(nil, conn)
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(r.udpMux)
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	if cfg.ICETCP {
+		port := conn.LocalAddr().(*net.UDPAddr).Port
+		tcpAddr := net.JoinHostPort(cfg.ListenIP, strconv.Itoa(port))
+		ln, err := net.Listen("tcp4", tcpAddr)
+		if err != nil {
+			return fmt.Errorf("listen ICE TCP %s: %w", tcpAddr, err)
+		}
+		r.tcpLn = ln
+		r.tcpMux = webrtc.NewICETCPMux(nil, ln, 32)
+		se.SetICETCPMux(r.tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4)
+	}
+	se.SetNetworkTypes(networks)
+	se.SetIncludeLoopbackCandidate(cfg.LoopbackCandidates)
+	// mDNS candidates are useless to a server and cost a multicast socket.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// A viewer whose browser vanished without DELETE is dropped after ~10 s.
+	se.SetICETimeouts(4*time.Second, 10*time.Second, 2*time.Second)
+	if len(cfg.NAT1To1IPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.NAT1To1IPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return fmt.Errorf("set NAT 1:1 IPs: %w", err)
+		}
+	}
+	r.se = se
+	if len(cfg.STUNServers) > 0 {
+		r.iceServers = append(r.iceServers, webrtc.ICEServer{URLs: cfg.STUNServers})
+	}
+	if len(cfg.TURNServers) > 0 {
+		r.iceServers = append(r.iceServers, webrtc.ICEServer{
+			URLs: cfg.TURNServers, Username: cfg.TURNUsername, Credential: cfg.TURNCredential,
+		})
+	}
+	return nil
+}
+
+// ICEAddr reports the local address of the ICE UDP socket (useful with UDPPort 0).
+func (r *Relay) ICEAddr() net.Addr { return r.udpConn.LocalAddr() }
+
+func (r *Relay) closeICE() error {
+	var errs []error
+	if r.tcpMux != nil {
+		errs = append(errs, r.tcpMux.Close())
+	} else if r.tcpLn != nil {
+		errs = append(errs, r.tcpLn.Close())
+	}
+	if r.udpMux != nil {
+		errs = append(errs, r.udpMux.Close())
+	} else if r.udpConn != nil {
+		errs = append(errs, r.udpConn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Run blocks until ctx is cancelled or the relay is closed, then closes the
+// relay. Cancellation is not an error. The relay serves Offer calls from New
+// on; Run only ties its lifetime to ctx.
+func (r *Relay) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-r.ctx.Done():
+	}
+	return r.Close()
+}
+
+// Close hangs up every viewer, stops every ingest and closes the ICE ports,
+// waiting for all goroutines. It is idempotent.
+func (r *Relay) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		views := make([]*viewer, 0, len(r.sessions))
+		for _, v := range r.sessions {
+			views = append(views, v)
+		}
+		r.mu.Unlock()
+		for _, v := range views {
+			v.stop("relay closed")
+		}
+		r.goMu.Lock()
+		r.stopping = true
+		r.goMu.Unlock()
+		r.cancel()
+		r.wg.Wait()
+		r.closeErr = r.closeICE()
+	})
+	return r.closeErr
+}
+
+// SetCameras replaces the camera list at runtime. New cameras are added,
+// removed ones are stopped and their viewers hung up, and changed URLs make
+// the ingest reconnect while viewers stay (they resume as after a camera
+// reboot).
+func (r *Relay) SetCameras(cams []Camera) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	seen := map[string]bool{}
+	var removed []*camEntry
+	for _, c := range cams {
+		if c.ID == "" || seen[c.ID] {
+			r.log.Warn("camera skipped", "camera", c.ID, "reason", "empty or duplicate id")
+			continue
+		}
+		seen[c.ID] = true
+		e := r.cams[c.ID]
+		if e == nil {
+			e = &camEntry{cam: c, main: newSource(r, c.ID, false, c.URL, c.AlwaysOn)}
+			r.cams[c.ID] = e
+			r.log.Info("camera added", "camera", c.ID, "url", RedactURL(c.URL))
+		} else {
+			e.main.update(c.URL, c.AlwaysOn)
+		}
+		e.cam = c
+		switch {
+		case c.SubstreamURL == "" && e.sub != nil:
+			removed = append(removed, &camEntry{sub: e.sub})
+			e.sub = nil
+		case c.SubstreamURL != "" && e.sub == nil:
+			e.sub = newSource(r, c.ID, true, c.SubstreamURL, false)
+		case c.SubstreamURL != "":
+			e.sub.update(c.SubstreamURL, false)
+		}
+	}
+	for id, e := range r.cams {
+		if !seen[id] {
+			delete(r.cams, id)
+			removed = append(removed, e)
+			r.log.Info("camera removed", "camera", id)
+		}
+	}
+	r.mu.Unlock()
+	for _, e := range removed {
+		for _, s := range []*source{e.main, e.sub} {
+			if s != nil {
+				s.remove()
+			}
+		}
+	}
+}
+
+// List reports every configured camera's state, sorted by ID.
+func (r *Relay) List() []Status {
+	r.mu.Lock()
+	entries := make([]*camEntry, 0, len(r.cams))
+	for _, e := range r.cams {
+		entries = append(entries, e)
+	}
+	r.mu.Unlock()
+	out := make([]Status, 0, len(entries))
+	for _, e := range entries {
+		st := Status{
+			ID: e.cam.ID, Name: e.cam.Name, Location: e.cam.Location,
+			URL: RedactURL(e.cam.URL), AlwaysOn: e.cam.AlwaysOn,
+			StreamStatus: e.main.status(),
+		}
+		if e.sub != nil {
+			ss := e.sub.status()
+			st.Substream = &ss
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	return out
+}

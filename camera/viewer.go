@@ -1,0 +1,314 @@
+package camera
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+)
+
+// rtpMTU is the RTP packet size (header included) sent to browsers; 1200
+// bytes fits any path MTU after SRTP, UDP, IP and TURN overheads.
+const rtpMTU = 1200
+
+// qitem is one queued frame with its per-viewer flags.
+type qitem struct {
+	f       *frame
+	burst   bool // from the GOP cache: send at once, compress timestamps
+	discont bool // first frame after a camera reconnect
+	enq     time.Time
+}
+
+// queue is a viewer's bounded frame queue. push never blocks: a viewer that
+// falls behind (more than maxFrames queued, or the oldest frame older than
+// maxDelay) loses its queue and skips to the next keyframe, so it can
+// neither slow the ingest and the other viewers nor accumulate latency.
+type queue struct {
+	mu             sync.Mutex
+	items          []qitem
+	notify         chan struct{}
+	needKey        bool
+	pendingDiscont bool
+	maxFrames      int
+	maxDelay       time.Duration
+	dropped        uint64
+}
+
+func newQueue(maxFrames int, maxDelay time.Duration) *queue {
+	return &queue{notify: make(chan struct{}, 1), maxFrames: maxFrames, maxDelay: maxDelay}
+}
+
+func (q *queue) requireKey() {
+	q.mu.Lock()
+	q.needKey = true
+	q.mu.Unlock()
+}
+
+// push enqueues f and returns how many frames were dropped.
+func (q *queue) push(f *frame, burst bool, now time.Time) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	dropped := 0
+	if !burst && len(q.items) > 0 &&
+		(len(q.items) >= q.maxFrames || now.Sub(q.items[0].enq) > q.maxDelay) {
+		dropped = len(q.items)
+		for _, it := range q.items {
+			q.pendingDiscont = q.pendingDiscont || it.discont || it.f.discont
+		}
+		q.items = q.items[:0]
+		q.needKey = true
+	}
+	if q.needKey && !f.key {
+		q.pendingDiscont = q.pendingDiscont || f.discont
+		q.dropped += uint64(dropped + 1)
+		return dropped + 1
+	}
+	q.needKey = false
+	q.items = append(q.items, qitem{f: f, burst: burst, discont: f.discont || q.pendingDiscont, enq: now})
+	q.pendingDiscont = false
+	q.dropped += uint64(dropped)
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+	return dropped
+}
+
+// take removes and returns every queued item.
+func (q *queue) take(buf []qitem) []qitem {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	buf = append(buf[:0], q.items...)
+	clear(q.items)
+	q.items = q.items[:0]
+	return buf
+}
+
+// viewer is one WHEP session. Its goroutine (run) owns the peer connection:
+// it waits for ICE/DTLS, attaches to the source, and packetizes frames with
+// its own packetizer, so sequence numbers and timestamps stay continuous for
+// this browser across camera reconnects (RFC 3550 §5.1) and no
+// renegotiation is needed.
+type viewer struct {
+	r       *Relay
+	id, who string
+	entry   *camEntry
+	camID   string
+	src     *source
+	sub     bool
+	codec   string
+	log     *slog.Logger
+	created time.Time
+
+	pc     *webrtc.PeerConnection
+	track  *webrtc.TrackLocalStaticRTP
+	sender *webrtc.RTPSender
+	pz     rtp.Packetizer
+	q      *queue
+
+	connected, failed, stopCh, finished chan struct{}
+	connOnce, failOnce, stopOnce         sync.Once
+	reasonMu                             sync.Mutex
+	reason                               string
+
+	// Timestamp rewriting state, owned by run.
+	haveTS  bool
+	lastOut uint32
+	offset  uint32
+	lastPTS int64
+	nominal uint32
+	sentKey bool
+}
+
+func newViewer(r *Relay, id, who string, e *camEntry, src *source, codec string, sub bool) *viewer {
+	var pl rtp.Payloader = &codecs.H264Payloader{}
+	if codec == codecH265 {
+		pl = &codecs.H265Payloader{}
+	}
+	return &viewer{
+		r: r, id: id, who: who, entry: e, camID: e.cam.ID, src: src, sub: sub, codec: codec,
+		log:     r.log.With("camera", e.cam.ID, "session", id),
+		created: time.Now(),
+		// PT and SSRC are rewritten per binding by TrackLocalStaticRTP.
+		pz:        rtp.NewPacketizer(rtpMTU, 0, 0, pl, rtp.NewRandomSequencer(), 90000),
+		q:         newQueue(r.cfg.ViewerQueueFrames, r.cfg.ViewerQueueDelay),
+		connected: make(chan struct{}),
+		failed:    make(chan struct{}),
+		stopCh:    make(chan struct{}),
+		finished:  make(chan struct{}),
+		nominal:   90000 / 15,
+	}
+}
+
+func (v *viewer) onConnectionState(st webrtc.PeerConnectionState) {
+	switch st {
+	case webrtc.PeerConnectionStateConnected:
+		v.connOnce.Do(func() { close(v.connected) })
+	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+		v.failOnce.Do(func() { close(v.failed) })
+	}
+}
+
+// stop asks the viewer goroutine to end the session with reason.
+func (v *viewer) stop(reason string) {
+	v.stopOnce.Do(func() {
+		v.setReason(reason)
+		close(v.stopCh)
+	})
+}
+
+func (v *viewer) setReason(r string) {
+	v.reasonMu.Lock()
+	if v.reason == "" {
+		v.reason = r
+	}
+	v.reasonMu.Unlock()
+}
+
+// run is the viewer's goroutine; it always tears the session down.
+func (v *viewer) run() {
+	var connectedAt time.Time
+	rtcpDone := make(chan struct{})
+	go v.readRTCP(rtcpDone) // ends when the peer connection closes, awaited below
+	attached := false
+	defer func() {
+		if attached {
+			v.src.detach(v)
+		}
+		if err := v.pc.Close(); err != nil {
+			v.log.Debug("close peer connection", "err", err)
+		}
+		<-rtcpDone
+		v.src.release()
+		v.r.endSession(v)
+		v.reasonMu.Lock()
+		reason := v.reason
+		v.reasonMu.Unlock()
+		v.log.Info("viewer left", "viewer", v.who, "reason", reason)
+		if !connectedAt.IsZero() && v.r.cfg.OnView != nil {
+			v.r.cfg.OnView(ViewRecord{
+				SessionID: v.id, Viewer: v.who, CameraID: v.camID, Substream: v.sub,
+				From: connectedAt, To: time.Now(), Reason: reason,
+			})
+		}
+		close(v.finished)
+	}()
+
+	hs := time.NewTimer(time.Until(v.created.Add(v.r.cfg.HandshakeTimeout)))
+	defer hs.Stop()
+	select {
+	case <-v.connected:
+	case <-v.failed:
+		v.setReason("ICE/DTLS failed")
+		return
+	case <-v.stopCh:
+		return
+	case <-v.r.ctx.Done():
+		v.setReason("relay closed")
+		return
+	case <-hs.C:
+		v.setReason("handshake timeout")
+		return
+	}
+	connectedAt = time.Now()
+	if !v.src.attach(v) {
+		v.setReason("camera removed")
+		return
+	}
+	attached = true
+	v.log.Info("viewer connected", "viewer", v.who, "setup", connectedAt.Sub(v.created).Round(time.Millisecond))
+
+	var buf []qitem
+	for {
+		select {
+		case <-v.q.notify:
+			buf = v.q.take(buf)
+			for i := range buf {
+				if err := v.send(buf[i]); err != nil {
+					v.setReason("write: " + err.Error())
+					return
+				}
+				buf[i] = qitem{}
+			}
+		case <-v.failed:
+			v.setReason("ICE/DTLS failed")
+			return
+		case <-v.stopCh:
+			return
+		case <-v.r.ctx.Done():
+			v.setReason("relay closed")
+			return
+		}
+	}
+}
+
+// send packetizes one frame. Timestamps follow the camera clock (so B-frame
+// PTS order and real frame spacing survive), except that GOP-cache frames
+// are spaced 1 ms apart so the browser catches up to live at once instead of
+// playing the cached second behind real time, and a camera reconnect
+// continues one nominal frame after the last sent timestamp.
+func (v *viewer) send(it qitem) error {
+	f := it.f
+	var ts uint32
+	mapped := false
+	switch {
+	case !v.haveTS:
+		ts = rand.Uint32()
+		v.haveTS = true
+	case it.discont:
+		ts = v.lastOut + v.nominal
+	case it.burst:
+		ts = v.lastOut + 90
+	default:
+		ts = uint32(f.pts) + v.offset
+		mapped = true
+		if d := f.pts - v.lastPTS; d > 0 && d <= 90000 {
+			v.nominal = uint32(d)
+		}
+	}
+	if !mapped {
+		v.offset = ts - uint32(f.pts)
+	}
+	v.lastOut, v.lastPTS = ts, f.pts
+	if f.key && !v.sentKey {
+		v.sentKey = true
+		v.log.Debug("first keyframe sent", "since_offer", time.Since(v.created).Round(time.Millisecond))
+	}
+	for _, p := range v.pz.Packetize(f.data, 0) {
+		p.Timestamp = ts
+		if err := v.track.WriteRTP(p); err != nil {
+			if errors.Is(err, io.ErrClosedPipe) {
+				return err
+			}
+			// Other errors are per-packet (e.g. a full socket buffer): the
+			// browser's NACK or the next keyframe repairs them.
+		}
+	}
+	return nil
+}
+
+// readRTCP drains RTCP so the NACK responder and reports interceptors run;
+// it ends when the peer connection closes.
+func (v *viewer) readRTCP(done chan struct{}) {
+	defer close(done)
+	for {
+		pkts, _, err := v.sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			if _, ok := p.(*rtcp.PictureLossIndication); ok {
+				// RTSP has no way to ask a camera for a keyframe; the browser
+				// recovers at the next IDR (one GOP at most).
+				v.log.Debug("picture loss indication")
+			}
+		}
+	}
+}
