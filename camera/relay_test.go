@@ -30,6 +30,19 @@ func TestOfferH264DecodableFromFirstFrame(t *testing.T) {
 		t.Fatalf("ffprobe decoded %d frames of %d access units", n, len(aus))
 	}
 
+	// A second viewer joins a live camera: the GOP cache gives it a
+	// keyframe with parameter sets at once, not at the next IDR.
+	c2, sess2, start2 := watch(t, r, "cam1", browserH264)
+	aus2 := c2.waitAUs(1, 10*time.Second)
+	t.Logf("offer to first access unit at a viewer joining a live camera (GOP cache): %v", aus2[0].at.Sub(start2).Round(time.Millisecond))
+	assertKeyframeFirst(t, aus2[0].annexB)
+	if n := decodeFrames(t, c2.waitAUs(20, 10*time.Second)); n < 15 {
+		t.Fatalf("second viewer: ffprobe decoded %d frames", n)
+	}
+	if err := r.Hangup(sess2.ID); err != nil {
+		t.Fatal(err)
+	}
+
 	st := r.List()
 	if len(st) != 1 || st[0].State != StateLive || st[0].Codec != codecH264 || st[0].Width != 640 ||
 		st[0].Height != 360 || st[0].Viewers != 1 {
@@ -242,7 +255,9 @@ func TestBrowserStyleOfferAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, url := startSim(t, camsim.Options{})
-	r := newRelay(t, testConfig(), Camera{ID: "cam1", URL: url})
+	cfg := testConfig()
+	cfg.ICETCP = true
+	r := newRelay(t, cfg, Camera{ID: "cam1", URL: url})
 	sess, err := r.Offer(context.Background(), "cam1", string(offer), "chrome")
 	if err != nil {
 		t.Fatalf("offer: %v", err)
@@ -255,7 +270,8 @@ func TestBrowserStyleOfferAnswer(t *testing.T) {
 	}
 	joined := strings.Join(rtpmaps, "\n")
 	if !strings.Contains(joined, "H264/90000") || !strings.Contains(joined, "packetization-mode=1") ||
-		!strings.Contains(sess.AnswerSDP, "a=candidate:") || !strings.Contains(sess.AnswerSDP, "a=sendonly") {
+		!strings.Contains(sess.AnswerSDP, "a=candidate:") || !strings.Contains(sess.AnswerSDP, "a=sendonly") ||
+		!strings.Contains(sess.AnswerSDP, "tcptype passive") {
 		t.Fatalf("answer media lines:\n%s\nfull answer:\n%s", joined, sess.AnswerSDP)
 	}
 	if err := r.Hangup(sess.ID); err != nil {
@@ -325,5 +341,36 @@ func TestRedactURL(t *testing.T) {
 	}
 	if got := scrub("dial rtsp://admin:pa55w0rd@x failed", "rtsp://admin:pa55w0rd@x"); strings.Contains(got, "pa55w0rd") {
 		t.Errorf("scrub left the password: %s", got)
+	}
+}
+
+func TestQueueBoundedSkipsToKeyframe(t *testing.T) {
+	q := newQueue(10, time.Second)
+	now := time.Now()
+	key := &frame{key: true}
+	delta := &frame{}
+	dropped := q.push(key, false, now)
+	for i := 0; i < 9; i++ {
+		dropped += q.push(delta, false, now)
+	}
+	if dropped != 0 {
+		t.Fatalf("dropped %d frames below the bound", dropped)
+	}
+	// The viewer does not drain: the 11th frame overflows, the queue is
+	// emptied and further delta frames are skipped until a keyframe.
+	dropped = q.push(delta, false, now)
+	dropped += q.push(delta, false, now)
+	if got := q.take(nil); len(got) != 0 || dropped != 12 {
+		t.Fatalf("after overflow: %d queued, %d dropped; want 0 queued, 12 dropped", len(got), dropped)
+	}
+	q.push(key, false, now)
+	q.push(delta, false, now)
+	if got := q.take(nil); len(got) != 2 || !got[0].f.key {
+		t.Fatalf("after keyframe: %d queued, want 2 starting with the keyframe", len(got))
+	}
+	// Age bound: a frame older than the delay also flushes the queue.
+	q.push(key, false, now)
+	if d := q.push(delta, false, now.Add(2*time.Second)); d != 2 {
+		t.Fatalf("age overflow dropped %d, want 2", d)
 	}
 }

@@ -114,9 +114,9 @@ type viewer struct {
 	q      *queue
 
 	connected, failed, stopCh, finished chan struct{}
-	connOnce, failOnce, stopOnce         sync.Once
-	reasonMu                             sync.Mutex
-	reason                               string
+	connOnce, failOnce, stopOnce        sync.Once
+	reasonMu                            sync.Mutex
+	reason                              string
 
 	// Timestamp rewriting state, owned by run.
 	haveTS  bool
