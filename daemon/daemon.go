@@ -68,9 +68,9 @@ type Daemon struct {
 
 // New starts every part of the daemon and writes ready.json. On error,
 // whatever was started is closed again.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (d *Daemon, err error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	d = &Daemon{cfg: cfg, base: log, log: log.With("component", "daemon"), topics: wire.MustTopics(cfg.Site), cancel: cancel,
+	d := &Daemon{cfg: cfg, base: log, log: log.With("component", "daemon"), topics: wire.MustTopics(cfg.Site), cancel: cancel,
 		audit: make(chan store.Event, 1024)}
 	defer func() {
 		if err != nil {
