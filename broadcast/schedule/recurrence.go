@@ -116,7 +116,169 @@ func parseRRule(text string, loc *time.Location, anchor time.Time) (opt *rrule.R
 		defaults = o.Dtstart
 	}
 	fillDefaults(o, defaults)
+	if !timeOfDayReachable(o) {
+		return nil, false, fieldErr("rrule", "BYHOUR/BYMINUTE/BYSECOND never reached at this INTERVAL", ErrNeverFires)
+	}
+	if !setposReachable(o) {
+		return nil, false, fieldErr("rrule", "BYSETPOS beyond the largest possible set", ErrNeverFires)
+	}
+	if !dayReachable(o) {
+		return nil, false, fieldErr("rrule", "no day matches the BYxxx parts", ErrNeverFires)
+	}
 	return o, hasCount, nil
+}
+
+// timeOfDayReachable reports whether an HOURLY, MINUTELY or SECONDLY rule
+// can ever meet its BYHOUR/BYMINUTE/BYSECOND filters. Its time of day walks
+// the lattice DTSTART + k·INTERVAL (mod one day); when no filtered time lies
+// on it, rrule-go v1.8.2 loops forever (e.g. FREQ=HOURLY;INTERVAL=2;BYHOUR=1
+// from an even hour), so such rules must never reach the iterator.
+func timeOfDayReachable(o *rrule.ROption) bool {
+	var unit int
+	switch o.Freq {
+	case rrule.HOURLY:
+		unit = 3600
+	case rrule.MINUTELY:
+		unit = 60
+	case rrule.SECONDLY:
+		unit = 1
+	default:
+		return true
+	}
+	const day = 86400
+	step := gcd(o.Interval%day*unit%day, day) // lattice spacing in seconds
+	if step == 0 {
+		step = day
+	}
+	d := o.Dtstart
+	base := d.Hour()*3600 + d.Minute()*60 + d.Second()
+	all := func(n int) []int {
+		v := make([]int, n)
+		for i := range v {
+			v[i] = i
+		}
+		return v
+	}
+	hours, minutes, seconds := o.Byhour, []int{d.Minute()}, []int{d.Second()}
+	if len(hours) == 0 {
+		hours = all(24)
+	}
+	if o.Freq >= rrule.MINUTELY {
+		if minutes = o.Byminute; len(minutes) == 0 {
+			minutes = all(60)
+		}
+	}
+	if o.Freq == rrule.SECONDLY {
+		if seconds = o.Bysecond; len(seconds) == 0 {
+			seconds = all(60)
+		}
+	}
+	for _, h := range hours {
+		for _, m := range minutes {
+			for _, sec := range seconds {
+				if ((h*3600+m*60+sec-base)%step+step)%step == 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// setposReachable reports whether some BYSETPOS index fits in the largest
+// set one period can produce (RFC 5545 §3.3.10: BYSETPOS selects within the
+// set of each interval). "FREQ=MONTHLY;BYDAY=MO;BYSETPOS=6" never fires,
+// and rrule-go would only find that out after scanning to the year 9999.
+func setposReachable(o *rrule.ROption) bool {
+	if len(o.Bysetpos) == 0 {
+		return true
+	}
+	days := 1
+	switch o.Freq {
+	case rrule.YEARLY:
+		days = 366
+		if len(o.Bymonthday) > 0 {
+			months := len(o.Bymonth)
+			if months == 0 {
+				months = 12
+			}
+			days = min(days, len(o.Bymonthday)*months)
+		}
+		if len(o.Byyearday) > 0 {
+			days = min(days, len(o.Byyearday))
+		}
+		if len(o.Byweekday) > 0 {
+			days = min(days, 53*len(o.Byweekday))
+		}
+	case rrule.MONTHLY:
+		days = 31
+		if len(o.Bymonthday) > 0 {
+			days = min(days, len(o.Bymonthday))
+		}
+		if len(o.Byweekday) > 0 {
+			days = min(days, 5*len(o.Byweekday))
+		}
+	case rrule.WEEKLY:
+		days = 7
+		if len(o.Byweekday) > 0 {
+			days = min(days, len(o.Byweekday))
+		}
+	}
+	n := func(v []int) int { return max(len(v), 1) }
+	times := 1
+	switch o.Freq {
+	case rrule.HOURLY:
+		times = n(o.Byminute) * n(o.Bysecond)
+	case rrule.MINUTELY:
+		times = n(o.Bysecond)
+	case rrule.SECONDLY:
+	default:
+		times = n(o.Byhour) * n(o.Byminute) * n(o.Bysecond)
+	}
+	for _, p := range o.Bysetpos {
+		if p < 0 {
+			p = -p
+		}
+		if p <= days*times {
+			return true
+		}
+	}
+	return false
+}
+
+var weekdays = [...]rrule.Weekday{rrule.MO, rrule.TU, rrule.WE, rrule.TH, rrule.FR, rrule.SA, rrule.SU}
+
+// dayReachable reports whether any day up to rrule-go's last year passes
+// the day-level filters of a WEEKLY or finer rule. Such rules advance one
+// day or week per step, so a never-matching one (BYYEARDAY=366;BYMONTH=1)
+// would scan ~8000 years (seconds of CPU); the same filters on a YEARLY
+// envelope cost one step per year.
+func dayReachable(o *rrule.ROption) bool {
+	if o.Freq < rrule.WEEKLY || len(o.Byeaster) != 0 ||
+		len(o.Bymonth)+len(o.Byweekno)+len(o.Byyearday)+len(o.Bymonthday)+len(o.Byweekday) == 0 {
+		return true
+	}
+	env := rrule.ROption{
+		Freq:       rrule.YEARLY,
+		Dtstart:    time.Date(o.Dtstart.Year(), 1, 1, 0, 0, 0, 0, o.Dtstart.Location()),
+		Wkst:       o.Wkst,
+		Bymonth:    o.Bymonth,
+		Bymonthday: o.Bymonthday,
+		Byyearday:  o.Byyearday,
+		Byweekno:   o.Byweekno,
+		Byhour:     []int{0},
+		Byminute:   []int{0},
+		Bysecond:   []int{0},
+	}
+	for _, w := range o.Byweekday {
+		env.Byweekday = append(env.Byweekday, weekdays[w.Day()]) // finer than MONTHLY: ±n is ignored
+	}
+	r, err := rrule.NewRRule(env)
+	if err != nil {
+		return true
+	}
+	_, ok := r.Iterator()()
+	return ok
 }
 
 // impossibleMonthDay catches rules such as BYMONTH=2;BYMONTHDAY=31 whose

@@ -123,7 +123,7 @@ func TestShiftStartPreservesSet(t *testing.T) {
 		"FREQ=MONTHLY",
 		"FREQ=MONTHLY;INTERVAL=5;BYDAY=-1FR;BYHOUR=9",
 		"FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1;BYHOUR=16",
-		"FREQ=YEARLY;INTERVAL=2;BYMONTH=2;BYMONTHDAY=29;BYHOUR=5",
+		"FREQ=YEARLY;INTERVAL=2;BYMONTH=2,3;BYMONTHDAY=-1;BYHOUR=5",
 		"FREQ=HOURLY;INTERVAL=5",
 		"FREQ=HOURLY;INTERVAL=7;BYMINUTE=15",
 		"FREQ=MINUTELY;INTERVAL=45;BYHOUR=6,7,8,9",
@@ -175,6 +175,8 @@ func TestValidate(t *testing.T) {
 			s.CreatedAt = s.UpdatedAt.AddDate(0, 0, -10)
 		}, "rrule", true},
 		{"rrule 6th Monday", func(s *Schedule) { s.RRule = "FREQ=MONTHLY;BYDAY=MO;BYSETPOS=6" }, "rrule", true},
+		{"rrule hour off the INTERVAL lattice", func(s *Schedule) { s.RRule = "FREQ=HOURLY;INTERVAL=2;BYHOUR=2" }, "rrule", true}, // created 15:00 local,
+		{"rrule no such day", func(s *Schedule) { s.RRule = "FREQ=MINUTELY;BYYEARDAY=366;BYMONTH=1" }, "rrule", true},
 		{"rrule syntax", func(s *Schedule) { s.RRule = "FREQ=SOMETIMES" }, "rrule", false},
 		{"rrule no FREQ", func(s *Schedule) { s.RRule = "BYHOUR=6" }, "rrule", false},
 		{"rrule hour 25", func(s *Schedule) { s.RRule = "FREQ=DAILY;BYHOUR=25" }, "rrule", false},
