@@ -20,6 +20,7 @@ import (
 
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
+	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 	"github.com/loalang/loalang/store"
 )
@@ -82,7 +83,7 @@ func startSpeakers(t *testing.T, dataDir string, mutate func(*speaker.Config)) m
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b daemon.Bundle
+	var b wire.Bundle
 	if err := json.Unmarshal(raw, &b); err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +339,7 @@ func TestRestartKeepsState(t *testing.T) {
 }
 
 func secrets(t *testing.T, raw []byte) string {
-	var b daemon.Bundle
+	var b wire.Bundle
 	if err := json.Unmarshal(raw, &b); err != nil || len(b.Devices) == 0 {
 		t.Fatalf("bundle: %v", err)
 	}

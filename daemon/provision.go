@@ -12,6 +12,7 @@ import (
 	"github.com/loalang/loalang/broker"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/device"
+	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/store"
 )
 
@@ -32,43 +33,6 @@ type Credential struct {
 	Username     string    `json:"username"`
 	PasswordHash string    `json:"password_hash"`
 	CreatedAt    time.Time `json:"created_at"`
-}
-
-// Bundle is the provisioning bundle <data_dir>/provisioning.json (mode
-// 0600): what a factory would flash into each device. It is the only place
-// device secrets exist in clear text.
-type Bundle struct {
-	Site    string         `json:"site"`
-	Broker  string         `json:"broker"`
-	Devices []BundleDevice `json:"devices"`
-	Cameras []BundleCamera `json:"cameras,omitempty"`
-	Relays  []BundleRelay  `json:"relay_boards,omitempty"`
-}
-
-// BundleDevice is one speaker's flash image settings.
-type BundleDevice struct {
-	ID       string   `json:"id"`
-	Kind     string   `json:"kind"`
-	Name     string   `json:"name"`
-	Zones    []string `json:"zones"`
-	Username string   `json:"username"`
-	Password string   `json:"password"`
-}
-
-// BundleCamera tells a simulated camera where to serve.
-type BundleCamera struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	URL  string `json:"url"`
-}
-
-// BundleRelay tells a simulated relay board where its port is and which
-// coils it has.
-type BundleRelay struct {
-	ID      string `json:"id"`
-	Port    string `json:"port"`
-	SlaveID int    `json:"slave_id"`
-	Coils   int    `json:"coils"`
 }
 
 // writeSecretFile writes data atomically with mode 0600.
@@ -124,7 +88,7 @@ func bootstrapAdmin(db *store.DB, dataDir string) (created bool, err error) {
 // bundle; existing ones are kept from it, since the store holds only hashes.
 func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Device, error) {
 	path := filepath.Join(cfg.DataDir, BundleFile)
-	var old Bundle
+	var old wire.Bundle
 	if raw, err := os.ReadFile(path); err == nil {
 		if err := json.Unmarshal(raw, &old); err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, err)
@@ -136,7 +100,7 @@ func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Devi
 	for _, d := range old.Devices {
 		known[d.ID] = d.Password
 	}
-	bundle := Bundle{Site: cfg.Site, Broker: brokerURL}
+	bundle := wire.Bundle{Site: cfg.Site, Broker: brokerURL}
 	var devices []device.Device
 	now := time.Now()
 	err := db.Update(func(tx *store.Tx) error {
@@ -162,7 +126,7 @@ func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Devi
 					return err
 				}
 			}
-			bundle.Devices = append(bundle.Devices, BundleDevice{ID: d.ID, Kind: d.Kind, Name: d.Name, Zones: d.Zones, Username: d.ID, Password: secret})
+			bundle.Devices = append(bundle.Devices, wire.BundleDevice{ID: d.ID, Kind: d.Kind, Name: d.Name, Zones: d.Zones, Username: d.ID, Password: secret})
 		}
 		return nil
 	})
@@ -170,14 +134,14 @@ func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Devi
 		return nil, fmt.Errorf("provision devices: %w", err)
 	}
 	for _, c := range cfg.Cameras {
-		bundle.Cameras = append(bundle.Cameras, BundleCamera{ID: c.ID, Name: c.Name, URL: c.URL})
+		bundle.Cameras = append(bundle.Cameras, wire.BundleCamera{ID: c.ID, Name: c.Name, URL: c.URL})
 	}
 	for _, rb := range cfg.RelayBoards {
 		coils := rb.AmpCoil + 1
 		for _, c := range rb.ZoneCoils {
 			coils = max(coils, c+1)
 		}
-		bundle.Relays = append(bundle.Relays, BundleRelay{ID: rb.ID, Port: rb.Port, SlaveID: rb.SlaveID, Coils: max(coils, 8)})
+		bundle.Relays = append(bundle.Relays, wire.BundleRelay{ID: rb.ID, Port: rb.Port, SlaveID: rb.SlaveID, Coils: max(coils, 8)})
 	}
 	raw, _ := json.MarshalIndent(bundle, "", "  ")
 	if err := writeSecretFile(path, raw); err != nil {
