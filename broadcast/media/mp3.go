@@ -414,14 +414,9 @@ func decodeMP3(data []byte, maxDuration time.Duration) (Audio, error) {
 		// Xing counts the audio frames; fewer present means a cut upload.
 		return Audio{}, fmt.Errorf("mp3: header declares %d frames but only %d are present (truncated upload?): %w", info.frames, audioFrames, ErrCorrupt)
 	}
-	// go-mp3 gets a plain io.Reader so it does not rescan a seeker.
-	dec, err := mp3.NewDecoder(struct{ io.Reader }{bytes.NewReader(clean.Bytes())})
+	raw, err := goMP3DecodeAll(clean.Bytes())
 	if err != nil {
-		return Audio{}, fmt.Errorf("mp3: %v: %w", err, ErrCorrupt)
-	}
-	raw, err := io.ReadAll(dec)
-	if err != nil {
-		return Audio{}, fmt.Errorf("mp3: decode: %v: %w", err, ErrCorrupt)
+		return Audio{}, err
 	}
 	pcm := stereoS16ToMono(raw)
 	spf := first.SamplesPerFrame()
@@ -444,6 +439,27 @@ func decodeMP3(data []byte, maxDuration time.Duration) (Audio, error) {
 		return Audio{}, fmt.Errorf("mp3: too short to hold audio after the encoder delay: %w", ErrCorrupt)
 	}
 	return Audio{Samples: pcm[skip:end], Rate: first.SampleRate, Channels: channels, Format: FormatMP3}, nil
+}
+
+// goMP3DecodeAll runs go-mp3 over validated frames. go-mp3 gets a plain
+// io.Reader so it does not rescan a seeker. Crafted main data could drive
+// its Huffman decoder out of bounds; a panic there is turned into
+// ErrCorrupt rather than taking the daemon down.
+func goMP3DecodeAll(frames []byte) (raw []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			raw, err = nil, fmt.Errorf("mp3: decoder failed on malformed audio data: %w", ErrCorrupt)
+		}
+	}()
+	dec, err := mp3.NewDecoder(struct{ io.Reader }{bytes.NewReader(frames)})
+	if err != nil {
+		return nil, fmt.Errorf("mp3: %v: %w", err, ErrCorrupt)
+	}
+	raw, err = io.ReadAll(dec)
+	if err != nil {
+		return nil, fmt.Errorf("mp3: decode: %v: %w", err, ErrCorrupt)
+	}
+	return raw, nil
 }
 
 // stereoS16ToMono converts go-mp3's output (always interleaved stereo 16-bit

@@ -95,7 +95,13 @@ func (t *Transcoder) Run(ctx context.Context, emit func([]byte) error) error {
 
 // decodeSome decodes at least one MP3 frame's worth of samples into t.pcm,
 // or sets t.eof.
-func (t *Transcoder) decodeSome() error {
+func (t *Transcoder) decodeSome() (err error) {
+	defer func() {
+		// See goMP3DecodeAll: a decoder panic on crafted data is bad input.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("mp3 stream: decoder failed on malformed audio data: %w", ErrCorrupt)
+		}
+	}()
 	if t.dec == nil {
 		dec, err := mp3.NewDecoder(t.src)
 		if err != nil {
