@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"net"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -53,17 +54,18 @@ func (s *Speaker) connLoop(ctx context.Context) {
 		switch {
 		case errors.Is(err, errConnLost):
 			backoff = backoffMin
-			wait = backoffMin
+			wait = jitter(rng, backoffMin)
 		case errors.Is(err, errRebooting):
+			// A reboot takes RebootDelay plus up to a quarter more: boot
+			// times vary, and the speaker is off the network throughout.
 			backoff = backoffMin
-			wait = s.cfg.RebootDelay
-			s.bootNS.Store(time.Now().UnixNano())
+			wait = s.cfg.RebootDelay + time.Duration(rng.Int63n(int64(s.cfg.RebootDelay/4)+1))
+			s.bootNS.Store(time.Now().Add(wait).UnixNano())
 		default:
 			s.log.Warn("connect failed", "err", err, "retry_in", backoff)
-			wait = backoff
+			wait = jitter(rng, backoff)
 			backoff = min(2*backoff, backoffMax)
 		}
-		wait = wait/2 + time.Duration(rng.Int63n(int64(wait/2)+1))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -74,6 +76,11 @@ func (s *Speaker) connLoop(ctx context.Context) {
 			t.Stop()
 		}
 	}
+}
+
+// jitter draws a wait uniformly from [d/2, d].
+func jitter(rng *rand.Rand, d time.Duration) time.Duration {
+	return d/2 + time.Duration(rng.Int63n(int64(d/2)+1))
 }
 
 var errRebooting = errors.New("rebooting")
@@ -172,10 +179,44 @@ func (s *Speaker) dial(ctx context.Context, u *url.URL) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", u.Host, err)
 	}
+	dc := &dropConn{Conn: conn}
 	s.connMu.Lock()
-	s.conn = conn
+	s.conn = dc
 	s.connMu.Unlock()
-	return conn, nil
+	return dc, nil
+}
+
+// errDropped is what reads and writes return after Drop.
+var errDropped = errors.New("connection dropped (simulated link failure)")
+
+// dropConn lets Drop close the socket in a way paho notices. paho treats
+// "use of closed network connection" as its own orderly close and would
+// neither report the loss nor stop; a distinct error makes it run its
+// connection-lost path, as a peer reset would.
+type dropConn struct {
+	net.Conn
+	dropped atomic.Bool
+}
+
+func (c *dropConn) drop() error {
+	c.dropped.Store(true)
+	return c.Conn.Close()
+}
+
+func (c *dropConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.dropped.Load() {
+		err = errDropped
+	}
+	return n, err
+}
+
+func (c *dropConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && c.dropped.Load() {
+		err = errDropped
+	}
+	return n, err
 }
 
 // onConnect subscribes and announces presence. paho runs it on its own

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -135,7 +134,7 @@ type Speaker struct {
 
 	connMu     sync.Mutex
 	client     mqtt.Client
-	conn       net.Conn
+	conn       *dropConn
 	subscribed bool
 
 	mu       sync.Mutex // guards streams, finished and filter
@@ -265,7 +264,7 @@ func (s *Speaker) Drop() {
 	c := s.conn
 	s.connMu.Unlock()
 	if c != nil {
-		_ = c.Close()
+		_ = c.drop()
 	}
 }
 
@@ -374,6 +373,10 @@ func (s *Speaker) loop(ctx context.Context) {
 		case <-s.connected:
 			s.onConnected(time.Now())
 		case <-t.C:
+			// Handle what has arrived before playing: select picks among
+			// ready channels at random, and a packet waiting in the inbox
+			// must not miss its slot for that.
+			s.drain()
 			s.tick(time.Now())
 		}
 		p := tickIdle
@@ -383,6 +386,17 @@ func (s *Speaker) loop(ctx context.Context) {
 		if p != period {
 			period = p
 			t.Reset(p)
+		}
+	}
+}
+
+func (s *Speaker) drain() {
+	for range inboxLen {
+		select {
+		case m := <-s.inbox:
+			s.handle(m)
+		default:
+			return
 		}
 	}
 }

@@ -18,6 +18,10 @@ const maxSlotsPerTick = 500
 // over before it falls silent.
 const concealPackets = 3
 
+// finalGrace is how long after its last slot a stream of known length stays
+// open to count stragglers as late.
+const finalGrace = 500 * time.Millisecond
+
 // packet is one received 20 ms Opus packet waiting for its play-out time.
 type packet struct {
 	data   []byte
@@ -150,6 +154,11 @@ func (st *stream) onFrame(f *wire.Frame, arrive int64, now time.Time) {
 	}
 }
 
+var (
+	dbgMissing func(st *stream)
+	dbgLate    func(st *stream, seq, lag int64)
+)
+
 // playCtx is what play-out needs from the speaker.
 type playCtx struct {
 	nowLocal int64
@@ -172,7 +181,9 @@ func (st *stream) due(seq int64, pc *playCtx) int64 {
 func (st *stream) playDue(pc *playCtx) bool {
 	for n := 0; n < maxSlotsPerTick; n++ {
 		if st.lastSeq >= 0 && st.nextSeq > st.lastSeq {
-			return true
+			// Wait a little past the end so that packets arriving just after
+			// their slot count as late rather than lost.
+			return st.haveBase && pc.nowLocal >= st.due(st.lastSeq+1, pc)+int64(finalGrace)
 		}
 		if !st.haveBase || st.firstSeq < 0 {
 			return false
@@ -198,6 +209,9 @@ func (st *stream) playDue(pc *playCtx) bool {
 				st.missing[seq] = struct{}{}
 			}
 		case ok:
+			if dbgLate != nil {
+				dbgLate(st, seq, p.arrive-at)
+			}
 			st.late++
 			st.conceal(pc)
 		default:
@@ -217,15 +231,7 @@ func (st *stream) playPacket(data []byte, pc *playCtx) bool {
 		st.emit(nil, pc)
 		return true
 	}
-	if st.dec == nil {
-		// pion/opus decodes every mode (SILK, Hybrid, CELT) straight to the
-		// requested 48 kHz mono; SILK's internal 8/12/16 kHz is upsampled by the
-		// RFC 6716 reference resampler inside the decoder.
-		d := opus.NewDecoder()
-		st.dec = &d
-		st.pcm = make([]float32, 120*SampleRate/1000) // longest Opus packet, 120 ms
-		st.prev = make([]float32, packetSamples)
-	}
+	st.ensureDecoder()
 	n, err := st.dec.DecodeToFloat32(data, st.pcm)
 	if err != nil || n <= 0 {
 		st.conceal(pc)
@@ -237,10 +243,27 @@ func (st *stream) playPacket(data []byte, pc *playCtx) bool {
 	if n < packetSamples {
 		clear(frame[n:])
 	}
+	if st.prev == nil {
+		st.prev = make([]float32, packetSamples)
+	}
 	copy(st.prev, frame)
 	st.lossRun = 0
 	st.emit(frame, pc)
 	return true
+}
+
+// ensureDecoder creates the decoder on the first slot of a stream, so that
+// streams a speaker never plays cost no decoder state.
+func (st *stream) ensureDecoder() {
+	if st.dec != nil {
+		return
+	}
+	// pion/opus decodes every mode (SILK, Hybrid, CELT) straight to the
+	// requested 48 kHz mono; SILK's internal 8/12/16 kHz is upsampled by the
+	// RFC 6716 reference resampler inside the decoder.
+	d := opus.NewDecoder()
+	st.dec = &d
+	st.pcm = make([]float32, 120*SampleRate/1000) // longest Opus packet, 120 ms
 }
 
 // conceal emits a replacement for a missing packet: the previous packet
@@ -253,6 +276,7 @@ func (st *stream) conceal(pc *playCtx) {
 		st.emit(nil, pc)
 		return
 	}
+	st.ensureDecoder()
 	buf := st.pcm[:packetSamples]
 	if st.prev == nil {
 		clear(buf)
@@ -321,6 +345,9 @@ func (st *stream) finish(endSeq int64, reason string) {
 		}
 	}
 	lost := uint32(len(st.missing))
+	if dbgMissing != nil {
+		dbgMissing(st)
+	}
 	if endSeq >= st.nextSeq {
 		lost += uint32(endSeq - st.nextSeq + 1)
 	}
