@@ -2,6 +2,7 @@ package media
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -65,7 +66,24 @@ func Detect(data []byte) (Format, error) {
 	case len(data) >= 12 && string(data[4:8]) == "ftyp":
 		return "", fmt.Errorf("mp4/m4a (AAC) is not supported; convert to WAV, MP3 (44.1/48 kHz) or Opus: %w", ErrUnsupported)
 	}
+	if looksLikeMP3(data) {
+		return FormatMP3, nil
+	}
 	return "", fmt.Errorf("unrecognised audio format (expected WAV, MP3 or Ogg Opus): %w", ErrUnsupported)
+}
+
+// looksLikeMP3 accepts MP3 files that begin with a little junk (padding
+// bytes, a damaged tag) if two consecutive valid frame headers follow within
+// the first 16 KiB.
+func looksLikeMP3(data []byte) bool {
+	fr := newFrameReader(bytes.NewReader(data[:min(len(data), 16<<10)]))
+	_, _, err := fr.next()
+	if err == nil || errors.Is(err, ErrUnsupported) {
+		// ErrUnsupported: valid frames of a kind we refuse, still MP3-family,
+		// so the decoder can name the reason.
+		return true
+	}
+	return false
 }
 
 // Decode detects the format of data, checks the declared duration against

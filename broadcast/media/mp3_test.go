@@ -232,3 +232,15 @@ func TestParseFrameHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestMP3WithLeadingJunk(t *testing.T) {
+	data := mp3Fixture(t, "0.4*sin(2*PI*1000*t)", 44100, 1, "64k")
+	junky := append(make([]byte, 37), data...)
+	a, err := Decode(junky, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Format != FormatMP3 || len(a.Samples) != 88200 {
+		t.Fatalf("format %s, %d samples", a.Format, len(a.Samples))
+	}
+}
