@@ -81,17 +81,26 @@ func (f *clockFilter) add(s clockSample) bool {
 	return true
 }
 
-// fitSkew returns the least-squares slope of offset over local time, or 0
-// while the samples span less than skewMinSpan.
+// fitSkew returns the least-squares slope of offset over local time through
+// the lowest-delay half of the samples (the same ones the offset estimate
+// trusts: a queued exchange is off by up to half its extra delay and would
+// tilt the line), or 0 while they span less than skewMinSpan.
 func (f *clockFilter) fitSkew() float64 {
-	n := len(f.samples)
-	if n < 4 || f.samples[n-1].local-f.samples[0].local < int64(skewMinSpan) {
+	acc := f.accepted()
+	n := len(acc)
+	if n < 3 {
 		return 0
 	}
-	t0 := f.samples[0].local
+	lo, hi := acc[0].local, acc[0].local
+	for _, s := range acc {
+		lo, hi = min(lo, s.local), max(hi, s.local)
+	}
+	if hi-lo < int64(skewMinSpan) {
+		return 0
+	}
 	var sx, sy, sxx, sxy float64
-	for _, s := range f.samples {
-		x := float64(s.local - t0)
+	for _, s := range acc {
+		x := float64(s.local - lo)
 		y := float64(s.offset)
 		sx += x
 		sy += y
@@ -106,19 +115,23 @@ func (f *clockFilter) fitSkew() float64 {
 	return math.Max(-maxSkew, math.Min(maxSkew, k))
 }
 
+// accepted returns the lowest-delay half of the samples (at least one),
+// in a fresh slice.
+func (f *clockFilter) accepted() []clockSample {
+	acc := slices.Clone(f.samples)
+	slices.SortFunc(acc, func(a, b clockSample) int { return cmpInt64(a.delay, b.delay) })
+	return acc[:(len(acc)+1)/2]
+}
+
 // offsetAt returns the estimated controller-minus-speaker offset at speaker
 // time local, and the error bound: the larger of half the spread of the
 // accepted offsets and half the smallest round trip (the true offset lies
 // within ±delay/2 of a measured one, RFC 5905 §8).
 func (f *clockFilter) offsetAt(local int64) (offset, errBound int64, ok bool) {
-	n := len(f.samples)
-	if n == 0 {
+	if len(f.samples) == 0 {
 		return 0, 0, false
 	}
-	var buf [clockSamples]clockSample
-	acc := append(buf[:0], f.samples...)
-	slices.SortFunc(acc, func(a, b clockSample) int { return cmpInt64(a.delay, b.delay) })
-	acc = acc[:(n+1)/2]
+	acc := f.accepted()
 	var obuf [clockSamples]int64
 	offs := obuf[:0]
 	for _, s := range acc {

@@ -154,11 +154,6 @@ func (st *stream) onFrame(f *wire.Frame, arrive int64, now time.Time) {
 	}
 }
 
-var (
-	dbgMissing func(st *stream)
-	dbgLate    func(st *stream, seq, lag int64)
-)
-
 // playCtx is what play-out needs from the speaker.
 type playCtx struct {
 	nowLocal int64
@@ -209,9 +204,6 @@ func (st *stream) playDue(pc *playCtx) bool {
 				st.missing[seq] = struct{}{}
 			}
 		case ok:
-			if dbgLate != nil {
-				dbgLate(st, seq, p.arrive-at)
-			}
 			st.late++
 			st.conceal(pc)
 		default:
@@ -345,9 +337,6 @@ func (st *stream) finish(endSeq int64, reason string) {
 		}
 	}
 	lost := uint32(len(st.missing))
-	if dbgMissing != nil {
-		dbgMissing(st)
-	}
 	if endSeq >= st.nextSeq {
 		lost += uint32(endSeq - st.nextSeq + 1)
 	}
