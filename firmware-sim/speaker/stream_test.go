@@ -82,7 +82,7 @@ func TestStreamAccounting(t *testing.T) {
 	const delay = 200 * time.Millisecond
 	slot := func(seq int) int64 { return start.Add(delay).UnixNano() + int64(seq)*packetNS }
 	frame := func(seq int) *wire.Frame {
-		return &wire.Frame{StreamID: 9, Seq: uint32(seq), PlayAt: start.Add(time.Duration(seq)*20*time.Millisecond).UnixMicro(),
+		return &wire.Frame{StreamID: 9, Seq: uint32(seq), PlayAt: start.Add(time.Duration(seq) * 20 * time.Millisecond).UnixMicro(),
 			DelayMS: uint16(delay / time.Millisecond), Packets: pkts[seq : seq+3]}
 	}
 	st := newStream(9, base, 1<<20)
