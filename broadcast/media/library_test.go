@@ -203,3 +203,56 @@ func TestStoredFileIsValidOggOpus(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestImportConcurrentSameContent(t *testing.T) {
+	lib := newTestLibrary(t, nil)
+	wav := audiotest.WAV(audiotest.Tone(1000, 0.3, 16000, 800), 16000, 1)
+	ids := make(chan string, 3)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			info, err := lib.Import(context.Background(), "same.wav", bytes.NewReader(wav))
+			ids <- info.ID
+			errs <- err
+		}()
+	}
+	first := ""
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		id := <-ids
+		if first == "" {
+			first = id
+		} else if id != first {
+			t.Fatalf("IDs differ: %s %s", first, id)
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(lib.cfg.Dir, "*")); len(files) != 1 {
+		t.Fatalf("library holds %v", files)
+	}
+}
+
+func TestImportCancelled(t *testing.T) {
+	lib := newTestLibrary(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := lib.Import(ctx, "x.wav", bytes.NewReader(audiotest.WAV(audiotest.Tone(1000, 0.3, 16000, 800), 16000, 1)))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+func TestImportPCMRejects(t *testing.T) {
+	lib := newTestLibrary(t, func(c *Config) { c.MaxDuration = time.Second })
+	ctx := context.Background()
+	if _, err := lib.ImportPCM(ctx, "tts", nil); !errors.Is(err, ErrEmpty) {
+		t.Errorf("empty: %v", err)
+	}
+	if _, err := lib.ImportPCM(ctx, "tts", make([]float32, 2*OpusRate)); !errors.Is(err, ErrTooLong) {
+		t.Errorf("long: %v", err)
+	}
+	if _, err := lib.ImportPCM(ctx, "tts", make([]float32, OpusRate/2)); !errors.Is(err, ErrSilent) {
+		t.Errorf("silent: %v", err)
+	}
+}
