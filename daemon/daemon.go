@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broker"
 	"github.com/loalang/loalang/bus"
 	"github.com/loalang/loalang/config"
@@ -58,6 +60,8 @@ type Daemon struct {
 	httpSrv *http.Server
 	ready   Ready
 	audit   chan store.Event
+	media   *media.Library
+	engine  *broadcast.Engine
 
 	closers   []func() error
 	wg        sync.WaitGroup
@@ -97,6 +101,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		return nil, err
 	}
 	d.startWeb()
+	if err := d.startBroadcast(ctx); err != nil {
+		return nil, err
+	}
 	if err := d.listenHTTP(); err != nil {
 		return nil, err
 	}
@@ -188,6 +195,9 @@ func (d *Daemon) initDevices(devices []device.Device) {
 			action = "device.online"
 		}
 		d.recordAudit(store.Event{Time: c.At, Actor: c.ID, Action: action, Target: c.ID, Detail: map[string]any{"reason": c.Reason}})
+		if c.Online && d.engine != nil {
+			d.engine.DeviceOnline(c.ID) // an emergency still playing is sent again
+		}
 	})
 }
 
@@ -238,6 +248,7 @@ func (d *Daemon) subscribe() {
 		d.cmds.HandleReply(id, r)
 	})
 	d.bus.Subscribe(d.topics.DeviceAll(wire.SufClock), 0, d.answerClock)
+	d.bus.Subscribe(d.topics.DeviceAll(wire.SufReport), 1, d.handleReport)
 }
 
 // answerClock is the server half of the NTP-style exchange (RFC 5905 §8):
@@ -266,6 +277,9 @@ func (d *Daemon) answerClock(m bus.Message) {
 // caller (an MQTT handler). If the queue is full it writes synchronously:
 // audit entries are never dropped.
 func (d *Daemon) recordAudit(e store.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
 	select {
 	case d.audit <- e:
 	default:
@@ -394,3 +408,6 @@ func (d *Daemon) Close() error {
 	})
 	return d.closeErr
 }
+
+// output is the hall's sound card and relay board, when configured.
+func (d *Daemon) output() broadcast.Output { return nil }

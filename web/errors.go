@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/store"
 )
@@ -27,18 +29,26 @@ func badRequest(format string, args ...any) error {
 	return &badRequestError{fmt.Sprintf(format, args...)}
 }
 
-// StatusError lets feature packages attach a status to an error without
-// this package knowing them: the daemon registers mappings with MapError.
-type statusMapping struct {
+// domainStatus maps the domain packages' errors to statuses.
+var domainStatus = []struct {
 	target error
 	status int
+}{
+	{media.ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{media.ErrUnsupported, http.StatusUnsupportedMediaType},
+	{media.ErrEmpty, http.StatusUnprocessableEntity},
+	{media.ErrCorrupt, http.StatusUnprocessableEntity},
+	{media.ErrTooLong, http.StatusUnprocessableEntity},
+	{media.ErrSilent, http.StatusUnprocessableEntity},
+	{media.ErrTTSUnavailable, http.StatusServiceUnavailable},
+	{broadcast.ErrInvalid, http.StatusUnprocessableEntity},
+	{broadcast.ErrUnknownZone, http.StatusUnprocessableEntity},
+	{broadcast.ErrNotFound, http.StatusNotFound},
+	{broadcast.ErrBusy, http.StatusConflict},
+	{broadcast.ErrNotActive, http.StatusConflict},
+	{broadcast.ErrEnded, http.StatusConflict},
+	{broadcast.ErrUnavailable, http.StatusServiceUnavailable},
 }
-
-var mappings []statusMapping
-
-// MapError registers the HTTP status for errors wrapping target. Call it
-// during start-up only.
-func MapError(target error, status int) { mappings = append(mappings, statusMapping{target, status}) }
 
 // status maps an error to its HTTP status: the one place where domain
 // errors meet HTTP.
@@ -67,7 +77,7 @@ func status(err error) int {
 	case errors.Is(err, device.ErrRejected):
 		return http.StatusBadGateway
 	}
-	for _, m := range mappings {
+	for _, m := range domainStatus {
 		if errors.Is(err, m.target) {
 			return m.status
 		}

@@ -50,6 +50,7 @@ type Server struct {
 	registry *prometheus.Registry
 	mux      *http.ServeMux
 	now      func() time.Time
+	bc       BroadcastDeps
 }
 
 // Deps are the domain services behind the API.

@@ -1,0 +1,216 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"path/filepath"
+	"sort"
+
+	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/store"
+)
+
+// Broadcasts is the broadcast engine as the API uses it.
+type Broadcasts interface {
+	Start(ctx context.Context, req broadcast.Request) (broadcast.Broadcast, error)
+	Stop(ctx context.Context, id, actor string) error
+	StopAll(ctx context.Context, actor string) (int, error)
+	Get(id string) (broadcast.Broadcast, error)
+	List() []broadcast.Broadcast
+}
+
+// MediaImporter turns an upload into stored Opus packets.
+type MediaImporter interface {
+	Import(ctx context.Context, sourceName string, r io.Reader) (media.Info, error)
+}
+
+// BroadcastDeps enables the media and broadcast routes.
+type BroadcastDeps struct {
+	Engine Broadcasts
+	Media  MediaImporter
+	// MaxUpload bounds a media upload in bytes.
+	MaxUpload int64
+}
+
+// EnableBroadcasts registers the media and broadcast routes.
+func (s *Server) EnableBroadcasts(d BroadcastDeps) {
+	s.bc = d
+	heads := []auth.Role{auth.RoleAdmin, auth.RoleHead}
+	s.Handle("POST /api/v1/media", s.handleUpload, heads...)
+	s.Handle("GET /api/v1/media", s.handleMediaList, heads...)
+	s.Handle("GET /api/v1/media/{id}", s.handleMediaGet, heads...)
+	s.Handle("POST /api/v1/broadcasts", s.handleBroadcast, heads...)
+	s.Handle("GET /api/v1/broadcasts", s.handleBroadcasts, heads...)
+	s.Handle("POST /api/v1/broadcasts/stop-all", s.handleStopAll, heads...)
+	s.Handle("GET /api/v1/broadcasts/{id}", s.handleBroadcastGet, heads...)
+	s.Handle("DELETE /api/v1/broadcasts/{id}", s.handleBroadcastStop, heads...)
+}
+
+// handleUpload takes multipart field "file". The body is bounded before
+// anything is parsed, and the part streams into the importer, so an
+// oversized upload is refused without being buffered.
+func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
+	ct, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || ct != "multipart/form-data" || params["boundary"] == "" {
+		writeError(w, r, badRequest("body: want multipart/form-data with a field named file"))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.bc.MaxUpload+64<<10)
+	mr := multipart.NewReader(r.Body, params["boundary"])
+	var part *multipart.Part
+	for {
+		part, err = mr.NextPart()
+		if err != nil {
+			writeError(w, r, uploadErr(err))
+			return
+		}
+		if part.FormName() == "file" {
+			break
+		}
+	}
+	name := filepath.Base(part.FileName())
+	if name == "." || name == "/" {
+		name = "upload"
+	}
+	info, err := s.bc.Media.Import(r.Context(), name, part)
+	if err != nil {
+		writeError(w, r, uploadErr(err))
+		return
+	}
+	err = s.db.Update(func(tx *store.Tx) error {
+		if err := tx.Put(store.Media, info.ID, info); err != nil {
+			return err
+		}
+		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: "media.upload", Target: info.ID,
+			Detail: map[string]any{"source": name, "duration_ms": info.DurationMS}})
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
+}
+
+// uploadErr names the field for errors of the multipart framing itself.
+func uploadErr(err error) error {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return media.ErrTooLarge
+	case errors.Is(err, io.EOF):
+		return badRequest("file: the form has no field named file")
+	}
+	return err
+}
+
+func (s *Server) handleMediaList(w http.ResponseWriter, r *http.Request) {
+	list, err := store.List[media.Info](s.db, store.Media, "")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(list))
+}
+
+func (s *Server) handleMediaGet(w http.ResponseWriter, r *http.Request) {
+	info, err := store.Get[media.Info](s.db, store.Media, r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+type broadcastRequest struct {
+	MediaID  string   `json:"media_id"`
+	Text     string   `json:"text"`
+	Zones    []string `json:"zones"`
+	Priority string   `json:"priority"`
+	Volume   int      `json:"volume"`
+}
+
+func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) {
+	var req broadcastRequest
+	if err := s.decode(w, r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if (req.MediaID == "") == (req.Text == "") {
+		writeError(w, r, badRequest("media_id: give exactly one of media_id and text"))
+		return
+	}
+	if req.MediaID != "" {
+		if _, err := store.Get[media.Info](s.db, store.Media, req.MediaID); err != nil {
+			writeError(w, r, badRequest("media_id: no media %q", req.MediaID))
+			return
+		}
+	}
+	b, err := s.bc.Engine.Start(r.Context(), broadcast.Request{MediaID: req.MediaID, Text: req.Text, Zones: req.Zones,
+		Priority: req.Priority, Volume: req.Volume, Actor: UserFrom(r.Context()).Username, Origin: broadcast.OriginAPI})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, b)
+}
+
+func (s *Server) handleBroadcasts(w http.ResponseWriter, r *http.Request) {
+	list := s.bc.Engine.List()
+	sort.Slice(list, func(i, j int) bool { return list[i].Created.After(list[j].Created) })
+	writeJSON(w, http.StatusOK, nonNil(list))
+}
+
+// handleBroadcastGet answers from the engine while it remembers the
+// broadcast, and from the durable log after that (or after a restart).
+func (s *Server) handleBroadcastGet(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	b, err := s.bc.Engine.Get(id)
+	if errors.Is(err, broadcast.ErrNotFound) {
+		b, err = store.Get[broadcast.Record](s.db, store.Broadcasts, id)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+func (s *Server) handleBroadcastStop(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.bc.Engine.Stop(r.Context(), id, UserFrom(r.Context()).Username); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.audit(r, "broadcast.stop", id, nil)
+	b, err := s.bc.Engine.Get(id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+// handleStopAll is the kill switch (DESIGN.md "Kill switch").
+func (s *Server) handleStopAll(w http.ResponseWriter, r *http.Request) {
+	n, err := s.bc.Engine.StopAll(r.Context(), UserFrom(r.Context()).Username)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.audit(r, "broadcast.stop_all", "", map[string]any{"stopped": n})
+	writeJSON(w, http.StatusOK, map[string]int{"stopped": n})
+}
+
+// nonNil makes empty lists encode as [] rather than null.
+func nonNil[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
+}
