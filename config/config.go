@@ -104,6 +104,14 @@ type WebRTC struct {
 	NAT1To1IPs         []string `yaml:"nat_1to1_ips"`
 	MaxViewers         int      `yaml:"max_viewers"`
 	MaxViewersPerCam   int      `yaml:"max_viewers_per_camera"`
+	// Camera relay tuning (cameras wiring): IdleClose is how long an
+	// on-demand camera keeps streaming after its last viewer left (0 means
+	// the relay's default, 15 s); TURNUsername and TURNPasswordFile are the
+	// credentials for turn:/turns: entries of ICEServers (RFC 8489 §9.2),
+	// the secret kept out of the config file like mqtt.password_file.
+	IdleClose        time.Duration `yaml:"idle_close"`
+	TURNUsername     string        `yaml:"turn_username"`
+	TURNPasswordFile string        `yaml:"turn_password_file"`
 }
 
 // Auth configures user sessions.

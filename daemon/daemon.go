@@ -26,6 +26,7 @@ import (
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broker"
 	"github.com/loalang/loalang/bus"
+	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/device/wire"
@@ -62,6 +63,7 @@ type Daemon struct {
 	audit   chan store.Event
 	media   *media.Library
 	engine  *broadcast.Engine
+	cameras *camera.Relay
 
 	closers   []func() error
 	wg        sync.WaitGroup
@@ -102,6 +104,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	}
 	d.startWeb()
 	if err := d.startBroadcast(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.startCameras(ctx); err != nil {
 		return nil, err
 	}
 	if err := d.listenHTTP(); err != nil {

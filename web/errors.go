@@ -8,6 +8,7 @@ import (
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/store"
 )
@@ -48,6 +49,13 @@ var domainStatus = []struct {
 	{broadcast.ErrNotActive, http.StatusConflict},
 	{broadcast.ErrEnded, http.StatusConflict},
 	{broadcast.ErrUnavailable, http.StatusServiceUnavailable},
+	// Cameras and WHEP (RFC 9725 §4.2 lets the endpoint answer any 4xx/5xx).
+	{camera.ErrBadSDP, http.StatusBadRequest},
+	{camera.ErrNotFound, http.StatusNotFound},
+	{camera.ErrCodecUnsupported, http.StatusUnprocessableEntity}, // the message names the codec
+	{camera.ErrTooManyViewers, http.StatusServiceUnavailable},
+	{camera.ErrCameraDown, http.StatusServiceUnavailable},
+	{camera.ErrClosed, http.StatusServiceUnavailable},
 }
 
 // status maps an error to its HTTP status: the one place where domain

@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/loalang/loalang/camera"
+	"github.com/loalang/loalang/config"
+	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/web"
+)
+
+// startCameras wires the camera relay: ICE settings and limits from the
+// config, the cameras of the config file overridden by those changed
+// through the API (kept in bbolt), ended views to the audit trail, and the
+// relay's metrics. See docs/cameras.md.
+func (d *Daemon) startCameras(ctx context.Context) error {
+	cfg, err := relayConfig(d.cfg.WebRTC)
+	if err != nil {
+		return err
+	}
+	cfg.OnView = func(v camera.ViewRecord) {
+		detail := map[string]any{
+			"session": v.SessionID, "from": v.From.UTC().Format(time.RFC3339Nano),
+			"to": v.To.UTC().Format(time.RFC3339Nano), "reason": v.Reason,
+		}
+		if v.Substream {
+			detail["substream"] = true
+		}
+		d.recordAudit(store.Event{Time: v.To, Actor: v.Viewer, Action: "camera.view", Target: v.CameraID, Detail: detail})
+	}
+	relay, err := camera.New(cfg, d.base)
+	if err != nil {
+		return &config.Error{File: "config", Key: "webrtc.udp_port", Reason: err.Error()}
+	}
+	d.cameras = relay
+	d.closers = append(d.closers, relay.Close)
+	if err := d.metrics.Register(relay.Collector()); err != nil {
+		return fmt.Errorf("camera metrics: %w", err)
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := relay.Run(ctx); err != nil {
+			d.log.Error("camera relay stopped", "err", err)
+		}
+	}()
+	base := make([]camera.Camera, 0, len(d.cfg.Cameras))
+	for _, c := range d.cfg.Cameras {
+		base = append(base, camera.Camera{
+			ID: c.ID, Name: c.Name, URL: c.URL, SubstreamURL: c.SubstreamURL,
+			// On demand unless the config says otherwise: cheap cameras and
+			// 4G uplinks should not stream to nobody.
+			AlwaysOn: c.OnDemand != nil && !*c.OnDemand,
+		})
+	}
+	if err := d.web.EnableCameras(web.CameraDeps{Relay: relay, Base: base}); err != nil {
+		return fmt.Errorf("cameras: %w", err)
+	}
+	return nil
+}
+
+// relayConfig maps the webrtc section onto the relay's defaults. ICE
+// servers are split by URL scheme (RFC 7064 stun:/stuns:, RFC 7065
+// turn:/turns:); the TURN password is read from its file and never logged.
+func relayConfig(w config.WebRTC) (camera.Config, error) {
+	cfg := camera.DefaultConfig()
+	cfg.UDPPort = w.UDPPort
+	cfg.ICETCP = w.TCP
+	cfg.LoopbackCandidates = w.LoopbackCandidates
+	cfg.NAT1To1IPs = w.NAT1To1IPs
+	cfg.MaxViewers = w.MaxViewers
+	cfg.MaxViewersPerCamera = w.MaxViewersPerCam
+	if w.IdleClose > 0 {
+		cfg.IdleClose = w.IdleClose
+	}
+	for i, raw := range w.ICEServers {
+		u, err := url.Parse(raw)
+		key := fmt.Sprintf("webrtc.ice_servers[%d]", i)
+		if err != nil {
+			return cfg, &config.Error{File: "config", Key: key, Reason: "not a stun: or turn: URL"}
+		}
+		switch strings.ToLower(u.Scheme) {
+		case "stun", "stuns":
+			cfg.STUNServers = append(cfg.STUNServers, raw)
+		case "turn", "turns":
+			cfg.TURNServers = append(cfg.TURNServers, raw)
+		default:
+			return cfg, &config.Error{File: "config", Key: key, Reason: fmt.Sprintf("scheme %q is not stun, stuns, turn or turns", u.Scheme)}
+		}
+	}
+	if len(cfg.TURNServers) > 0 {
+		cfg.TURNUsername = w.TURNUsername
+		if w.TURNPasswordFile != "" {
+			raw, err := os.ReadFile(w.TURNPasswordFile)
+			if err != nil {
+				return cfg, &config.Error{File: "config", Key: "webrtc.turn_password_file", Reason: err.Error()}
+			}
+			cfg.TURNCredential = strings.TrimSpace(string(raw))
+		}
+	}
+	return cfg, nil
+}
