@@ -103,6 +103,9 @@ func (r *recorder) finish(keep int64, sc Sidecar) error {
 		_, err = r.f.WriteAt(wavHeader(keep), 0)
 	}
 	if err == nil {
+		err = r.f.Chmod(0o644) // CreateTemp makes 0600; recordings are CI artefacts
+	}
+	if err == nil {
 		err = r.f.Sync()
 	}
 	if cerr := r.f.Close(); err == nil {
@@ -156,6 +159,9 @@ func writeFileAtomic(path string, b []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
 	if err == nil {
 		err = f.Sync()
 	}

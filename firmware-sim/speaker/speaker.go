@@ -72,8 +72,10 @@ type Config struct {
 	// default 2 s.
 	RebootDelay time.Duration
 	// KeepPlayed is how much decoded audio per stream Played keeps, default
-	// 60 s. A negative value keeps none, and then, unless RecordDir is set,
-	// the speaker skips Opus decoding altogether (for large load runs).
+	// 30 s (5.8 MB); only active streams and the keptStreams most recently
+	// finished ones keep theirs. A negative value keeps none, and then,
+	// unless RecordDir is set, the speaker skips Opus decoding altogether:
+	// load runs with hundreds of speakers should set it.
 	KeepPlayed time.Duration
 
 	// Log receives the speaker's logs; nil discards them.
@@ -92,7 +94,9 @@ const (
 	readySamples = 3
 	inboxLen     = 512
 	maxFinished  = 32
-	maxReplies   = 32
+	// keptStreams is how many finished streams keep their Played audio.
+	keptStreams = 2
+	maxReplies  = 32
 )
 
 type msgKind uint8
@@ -192,7 +196,7 @@ func New(cfg Config) (*Speaker, error) {
 	def(&cfg.StreamTimeout, 5*time.Second)
 	def(&cfg.RebootDelay, 2*time.Second)
 	if cfg.KeepPlayed == 0 {
-		cfg.KeepPlayed = 60 * time.Second
+		cfg.KeepPlayed = 30 * time.Second
 	}
 	if cfg.Volume == 0 {
 		cfg.Volume = 100
@@ -681,6 +685,11 @@ func (s *Speaker) retireLocked(st *stream) {
 	for len(s.finished) > maxFinished {
 		delete(s.streams, s.finished[0])
 		s.finished = s.finished[1:]
+	}
+	if n := len(s.finished) - keptStreams - 1; n >= 0 {
+		if old := s.streams[s.finished[n]]; old != nil {
+			old.out = nil
+		}
 	}
 }
 
