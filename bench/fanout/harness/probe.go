@@ -1,0 +1,195 @@
+package harness
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/loalang/loalang/device/wire"
+)
+
+// PublishLead is how long before a frame's PlayAt the engine publishes it
+// (docs/broadcast.md, "Streaming"): the reference instant of every latency.
+const PublishLead = 20 * time.Millisecond
+
+// Probe is a bare paho subscriber on zone topics. For every audio frame it
+// records receipt time minus (PlayAt − PublishLead), read from the frame
+// header (docs/protocol.md), and it counts the MQTT bytes it received.
+type Probe struct {
+	client mqtt.Client
+
+	mu      sync.Mutex
+	lat     []float64 // ms
+	sendLat []float64 // ms, from the send stamp in a baseline payload
+	frames  int
+	bytes   int64 // whole PUBLISH packets, MQTT 3.1.1 §3.3
+	first   time.Time
+	last    time.Time
+}
+
+// ProbeConfig describes one probe connection.
+type ProbeConfig struct {
+	Broker             string // tcp://host:port
+	ClientID           string
+	Username, Password string
+	// Filters maps topic filters to subscribe to their QoS.
+	Filters map[string]byte
+	// SendStamp says the first 8 bytes of the first packet carry the sender's
+	// Unix ns (baseline payloads).
+	SendStamp bool
+}
+
+// NewProbe connects and subscribes (in OnConnect, so a reconnect would
+// resubscribe), waiting up to 20 s for both.
+func NewProbe(cfg ProbeConfig) (*Probe, error) {
+	p := &Probe{}
+	subscribed := make(chan error, 1)
+	opts := mqtt.NewClientOptions().AddBroker(cfg.Broker).SetClientID(cfg.ClientID).
+		SetUsername(cfg.Username).SetPassword(cfg.Password).SetProtocolVersion(4).
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
+		SetKeepAlive(60 * time.Second).SetWriteTimeout(5 * time.Second).
+		SetConnectTimeout(20 * time.Second)
+	opts.SetOnConnectHandler(func(c mqtt.Client) {
+		tok := c.SubscribeMultiple(cfg.Filters, p.handler(cfg.SendStamp))
+		var err error
+		if !tok.WaitTimeout(20 * time.Second) {
+			err = fmt.Errorf("subscribe: timeout")
+		} else {
+			err = tok.Error()
+		}
+		select {
+		case subscribed <- err:
+		default:
+		}
+	})
+	p.client = mqtt.NewClient(opts)
+	tok := p.client.Connect()
+	if !tok.WaitTimeout(25 * time.Second) {
+		return nil, fmt.Errorf("probe %s: connect timeout", cfg.ClientID)
+	}
+	if err := tok.Error(); err != nil {
+		return nil, fmt.Errorf("probe %s: connect: %w", cfg.ClientID, err)
+	}
+	select {
+	case err := <-subscribed:
+		if err != nil {
+			p.client.Disconnect(0)
+			return nil, fmt.Errorf("probe %s: %w", cfg.ClientID, err)
+		}
+	case <-time.After(25 * time.Second):
+		p.client.Disconnect(0)
+		return nil, fmt.Errorf("probe %s: subscribe timeout", cfg.ClientID)
+	}
+	return p, nil
+}
+
+// handler never blocks: it timestamps, parses 20 header bytes and appends.
+func (p *Probe) handler(sendStamp bool) mqtt.MessageHandler {
+	return func(_ mqtt.Client, m mqtt.Message) {
+		now := time.Now()
+		b := m.Payload()
+		size := PublishSize(m.Topic(), m.Qos(), len(b))
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.bytes += int64(size)
+		if !strings.HasSuffix(m.Topic(), "/audio") || len(b) < wire.FrameHeaderLen || binary.BigEndian.Uint16(b) != wire.FrameMagic {
+			return
+		}
+		playAt := int64(binary.BigEndian.Uint64(b[12:]))
+		pub := time.UnixMicro(playAt).Add(-PublishLead)
+		p.lat = append(p.lat, float64(now.Sub(pub))/float64(time.Millisecond))
+		if sendStamp && len(b) >= wire.FrameHeaderLen+2+8 {
+			sent := int64(binary.BigEndian.Uint64(b[wire.FrameHeaderLen+2:]))
+			p.sendLat = append(p.sendLat, float64(now.UnixNano()-sent)/1e6)
+		}
+		p.frames++
+		if p.first.IsZero() {
+			p.first = now
+		}
+		p.last = now
+	}
+}
+
+// ProbeSample is what a probe gathered since its last Reset.
+type ProbeSample struct {
+	LatencyMS     []float64
+	SendLatencyMS []float64
+	Frames        int
+	Bytes         int64
+}
+
+// Take returns the samples gathered since the last Take and resets them.
+func (p *Probe) Take() ProbeSample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := ProbeSample{LatencyMS: p.lat, SendLatencyMS: p.sendLat, Frames: p.frames, Bytes: p.bytes}
+	p.lat, p.sendLat, p.frames, p.bytes = nil, nil, 0, 0
+	p.first, p.last = time.Time{}, time.Time{}
+	return s
+}
+
+// Close disconnects.
+func (p *Probe) Close() { p.client.Disconnect(100) }
+
+// PublishSize is the size of an MQTT 3.1.1 PUBLISH packet (§3.3): fixed
+// header byte, Remaining Length varint (§2.2.3), 2-byte topic length and
+// topic, 2-byte packet id for QoS > 0, payload.
+func PublishSize(topic string, qos byte, payload int) int {
+	rl := 2 + len(topic) + payload
+	if qos > 0 {
+		rl += 2
+	}
+	n := 1
+	for v := rl; ; v >>= 7 {
+		n++
+		if v < 128 {
+			break
+		}
+	}
+	return n + rl
+}
+
+// ConnectProbes opens probes in parallel (at most 16 connecting at once),
+// closing all of them if one fails.
+func ConnectProbes(cfgs []ProbeConfig) ([]*Probe, error) {
+	out := make([]*Probe, len(cfgs))
+	errs := make([]error, len(cfgs))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, c := range cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			// Spread connects a little, as a real fleet would not SYN at once.
+			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+			out[i], errs[i] = NewProbe(c)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			CloseProbes(out)
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// CloseProbes disconnects every non-nil probe.
+func CloseProbes(ps []*Probe) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		if p != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.Close() }()
+		}
+	}
+	wg.Wait()
+}

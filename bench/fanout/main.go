@@ -1,0 +1,564 @@
+// Command fanout measures loalang's broadcast fan-out: N simulated speakers
+// (firmware-sim/speaker, in this process) on a loalangd started as its own
+// process (bin/loalangd, embedded mochi broker), playing a 60 s speech
+// clip uploaded through the HTTP API. It reports delivery (packets played
+// / expected, from GET /api/v1/broadcasts/{id}), publish → receipt latency
+// at bare paho probe subscribers, loalangd's CPU and memory, and bytes per
+// speaker per minute. The baseline, in the same run, is a bare mochi broker
+// with a bare paho publisher in one child process (as loalangd has both)
+// sending the same frame sizes at the same rate to the same number of bare
+// paho subscribers. It also measures the encode cost of the clip. Results
+// are merged into bench/results.json under "fanout" and "cost".
+//
+//	go run ./bench/fanout [-speakers 50,200,500] [-duration 60s] [-runs 3]
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/loalang/loalang/bench/fanout/harness"
+	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/firmware-sim/speaker"
+)
+
+const site = "bench"
+
+type options struct {
+	sizes    []int
+	duration time.Duration
+	runs     int
+	zones    int
+	probes   int
+	idle     time.Duration
+	loalangd string
+	results  string
+	baseline bool
+	loalang  bool
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-rawbroker" {
+		if err := runRawBroker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "rawbroker:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var o options
+	sizes := flag.String("speakers", "50,200,500", "comma-separated speaker counts")
+	flag.DurationVar(&o.duration, "duration", 60*time.Second, "length of the speech broadcast")
+	flag.IntVar(&o.runs, "runs", 3, "broadcasts per size; figures are the median over runs")
+	flag.IntVar(&o.zones, "zones", 5, "zones the speakers are spread over")
+	flag.IntVar(&o.probes, "probes", 10, "bare paho probe subscribers measuring latency (speaker credentials)")
+	flag.DurationVar(&o.idle, "idle", 5*time.Second, "idle window before the broadcasts, to measure background CPU (0 skips)")
+	flag.StringVar(&o.loalangd, "loalangd", "bin/loalangd", "loalangd binary (built from ./cmd/loalangd if missing)")
+	flag.StringVar(&o.results, "results", "bench/results.json", "results file to merge into")
+	flag.BoolVar(&o.baseline, "baseline", true, "run the bare mochi baseline")
+	flag.BoolVar(&o.loalang, "loalang", true, "run the loalangd scenario")
+	flag.Parse()
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench/fanout: bad -speakers %q\n", *sizes)
+			os.Exit(2)
+		}
+		o.sizes = append(o.sizes, n)
+	}
+	o.runs = max(1, o.runs)
+	o.zones = max(1, o.zones)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/fanout:", err)
+		os.Exit(1)
+	}
+}
+
+// sizeResult is one speaker count's figures, medians over the runs.
+type sizeResult struct {
+	Speakers int            `json:"speakers"`
+	Zones    int            `json:"zones"`
+	Runs     int            `json:"runs"`
+	Loalang  *loalangFig    `json:"loalang,omitempty"`
+	Baseline *baselineFig   `json:"baseline,omitempty"`
+	Ratios   map[string]any `json:"ratios,omitempty"`
+	Errors   []string       `json:"errors,omitempty"`
+}
+
+type loalangFig struct {
+	DeliveryPct      float64 `json:"delivery_pct"`
+	PacketsExpected  uint64  `json:"packets_expected"`
+	PacketsPlayed    uint64  `json:"packets_played"`
+	PacketsLate      uint64  `json:"packets_late"`
+	PacketsLost      uint64  `json:"packets_lost"`
+	LatencyP50MS     float64 `json:"latency_p50_ms"`
+	LatencyP99MS     float64 `json:"latency_p99_ms"`
+	LatencyMaxMS     float64 `json:"latency_max_ms"`
+	LatencySamples   int     `json:"latency_samples"`
+	CPUPct           float64 `json:"cpu_pct_of_one_core"`
+	IdleCPUPct       float64 `json:"idle_cpu_pct_of_one_core"`
+	RSSMiB           float64 `json:"rss_mib"`
+	HWMMiB           float64 `json:"hwm_mib"`
+	BytesPerSpkMin   float64 `json:"mqtt_bytes_per_speaker_per_minute"`
+	KbitPerSpk       float64 `json:"mqtt_kbit_s_per_speaker"`
+	KbitPerSpkTCPIP  float64 `json:"kbit_s_per_speaker_with_tcpip"`
+	SpeakerOverflows uint64  `json:"speaker_inbox_overflows"`
+}
+
+type baselineFig struct {
+	DeliveryPct      float64 `json:"delivery_pct"`
+	Subscribers      int     `json:"subscribers"`
+	LatencyP50MS     float64 `json:"latency_p50_ms"`
+	LatencyP99MS     float64 `json:"latency_p99_ms"`
+	LatencyMaxMS     float64 `json:"latency_max_ms"`
+	SendLatencyP50MS float64 `json:"send_stamp_latency_p50_ms"`
+	SendLatencyP99MS float64 `json:"send_stamp_latency_p99_ms"`
+	CPUPct           float64 `json:"cpu_pct_of_one_core"`
+	IdleCPUPct       float64 `json:"idle_cpu_pct_of_one_core"`
+	RSSMiB           float64 `json:"rss_mib"`
+	HWMMiB           float64 `json:"hwm_mib"`
+}
+
+func run(ctx context.Context, o options) error {
+	work, err := os.MkdirTemp("", "loalang-bench-fanout-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	clipSecs := o.duration.Seconds()
+	pcm, source := harness.SpeechClip(ctx, media.Speak, clipSecs)
+	fmt.Printf("speech clip: %.0f s, %s\n", clipSecs, source)
+
+	// Cost first, while nothing else runs in this process.
+	cost, err := measureCost(ctx, pcm, o.zones)
+	if err != nil {
+		return fmt.Errorf("cost: %w", err)
+	}
+	cost["clip"] = source
+	printCost(cost)
+	if err := harness.MergeResults(o.results, "cost", cost); err != nil {
+		return err
+	}
+
+	bin := ""
+	if o.loalang {
+		if bin, err = harness.Binary(ctx, o.loalangd, "./cmd/loalangd", work, "loalangd"); err != nil {
+			return err
+		}
+	}
+	wav := harness.EncodeWAV(pcm, harness.Rate)
+	frames := (int(math.Ceil(clipSecs*1000/wire.PacketMS)) + 2) / 3
+
+	var results []sizeResult
+	for _, n := range o.sizes {
+		if ctx.Err() != nil {
+			break
+		}
+		r := sizeResult{Speakers: n, Zones: o.zones, Runs: o.runs}
+		if o.loalang {
+			fig, err := loalangScenario(ctx, o, bin, work, n, wav)
+			if err != nil {
+				r.Errors = append(r.Errors, "loalang: "+err.Error())
+				fmt.Fprintf(os.Stderr, "loalang %d speakers: %v\n", n, err)
+			}
+			r.Loalang = fig
+		}
+		if o.baseline && ctx.Err() == nil {
+			fig, err := baselineScenario(ctx, o, n, frames)
+			if err != nil {
+				r.Errors = append(r.Errors, "baseline: "+err.Error())
+				fmt.Fprintf(os.Stderr, "baseline %d subscribers: %v\n", n, err)
+			}
+			r.Baseline = fig
+		}
+		if r.Loalang != nil && r.Baseline != nil {
+			r.Ratios = map[string]any{
+				"latency_p99":   harness.Round(harness.Ratio(r.Loalang.LatencyP99MS, r.Baseline.LatencyP99MS), 2),
+				"latency_p50":   harness.Round(harness.Ratio(r.Loalang.LatencyP50MS, r.Baseline.LatencyP50MS), 2),
+				"cpu":           harness.Round(harness.Ratio(r.Loalang.CPUPct, r.Baseline.CPUPct), 2),
+				"cpu_added_pct": harness.Round(100*(harness.Ratio(r.Loalang.CPUPct, r.Baseline.CPUPct)-1), 1),
+				"rss":           harness.Round(harness.Ratio(r.Loalang.RSSMiB, r.Baseline.RSSMiB), 2),
+			}
+		}
+		results = append(results, r)
+		printTable(results)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	out := map[string]any{
+		"date":         time.Now().UTC().Format(time.RFC3339),
+		"go":           runtime.Version(),
+		"cpus":         runtime.NumCPU(),
+		"duration_s":   clipSecs,
+		"runs":         o.runs,
+		"probes":       o.probes,
+		"clip":         source,
+		"packets_note": "packets are 20 ms Opus packets; 3 per MQTT message",
+		"latency_note": "publish time = PlayAt - 20 ms (the engine's schedule; the baseline stamps the same scheduled instant); receipt = bare paho probe handler in the benchmark process",
+		"cpu_note":     "loalangd = embedded mochi + daemon (engine, paho client, reports, presence, clock answers); baseline = bare mochi + bare paho publisher in one process",
+		"sizes":        results,
+	}
+	if err := harness.MergeResults(o.results, "fanout", out); err != nil {
+		return err
+	}
+	fmt.Printf("merged into %s under \"fanout\" and \"cost\"\n", o.results)
+	return nil
+}
+
+// loalangScenario runs o.runs broadcasts of wav to n speakers on one daemon.
+func loalangScenario(ctx context.Context, o options, bin, work string, n int, wav []byte) (*loalangFig, error) {
+	dir, err := os.MkdirTemp(work, fmt.Sprintf("loalang-%d-", n))
+	if err != nil {
+		return nil, err
+	}
+	d, err := harness.StartDaemon(ctx, bin, dir, harness.VillageConfig(site, n, o.zones))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	mediaID, err := d.Upload(ctx, "speech.wav", wav)
+	if err != nil {
+		return nil, err
+	}
+	fleet, err := harness.StartFleet(d.Bundle, func(_ int, c *speaker.Config) { c.KeepPlayed = -1 })
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.Close()
+	if err := fleet.WaitReady(ctx, 30*time.Second+time.Duration(n)*100*time.Millisecond); err != nil {
+		return nil, err
+	}
+	if err := d.WaitOnline(ctx, n, 60*time.Second); err != nil {
+		return nil, err
+	}
+	probes, err := harness.ConnectProbes(probeConfigs(d.Bundle, o.probes))
+	if err != nil {
+		return nil, err
+	}
+	defer harness.CloseProbes(probes)
+
+	fig := &loalangFig{}
+	if o.idle > 0 {
+		m, err := harness.StartCPU(d.Pid())
+		if err != nil {
+			return nil, err
+		}
+		if err := sleep(ctx, o.idle); err != nil {
+			return nil, err
+		}
+		fig.IdleCPUPct, _ = m.Percent()
+	}
+	zones := harness.ZoneIDs(o.zones)
+	var p50, p99, pmax, cpu, rss, hwm, deliv, bpm []float64
+	var last harness.Broadcast
+	for run := 1; run <= o.runs; run++ {
+		takeAll(probes) // drop anything from before
+		over0 := fleet.Overflowed()
+		m, err := harness.StartCPU(d.Pid())
+		if err != nil {
+			return nil, err
+		}
+		id, err := d.StartBroadcast(ctx, mediaID, zones, 80)
+		if err != nil {
+			return nil, err
+		}
+		b, err := d.WaitFinal(ctx, id, o.duration+60*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		c, _ := m.Percent()
+		mem, _ := harness.ReadMemory(d.Pid())
+		if b.State != "done" {
+			return nil, fmt.Errorf("broadcast %s ended %s: %s", id, b.State, b.Reason)
+		}
+		b, err = d.WaitReports(ctx, id, 15*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		last = b
+		lat, bytesPerMin := gather(probes, float64(b.Packets)*wire.PacketMS/60000)
+		var exp, played uint64
+		for _, dv := range b.Devices {
+			exp += max(dv.FramesExpected, uint64(b.Packets))
+			played += dv.FramesPlayed
+		}
+		// A speaker the daemon did not list still counts as expected.
+		if missing := n - len(b.Devices); missing > 0 {
+			exp += uint64(missing) * uint64(b.Packets)
+		}
+		dpct := 100 * harness.Ratio(float64(played), float64(exp))
+		fig.SpeakerOverflows += fleet.Overflowed() - over0
+		p50 = append(p50, harness.Percentile(lat, 0.50))
+		p99 = append(p99, harness.Percentile(lat, 0.99))
+		pmax = append(pmax, harness.Percentile(lat, 1))
+		cpu, rss, hwm = append(cpu, c), append(rss, mem.RSSMiB), append(hwm, mem.HWMMiB)
+		deliv, bpm = append(deliv, dpct), append(bpm, bytesPerMin)
+		fig.LatencySamples += len(lat)
+		fmt.Printf("  loalang %d speakers run %d: delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB\n",
+			n, run, dpct, played, exp, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB)
+		if run < o.runs {
+			if err := sleep(ctx, 2*time.Second); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Packet counts are those of the last run (they are per-run totals).
+	for _, dv := range last.Devices {
+		fig.PacketsExpected += max(dv.FramesExpected, uint64(last.Packets))
+		fig.PacketsPlayed += dv.FramesPlayed
+		fig.PacketsLate += dv.FramesLate
+		fig.PacketsLost += dv.FramesLost
+	}
+	fig.DeliveryPct = harness.Round(harness.Median(deliv), 3)
+	fig.LatencyP50MS = harness.Round(harness.Median(p50), 2)
+	fig.LatencyP99MS = harness.Round(harness.Median(p99), 2)
+	fig.LatencyMaxMS = harness.Round(harness.Median(pmax), 2)
+	fig.CPUPct = harness.Round(harness.Median(cpu), 2)
+	fig.IdleCPUPct = harness.Round(fig.IdleCPUPct, 2)
+	fig.RSSMiB = harness.Round(harness.Median(rss), 1)
+	fig.HWMMiB = harness.Round(harness.Median(hwm), 1)
+	fig.BytesPerSpkMin = harness.Round(harness.Median(bpm), 0)
+	fig.KbitPerSpk = harness.Round(fig.BytesPerSpkMin*8/60/1000, 2)
+	// Each message travels in its own TCP segment: +52 B of IPv4, TCP and
+	// timestamp option headers (docs/broadcast.md, "Bandwidth").
+	msgsPerMin := 60000.0 / (3 * wire.PacketMS)
+	fig.KbitPerSpkTCPIP = harness.Round((fig.BytesPerSpkMin+52*msgsPerMin)*8/60/1000, 2)
+	return fig, nil
+}
+
+// probeConfigs picks k speakers spread over the bundle and returns probe
+// connections with their credentials (a different client id, so the
+// speakers keep their sessions) on their zones' stream and audio topics.
+func probeConfigs(b wire.Bundle, k int) []harness.ProbeConfig {
+	topics := wire.MustTopics(b.Site)
+	var out []harness.ProbeConfig
+	n := len(b.Devices)
+	k = min(k, n)
+	for i := 0; i < k; i++ {
+		d := b.Devices[i*n/k]
+		filters := map[string]byte{}
+		for _, z := range d.Zones {
+			filters[topics.ZoneAudio(z)] = 0
+			filters[topics.ZoneStream(z)] = 1
+		}
+		out = append(out, harness.ProbeConfig{Broker: b.Broker, ClientID: "probe-" + d.ID,
+			Username: d.Username, Password: d.Password, Filters: filters})
+	}
+	return out
+}
+
+func takeAll(ps []*harness.Probe) []harness.ProbeSample {
+	out := make([]harness.ProbeSample, len(ps))
+	for i, p := range ps {
+		out[i] = p.Take()
+	}
+	return out
+}
+
+// gather pools the probes' latencies and returns the median over probes of
+// MQTT bytes received per minute of audio.
+func gather(ps []*harness.Probe, minutes float64) (lat []float64, bytesPerMin float64) {
+	var bpm []float64
+	for _, s := range takeAll(ps) {
+		lat = append(lat, s.LatencyMS...)
+		if minutes > 0 {
+			bpm = append(bpm, float64(s.Bytes)/minutes)
+		}
+	}
+	return lat, harness.Median(bpm)
+}
+
+// baselineScenario runs o.runs publications of frames frames to n+probes
+// bare subscribers on a bare mochi child.
+func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineFig, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-rawbroker")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	child, err := harness.StartChild(cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer child.Close(5 * time.Second)
+	defer in.Close()
+	lines := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(outPipe)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	readLine := func(within time.Duration) (string, error) {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return "", errors.New("rawbroker exited")
+			}
+			return l, nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(within):
+			return "", fmt.Errorf("rawbroker silent for %v", within)
+		}
+	}
+	l, err := readLine(20 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	addr, ok := strings.CutPrefix(l, "addr ")
+	if !ok {
+		return nil, fmt.Errorf("rawbroker said %q", l)
+	}
+	// Same topics, subscriber count and zone split as the loalang run
+	// (speakers plus probes).
+	topics := wire.MustTopics(site)
+	zones := harness.ZoneIDs(o.zones)
+	subs := n + min(o.probes, n)
+	var cfgs []harness.ProbeConfig
+	for i := 0; i < subs; i++ {
+		z := zones[i%len(zones)]
+		cfgs = append(cfgs, harness.ProbeConfig{Broker: "tcp://" + addr, ClientID: fmt.Sprintf("sub-%04d", i),
+			Filters:   map[string]byte{topics.ZoneAudio(z): 0, topics.ZoneStream(z): 1},
+			SendStamp: true})
+	}
+	probes, err := harness.ConnectProbes(cfgs)
+	if err != nil {
+		return nil, err
+	}
+	defer harness.CloseProbes(probes)
+	var audio []string
+	for _, z := range zones {
+		audio = append(audio, topics.ZoneAudio(z))
+	}
+	fig := &baselineFig{Subscribers: subs}
+	if o.idle > 0 {
+		m, err := harness.StartCPU(child.Pid())
+		if err != nil {
+			return nil, err
+		}
+		if err := sleep(ctx, o.idle); err != nil {
+			return nil, err
+		}
+		fig.IdleCPUPct, _ = m.Percent()
+	}
+	var p50, p99, pmax, s50, s99, cpu, rss, hwm, deliv []float64
+	for run := 1; run <= o.runs; run++ {
+		takeAll(probes)
+		m, err := harness.StartCPU(child.Pid())
+		if err != nil {
+			return nil, err
+		}
+		if _, err := fmt.Fprintf(in, "pub %d %s\n", frames, strings.Join(audio, ",")); err != nil {
+			return nil, err
+		}
+		l, err := readLine(time.Duration(frames)*frameInterval + 60*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		c, _ := m.Percent()
+		mem, _ := harness.ReadMemory(child.Pid())
+		var sent, errs int
+		if _, err := fmt.Sscanf(l, "done %d %d", &sent, &errs); err != nil {
+			return nil, fmt.Errorf("rawbroker said %q", l)
+		}
+		// Let the last frames arrive.
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return nil, err
+		}
+		var lat, slat []float64
+		got := 0
+		for _, s := range takeAll(probes) {
+			lat = append(lat, s.LatencyMS...)
+			slat = append(slat, s.SendLatencyMS...)
+			got += s.Frames
+		}
+		dpct := 100 * harness.Ratio(float64(got), float64(frames*subs))
+		p50, p99, pmax = append(p50, harness.Percentile(lat, .5)), append(p99, harness.Percentile(lat, .99)), append(pmax, harness.Percentile(lat, 1))
+		s50, s99 = append(s50, harness.Percentile(slat, .5)), append(s99, harness.Percentile(slat, .99))
+		cpu, rss, hwm, deliv = append(cpu, c), append(rss, mem.RSSMiB), append(hwm, mem.HWMMiB), append(deliv, dpct)
+		fmt.Printf("  baseline %d subscribers run %d: delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB (publish errors %d)\n",
+			subs, run, dpct, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, errs)
+		if run < o.runs {
+			if err := sleep(ctx, 2*time.Second); err != nil {
+				return nil, err
+			}
+		}
+	}
+	fig.DeliveryPct = harness.Round(harness.Median(deliv), 3)
+	fig.LatencyP50MS = harness.Round(harness.Median(p50), 2)
+	fig.LatencyP99MS = harness.Round(harness.Median(p99), 2)
+	fig.LatencyMaxMS = harness.Round(harness.Median(pmax), 2)
+	fig.SendLatencyP50MS = harness.Round(harness.Median(s50), 2)
+	fig.SendLatencyP99MS = harness.Round(harness.Median(s99), 2)
+	fig.CPUPct = harness.Round(harness.Median(cpu), 2)
+	fig.IdleCPUPct = harness.Round(fig.IdleCPUPct, 2)
+	fig.RSSMiB = harness.Round(harness.Median(rss), 1)
+	fig.HWMMiB = harness.Round(harness.Median(hwm), 1)
+	_ = in.Close() // EOF ends the child
+	return fig, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func printTable(rs []sizeResult) {
+	w := tabwriter.NewWriter(os.Stdout, 2, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "speakers\tside\tdelivered %\tp50 ms\tp99 ms\tCPU %\tidle CPU %\tRSS MiB\tHWM MiB\tkbit/s/spk\tp99 ratio\tCPU ratio\t")
+	for _, r := range rs {
+		if f := r.Loalang; f != nil {
+			ratio := func(k string) string {
+				if v, ok := r.Ratios[k]; ok {
+					return fmt.Sprint(v)
+				}
+				return "-"
+			}
+			fmt.Fprintf(w, "%d\tloalang\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.1f\t%s\t%s\t\n", r.Speakers, f.DeliveryPct,
+				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB, f.KbitPerSpk, ratio("latency_p99"), ratio("cpu"))
+		}
+		if f := r.Baseline; f != nil {
+			fmt.Fprintf(w, "%d\tbare mochi\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\t\t\t\n", r.Speakers, f.DeliveryPct,
+				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB)
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "%d\terror\t%s\t\t\t\t\t\t\t\t\t\t\n", r.Speakers, e)
+		}
+	}
+	w.Flush()
+}
+
+
