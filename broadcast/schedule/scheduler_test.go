@@ -423,3 +423,49 @@ func TestLongOutage(t *testing.T) {
 		}
 	})
 }
+
+// flakyStore fails the first claims, as a full disk might.
+type flakyStore struct {
+	*MemStore
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyStore) ClaimFiring(ctx context.Context, fr Firing) (bool, error) {
+	f.mu.Lock()
+	if f.fails > 0 {
+		f.fails--
+		f.mu.Unlock()
+		return false, errors.New("disk full")
+	}
+	f.mu.Unlock()
+	return f.MemStore.ClaimFiring(ctx, fr)
+}
+
+// TestClaimFailureRetries: nothing plays without a durable claim, the claim
+// is retried every Tick (no busy loop), and the firing then plays once.
+func TestClaimFailureRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clock := NewFakeClock(at(10, 5, 59))
+		mem := NewMemStore()
+		mem.Put(sched("morning", "normal", rule("FREQ=DAILY;BYHOUR=6")))
+		store := &flakyStore{MemStore: mem, fails: 2}
+		trig := &recorder{clock: clock}
+		ctx, cancel := context.WithCancel(t.Context())
+		s := New(Config{}, store, trig, clock, testLogger())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		h := &harness{t: t, clock: clock}
+		h.runUntil(at(10, 6, 0).Add(5 * time.Second))
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		fires := trig.take()
+		checkFires(t, fires, "morning@Mar 10 06:00")
+		if len(fires) == 1 && fires[0].now.Sub(fires[0].occ) != 2*time.Second {
+			t.Errorf("played %v late, want 2s (two failed claims, 1 s tick)", fires[0].now.Sub(fires[0].occ))
+		}
+		checkOutcomes(t, mem, map[string]string{"morning@Mar 10 06:00": OutcomeFired})
+	})
+}
