@@ -140,6 +140,9 @@ func (s *Speaker) session(ctx context.Context) error {
 		return fmt.Errorf("connect %s: %w", s.cfg.Broker, err)
 	}
 	s.log.Info("connected", "broker", s.cfg.Broker)
+	if !s.online.Load() {
+		s.Drop() // SetOnline(false) raced with the connect
+	}
 
 	select {
 	case <-ctx.Done():

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -779,6 +780,10 @@ func (s *Speaker) playout(now time.Time) {
 }
 
 func (s *Speaker) openRecording(st *stream) *recorder {
+	if err := os.MkdirAll(s.cfg.RecordDir, 0o755); err != nil {
+		s.log.Warn("recording failed", "stream", st.id, "err", err)
+		return nil
+	}
 	r, err := newRecorder(s.cfg.RecordDir, s.cfg.ID+"-"+strconv.FormatUint(uint64(st.id), 10))
 	if err != nil {
 		s.log.Warn("recording failed", "stream", st.id, "err", err)

@@ -614,3 +614,50 @@ func TestConfigRejected(t *testing.T) {
 		}
 	}
 }
+
+// TestStopAllEndsAtOnce checks the kill switch: a stop with reason stop_all
+// ends the stream at once, at the last slot already due, with a final report.
+func TestStopAllEndsAtOnce(t *testing.T) {
+	broker := startBroker(t)
+	ct := newController(t, broker)
+	s := runSpeaker(t, Config{ID: "spk3", Broker: broker, Zones: []string{"z1"}})
+	waitFor(t, 10*time.Second, "ready", s.Ready)
+	pkts := encodeTone(t, 0.5, 2000)
+	t0 := time.Now().Add(100 * time.Millisecond)
+	ct.pub(testTopics.ZoneStream("z1"), 1, wire.StreamControl{Op: wire.StreamStart, StreamID: 77, Codec: wire.CodecOpus,
+		Priority: wire.PriorityNormal, StartAt: t0.UnixMicro(), PlayoutDelayMS: 100, Packets: uint32(len(pkts))})
+	// Send the first second of frames in one go: they are buffered ahead of
+	// their play-at times, so at the stop only some of them have played.
+	for k := 0; k < 17; k++ {
+		at := t0.Add(time.Duration(k) * 60 * time.Millisecond)
+		b, err := wire.Frame{StreamID: 77, Seq: uint32(3 * k), PlayAt: at.UnixMicro(), DelayMS: 100,
+			Packets: pkts[3*k : 3*k+3]}.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct.pub(testTopics.ZoneAudio("z1"), 0, b)
+	}
+	waitFor(t, 5*time.Second, "some packets played", func() bool {
+		r, ok := s.Stats(77)
+		return ok && r.Played >= 10
+	})
+	ct.pub(testTopics.ZoneStream("z1"), 1, wire.StreamControl{Op: wire.StreamStop, StreamID: 77, Reason: "stop_all"})
+	stopped := time.Now()
+	var r wire.Report
+	waitFor(t, time.Second, "final report", func() bool {
+		var ok bool
+		r, ok = s.Stats(77)
+		return ok && r.Final
+	})
+	t.Logf("final after %v: %+v", time.Since(stopped), r)
+	if r.Expected >= 51 || r.Expected < 10 || r.Played+r.Late+r.Lost != r.Expected {
+		t.Errorf("final report %+v: want the slots due at the stop, fewer than the 51 buffered", r)
+	}
+	if n := len(s.Played(77)); n != int(r.Expected)*packetSamples {
+		t.Errorf("played %d samples for %d slots", n, r.Expected)
+	}
+	waitFor(t, 5*time.Second, "final report on MQTT", func() bool {
+		_, _, ok := ct.finalReport("spk3", 77)
+		return ok
+	})
+}
