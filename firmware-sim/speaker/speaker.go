@@ -273,8 +273,8 @@ func (s *Speaker) Drop() {
 	}
 }
 
-// SetOnline(false) drops the connection like Drop and keeps the speaker off
-// the network; SetOnline(true) lets it reconnect at once. It simulates churn.
+// SetOnline simulates churn: false drops the connection like Drop and keeps
+// the speaker off the network; true lets it reconnect at once.
 func (s *Speaker) SetOnline(on bool) {
 	s.online.Store(on)
 	if !on {
