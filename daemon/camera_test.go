@@ -1,0 +1,691 @@
+package daemon_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/loalang/loalang/config"
+	"github.com/loalang/loalang/firmware-sim/camsim"
+)
+
+// cameraConfig is testConfig without speakers, with the given cameras and
+// an idle close short enough for the goroutine check.
+func cameraConfig(t *testing.T, dir string, cams ...config.Camera) config.Config {
+	t.Helper()
+	cfg := testConfig(t, dir, 0)
+	cfg.WebRTC.IdleClose = 300 * time.Millisecond
+	cfg.Cameras = cams
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// startCam starts a simulated camera on an ephemeral loopback port.
+func startCam(t *testing.T, opts camsim.Options) (*camsim.Sim, string) {
+	t.Helper()
+	s, err := camsim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, u
+}
+
+// restartCam reboots a simulated camera on the same address.
+func restartCam(t *testing.T, s *camsim.Sim) {
+	t.Helper()
+	addr := s.Addr()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// whep POSTs an offer (RFC 9725 §4.2) and returns status, body and Location.
+func whep(c *client, camID, contentType, offer string) (int, string, string) {
+	c.t.Helper()
+	req, _ := http.NewRequest("POST", c.base+"/api/v1/cameras/"+camID+"/whep", strings.NewReader(offer))
+	req.Header.Set("Content-Type", contentType)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("WHEP POST %s: %v", camID, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header.Get("Location")
+}
+
+// viewer is a pion WHEP client, receiving video like a browser.
+type viewer struct {
+	t     *testing.T
+	pc    *webrtc.PeerConnection
+	offer string
+	done  chan struct{}
+
+	mu      sync.Mutex
+	started bool
+	aus     [][]byte // Annex B access units, in arrival order
+}
+
+func newViewer(t *testing.T) *viewer {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	// Chrome's H.264 offer, trimmed: packetization mode 1 and 0.
+	for i, fmtp := range []string{
+		"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+		"level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f",
+		"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f",
+	} {
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: fmtp,
+				RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}},
+			PayloadType: webrtc.PayloadType(102 + 2*i),
+		}, webrtc.RTPCodecTypeVideo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// DESIGN.md, platform facts: loopback candidates, no STUN, UDP4.
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &viewer{t: t, pc: pc, done: make(chan struct{})}
+	t.Cleanup(v.close)
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		once.Do(func() {
+			v.mu.Lock()
+			v.started = true
+			v.mu.Unlock()
+			go v.read(tr)
+		})
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	v.offer = pc.LocalDescription().SDP
+	return v
+}
+
+func (v *viewer) accept(answer string) {
+	v.t.Helper()
+	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+func (v *viewer) close() {
+	v.pc.Close()
+	v.mu.Lock()
+	started := v.started
+	v.mu.Unlock()
+	if started {
+		<-v.done
+	}
+}
+
+// read depacketizes RFC 6184 RTP into access units, ending one at the
+// marker bit; padding-only packets are skipped.
+func (v *viewer) read(tr *webrtc.TrackRemote) {
+	defer close(v.done)
+	var dep codecs.H264Packet
+	var cur []byte
+	for {
+		p, _, err := tr.ReadRTP()
+		if err != nil {
+			return
+		}
+		if len(p.Payload) == 0 {
+			continue
+		}
+		out, err := dep.Unmarshal(p.Payload)
+		if err != nil {
+			continue
+		}
+		cur = append(cur, out...)
+		if p.Marker && len(cur) > 0 {
+			v.mu.Lock()
+			v.aus = append(v.aus, cur)
+			v.mu.Unlock()
+			cur = nil
+		}
+	}
+}
+
+func (v *viewer) count() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.aus)
+}
+
+func (v *viewer) first() []byte {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.aus) == 0 {
+		return nil
+	}
+	return v.aus[0]
+}
+
+// watchPion opens a WHEP session from a new pion viewer.
+func watchPion(t *testing.T, c *client, camID string) (*viewer, string) {
+	t.Helper()
+	v := newViewer(t)
+	code, answer, loc := whep(c, camID, "application/sdp", v.offer)
+	if code != http.StatusCreated || !strings.HasPrefix(loc, "/api/v1/whep/") || !strings.Contains(answer, "a=fingerprint") {
+		t.Fatalf("WHEP %s: %d %q %s", camID, code, loc, answer)
+	}
+	v.accept(answer)
+	return v, loc
+}
+
+// nalTypes lists the H.264 NAL unit types of an Annex B access unit.
+func nalTypes(annexB []byte) []int {
+	var out []int
+	for i := 0; i+3 < len(annexB); i++ {
+		if annexB[i] == 0 && annexB[i+1] == 0 && annexB[i+2] == 1 {
+			out = append(out, int(annexB[i+3]&0x1f))
+			i += 3
+		}
+	}
+	return out
+}
+
+// assertKeyframeFirst checks an access unit is SPS, PPS, then an IDR.
+func assertKeyframeFirst(t *testing.T, au []byte) {
+	t.Helper()
+	types := nalTypes(au)
+	sps, pps, idr := -1, -1, -1
+	for i, ty := range types {
+		switch {
+		case ty == 7 && sps < 0:
+			sps = i
+		case ty == 8 && pps < 0:
+			pps = i
+		case ty == 5 && idr < 0:
+			idr = i
+		}
+	}
+	if idr < 0 || sps < 0 || pps < 0 || sps > idr || pps > idr {
+		t.Fatalf("first access unit has NAL types %v: want SPS and PPS before an IDR", types)
+	}
+}
+
+type cameraView struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	URL     string `json:"url"`
+	State   string `json:"state"`
+	Codec   string `json:"codec"`
+	Width   int    `json:"width"`
+	Viewers int    `json:"viewers"`
+}
+
+func cameraList(c *client) (int, []cameraView, []byte) {
+	c.t.Helper()
+	code, body := c.do("GET", "/api/v1/cameras", nil)
+	var out []cameraView
+	if code == 200 {
+		if err := json.Unmarshal(body, &out); err != nil {
+			c.t.Fatalf("camera list %s: %v", body, err)
+		}
+	}
+	return code, out, body
+}
+
+func auditActions(t *testing.T, c *client) string {
+	t.Helper()
+	code, body := c.do("GET", "/api/v1/audit?format=csv", nil)
+	if code != 200 {
+		t.Fatalf("audit: %d %s", code, body)
+	}
+	return string(body)
+}
+
+// goroutinesBack polls until the goroutine count is back to base.
+func goroutinesBack(t *testing.T, base int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for runtime.NumGoroutine() > base {
+		http.DefaultClient.CloseIdleConnections()
+		if time.Since(start) > within {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, baseline %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestCameraWHEP drives the camera API with pion viewers: roles and
+// permissions, WHEP errors, the first frame, a camera reboot under a
+// viewer, hang-up, the audit trail and goroutines after the last viewer.
+func TestCameraWHEP(t *testing.T) {
+	sim, camURL := startCam(t, camsim.Options{})
+	cfg := cameraConfig(t, t.TempDir(), config.Camera{ID: "cong-dinh", Name: "Cổng đình", URL: camURL})
+	d := startDaemon(t, cfg)
+	base := "http://" + d.Ready().HTTP
+	admin := login(t, base, "admin", adminPassword(t, cfg.DataDir))
+	for _, u := range []map[string]any{
+		{"username": "congan", "password": "mot-hai-ba-bon", "role": "police", "cameras": []string{"cong-dinh"}},
+		{"username": "congan2", "password": "mot-hai-ba-bon", "role": "police", "cameras": []string{"cho"}},
+		{"username": "truongthon", "password": "mot-hai-ba-bon", "role": "head"},
+	} {
+		if code, body := admin.do("POST", "/api/v1/users", u); code != 201 {
+			t.Fatalf("create user: %d %s", code, body)
+		}
+	}
+	police := login(t, base, "congan", "mot-hai-ba-bon")
+	other := login(t, base, "congan2", "mot-hai-ba-bon")
+	head := login(t, base, "truongthon", "mot-hai-ba-bon")
+	anon := &client{t: t, base: base}
+
+	// Roles on the list.
+	if code, _, _ := cameraList(anon); code != 401 {
+		t.Errorf("anonymous camera list: %d, want 401", code)
+	}
+	if code, _, _ := cameraList(head); code != 403 {
+		t.Errorf("head camera list: %d, want 403", code)
+	}
+	if code, list, body := cameraList(police); code != 200 || len(list) != 1 || list[0].ID != "cong-dinh" || list[0].URL != "" || bytes.Contains(body, []byte("rtsp")) {
+		t.Errorf("police camera list: %d %s", code, body)
+	}
+	if code, list, body := cameraList(other); code != 200 || len(list) != 0 {
+		t.Errorf("police without permission, camera list: %d %s", code, body)
+	}
+	if code, list, body := cameraList(admin); code != 200 || len(list) != 1 || list[0].URL != camURL || list[0].State != "idle" {
+		t.Errorf("admin camera list: %d %s", code, body)
+	}
+
+	// WHEP errors, before any session (the goroutine baseline needs none).
+	probe := newViewer(t)
+	if code, _, _ := whep(anon, "cong-dinh", "application/sdp", probe.offer); code != 401 {
+		t.Errorf("anonymous WHEP: %d, want 401", code)
+	}
+	for who, c := range map[string]*client{"head": head, "police without permission": other} {
+		if code, _, _ := whep(c, "cong-dinh", "application/sdp", probe.offer); code != 403 {
+			t.Errorf("%s WHEP: %d, want 403", who, code)
+		}
+	}
+	if code, _, _ := whep(police, "cong-dinh", "application/json", probe.offer); code != 415 {
+		t.Errorf("WHEP as JSON: %d, want 415", code)
+	}
+	if code, _, _ := whep(police, "cong-dinh", "application/sdp", strings.Repeat("a=x\r\n", 20000)); code != 413 {
+		t.Errorf("WHEP 100 KB offer: %d, want 413", code)
+	}
+	code, body, _ := whep(police, "cong-dinh", "application/sdp", "v=0\r\nthis is not SDP\r\n")
+	if code != 400 || !strings.Contains(body, "SDP") {
+		t.Errorf("bad SDP: %d %s, want 400 with the reason", code, body)
+	}
+	audioOnly := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n"
+	if code, body, _ := whep(police, "cong-dinh", "application/sdp", audioOnly); code != 400 {
+		t.Errorf("offer without video: %d %s, want 400", code, body)
+	}
+	if code, _, _ := whep(admin, "khong-co", "application/sdp", probe.offer); code != 404 {
+		t.Errorf("WHEP to an unknown camera: %d, want 404", code)
+	}
+	req, _ := http.NewRequest("OPTIONS", base+"/api/v1/cameras/cong-dinh/whep", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 204 || resp.Header.Get("Accept-Post") != "application/sdp" {
+		t.Errorf("OPTIONS: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	probe.close()
+
+	// One warm-up session starts pion's lazily created globals, so the
+	// goroutine baseline is taken after it (as camera's own tests do).
+	warm, loc := watchPion(t, police, "cong-dinh")
+	eventually(t, 10*time.Second, "warm-up frames", func() bool { return warm.count() > 0 })
+	if code, _ := police.do("DELETE", loc, nil); code != 200 {
+		t.Fatalf("hang up warm-up: %d", code)
+	}
+	warm.close()
+	eventually(t, 10*time.Second, "camera idle after the warm-up", func() bool {
+		_, list, _ := cameraList(admin)
+		return len(list) == 1 && list[0].State == "idle" && list[0].Viewers == 0
+	})
+	http.DefaultClient.CloseIdleConnections()
+	baseline := runtime.NumGoroutine()
+
+	// The first frame: an IDR carrying SPS and PPS.
+	start := time.Now()
+	v, loc := watchPion(t, police, "cong-dinh")
+	offerTook := time.Since(start)
+	eventually(t, 10*time.Second, "first access unit", func() bool { return v.count() > 0 })
+	first := time.Since(start)
+	assertKeyframeFirst(t, v.first())
+	t.Logf("pion viewer: WHEP answer after %v, first access unit (SPS+PPS+IDR) %v after the POST", offerTook.Round(time.Millisecond), first.Round(time.Millisecond))
+	if _, list, _ := cameraList(admin); len(list) != 1 || list[0].State != "live" || list[0].Codec != "H264" || list[0].Width != 640 || list[0].Viewers != 1 {
+		t.Errorf("camera while watched: %+v", list)
+	}
+
+	// The camera reboots: the same session resumes, no new WHEP.
+	before := v.count()
+	restarted := time.Now()
+	restartCam(t, sim)
+	eventually(t, 5*time.Second, "frames after the camera reboot", func() bool { return v.count() > before+15 })
+	t.Logf("camera rebooted under a pion viewer: 15 new access units %v after the restart, same WHEP session", time.Since(restarted).Round(time.Millisecond))
+
+	// Hang-up: only the owner or an admin.
+	if code, _ := other.do("DELETE", loc, nil); code != 403 {
+		t.Errorf("another police user hangs up: %d, want 403", code)
+	}
+	if code, _ := head.do("DELETE", loc, nil); code != 403 {
+		t.Errorf("head hangs up: %d, want 403", code)
+	}
+	if code, _ := police.do("DELETE", loc, nil); code != 200 {
+		t.Errorf("owner hangs up: %d, want 200", code)
+	}
+	if code, _ := police.do("DELETE", loc, nil); code != 404 {
+		t.Errorf("second hang-up: %d, want 404", code)
+	}
+	v.close()
+
+	// After the last viewer the on-demand camera closes and every
+	// goroutine of the session and the ingest is gone.
+	eventually(t, 5*time.Second, "camera idle after the last viewer", func() bool {
+		_, list, _ := cameraList(admin)
+		return len(list) == 1 && list[0].State == "idle"
+	})
+	took := goroutinesBack(t, baseline, 10*time.Second)
+	t.Logf("goroutines back to baseline %d %v after the camera went idle", baseline, took.Round(time.Millisecond))
+
+	// Views are audited: the start by the API, the end by the relay.
+	eventually(t, 5*time.Second, "view audit", func() bool {
+		a := auditActions(t, admin)
+		return strings.Count(a, "camera.view.start,cong-dinh") >= 2 && strings.Count(a, "congan,camera.view,cong-dinh") >= 2
+	})
+	if code, body := admin.do("GET", "/metrics", nil); code != 200 || !bytes.Contains(body, []byte(`loalang_camera_reconnects_total{camera="cong-dinh"`)) {
+		t.Errorf("camera metrics missing: %d", code)
+	}
+}
+
+// TestCameraRuntimeChanges adds, changes and removes cameras through the API
+// and checks that a camera added at runtime can be watched without restart
+// and that every change survives a daemon restart.
+func TestCameraRuntimeChanges(t *testing.T) {
+	_, fileURL := startCam(t, camsim.Options{})
+	_, newURL := startCam(t, camsim.Options{Path: "/live/ch1"})
+	// The simulator asks no credentials, so a URL carrying them still plays;
+	// they must be stored but never shown.
+	secretURL := strings.Replace(newURL, "rtsp://", "rtsp://admin:bi-mat-123@", 1)
+	dir := t.TempDir()
+	cfg := cameraConfig(t, dir, config.Camera{ID: "cong-dinh", Name: "Cổng đình", URL: fileURL})
+	d := startDaemon(t, cfg)
+	base := "http://" + d.Ready().HTTP
+	admin := login(t, base, "admin", adminPassword(t, dir))
+
+	for _, bad := range []map[string]any{
+		{"id": "cho đình", "url": newURL},
+		{"id": "cho", "url": "http://127.0.0.1/x"},
+		{"id": "cho"},
+		{"id": "cho", "url": newURL, "substream_url": "ftp://x"},
+		{"id": "cho", "url": newURL, "secret": "x"},
+	} {
+		if code, body := admin.do("POST", "/api/v1/cameras", bad); code != 400 || bytes.Contains(body, []byte("bi-mat")) {
+			t.Errorf("POST %v: %d %s, want 400", bad, code, body)
+		}
+	}
+	if code, _ := admin.do("POST", "/api/v1/cameras", map[string]any{"id": "cong-dinh", "url": newURL}); code != 409 {
+		t.Errorf("duplicate camera: %d, want 409", code)
+	}
+	code, body := admin.do("POST", "/api/v1/cameras", map[string]any{"id": "cho", "name": "Chợ", "url": secretURL})
+	if code != 201 || bytes.Contains(body, []byte("bi-mat")) || !bytes.Contains(body, []byte("***")) {
+		t.Fatalf("add camera: %d %s", code, body)
+	}
+	added := time.Now()
+	v, loc := watchPion(t, admin, "cho")
+	eventually(t, 10*time.Second, "frames from the camera added at runtime", func() bool { return v.count() > 0 })
+	assertKeyframeFirst(t, v.first())
+	t.Logf("camera added at runtime: first access unit %v after the POST", time.Since(added).Round(time.Millisecond))
+	admin.do("DELETE", loc, nil)
+	v.close()
+
+	// Rename without re-sending the URL; remove the config-file camera.
+	if code, body := admin.do("PUT", "/api/v1/cameras/cho", map[string]any{"name": "Chợ thôn"}); code != 200 || !bytes.Contains(body, []byte("Chợ thôn")) {
+		t.Errorf("rename: %d %s", code, body)
+	}
+	if code, _ := admin.do("PUT", "/api/v1/cameras/khong-co", map[string]any{"name": "x"}); code != 404 {
+		t.Errorf("PUT unknown camera: %d, want 404", code)
+	}
+	if code, _ := admin.do("DELETE", "/api/v1/cameras/cong-dinh", nil); code != 204 {
+		t.Errorf("delete camera: %d, want 204", code)
+	}
+	if code, _ := admin.do("DELETE", "/api/v1/cameras/cong-dinh", nil); code != 404 {
+		t.Errorf("delete camera twice: %d, want 404", code)
+	}
+	audit := auditActions(t, admin)
+	for _, want := range []string{"camera.create,cho", "camera.update,cho", "camera.delete,cong-dinh"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit lacks %s", want)
+		}
+	}
+	if strings.Contains(audit, "bi-mat") {
+		t.Error("audit trail holds the camera password")
+	}
+
+	// Restart on the same data dir: the runtime changes win over the file.
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = startDaemon(t, cfg)
+	base = "http://" + d.Ready().HTTP
+	admin = login(t, base, "admin", adminPassword(t, dir))
+	_, list, raw := cameraList(admin)
+	if len(list) != 1 || list[0].ID != "cho" || list[0].Name != "Chợ thôn" || bytes.Contains(raw, []byte("bi-mat")) {
+		t.Fatalf("cameras after restart: %s", raw)
+	}
+	v, _ = watchPion(t, admin, "cho")
+	eventually(t, 10*time.Second, "frames after the daemon restart", func() bool { return v.count() > 0 })
+	v.close()
+}
+
+// netnsEnv marks the child test process that runs inside its own network
+// namespace.
+const netnsEnv = "LOALANG_TEST_NETNS"
+
+// TestCameraChromium plays cameras in headless Chromium over WHEP.
+//
+// Isolation: Chromium must never reach beyond 127.0.0.0/8 (DESIGN.md). A
+// Chromium alone in a new network namespace could not reach the daemon on
+// the host's loopback, so the whole test (camsim, daemon, page server and
+// Chromium) re-executes itself in a fresh namespace with only lo up
+// (`unshare -n`). Where namespaces are not allowed it runs in the host
+// namespace, kept to loopback by --host-resolver-rules and no ICE servers.
+func TestCameraChromium(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("chromium not installed (apt install chromium)")
+	}
+	if os.Getenv(netnsEnv) == "" && exec.Command("unshare", "-n", "true").Run() == nil {
+		runInNetns(t)
+		return
+	}
+	if os.Getenv(netnsEnv) == "" {
+		t.Log("network namespaces unavailable: Chromium runs in the host namespace, limited to loopback by flags")
+	}
+	chromiumWHEP(t, chromium)
+}
+
+// runInNetns re-runs this test in a new network namespace and relays its
+// output.
+func runInNetns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "-n", "sh", "-c", `ip link set lo up && exec "$@"`, "sh",
+		os.Args[0], "-test.run=^TestCameraChromium$", "-test.v", "-test.count=1", "-test.timeout=80s")
+	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		t.Log("netns: " + sc.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("Chromium test in a network namespace: %v", err)
+	}
+}
+
+func chromiumWHEP(t *testing.T, chromium string) {
+	plain, plainURL := startCam(t, camsim.Options{})
+	_, sdpOnlyURL := startCam(t, camsim.Options{Path: "/sdp-only", ParamsOnlyInSDP: true})
+	dir := t.TempDir()
+	cfg := cameraConfig(t, dir,
+		config.Camera{ID: "cong-dinh", Name: "Cổng đình", URL: plainURL},
+		config.Camera{ID: "cho", Name: "Chợ", URL: sdpOnlyURL})
+	d := startDaemon(t, cfg)
+	admin := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, dir))
+	if code, body := admin.do("POST", "/api/v1/users", map[string]any{"username": "congan", "password": "mot-hai-ba-bon", "role": "police", "cameras": []string{"cong-dinh", "cho"}}); code != 201 {
+		t.Fatalf("create police: %d %s", code, body)
+	}
+	police := login(t, "http://"+d.Ready().HTTP, "congan", "mot-hai-ba-bon")
+
+	// The page and the API share an origin (no CORS needed): the test
+	// server serves the page and proxies /api/ to the daemon.
+	page, err := os.ReadFile("testdata/whep.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemonURL, _ := url.Parse("http://" + d.Ready().HTTP)
+	mux := http.NewServeMux()
+	mux.Handle("/api/", httputil.NewSingleHostReverseProxy(daemonURL))
+	mux.HandleFunc("GET /whep.html", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(page)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-breakpad", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("metrics-recording-only", true),
+		chromedp.Flag("safebrowsing-disable-auto-update", true),
+		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints,WebRtcHideLocalIpsWithMdns"),
+		// No name resolves except loopback addresses, whichever namespace
+		// the browser runs in.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancelTab := chromedp.NewContext(actx)
+	defer cancelTab()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelTimeout()
+
+	launched := time.Now()
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/whep.html")); err != nil {
+		t.Fatalf("open the page: %v", err)
+	}
+	t.Logf("Chromium started and loaded the page in %v", time.Since(launched).Round(time.Millisecond))
+
+	frames := func(id string) int {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf("framesDecoded(%q)", id), chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("framesDecoded(%s): %v", id, err)
+		}
+		return n
+	}
+	for _, cam := range []struct{ id, what string }{
+		{"cong-dinh", "SPS/PPS in band"},
+		{"cho", "SPS/PPS only in the SDP"},
+	} {
+		start := time.Now()
+		loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf("play(%q, %q)", cam.id, police.token), chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("play %s: %v", cam.id, err)
+		}
+		if !strings.HasPrefix(loc, "/api/v1/whep/") {
+			t.Fatalf("play %s: Location %q", cam.id, loc)
+		}
+		answered := time.Since(start)
+		took := eventually(t, 3*time.Second, "Chromium decodes "+cam.id, func() bool { return frames(cam.id) > 0 })
+		t.Logf("Chromium, camera %s (%s): WHEP answered after %v, framesDecoded > 0 %v after play()", cam.id, cam.what,
+			answered.Round(time.Millisecond), (answered + took).Round(time.Millisecond))
+	}
+
+	// Reboot the first camera while Chromium watches: frames resume with no
+	// new WHEP session.
+	addr := plain.Addr()
+	if err := plain.Close(); err != nil {
+		t.Fatal(err)
+	}
+	at := frames("cong-dinh")
+	if _, err := plain.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 5*time.Second, "Chromium decodes after the camera reboot", func() bool { return frames("cong-dinh") > at+15 })
+	t.Logf("camera rebooted under Chromium: 15 more frames decoded %v after the restart, same WHEP session", took.Round(time.Millisecond))
+	if errs, err := chromedp.Run(ctx, chromedp.Evaluate[[]string]("window.errors")); err != nil || len(errs) > 0 {
+		t.Logf("page errors: %v %v", errs, err)
+	}
+}
