@@ -60,6 +60,7 @@ func main() {
 		return
 	}
 	var o options
+	summary := flag.Bool("summary", false, "only print a summary of the results file and exit")
 	sizes := flag.String("speakers", "50,200,500", "comma-separated speaker counts")
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "length of the speech broadcast")
 	flag.IntVar(&o.runs, "runs", 3, "broadcasts per size; figures are the median over runs")
@@ -71,6 +72,13 @@ func main() {
 	flag.BoolVar(&o.baseline, "baseline", true, "run the bare mochi baseline")
 	flag.BoolVar(&o.loalang, "loalang", true, "run the loalangd scenario")
 	flag.Parse()
+	if *summary {
+		if err := printSummary(os.Stdout, o.results); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/fanout:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	for _, f := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 {
@@ -560,5 +568,3 @@ func printTable(rs []sizeResult) {
 	}
 	w.Flush()
 }
-
-

@@ -13,8 +13,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/loalang/loalang/device/wire"
 )
@@ -50,7 +50,7 @@ func runRawBroker(stdin io.Reader, stdout io.Writer) error {
 	}
 	defer s.Close()
 	addr := l.Address()
-	opts := mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("raw-publisher").
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("raw-publisher").
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).
 		SetWriteTimeout(5 * time.Second).SetKeepAlive(60 * time.Second)
 	pub := mqtt.NewClient(opts)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind `make bench` in order and prints a summary of
+# bench/results.json. Each benchmark prints its own table and merges its
+# figures into bench/results.json under its own key.
+#
+# Sizes and durations (defaults match the issue):
+#   BENCH_SPEAKERS=50,200,500  fan-out speaker counts
+#   BENCH_DURATION=60s         fan-out broadcast length
+#   BENCH_RUNS=3               runs per scenario (figures are medians)
+#   BENCH_SYNC_SPEAKERS=50     speakers in the sync benchmark
+#   BENCH_SYNC_CLIP=15s        sync marker clip length
+#   BENCH_SYNC_RUNS=3          sync broadcasts
+#   BENCH_RESULTS=bench/results.json
+# e.g. a quick CI-like run:
+#   BENCH_SPEAKERS=50 BENCH_DURATION=15s BENCH_RUNS=1 BENCH_SYNC_RUNS=1 ./scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOFLAGS="-buildvcs=false -tags=nolibopusfile"
+
+speakers="${BENCH_SPEAKERS:-50,200,500}"
+duration="${BENCH_DURATION:-60s}"
+runs="${BENCH_RUNS:-3}"
+sync_speakers="${BENCH_SYNC_SPEAKERS:-50}"
+sync_clip="${BENCH_SYNC_CLIP:-15s}"
+sync_runs="${BENCH_SYNC_RUNS:-3}"
+results="${BENCH_RESULTS:-bench/results.json}"
+
+status=0
+step() {
+	echo
+	echo "== $*"
+	"$@" || { echo "!! failed: $*" >&2; status=1; }
+}
+
+step go run ./bench/fanout -speakers "$speakers" -duration "$duration" -runs "$runs" -results "$results"
+step go run ./bench/sync -speakers "$sync_speakers" -clip "$sync_clip" -runs "$sync_runs" -results "$results"
+# Other benchmarks, owned elsewhere, run when present.
+for b in camera schedule; do
+	if [ -d "bench/$b" ]; then
+		step go run "./bench/$b" -results "$results"
+	fi
+done
+
+echo
+echo "== summary of $results"
+go run ./bench/fanout -summary -results "$results" || status=1
+exit $status
