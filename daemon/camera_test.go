@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -401,6 +402,7 @@ func TestCameraWHEP(t *testing.T) {
 	first := time.Since(start)
 	assertKeyframeFirst(t, v.first())
 	t.Logf("pion viewer: WHEP answer after %v, first access unit (SPS+PPS+IDR) %v after the POST", offerTook.Round(time.Millisecond), first.Round(time.Millisecond))
+	peak := runtime.NumGoroutine()
 	if _, list, _ := cameraList(admin); len(list) != 1 || list[0].State != "live" || list[0].Codec != "H264" || list[0].Width != 640 || list[0].Viewers != 1 {
 		t.Errorf("camera while watched: %+v", list)
 	}
@@ -434,13 +436,16 @@ func TestCameraWHEP(t *testing.T) {
 		return len(list) == 1 && list[0].State == "idle"
 	})
 	took := goroutinesBack(t, baseline, 10*time.Second)
-	t.Logf("goroutines back to baseline %d %v after the camera went idle", baseline, took.Round(time.Millisecond))
+	t.Logf("goroutines: %d while watching, back to the baseline %d %v after the camera went idle", peak, baseline, took.Round(time.Millisecond))
 
 	// Views are audited: the start by the API, the end by the relay.
 	eventually(t, 5*time.Second, "view audit", func() bool {
 		a := auditActions(t, admin)
 		return strings.Count(a, "camera.view.start,cong-dinh") >= 2 && strings.Count(a, "congan,camera.view,cong-dinh") >= 2
 	})
+	if a := auditActions(t, admin); !strings.Contains(a, `""reason"":""hangup""`) || !strings.Contains(a, `""from"":`) {
+		t.Errorf("camera.view audit lacks from/to/reason:\n%s", a)
+	}
 	if code, body := admin.do("GET", "/metrics", nil); code != 200 || !bytes.Contains(body, []byte(`loalang_camera_reconnects_total{camera="cong-dinh"`)) {
 		t.Errorf("camera metrics missing: %d", code)
 	}
@@ -527,7 +532,7 @@ func TestCameraRuntimeChanges(t *testing.T) {
 }
 
 // netnsEnv marks the child test process that runs inside its own network
-// namespace.
+// namespace ("1"); "host" forces the host-namespace fallback.
 const netnsEnv = "LOALANG_TEST_NETNS"
 
 // TestCameraChromium plays cameras in headless Chromium over WHEP.
@@ -547,8 +552,12 @@ func TestCameraChromium(t *testing.T) {
 		runInNetns(t)
 		return
 	}
-	if os.Getenv(netnsEnv) == "" {
-		t.Log("network namespaces unavailable: Chromium runs in the host namespace, limited to loopback by flags")
+	if mode := os.Getenv(netnsEnv); mode != "1" {
+		t.Log("not isolated: Chromium runs in the host namespace, limited to loopback by flags")
+	} else if ifs, err := net.Interfaces(); err == nil && len(ifs) == 1 && ifs[0].Name == "lo" {
+		t.Log("isolated: the test's network namespace has only lo")
+	} else if exec.Command("unshare", "-n", "true").Run() == nil {
+		t.Fatalf("expected to run in a namespace with only lo, have %v", ifs)
 	}
 	chromiumWHEP(t, chromium)
 }
@@ -655,11 +664,15 @@ func chromiumWHEP(t *testing.T, chromium string) {
 		}
 		return n
 	}
-	for _, cam := range []struct{ id, what string }{
+	pageStart := time.Now()
+	for i, cam := range []struct{ id, what string }{
 		{"cong-dinh", "SPS/PPS in band"},
 		{"cho", "SPS/PPS only in the SDP"},
 	} {
 		start := time.Now()
+		if i == 0 {
+			start = pageStart
+		}
 		loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf("play(%q, %q)", cam.id, police.token), chromedp.EvalAwaitPromise))
 		if err != nil {
 			t.Fatalf("play %s: %v", cam.id, err)
@@ -668,8 +681,9 @@ func chromiumWHEP(t *testing.T, chromium string) {
 			t.Fatalf("play %s: Location %q", cam.id, loc)
 		}
 		answered := time.Since(start)
-		took := eventually(t, 3*time.Second, "Chromium decodes "+cam.id, func() bool { return frames(cam.id) > 0 })
-		t.Logf("Chromium, camera %s (%s): WHEP answered after %v, framesDecoded > 0 %v after play()", cam.id, cam.what,
+		// Within 3 s of the page starting (of play() for the second camera).
+		took := eventually(t, max(3*time.Second-answered, 0), "Chromium decodes "+cam.id, func() bool { return frames(cam.id) > 0 })
+		t.Logf("Chromium, camera %s (%s): WHEP answered after %v, framesDecoded > 0 %v after the start", cam.id, cam.what,
 			answered.Round(time.Millisecond), (answered + took).Round(time.Millisecond))
 	}
 
@@ -685,6 +699,11 @@ func chromiumWHEP(t *testing.T, chromium string) {
 	}
 	took := eventually(t, 5*time.Second, "Chromium decodes after the camera reboot", func() bool { return frames("cong-dinh") > at+15 })
 	t.Logf("camera rebooted under Chromium: 15 more frames decoded %v after the restart, same WHEP session", took.Round(time.Millisecond))
+	code, metrics := admin.do("GET", "/metrics", nil)
+	if code != 200 || !bytes.Contains(metrics, []byte(`loalang_camera_params_inserted_total{camera="cho",substream="false"}`)) ||
+		bytes.Contains(metrics, []byte(`loalang_camera_params_inserted_total{camera="cho",substream="false"} 0`)) {
+		t.Errorf("the SDP-only camera's keyframes were not given SPS/PPS by the relay (metrics %d)", code)
+	}
 	if errs, err := chromedp.Run(ctx, chromedp.Evaluate[[]string]("window.errors")); err != nil || len(errs) > 0 {
 		t.Logf("page errors: %v %v", errs, err)
 	}
