@@ -49,6 +49,9 @@ type options struct {
 	results  string
 	baseline bool
 	loalang  bool
+	// reportEvery overrides the speakers' report period (0 keeps the
+	// firmware's default of 2 s), to isolate what delivery reports cost.
+	reportEvery time.Duration
 }
 
 func main() {
@@ -71,6 +74,7 @@ func main() {
 	flag.StringVar(&o.results, "results", "bench/results.json", "results file to merge into")
 	flag.BoolVar(&o.baseline, "baseline", true, "run the bare mochi baseline")
 	flag.BoolVar(&o.loalang, "loalang", true, "run the loalangd scenario")
+	flag.DurationVar(&o.reportEvery, "report-every", 0, "speakers' delivery report period while playing (0: firmware default, 2 s)")
 	flag.Parse()
 	if *summary {
 		if err := printSummary(os.Stdout, o.results); err != nil {
@@ -217,6 +221,7 @@ func run(ctx context.Context, o options) error {
 		"cpus":         runtime.NumCPU(),
 		"duration_s":   clipSecs,
 		"runs":         o.runs,
+		"report_every": o.reportEvery.String(),
 		"probes":       o.probes,
 		"clip":         source,
 		"packets_note": "packets are 20 ms Opus packets; 3 per MQTT message",
@@ -246,7 +251,10 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	if err != nil {
 		return nil, err
 	}
-	fleet, err := harness.StartFleet(d.Bundle, func(_ int, c *speaker.Config) { c.KeepPlayed = -1 })
+	fleet, err := harness.StartFleet(d.Bundle, func(_ int, c *speaker.Config) {
+		c.KeepPlayed = -1
+		c.ReportEvery = o.reportEvery
+	})
 	if err != nil {
 		return nil, err
 	}
