@@ -153,4 +153,3 @@ func TestKillDuringChurn(t *testing.T) {
 		}
 	}
 }
-
