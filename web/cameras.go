@@ -72,6 +72,7 @@ func MergeCameras(base []camera.Camera, recs []CameraRecord) []camera.Camera {
 			out = append(out, r.camera())
 		}
 	}
+	recs = slices.Clone(recs)
 	slices.SortFunc(recs, func(a, b CameraRecord) int { return strings.Compare(a.ID, b.ID) })
 	for _, r := range recs {
 		if !seen[r.ID] && !r.Deleted {
