@@ -180,7 +180,7 @@ func Default() Config {
 		MQTT:    MQTT{Listen: "127.0.0.1:1883", Username: "loalangd", OfflineAfter: 90 * time.Second},
 		Broadcast: Broadcast{
 			BitrateBPS:      24000,
-			PacketsPerFrame: 3,
+			PacketsPerFrame: 4,
 			PlayoutDelay:    500 * time.Millisecond,
 			LiveDelay:       250 * time.Millisecond,
 			MaxDuration:     30 * time.Minute,
