@@ -457,6 +457,7 @@ func TestCameraWHEP(t *testing.T) {
 func TestCameraRuntimeChanges(t *testing.T) {
 	_, fileURL := startCam(t, camsim.Options{})
 	_, newURL := startCam(t, camsim.Options{Path: "/live/ch1"})
+	_, hevcURL := startCam(t, camsim.Options{Path: "/hevc", Codec: camsim.H265})
 	// The simulator asks no credentials, so a URL carrying them still plays;
 	// they must be stored but never shown.
 	secretURL := strings.Replace(newURL, "rtsp://", "rtsp://admin:bi-mat-123@", 1)
@@ -491,6 +492,21 @@ func TestCameraRuntimeChanges(t *testing.T) {
 	t.Logf("camera added at runtime: first access unit %v after the POST", time.Since(added).Round(time.Millisecond))
 	admin.do("DELETE", loc, nil)
 	v.close()
+
+	// An H.265 camera and a viewer offering only H.264: 422 naming the codec.
+	if code, body := admin.do("POST", "/api/v1/cameras", map[string]any{"id": "ngo", "url": hevcURL}); code != 201 {
+		t.Fatalf("add H.265 camera: %d %s", code, body)
+	}
+	probe := newViewer(t)
+	if code, body, _ := whep(admin, "ngo", "application/sdp", probe.offer); code != 422 || !strings.Contains(body, "265") {
+		t.Errorf("H.265 camera to an H.264-only viewer: %d %s, want 422 naming the codec", code, body)
+	} else {
+		t.Logf("H.265 camera, H.264-only viewer: %d %s", code, strings.TrimSpace(body))
+	}
+	probe.close()
+	if code, _ := admin.do("DELETE", "/api/v1/cameras/ngo", nil); code != 204 {
+		t.Errorf("delete H.265 camera: %d", code)
+	}
 
 	// Rename without re-sending the URL; remove the config-file camera.
 	if code, body := admin.do("PUT", "/api/v1/cameras/cho", map[string]any{"name": "Chợ thôn"}); code != 200 || !bytes.Contains(body, []byte("Chợ thôn")) {
