@@ -3,7 +3,6 @@ package hall
 import (
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -301,10 +300,6 @@ func TestConfigValidate(t *testing.T) {
 	}
 	h.Close()
 	h.Close()
-}
-
-func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
 }
 
 // metricValue reads a single-series gauge or counter.

@@ -9,6 +9,7 @@ type metrics struct {
 	coil        *prometheus.GaugeVec
 	sinkUp      prometheus.Gauge
 	packets     *prometheus.CounterVec
+	underrun    prometheus.Counter
 	all         []prometheus.Collector
 }
 
@@ -34,8 +35,12 @@ func newMetrics() *metrics {
 			Name: "loalang_hall_sink_packets_total",
 			Help: "20 ms Opus packets through the hall sound card by result: played, late, dropped, undecodable.",
 		}, []string{"result"}),
+		underrun: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loalang_hall_sink_underrun_seconds_total",
+			Help: "Audio skipped to restore play-at alignment after the sound card ran dry (output_latency too small or the host stalled).",
+		}),
 	}
-	m.all = []prometheus.Collector{m.boardAlarm, m.boardFaults, m.coil, m.sinkUp, m.packets}
+	m.all = []prometheus.Collector{m.boardAlarm, m.boardFaults, m.coil, m.sinkUp, m.packets, m.underrun}
 	return m
 }
 

@@ -1,0 +1,371 @@
+package hall
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/firmware-sim/relayboard"
+	"github.com/loalang/loalang/internal/audiotest"
+	"golang.org/x/sys/unix"
+	"gopkg.in/hraban/opus.v2"
+)
+
+// oto allows one context per process and ALSA reads ALSA_CONFIG_PATH once,
+// so each sink test runs in a fresh copy of the test binary (the standard
+// os.Args[0] -test.run pattern) with its own ALSA configuration.
+
+const childEnv = "HALL_TEST_CHILD"
+
+// runChild re-runs the test binary for one child test and fails if the
+// child did not run and pass.
+func runChild(t *testing.T, name string, env ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env, childEnv+"="+name)
+	out, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		t.Log("child: " + line)
+	}
+	if err != nil {
+		t.Fatalf("child %s: %v", name, err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+name) {
+		t.Fatalf("child %s did not pass", name)
+	}
+}
+
+func childOnly(t *testing.T) {
+	if os.Getenv(childEnv) != t.Name() {
+		t.Skip("runs only as a subprocess of its parent test")
+	}
+}
+
+// fifoALSAConfig writes an ALSA config whose default PCM is a file plugin
+// writing raw float32 samples into a FIFO (with a null slave, which has no
+// clock). The test reads the FIFO at 48 kHz, which paces oto like a real
+// sound card would.
+func fifoALSAConfig(t *testing.T, dir string) (conf, fifo string) {
+	fifo = filepath.Join(dir, "out.f32")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf = filepath.Join(dir, "asound.conf")
+	body := fmt.Sprintf(`pcm.!default {
+	type file
+	slave { pcm { type null } }
+	file %q
+	format "raw"
+}
+`, fifo)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return conf, fifo
+}
+
+func TestSinkToneBroadcast(t *testing.T) {
+	dir := t.TempDir()
+	conf, fifo := fifoALSAConfig(t, dir)
+	runChild(t, "TestChildToneBroadcast", "ALSA_CONFIG_PATH="+conf, "HALL_TEST_FIFO="+fifo, "HALL_TEST_DIR="+dir)
+}
+
+func TestSinkNoDevice(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "asound.conf")
+	// A default PCM on a card that does not exist.
+	if err := os.WriteFile(conf, []byte("pcm.!default { type hw card 7 }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runChild(t, "TestChildNoDevice", "ALSA_CONFIG_PATH="+conf, "HALL_TEST_DIR="+dir)
+}
+
+// capture reads the FIFO at the sound card's pace and remembers when each
+// chunk was read, standing in for the moment it leaves the loudspeaker.
+type capture struct {
+	f        *os.File
+	channels int
+	mu       sync.Mutex
+	data     []byte
+	chunks   []chunkAt
+	done     chan struct{}
+	restarts int
+}
+
+type chunkAt struct {
+	frame int // first frame of the chunk
+	at    time.Time
+}
+
+func startCapture(t *testing.T, fifo string, channels int) *capture {
+	c := &capture{channels: channels, done: make(chan struct{})}
+	opened := make(chan error, 1)
+	go func() {
+		defer close(c.done)
+		f, err := os.OpenFile(fifo, os.O_RDONLY, 0)
+		opened <- err
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		c.f = f
+		c.mu.Unlock()
+		// A small pipe keeps the fake device's queue near one ALSA period.
+		if sc, err := f.SyscallConn(); err == nil {
+			sc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 8192) })
+		}
+		frameBytes := 4 * channels
+		buf := make([]byte, 960*frameBytes) // 20 ms
+		var t0 time.Time
+		for {
+			n, err := f.Read(buf)
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			c.mu.Lock()
+			frames := len(c.data) / frameBytes
+			c.chunks = append(c.chunks, chunkAt{frame: frames, at: now})
+			c.data = append(c.data, buf[:n]...)
+			total := len(c.data) / frameBytes
+			c.mu.Unlock()
+			due := func(fr int) time.Time { return t0.Add(time.Duration(fr) * time.Second / sampleRate) }
+			if t0.IsZero() || now.Sub(due(frames)) > 100*time.Millisecond {
+				// Starved (oto suspended): restart the clock, like a card
+				// that underran.
+				if !t0.IsZero() {
+					c.restarts++
+				}
+				t0 = now.Add(-time.Duration(frames) * time.Second / sampleRate)
+			}
+			time.Sleep(time.Until(due(total)))
+		}
+	}()
+	_ = opened
+	return c
+}
+
+func (c *capture) stop() {
+	c.mu.Lock()
+	f := c.f
+	c.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+	select {
+	case <-c.done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// mono returns the captured samples averaged to mono.
+func (c *capture) mono() []float32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.data) / (4 * c.channels)
+	out := make([]float32, n)
+	for i := range out {
+		var s float32
+		for ch := 0; ch < c.channels; ch++ {
+			s += math.Float32frombits(binary.LittleEndian.Uint32(c.data[(i*c.channels+ch)*4:]))
+		}
+		out[i] = s / float32(c.channels)
+	}
+	return out
+}
+
+// timeOf returns when frame k was read.
+func (c *capture) timeOf(k int) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var at chunkAt
+	for _, ch := range c.chunks {
+		if ch.frame > k {
+			break
+		}
+		at = ch
+	}
+	return at.at.Add(time.Duration(k-at.frame) * time.Second / sampleRate)
+}
+
+func rms(s []float32) float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, v := range s {
+		sum += float64(v) * float64(v)
+	}
+	return math.Sqrt(sum / float64(len(s)))
+}
+
+// encodeTone encodes ms of a 1 kHz sine at amplitude amp into 20 ms Opus
+// packets with libopus.
+func encodeTone(t *testing.T, amp float64, ms int) [][]byte {
+	enc, err := opus.NewEncoder(sampleRate, 1, opus.AppAudio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.SetBitrate(48000); err != nil {
+		t.Fatal(err)
+	}
+	pcm := audiotest.Tone(1000, amp, sampleRate, ms)
+	var pkts [][]byte
+	for i := 0; i+packetSamples <= len(pcm); i += packetSamples {
+		buf := make([]byte, 1500)
+		n, err := enc.EncodeFloat32(pcm[i:i+packetSamples], buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts = append(pkts, buf[:n])
+	}
+	return pkts
+}
+
+func TestChildToneBroadcast(t *testing.T) {
+	childOnly(t)
+	const (
+		amp      = 0.5
+		toneMS   = 1000
+		delayMS  = 300
+		perFrame = 3
+		lateIdx  = 8 // frame sent after its play-at time
+		latency  = 150 * time.Millisecond
+	)
+	cap := startCapture(t, os.Getenv("HALL_TEST_FIFO"), 2)
+	board, err := relayboard.New(relayboard.Options{Link: filepath.Join(os.Getenv("HALL_TEST_DIR"), "relay0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer board.Close()
+	h := runHall(t, Config{Board: boardConfig(board.Path()), Sink: &SinkConfig{OutputLatency: latency, Channels: 2}})
+	if st := h.Status().Sink; !st.OK || st.Playing {
+		t.Fatalf("sink status %+v", st)
+	}
+
+	pkts := encodeTone(t, amp, toneMS)
+	startAt := time.Now().Add(200 * time.Millisecond)
+	ctl := startCtl(21, wire.PriorityNormal)
+	ctl.StartAt, ctl.PlayoutDelayMS, ctl.Packets = startAt.UnixMicro(), delayMS, uint32(len(pkts))
+	h.Start(context.Background(), ctl, []string{"hall-line-1"})
+	frame := func(k int) wire.Frame {
+		seq := k * perFrame
+		end := min(seq+perFrame, len(pkts))
+		return wire.Frame{StreamID: 21, Seq: uint32(seq), DelayMS: delayMS,
+			PlayAt: startAt.Add(time.Duration(seq) * wire.PacketMS * time.Millisecond).UnixMicro(), Packets: pkts[seq:end]}
+	}
+	nFrames := (len(pkts) + perFrame - 1) / perFrame
+	for k := 0; k < nFrames; k++ {
+		if k != lateIdx {
+			h.Frame(frame(k))
+		}
+	}
+	// Frame 8 is delayed in the network past its play-at time: the sink
+	// must play a gap of silence and drop it when it comes.
+	waitFor(t, 5*time.Second, "packets after the gap played", func() bool { return h.Delivery(21).Played >= 30 })
+	h.Frame(frame(lateIdx))
+	h.Stop(21)
+	waitFor(t, 8*time.Second, "relays off", coilsAre(board, false, false, false))
+	waitFor(t, 3*time.Second, "sink idle", func() bool { return !h.Status().Sink.Playing })
+	waitFor(t, time.Second, "amp_off step", func() bool { _, ok := h.Delivery(21).Step(StepAmpOff); return ok })
+
+	d := h.Delivery(21)
+	t.Logf("delivery: played %d late %d lost %d steps %d", d.Played, d.Late, d.Lost, len(d.Steps))
+	if d.Played != uint32(len(pkts)-perFrame) || d.Late != perFrame || d.Lost != 0 {
+		t.Errorf("delivery played %d late %d lost %d, want %d/%d/0", d.Played, d.Late, d.Lost, len(pkts)-perFrame, perFrame)
+	}
+	checkSequence(t, board.History(), 1, startAt.Add(delayMS*time.Millisecond+toneMS*time.Millisecond))
+	if len(d.Steps) != 4 {
+		t.Errorf("steps %+v", d.Steps)
+	}
+	h.Close()
+	cap.stop()
+
+	out := cap.mono()
+	// Tone onset: the first 1 ms block with real energy.
+	onset := -1
+	for i := 0; i+48 <= len(out); i += 48 {
+		if rms(out[i:i+48]) > 0.1 {
+			onset = i
+			break
+		}
+	}
+	if onset < 0 {
+		t.Fatalf("no tone in %d captured samples", len(out))
+	}
+	ms := func(m int) int { return onset + m*sampleRate/1000 }
+	if len(out) < ms(toneMS) {
+		t.Fatalf("capture ends %d samples after onset", len(out)-onset)
+	}
+	before := audiotest.Goertzel(out[ms(100):ms(400)], sampleRate, 1000)
+	after := audiotest.Goertzel(out[ms(600):ms(900)], sampleRate, 1000)
+	gap := rms(out[ms(490):ms(530)])
+	t.Logf("1 kHz amplitude %.3f before the gap, %.3f after (want %.2f ±10%%); gap rms %.4f", before, after, amp, gap)
+	for _, a := range []float64{before, after} {
+		if math.Abs(a-amp) > 0.1*amp {
+			t.Errorf("1 kHz amplitude %.3f, want %.2f ±10%%", a, amp)
+		}
+	}
+	if gap > 0.02 {
+		t.Errorf("late frame's slot not silent: rms %.4f", gap)
+	}
+	if r := rms(out[:max(0, onset-480)]); r > 1e-4 {
+		t.Errorf("noise before the tone: rms %g", r)
+	}
+	// Alignment: when the onset left the (fake) sound card against its
+	// play-at time. libopus adds its algorithmic delay (6.5 ms at 48 kHz),
+	// which IP speakers decoding the same packets share.
+	playAt := startAt.Add(delayMS * time.Millisecond)
+	dropouts := 0
+	for m := 0; m < toneMS-20; m++ {
+		if (m < 470 || m > 550) && rms(out[ms(m):ms(m+1)]) < 0.05 {
+			dropouts++
+		}
+	}
+	t.Logf("dropouts inside the tone: %d ms; underrun skipped %.1f ms; capture restarts %d",
+		dropouts, 1000*metricValue(t, h.metrics.underrun), cap.restarts)
+	t.Logf("alignment: tone onset left the device %v after its play-at time (output_latency %v, codec delay 6.5ms included)",
+		cap.timeOf(onset).Sub(playAt).Round(100*time.Microsecond), latency)
+}
+
+func TestChildNoDevice(t *testing.T) {
+	childOnly(t)
+	board, err := relayboard.New(relayboard.Options{Link: filepath.Join(os.Getenv("HALL_TEST_DIR"), "relay0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer board.Close()
+	h := runHall(t, Config{Board: boardConfig(board.Path()), Sink: &SinkConfig{}})
+	st := h.Status().Sink
+	t.Logf("sink status: %+v", st)
+	if !st.Configured || st.OK || !strings.Contains(st.Reason, "ALSA") {
+		t.Fatalf("sink status %+v, want failed with an ALSA reason", st)
+	}
+	if v := metricValue(t, h.metrics.sinkUp); v != 0 {
+		t.Errorf("sink_up %v", v)
+	}
+	// Everything else keeps working: frames are accepted, relays switch.
+	h.Start(context.Background(), startCtl(2, wire.PriorityNormal), []string{"hall-line-2"})
+	h.Frame(wire.Frame{StreamID: 2, PlayAt: time.Now().UnixMicro(), Packets: [][]byte{{0xf8}}})
+	waitFor(t, 2*time.Second, "zone on without a sound card", coilsAre(board, true, false, true))
+	// A second sink in the same process gets the same answer, not a second
+	// oto context.
+	h2, err := New(Config{Sink: &SinkConfig{}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2 := h2.Status().Sink; st2.OK || st2.Reason != st.Reason {
+		t.Errorf("second sink %+v", st2)
+	}
+	h2.Close()
+}
