@@ -1,0 +1,194 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/loalang/loalang/broadcast/schedule"
+)
+
+// SchedulerActor is the audit actor of firing outcomes.
+const SchedulerActor = "scheduler"
+
+// ScheduleStore is the scheduler's durable state in bbolt: schedules in the
+// Schedules bucket (JSON under their id) and firing records in the Firings
+// bucket under FiringKey. It implements schedule.Store. Every outcome other
+// than "claimed" is audited in the transaction that records it, so the
+// firing log and the audit trail never disagree.
+type ScheduleStore struct{ db *DB }
+
+// NewScheduleStore returns the scheduler's store over db.
+func NewScheduleStore(db *DB) *ScheduleStore { return &ScheduleStore{db: db} }
+
+// FiringKey is the Firings bucket key of (scheduleID, occurrence): the id, a
+// NUL byte, then the occurrence in Unix nanoseconds as a big-endian uint64,
+// so one schedule's records are contiguous and sort by occurrence. Schedule
+// ids never contain NUL (the API restricts them to [A-Za-z0-9_-]).
+func FiringKey(scheduleID string, occurrence time.Time) ([]byte, error) {
+	ns := occurrence.UnixNano()
+	if ns < 0 || strings.IndexByte(scheduleID, 0) >= 0 || scheduleID == "" {
+		return nil, fmt.Errorf("firing key %q at %v: invalid", scheduleID, occurrence)
+	}
+	k := append([]byte(scheduleID), 0)
+	return binary.BigEndian.AppendUint64(k, uint64(ns)), nil
+}
+
+func firingPrefix(scheduleID string) []byte { return append([]byte(scheduleID), 0) }
+
+// Schedules implements schedule.Store: every schedule, ordered by id.
+func (s *ScheduleStore) Schedules(ctx context.Context) ([]schedule.Schedule, error) {
+	list, err := List[schedule.Schedule](s.db, Schedules, "")
+	if err != nil {
+		return nil, fmt.Errorf("list schedules: %w", err)
+	}
+	return list, nil
+}
+
+// ClaimFiring implements schedule.Store: one fsync'd read-write
+// transaction checks for the key and inserts it, so two claims of the same
+// occurrence, in this process or across a crash, can never both succeed.
+func (s *ScheduleStore) ClaimFiring(ctx context.Context, f schedule.Firing) (bool, error) {
+	k, err := FiringKey(f.ScheduleID, f.Occurrence)
+	if err != nil {
+		return false, err
+	}
+	raw, err := json.Marshal(f)
+	if err != nil {
+		return false, fmt.Errorf("claim firing: %w", err)
+	}
+	claimed := false
+	err = s.db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(Firings))
+		if b.Get(k) != nil {
+			return nil
+		}
+		if err := b.Put(k, raw); err != nil {
+			return err
+		}
+		claimed = true
+		if f.Outcome == schedule.OutcomeClaimed {
+			return nil
+		}
+		return (&Tx{tx}).AppendAudit(firingEvent(f))
+	})
+	if err != nil {
+		return false, fmt.Errorf("claim firing %s: %w", f.ScheduleID, err)
+	}
+	return claimed, nil
+}
+
+// UpdateFiring implements schedule.Store: it overwrites a claimed record
+// with its outcome and audits it in the same transaction.
+func (s *ScheduleStore) UpdateFiring(ctx context.Context, f schedule.Firing) error {
+	k, err := FiringKey(f.ScheduleID, f.Occurrence)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("update firing: %w", err)
+	}
+	err = s.db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(Firings))
+		if b.Get(k) == nil {
+			return schedule.ErrNotClaimed
+		}
+		if err := b.Put(k, raw); err != nil {
+			return err
+		}
+		return (&Tx{tx}).AppendAudit(firingEvent(f))
+	})
+	if err != nil {
+		return fmt.Errorf("update firing %s: %w", f.ScheduleID, err)
+	}
+	return nil
+}
+
+func firingEvent(f schedule.Firing) Event {
+	d := map[string]any{"occurrence": f.Occurrence.UTC().Format(time.RFC3339Nano)}
+	if f.Detail != "" {
+		d["detail"] = f.Detail
+	}
+	return Event{Time: f.Fired, Actor: SchedulerActor, Action: "schedule." + f.Outcome, Target: f.ScheduleID, Detail: d}
+}
+
+// LastOccurrence implements schedule.Store: the largest recorded occurrence
+// of the schedule whatever its outcome, found with one reverse seek.
+func (s *ScheduleStore) LastOccurrence(ctx context.Context, scheduleID string) (time.Time, error) {
+	var last time.Time
+	err := s.db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(Firings)).Cursor()
+		prefix := firingPrefix(scheduleID)
+		// Every key of the schedule is below prefix+0xFF…FF (no occurrence
+		// reaches 2^64-1 ns), so the record before that seek is its latest.
+		end := binary.BigEndian.AppendUint64(bytes.Clone(prefix), ^uint64(0))
+		k, _ := c.Seek(end)
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		if k != nil && len(k) == len(prefix)+8 && bytes.HasPrefix(k, prefix) {
+			last = time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefix):])))
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("last occurrence of %s: %w", scheduleID, err)
+	}
+	return last, nil
+}
+
+// Firings returns the firing records of one schedule (every schedule when
+// scheduleID is empty), newest occurrence first within a schedule, at most
+// limit of them (0 means all).
+func (s *ScheduleStore) Firings(scheduleID string, limit int) ([]schedule.Firing, error) {
+	var out []schedule.Firing
+	err := s.db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(Firings)).Cursor()
+		add := func(v []byte) error {
+			var f schedule.Firing
+			if err := json.Unmarshal(v, &f); err != nil {
+				return err
+			}
+			out = append(out, f)
+			return nil
+		}
+		if scheduleID == "" {
+			for k, v := c.First(); k != nil && (limit == 0 || len(out) < limit); k, v = c.Next() {
+				if err := add(v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		prefix := firingPrefix(scheduleID)
+		end := binary.BigEndian.AppendUint64(bytes.Clone(prefix), ^uint64(0))
+		k, v := c.Seek(end)
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && (limit == 0 || len(out) < limit); k, v = c.Prev() {
+			if len(k) != len(prefix)+8 {
+				continue
+			}
+			if err := add(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("firings of %q: %w", scheduleID, err)
+	}
+	return out, nil
+}
