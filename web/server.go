@@ -51,6 +51,7 @@ type Server struct {
 	mux      *http.ServeMux
 	now      func() time.Time
 	bc       BroadcastDeps
+	hall     Hall
 }
 
 // Deps are the domain services behind the API.
@@ -103,6 +104,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFound)
 	})
+	s.appRoutes() // web app pages and sign-in (app.go)
 }
 
 // Handle registers an extra route with a role check; features wired by the
@@ -172,7 +174,9 @@ func bearer(r *http.Request) string {
 func (s *Server) authenticate(r *http.Request) (auth.User, error) {
 	tok := bearer(r)
 	if tok == "" {
-		return auth.User{}, errUnauthenticated
+		// Web app: session cookie, CSRF-checked on unsafe methods (app.go).
+		u, _, err := s.authenticateCookie(r)
+		return u, err
 	}
 	sess, err := store.Get[auth.Session](s.db, store.Sessions, auth.TokenKey(tok))
 	if err != nil || s.now().After(sess.Expires) {

@@ -1,0 +1,640 @@
+// Loa làng web app: plain modern JS, no build step, no CDN. Each page is
+// rendered from the API; the server checks every page and call by role.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const t = (k, v) => I18N.t(k, v);
+const body = document.body;
+const ROLE = body.dataset.role;
+const PAGE = body.dataset.page;
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+
+// h builds an element: h("div", {class: "x", onclick: f}, child, "text").
+function h(tag, attrs = {}, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "i18n") { el.dataset.i18n = v; el.textContent = t(v); }
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) {
+    if (kid === undefined || kid === null || kid === false) continue;
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return el;
+}
+
+// api calls the JSON API with the session cookie and the CSRF header.
+async function api(method, path, data) {
+  const opts = { method, headers: { "X-CSRF-Token": CSRF }, credentials: "same-origin" };
+  if (data !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(data);
+  }
+  const r = await fetch(path, opts);
+  if (r.status === 401) { location.href = "/app/login?next=" + encodeURIComponent(location.pathname); throw new Error(t("err.session")); }
+  const text = await r.text();
+  let out = null;
+  try { out = text ? JSON.parse(text) : null; } catch (e) { out = text; }
+  if (!r.ok) {
+    const err = new Error((out && out.error) || r.status + " " + r.statusText);
+    err.status = r.status;
+    throw err;
+  }
+  return out;
+}
+
+function toast(msg, bad) {
+  const el = $("#toast");
+  el.textContent = msg;
+  el.className = bad ? "bad" : "";
+  el.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { el.hidden = true; }, 4000);
+}
+
+const fmtTime = (s) => s ? new Date(s).toLocaleString(I18N.lang === "vi" ? "vi-VN" : "en-GB") : "—";
+const fmtClock = (s) => s ? new Date(s).toLocaleTimeString(I18N.lang === "vi" ? "vi-VN" : "en-GB", { hour: "2-digit", minute: "2-digit" }) : "—";
+const terminal = (st) => ["done", "stopped", "failed", "interrupted", "expired"].includes(st);
+
+const NAV = [
+  ["home", ["admin", "head", "police"]],
+  ["broadcast", ["admin", "head"]],
+  ["schedules", ["admin", "head"]],
+  ["devices", ["admin", "head"]],
+  ["cameras", ["admin", "police"]],
+  ["log", ["admin"]],
+  ["users", ["admin"]],
+  ["account", ["admin", "head", "police"]],
+];
+
+// timers are cleared when a page is left (none: pages are full loads) or
+// re-rendered.
+let refreshTimer = null;
+function every(ms, f) {
+  clearInterval(refreshTimer);
+  f();
+  refreshTimer = setInterval(f, ms);
+}
+
+// ---------- shared data ----------
+
+async function zonesFromDevices() {
+  const devs = await api("GET", "/api/v1/devices");
+  const zones = new Set();
+  for (const d of devs) for (const z of d.zones || []) zones.add(z);
+  return { devs, zones: [...zones].sort() };
+}
+
+function progressBar(value, max, label) {
+  const pct = max > 0 ? Math.min(100, Math.round(100 * value / max)) : 0;
+  const bar = h("div", { class: "bar" });
+  bar.style.width = pct + "%"; // CSSOM, allowed by the style-src 'self' policy
+  return h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, title: label },
+    bar, h("span", {}, label));
+}
+
+function broadcastCard(b) {
+  const card = h("section", { class: "card bc", dataset: { id: b.id, state: b.state } },
+    h("h3", {}, t("bc.source." + (b.source || "media")), " · ", t("prio." + b.priority), " · ", (b.zones || []).join(", ")),
+    h("p", { class: "state state-" + b.state, id: "bc-state", dataset: { state: b.state, id: b.id } }, t("state." + b.state)));
+  if (b.reason) card.append(h("p", { class: "muted" }, b.reason));
+  for (const d of b.devices || []) {
+    const label = d.id + ": " + d.frames_played + " / " + d.frames_expected;
+    card.append(h("div", { class: "dev-progress" }, progressBar(d.frames_played, d.frames_expected || b.packets, label)));
+  }
+  if (!terminal(b.state) && ROLE !== "police") {
+    card.append(h("button", { class: "danger", onclick: async () => {
+      try { await api("DELETE", "/api/v1/broadcasts/" + b.id); } catch (e) { toast(e.message, true); }
+    } }, t("bc.stop")));
+  }
+  return card;
+}
+
+// ---------- pages ----------
+
+const pagesImpl = {
+  async home(main) {
+    const alarms = h("section", { class: "card", id: "alarms" }, h("h2", { i18n: "home.alarms" }));
+    const active = h("section", { id: "active" }, h("h2", { i18n: "home.active" }));
+    const zones = h("section", { class: "card", id: "zones" }, h("h2", { i18n: "home.devices" }));
+    const next = h("section", { class: "card", id: "next" }, h("h2", { i18n: "home.next" }));
+    main.append(alarms, active);
+    if (ROLE !== "police") main.append(zones, next);
+    every(2000, async () => {
+      const problems = [];
+      if (ROLE !== "police") {
+        try {
+          const devs = await api("GET", "/api/v1/devices");
+          const byZone = {};
+          for (const d of devs) for (const z of (d.zones && d.zones.length ? d.zones : ["—"])) (byZone[z] ||= []).push(d);
+          zones.replaceChildren(h("h2", { i18n: "home.devices" }), ...Object.keys(byZone).sort().map((z) => {
+            const on = byZone[z].filter((d) => d.online).length;
+            return h("div", { class: "zone-row" }, h("strong", {}, t("zone") + " " + z), " ",
+              h("span", { class: "ok" }, t("home.online", { n: on })), " ",
+              h("span", { class: byZone[z].length - on ? "bad" : "muted" }, t("home.offline", { n: byZone[z].length - on })));
+          }));
+          for (const d of devs) if (!d.online) problems.push(t("alarm.offline", { id: d.name || d.id }));
+          const bcs = await api("GET", "/api/v1/broadcasts");
+          const live = bcs.filter((b) => !terminal(b.state)).slice(0, 3);
+          const cards = [];
+          for (const b of live) cards.push(broadcastCard(await api("GET", "/api/v1/broadcasts/" + b.id)));
+          active.replaceChildren(h("h2", { i18n: "home.active" }), ...(cards.length ? cards : [h("p", { class: "muted", i18n: "home.none" })]));
+        } catch (e) { problems.push(e.message); }
+        try {
+          const hall = await api("GET", "/api/v1/hall");
+          if (hall.board && hall.board.configured && (hall.board.alarm || !hall.board.ok)) problems.push(t("alarm.board", { reason: hall.board.reason || "" }));
+        } catch (e) { /* no hall on this install */ }
+        try {
+          const list = await api("GET", "/api/v1/schedules");
+          const upcoming = list.filter((s) => s.next).sort((a, b) => a.next.localeCompare(b.next)).slice(0, 5);
+          next.replaceChildren(h("h2", { i18n: "home.next" }), ...(upcoming.length ? upcoming.map((s) =>
+            h("div", { class: "row" }, h("strong", {}, fmtTime(s.next)), " ", s.name)) : [h("p", { class: "muted", i18n: "home.none" })]));
+        } catch (e) {
+          next.replaceChildren(h("h2", { i18n: "home.next" }), h("p", { class: "muted", i18n: "sched.unavailable" }));
+        }
+      } else {
+        active.remove();
+      }
+      if (ROLE !== "head") {
+        try {
+          const cams = await api("GET", "/api/v1/cameras");
+          for (const c of cams) if (c.state === "error" || c.state === "down" || c.state === "unsupported") problems.push(t("alarm.camera", { id: c.name || c.id, reason: c.reason || c.state }));
+        } catch (e) { /* cameras not enabled */ }
+      }
+      alarms.replaceChildren(h("h2", { i18n: "home.alarms" }), ...(problems.length ? problems.map((p) => h("p", { class: "bad" }, "⚠ " + p)) : [h("p", { class: "ok", i18n: "home.allgood" })]));
+    });
+  },
+
+  async broadcast(main) {
+    const { zones } = await zonesFromDevices().catch(() => ({ zones: [] }));
+    const zoneBoxes = h("fieldset", { class: "zones" }, h("legend", { i18n: "bc.zones" }),
+      ...zones.map((z) => h("label", { class: "check" }, h("input", { type: "checkbox", name: "zone", value: z, id: "zone-" + z }), " " + t("zone") + " " + z)));
+    const prio = h("select", { id: "priority" }, ...["normal", "priority", "emergency", "background"].map((p) => h("option", { value: p }, t("prio." + p))));
+    const chosen = () => [...main.querySelectorAll('input[name="zone"]:checked')].map((i) => i.value);
+    const status = h("section", { id: "bc-status" });
+    let current = null;
+    const watch = (id) => {
+      current = id;
+      every(500, async () => {
+        if (!current) return;
+        try {
+          const b = await api("GET", "/api/v1/broadcasts/" + current);
+          status.replaceChildren(broadcastCard(b));
+          if (terminal(b.state)) clearInterval(refreshTimer);
+        } catch (e) { status.replaceChildren(h("p", { class: "bad" }, e.message)); }
+      });
+    };
+    const start = async (src) => {
+      const z = chosen();
+      if (!z.length) { toast(t("bc.pickzone"), true); return; }
+      try {
+        const b = await api("POST", "/api/v1/broadcasts", { ...src, zones: z, priority: prio.value });
+        toast(t("bc.started"));
+        watch(b.id);
+      } catch (e) { toast(e.message, true); }
+    };
+
+    // Upload a recording with progress, then start it.
+    const file = h("input", { type: "file", id: "file", accept: "audio/*,.wav,.mp3,.ogg,.opus" });
+    const upBar = h("progress", { id: "upload-progress", max: 100, value: 0 });
+    const upLabel = h("span", { id: "upload-label", class: "muted" });
+    let mediaID = null;
+    const startMedia = h("button", { class: "primary", id: "start-media", disabled: true, onclick: () => start({ media_id: mediaID }) }, t("bc.startmedia"));
+    const upload = h("button", { id: "upload", onclick: () => {
+      if (!file.files.length) { toast(t("bc.pickfile"), true); return; }
+      const fd = new FormData();
+      fd.append("file", file.files[0]);
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/v1/media");
+      xhr.setRequestHeader("X-CSRF-Token", CSRF);
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) { upBar.value = Math.round(100 * e.loaded / e.total); upLabel.textContent = upBar.value + "%"; } };
+      xhr.onload = () => {
+        let out = {};
+        try { out = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+        if (xhr.status === 201) {
+          mediaID = out.id;
+          upBar.value = 100;
+          upLabel.textContent = t("bc.uploaded", { s: (out.duration_ms / 1000).toFixed(1) });
+          upLabel.dataset.media = out.id;
+          startMedia.disabled = false;
+        } else {
+          upLabel.textContent = out.error || xhr.status;
+          toast(out.error || String(xhr.status), true);
+        }
+      };
+      xhr.onerror = () => toast(t("err.network"), true);
+      upLabel.textContent = "0%";
+      xhr.send(fd);
+    } }, t("bc.upload"));
+
+    const text = h("textarea", { id: "tts-text", rows: 3, maxlength: 2000, placeholder: t("bc.textph") });
+    const speak = h("button", { class: "primary", id: "start-text", onclick: () => text.value.trim() ? start({ text: text.value.trim() }) : toast(t("bc.typetext"), true) }, t("bc.speak"));
+
+    const talk = h("button", { class: "talk", id: "talk", type: "button" }, t("bc.hold"));
+    const talkState = h("p", { id: "talk-state", class: "muted", dataset: { state: "idle" } }, t("talk.idle"));
+    LiveTalk.bind(talk, talkState, () => ({ zones: chosen(), priority: prio.value }), (id) => id && watch(id));
+
+    const stopAll = h("button", { class: "stopall", id: "stop-all", onclick: async () => {
+      if (!confirm(t("bc.stopallq"))) return;
+      try { const r = await api("POST", "/api/v1/broadcasts/stop-all"); toast(t("bc.stopped", { n: r.stopped })); } catch (e) { toast(e.message, true); }
+    } }, t("bc.stopall"));
+
+    main.append(
+      h("section", { class: "card" }, zoneBoxes, h("label", {}, h("span", { i18n: "bc.priority" }), prio)),
+      h("section", { class: "card" }, h("h2", { i18n: "bc.talk" }), talk, talkState),
+      h("section", { class: "card" }, h("h2", { i18n: "bc.recording" }), file, upload, h("div", { class: "row" }, upBar, upLabel), startMedia),
+      h("section", { class: "card" }, h("h2", { i18n: "bc.text" }), text, speak),
+      status,
+      stopAll);
+  },
+
+  async schedules(main) {
+    const list = h("section", { class: "card", id: "sched-list" }, h("h2", { i18n: "sched.title" }));
+    const day = h("section", { class: "card", id: "sched-day" }, h("h2", { i18n: "sched.today" }));
+    const form = scheduleForm(() => load());
+    main.append(day, list, form.el);
+    async function load() {
+      let items;
+      try { items = await api("GET", "/api/v1/schedules"); } catch (e) {
+        list.replaceChildren(h("h2", { i18n: "sched.title" }), h("p", { class: "muted", id: "sched-unavailable" }, t("sched.unavailable")));
+        day.remove(); form.el.remove();
+        return;
+      }
+      list.replaceChildren(h("h2", { i18n: "sched.title" }), ...(items.length ? [] : [h("p", { class: "muted", i18n: "sched.empty" })]),
+        ...items.map((s) => h("div", { class: "sched-row", dataset: { id: s.id } },
+          h("div", {}, h("strong", {}, s.name || s.id), " ", h("span", { class: s.enabled === false ? "bad" : "muted" }, s.enabled === false ? t("sched.disabled") : "")),
+          h("div", { class: "muted" }, s.at ? fmtTime(s.at) : (s.rrule || s.cron || ""), " · ", (s.zones || []).join(", "), " · ", t("prio." + (s.priority || "normal"))),
+          h("div", {}, t("sched.next"), ": ", h("strong", {}, fmtTime(s.next))),
+          h("div", { class: "row" },
+            h("button", { onclick: () => form.edit(s) }, t("sched.edit")),
+            h("button", { class: "danger", onclick: async () => {
+              if (!confirm(t("sched.deleteq", { name: s.name || s.id }))) return;
+              try { await api("DELETE", "/api/v1/schedules/" + s.id); load(); } catch (e) { toast(e.message, true); }
+            } }, t("sched.delete"))))));
+      // Today's timetable: each schedule's firings before midnight.
+      const end = new Date(); end.setHours(23, 59, 59, 999);
+      const rows = [];
+      for (const s of items) {
+        try {
+          const n = await api("GET", "/api/v1/schedules/" + s.id + "/next?n=20");
+          for (const at of n.next || []) if (new Date(at) <= end) rows.push([at, s]);
+        } catch (e) { /* skip */ }
+      }
+      rows.sort((a, b) => a[0].localeCompare(b[0]));
+      day.replaceChildren(h("h2", { i18n: "sched.today" }), ...(rows.length ? rows.map(([at, s]) =>
+        h("div", { class: "timeline-row" }, h("span", { class: "clock" }, fmtClock(at)), " ", s.name || s.id)) : [h("p", { class: "muted", i18n: "sched.nonetoday" })]));
+    }
+    await load();
+  },
+
+  async devices(main) {
+    const map = h("section", { class: "card" }, h("h2", { i18n: "dev.map" }));
+    const table = h("section", { class: "card" }, h("h2", { i18n: "dev.title" }));
+    main.append(map, table);
+    every(3000, async () => {
+      let devs;
+      try { devs = await api("GET", "/api/v1/devices"); } catch (e) { table.replaceChildren(h("p", { class: "bad" }, e.message)); return; }
+      map.replaceChildren(h("h2", { i18n: "dev.map" }), deviceMap(devs));
+      if (table.querySelector("input:focus")) return; // do not disturb a volume change
+      table.replaceChildren(h("h2", { i18n: "dev.title" }), h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, ...["dev.name", "dev.zones", "dev.state", "dev.volume", "dev.actions"].map((k) => h("th", { i18n: k })))),
+        h("tbody", {}, ...devs.map((d) => {
+          const vol = h("input", { type: "range", min: 0, max: 100, value: d.volume, "aria-label": t("dev.volume") });
+          vol.addEventListener("change", async () => {
+            try { await api("POST", "/api/v1/devices/" + d.id + "/volume", { volume: Number(vol.value) }); toast(t("dev.volset", { n: vol.value })); } catch (e) { toast(e.message, true); }
+          });
+          return h("tr", { class: d.online ? "" : "offline" },
+            h("td", {}, d.name || d.id, h("div", { class: "muted" }, d.id)),
+            h("td", {}, (d.zones || []).join(", ")),
+            h("td", { class: d.online ? "ok" : "bad" }, d.online ? t("dev.online") : t("dev.offline")),
+            h("td", {}, vol),
+            h("td", {}, h("button", { onclick: async () => {
+              try { const r = await api("POST", "/api/v1/devices/" + d.id + "/ping"); toast(t("dev.pong", { ms: r.rtt_ms.toFixed(0) })); } catch (e) { toast(e.message, true); }
+            } }, t("dev.ping"))));
+        })))));
+    });
+  },
+
+  async cameras(main) {
+    const grid = h("section", { class: "cam-grid", id: "cam-grid" });
+    main.append(grid);
+    let cams;
+    try { cams = await api("GET", "/api/v1/cameras"); } catch (e) { grid.append(h("p", { class: "bad" }, e.message)); return; }
+    if (!cams.length) grid.append(h("p", { class: "muted", i18n: "cam.none" }));
+    for (const c of cams) grid.append(Cameras.tile(c));
+    window.addEventListener("pagehide", Cameras.stopAll);
+  },
+
+  async log(main) {
+    const since = h("input", { type: "date", id: "log-since" });
+    const until = h("input", { type: "date", id: "log-until" });
+    const filter = h("input", { type: "search", id: "log-filter", placeholder: t("log.filter") });
+    const csv = h("a", { class: "button", id: "log-csv", href: "/api/v1/audit?format=csv" }, t("log.csv"));
+    const out = h("section", { class: "card" });
+    const query = () => {
+      const q = new URLSearchParams({ limit: "500" });
+      if (since.value) q.set("since", new Date(since.value + "T00:00:00").toISOString());
+      if (until.value) q.set("until", new Date(until.value + "T23:59:59").toISOString());
+      return q;
+    };
+    const load = async () => {
+      const q = query();
+      const c = new URLSearchParams(q); c.set("format", "csv"); c.delete("limit");
+      csv.href = "/api/v1/audit?" + c;
+      let events;
+      try { events = await api("GET", "/api/v1/audit?" + q); } catch (e) { out.replaceChildren(h("p", { class: "bad" }, e.message)); return; }
+      const f = filter.value.trim().toLowerCase();
+      events = events.reverse().filter((e) => !f || [e.actor, e.action, e.target, JSON.stringify(e.detail || "")].join(" ").toLowerCase().includes(f));
+      out.replaceChildren(h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, ...["log.time", "log.actor", "log.action", "log.target"].map((k) => h("th", { i18n: k })))),
+        h("tbody", {}, ...events.map((e) => h("tr", {}, h("td", {}, fmtTime(e.time)), h("td", {}, e.actor || ""), h("td", {}, e.action), h("td", {}, e.target || "")))))));
+    };
+    for (const el of [since, until]) el.addEventListener("change", load);
+    filter.addEventListener("input", load);
+    main.append(h("section", { class: "card row" }, h("label", {}, h("span", { i18n: "log.since" }), since), h("label", {}, h("span", { i18n: "log.until" }), until), filter, csv), out);
+    await load();
+  },
+
+  async users(main) {
+    const list = h("section", { class: "card", id: "user-list" });
+    const name = h("input", { id: "new-username", autocomplete: "off", autocapitalize: "none" });
+    const pw = h("input", { id: "new-password", type: "password", autocomplete: "new-password" });
+    const role = h("select", { id: "new-role" }, ...["head", "police", "admin"].map((r) => h("option", { value: r }, t("role." + r))));
+    const cams = h("input", { id: "new-cameras", placeholder: "cam-01, cam-02" });
+    const parseCams = (s) => s.split(",").map((x) => x.trim()).filter(Boolean);
+    main.append(list, h("section", { class: "card" }, h("h2", { i18n: "users.create" }),
+      h("label", {}, h("span", { i18n: "login.username" }), name), h("label", {}, h("span", { i18n: "login.password" }), pw),
+      h("label", {}, h("span", { i18n: "users.role" }), role), h("label", {}, h("span", { i18n: "users.cameras" }), cams),
+      h("button", { class: "primary", onclick: async () => {
+        try { await api("POST", "/api/v1/users", { username: name.value.trim(), password: pw.value, role: role.value, cameras: parseCams(cams.value) }); name.value = pw.value = cams.value = ""; toast(t("saved")); load(); } catch (e) { toast(e.message, true); }
+      } }, t("users.create"))));
+    async function load() {
+      const users = await api("GET", "/api/v1/users");
+      list.replaceChildren(h("h2", { i18n: "users.title" }), ...users.map((u) => {
+        const r = h("select", {}, ...["head", "police", "admin"].map((x) => h("option", { value: x, selected: x === u.role }, t("role." + x))));
+        const c = h("input", { value: (u.cameras || []).join(", "), "aria-label": t("users.cameras") });
+        return h("div", { class: "user-row" }, h("strong", {}, u.username), r, c,
+          h("button", { onclick: async () => {
+            try { await api("PUT", "/api/v1/users/" + encodeURIComponent(u.username), { role: r.value, cameras: parseCams(c.value) }); toast(t("saved")); } catch (e) { toast(e.message, true); }
+          } }, t("save")),
+          h("button", { onclick: async () => {
+            const p = prompt(t("users.newpw", { name: u.username }));
+            if (!p) return;
+            try { await api("PUT", "/api/v1/users/" + encodeURIComponent(u.username), { password: p }); toast(t("saved")); } catch (e) { toast(e.message, true); }
+          } }, t("users.resetpw")),
+          h("button", { class: "danger", onclick: async () => {
+            if (!confirm(t("users.deleteq", { name: u.username }))) return;
+            try { await api("DELETE", "/api/v1/users/" + encodeURIComponent(u.username)); load(); } catch (e) { toast(e.message, true); }
+          } }, t("delete")));
+      }));
+    }
+    await load();
+  },
+
+  async account(main) {
+    const oldPw = h("input", { type: "password", id: "old-password", autocomplete: "current-password" });
+    const newPw = h("input", { type: "password", id: "new-password", autocomplete: "new-password" });
+    main.append(h("section", { class: "card" }, h("h2", { i18n: "account.title" }),
+      h("label", {}, h("span", { i18n: "account.old" }), oldPw), h("label", {}, h("span", { i18n: "account.new" }), newPw),
+      h("button", { class: "primary", onclick: async () => {
+        try { await api("PUT", "/api/v1/me/password", { old_password: oldPw.value, new_password: newPw.value }); oldPw.value = newPw.value = ""; toast(t("account.changed")); } catch (e) { toast(e.message, true); }
+      } }, t("account.change"))));
+  },
+};
+
+// ---------- schedule form ----------
+
+function scheduleForm(done) {
+  let editing = null;
+  const name = h("input", { id: "sched-name" });
+  const kind = h("select", { id: "sched-when" }, ...["daily", "once", "rrule"].map((k) => h("option", { value: k }, t("sched.when." + k))));
+  const time = h("input", { type: "time", id: "sched-time", value: "06:00" });
+  const date = h("input", { type: "datetime-local", id: "sched-at" });
+  const rrule = h("input", { id: "sched-rrule", placeholder: "FREQ=WEEKLY;BYDAY=MO;BYHOUR=6;BYMINUTE=0" });
+  const zones = h("input", { id: "sched-zones", placeholder: "a, b" });
+  const text = h("textarea", { id: "sched-text", rows: 2, placeholder: t("bc.textph") });
+  const media = h("input", { id: "sched-media", placeholder: t("sched.mediaid") });
+  const prio = h("select", { id: "sched-priority" }, ...["normal", "priority", "emergency", "background"].map((p) => h("option", { value: p }, t("prio." + p))));
+  const title = h("h2", { i18n: "sched.new" });
+  const el = h("section", { class: "card", id: "sched-form" }, title,
+    h("label", {}, h("span", { i18n: "sched.name" }), name), h("label", {}, h("span", { i18n: "sched.whenlabel" }), kind),
+    h("label", {}, h("span", { i18n: "sched.time" }), time), h("label", {}, h("span", { i18n: "sched.at" }), date),
+    h("label", {}, h("span", { i18n: "sched.rrule" }), rrule), h("label", {}, h("span", { i18n: "bc.zones" }), zones),
+    h("label", {}, h("span", { i18n: "bc.text" }), text), h("label", {}, h("span", { i18n: "sched.mediaid" }), media),
+    h("label", {}, h("span", { i18n: "bc.priority" }), prio),
+    h("div", { class: "row" }, h("button", { class: "primary", id: "sched-save", onclick: save }, t("save")),
+      h("button", { onclick: () => reset() }, t("cancel"))));
+  function reset() { editing = null; title.textContent = t("sched.new"); name.value = text.value = media.value = rrule.value = zones.value = ""; }
+  async function save() {
+    const s = { name: name.value.trim(), zones: zones.value.split(",").map((z) => z.trim()).filter(Boolean), priority: prio.value,
+      source: media.value.trim() ? { kind: "media", media_id: media.value.trim() } : { kind: "text", text: text.value.trim() } };
+    if (kind.value === "once") s.at = new Date(date.value).toISOString();
+    else if (kind.value === "daily") { const [hh, mm] = time.value.split(":"); s.rrule = "FREQ=DAILY;BYHOUR=" + Number(hh) + ";BYMINUTE=" + Number(mm) + ";BYSECOND=0"; }
+    else s.rrule = rrule.value.trim();
+    try {
+      if (editing) await api("PUT", "/api/v1/schedules/" + editing.id, { ...editing, ...s, next: undefined });
+      else await api("POST", "/api/v1/schedules", s);
+      toast(t("saved")); reset(); done();
+    } catch (e) { toast(e.message, true); }
+  }
+  function edit(s) {
+    editing = s;
+    title.textContent = t("sched.editing", { name: s.name || s.id });
+    name.value = s.name || ""; zones.value = (s.zones || []).join(", "); prio.value = s.priority || "normal";
+    text.value = (s.source && s.source.text) || ""; media.value = (s.source && s.source.media_id) || "";
+    if (s.at) { kind.value = "once"; date.value = s.at.slice(0, 16); } else { kind.value = "rrule"; rrule.value = s.rrule || s.cron || ""; }
+    el.scrollIntoView({ behavior: "smooth" });
+  }
+  return { el, edit };
+}
+
+// ---------- device map ----------
+
+function deviceMap(devs) {
+  const pts = devs.filter((d) => d.lat || d.lon);
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", "0 0 320 200");
+  svg.setAttribute("class", "map");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", t("dev.map"));
+  if (!pts.length) {
+    const tx = document.createElementNS(NS, "text");
+    tx.setAttribute("x", 160); tx.setAttribute("y", 100); tx.setAttribute("text-anchor", "middle");
+    tx.textContent = t("dev.nomap");
+    svg.append(tx);
+    return svg;
+  }
+  const lats = pts.map((d) => d.lat), lons = pts.map((d) => d.lon);
+  const [la0, la1, lo0, lo1] = [Math.min(...lats), Math.max(...lats), Math.min(...lons), Math.max(...lons)];
+  const sx = (lo) => 20 + 280 * (lo1 > lo0 ? (lo - lo0) / (lo1 - lo0) : 0.5);
+  const sy = (la) => 180 - 160 * (la1 > la0 ? (la - la0) / (la1 - la0) : 0.5);
+  for (const d of pts) {
+    const c = document.createElementNS(NS, "circle");
+    c.setAttribute("cx", sx(d.lon)); c.setAttribute("cy", sy(d.lat)); c.setAttribute("r", 7);
+    c.setAttribute("class", d.online ? "dot on" : "dot off");
+    const title = document.createElementNS(NS, "title");
+    title.textContent = (d.name || d.id) + " — " + (d.online ? t("dev.online") : t("dev.offline"));
+    c.append(title);
+    svg.append(c);
+  }
+  return svg;
+}
+
+// ---------- cameras over WHEP ----------
+
+const Cameras = {
+  sessions: new Map(), // camera id -> {pc, location}
+  tile(c) {
+    const video = h("video", { autoplay: true, muted: true, playsinline: true, id: "video-" + c.id });
+    video.muted = true;
+    const msg = h("p", { class: "cam-msg", id: "cam-msg-" + c.id });
+    const tile = h("figure", { class: "cam", dataset: { id: c.id, state: c.state } }, video, h("figcaption", {}, c.name || c.id), msg);
+    tile.addEventListener("click", () => (video.requestFullscreen ? video.requestFullscreen() : null));
+    if (c.state === "error" || c.state === "unsupported") {
+      msg.textContent = t("cam.down", { reason: c.reason || c.state });
+    }
+    this.play(c, video, msg).catch((e) => { msg.textContent = t("cam.failed", { reason: e.message }); tile.dataset.error = e.message; });
+    return tile;
+  },
+  async play(c, video, msg) {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); video.play().catch(() => {}); };
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc);
+    msg.textContent = t("cam.connecting");
+    const r = await fetch("/api/v1/cameras/" + encodeURIComponent(c.id) + "/whep", {
+      method: "POST", headers: { "Content-Type": "application/sdp", "X-CSRF-Token": CSRF }, body: pc.localDescription.sdp, credentials: "same-origin",
+    });
+    const text = await r.text();
+    if (r.status !== 201) {
+      pc.close();
+      let why = text;
+      try { why = JSON.parse(text).error; } catch (e) { /* plain text */ }
+      throw new Error(r.status === 422 ? t("cam.codec", { reason: why }) : why);
+    }
+    this.sessions.set(c.id, { pc, location: r.headers.get("Location") });
+    await pc.setRemoteDescription({ type: "answer", sdp: text });
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed") msg.textContent = t("cam.lost");
+    };
+    const wait = setInterval(async () => {
+      if (await framesDecoded(c.id) > 0) { msg.textContent = ""; clearInterval(wait); }
+    }, 500);
+  },
+  stopAll() {
+    for (const [, s] of Cameras.sessions) {
+      s.pc.close();
+      if (s.location) fetch(s.location, { method: "DELETE", headers: { "X-CSRF-Token": CSRF }, keepalive: true, credentials: "same-origin" });
+    }
+    Cameras.sessions.clear();
+  },
+};
+
+function iceGathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 2000); // send what we have
+  });
+}
+
+// framesDecoded reports a camera's decoded video frames (used by tests and
+// to clear the "connecting" message).
+async function framesDecoded(id) {
+  const s = Cameras.sessions.get(id);
+  if (!s) return 0;
+  let n = 0;
+  (await s.pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0; });
+  return n;
+}
+
+// ---------- live speech over WHIP (RFC 9725) ----------
+
+const LiveTalk = {
+  pc: null, location: null, stream: null, starting: null, broadcast: null,
+  bind(button, state, params, onStarted) {
+    const set = (s, extra) => { state.dataset.state = s; state.textContent = t("talk." + s, extra); button.classList.toggle("on", s === "live"); };
+    const down = async (e) => {
+      e.preventDefault();
+      if (this.starting || this.pc) return;
+      const p = params();
+      if (!p.zones.length) { toast(t("bc.pickzone"), true); return; }
+      if (!window.isSecureContext || !navigator.mediaDevices) { set("insecure"); return; }
+      set("connecting");
+      this.starting = this.start(p).then((id) => { set("live"); onStarted(id); }).catch((err) => { set("error", { reason: err.message }); this.stop(); })
+        .finally(() => { this.starting = null; });
+    };
+    const up = async () => {
+      if (this.starting) await this.starting;
+      if (this.pc) { await this.stop(); set("idle"); }
+    };
+    button.addEventListener("pointerdown", down);
+    for (const ev of ["pointerup", "pointercancel", "pointerleave"]) button.addEventListener(ev, up);
+    button.addEventListener("contextmenu", (e) => e.preventDefault());
+    window.addEventListener("pagehide", () => this.stop());
+  },
+  async start(p) {
+    // Audio processing off: speech goes out as spoken (the loudspeakers
+    // are far from the phone, so there is no echo to cancel).
+    this.stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 } });
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    pc.addTransceiver(this.stream.getAudioTracks()[0], { direction: "sendonly", streams: [this.stream] });
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc);
+    const q = new URLSearchParams({ zones: p.zones.join(","), priority: p.priority });
+    const r = await fetch("/api/v1/live/whip?" + q, {
+      method: "POST", headers: { "Content-Type": "application/sdp", "X-CSRF-Token": CSRF }, body: pc.localDescription.sdp, credentials: "same-origin",
+    });
+    const text = await r.text();
+    if (r.status !== 201) {
+      let why = text;
+      try { why = JSON.parse(text).error; } catch (e) { /* plain text */ }
+      throw new Error(why || String(r.status));
+    }
+    this.location = r.headers.get("Location");
+    this.broadcast = this.location.split("/").pop();
+    await pc.setRemoteDescription({ type: "answer", sdp: text });
+    return this.broadcast;
+  },
+  async stop() {
+    const loc = this.location;
+    this.location = null;
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    if (this.stream) this.stream.getTracks().forEach((tr) => tr.stop());
+    this.stream = null;
+    if (loc) {
+      try { await fetch(loc, { method: "DELETE", headers: { "X-CSRF-Token": CSRF }, credentials: "same-origin", keepalive: true }); } catch (e) { /* best effort */ }
+    }
+  },
+};
+
+// ---------- boot ----------
+
+window.loalang = { framesDecoded, LiveTalk, Cameras, api };
+
+document.addEventListener("DOMContentLoaded", async () => {
+  const nav = $("#nav");
+  for (const [name, roles] of NAV) {
+    if (!roles.includes(ROLE)) continue;
+    nav.append(h("a", { href: "/app/" + name, class: name === PAGE ? "active" : "", "aria-current": name === PAGE ? "page" : false, i18n: "nav." + name }));
+  }
+  $("#lang-switch").addEventListener("click", I18N.toggle);
+  const main = $("#main");
+  main.append(h("h1", { i18n: "nav." + PAGE }));
+  try {
+    await pagesImpl[PAGE](main);
+  } catch (e) {
+    main.append(h("p", { class: "bad" }, e.message));
+  }
+  I18N.apply(document);
+  document.body.dataset.ready = "1";
+});
