@@ -24,6 +24,7 @@ import (
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/broker"
 	"github.com/loalang/loalang/bus"
 	"github.com/loalang/loalang/camera"
@@ -63,6 +64,7 @@ type Daemon struct {
 	audit   chan store.Event
 	media   *media.Library
 	engine  *broadcast.Engine
+	sched   *schedule.Scheduler // timetable runner (schedule.go)
 	cameras *camera.Relay
 
 	closers   []func() error
@@ -104,6 +106,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	}
 	d.startWeb()
 	if err := d.startBroadcast(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.startSchedule(ctx); err != nil { // after the engine: schedules fire into it
 		return nil, err
 	}
 	if err := d.startCameras(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/store"
@@ -49,6 +50,9 @@ var domainStatus = []struct {
 	{broadcast.ErrNotActive, http.StatusConflict},
 	{broadcast.ErrEnded, http.StatusConflict},
 	{broadcast.ErrUnavailable, http.StatusServiceUnavailable},
+	// Schedules: every *schedule.FieldError (ErrNeverFires included) is
+	// ErrInvalid, and its message names the field.
+	{schedule.ErrInvalid, http.StatusUnprocessableEntity},
 	// Cameras and WHEP (RFC 9725 §4.2 lets the endpoint answer any 4xx/5xx).
 	{camera.ErrBadSDP, http.StatusBadRequest},
 	{camera.ErrNotFound, http.StatusNotFound},
