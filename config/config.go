@@ -40,6 +40,10 @@ type HTTP struct {
 	TLS      bool   `yaml:"tls"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// TLSAddr, when set, adds a second listener serving HTTPS with the same
+	// certificate (e.g. the LAN address for phones, whose microphone needs a
+	// secure context, while Addr stays plain HTTP on localhost).
+	TLSAddr string `yaml:"tls_addr"`
 }
 
 // MQTT selects the broker.

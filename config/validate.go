@@ -25,6 +25,11 @@ func (c *Config) Validate() error {
 	if err := hostPort(c.HTTP.Addr); err != nil {
 		return bad("http.addr", "%v", err)
 	}
+	if c.HTTP.TLSAddr != "" {
+		if err := hostPort(c.HTTP.TLSAddr); err != nil {
+			return bad("http.tls_addr", "%v", err)
+		}
+	}
 	if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {
 		return bad("http.cert_file", "cert_file and key_file go together")
 	}
