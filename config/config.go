@@ -195,7 +195,7 @@ func Default() Config {
 			TTSVoice:        "vi",
 		},
 		Schedule: Schedule{TimeZone: "Asia/Ho_Chi_Minh", Grace: 5 * time.Minute},
-		Sound:    Sound{Enabled: false, OutputLatency: 40 * time.Millisecond},
+		Sound:    Sound{Enabled: false, OutputLatency: 100 * time.Millisecond},
 		WebRTC:   WebRTC{UDPPort: 8189, MaxViewers: 50, MaxViewersPerCam: 10},
 		Auth:     Auth{TokenTTL: 12 * time.Hour, LoginBurst: 5, LoginEvery: 10 * time.Second},
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/hall"
 	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/web"
 )
@@ -43,6 +44,8 @@ var Version = "dev"
 type Ready struct {
 	HTTP string `json:"http"`
 	MQTT string `json:"mqtt"`
+	// HTTPS is the TLS listener's address, when one is on (tls.go).
+	HTTPS string `json:"https,omitempty"`
 }
 
 // Daemon is a running loalangd.
@@ -65,6 +68,7 @@ type Daemon struct {
 	media   *media.Library
 	engine  *broadcast.Engine
 	sched   *schedule.Scheduler // timetable runner (schedule.go)
+	hall    *hall.Hall
 	cameras *camera.Relay
 
 	closers   []func() error
@@ -105,6 +109,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		return nil, err
 	}
 	d.startWeb()
+	if err := d.startHall(ctx); err != nil {
+		return nil, err
+	}
 	if err := d.startBroadcast(ctx); err != nil {
 		return nil, err
 	}
@@ -114,7 +121,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if err := d.startCameras(ctx); err != nil {
 		return nil, err
 	}
+	if err := d.startLive(ctx); err != nil { // WHIP live speech (live.go)
+		return nil, err
+	}
 	if err := d.listenHTTP(); err != nil {
+		return nil, err
+	}
+	if err := d.listenTLS(); err != nil { // http.tls_addr (tls.go)
 		return nil, err
 	}
 	raw, _ := json.Marshal(d.ready)
@@ -123,7 +136,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	}
 	d.wg.Add(1)
 	go d.sweep(ctx)
-	d.log.Info("ready", "http", d.ready.HTTP, "mqtt", d.ready.MQTT, "site", cfg.Site)
+	d.log.Info("ready", "http", d.ready.HTTP, "https", d.ready.HTTPS, "mqtt", d.ready.MQTT, "site", cfg.Site)
 	return d, nil
 }
 
@@ -361,8 +374,11 @@ func (d *Daemon) listenHTTP() error {
 	if err != nil {
 		return &config.Error{File: "config", Key: "http.addr", Reason: err.Error()}
 	}
-	d.httpLn = ln
 	d.ready.HTTP = ln.Addr().String()
+	if ln, err = d.wrapTLS(ln); err != nil { // http.tls (tls.go)
+		return err
+	}
+	d.httpLn = ln
 	d.httpSrv = &http.Server{Handler: d.web, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 	d.wg.Add(1)
 	go func() {
@@ -418,6 +434,3 @@ func (d *Daemon) Close() error {
 	})
 	return d.closeErr
 }
-
-// output is the hall's sound card and relay board, when configured.
-func (d *Daemon) output() broadcast.Output { return nil }

@@ -2,82 +2,24 @@ package hall
 
 import (
 	"context"
-	"encoding/binary"
-	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/firmware-sim/relayboard"
+	"github.com/loalang/loalang/internal/alsatest"
 	"github.com/loalang/loalang/internal/audiotest"
-	"golang.org/x/sys/unix"
 	"gopkg.in/hraban/opus.v2"
 )
 
-// oto allows one context per process and ALSA reads ALSA_CONFIG_PATH once,
-// so each sink test runs in a fresh copy of the test binary (the standard
-// os.Args[0] -test.run pattern) with its own ALSA configuration.
-
-const childEnv = "HALL_TEST_CHILD"
-
-// runChild re-runs the test binary for one child test and fails if the
-// child did not run and pass.
-func runChild(t *testing.T, name string, env ...string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Env = append(cmd.Env, childEnv+"="+name)
-	out, err := cmd.CombinedOutput()
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		t.Log("child: " + line)
-	}
-	if err != nil {
-		t.Fatalf("child %s: %v", name, err)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+name) {
-		t.Fatalf("child %s did not pass", name)
-	}
-}
-
-func childOnly(t *testing.T) {
-	if os.Getenv(childEnv) != t.Name() {
-		t.Skip("runs only as a subprocess of its parent test")
-	}
-}
-
-// fifoALSAConfig writes an ALSA config whose default PCM is a file plugin
-// writing raw float32 samples into a FIFO (with a null slave, which has no
-// clock). The test reads the FIFO at 48 kHz, which paces oto like a real
-// sound card would.
-func fifoALSAConfig(t *testing.T, dir string) (conf, fifo string) {
-	fifo = filepath.Join(dir, "out.f32")
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	conf = filepath.Join(dir, "asound.conf")
-	body := fmt.Sprintf(`pcm.!default {
-	type file
-	slave { pcm { type null } }
-	file %q
-	format "raw"
-}
-`, fifo)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return conf, fifo
-}
-
 func TestSinkToneBroadcast(t *testing.T) {
 	dir := t.TempDir()
-	conf, fifo := fifoALSAConfig(t, dir)
-	runChild(t, "TestChildToneBroadcast", "ALSA_CONFIG_PATH="+conf, "HALL_TEST_FIFO="+fifo, "HALL_TEST_DIR="+dir)
+	conf, fifo := alsatest.FIFOConfig(t, dir)
+	alsatest.RunChild(t, "TestChildToneBroadcast", "ALSA_CONFIG_PATH="+conf, "HALL_TEST_FIFO="+fifo, "HALL_TEST_DIR="+dir)
 }
 
 func TestSinkNoDevice(t *testing.T) {
@@ -87,115 +29,7 @@ func TestSinkNoDevice(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("pcm.!default { type hw card 7 }\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	runChild(t, "TestChildNoDevice", "ALSA_CONFIG_PATH="+conf, "HALL_TEST_DIR="+dir)
-}
-
-// capture reads the FIFO at the sound card's pace and remembers when each
-// chunk was read, standing in for the moment it leaves the loudspeaker.
-type capture struct {
-	f        *os.File
-	channels int
-	mu       sync.Mutex
-	data     []byte
-	chunks   []chunkAt
-	done     chan struct{}
-	restarts int
-}
-
-type chunkAt struct {
-	frame int // first frame of the chunk
-	at    time.Time
-}
-
-func startCapture(t *testing.T, fifo string, channels int) *capture {
-	c := &capture{channels: channels, done: make(chan struct{})}
-	opened := make(chan error, 1)
-	go func() {
-		defer close(c.done)
-		f, err := os.OpenFile(fifo, os.O_RDONLY, 0)
-		opened <- err
-		if err != nil {
-			return
-		}
-		c.mu.Lock()
-		c.f = f
-		c.mu.Unlock()
-		// A small pipe keeps the fake device's queue near one ALSA period.
-		if sc, err := f.SyscallConn(); err == nil {
-			sc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 8192) })
-		}
-		frameBytes := 4 * channels
-		buf := make([]byte, 960*frameBytes) // 20 ms
-		var t0 time.Time
-		for {
-			n, err := f.Read(buf)
-			if err != nil {
-				return
-			}
-			now := time.Now()
-			c.mu.Lock()
-			frames := len(c.data) / frameBytes
-			c.chunks = append(c.chunks, chunkAt{frame: frames, at: now})
-			c.data = append(c.data, buf[:n]...)
-			total := len(c.data) / frameBytes
-			c.mu.Unlock()
-			due := func(fr int) time.Time { return t0.Add(time.Duration(fr) * time.Second / sampleRate) }
-			if t0.IsZero() || now.Sub(due(frames)) > 100*time.Millisecond {
-				// Starved (oto suspended): restart the clock, like a card
-				// that underran.
-				if !t0.IsZero() {
-					c.restarts++
-				}
-				t0 = now.Add(-time.Duration(frames) * time.Second / sampleRate)
-			}
-			time.Sleep(time.Until(due(total)))
-		}
-	}()
-	_ = opened
-	return c
-}
-
-func (c *capture) stop() {
-	c.mu.Lock()
-	f := c.f
-	c.mu.Unlock()
-	if f != nil {
-		f.Close()
-	}
-	select {
-	case <-c.done:
-	case <-time.After(2 * time.Second):
-	}
-}
-
-// mono returns the captured samples averaged to mono.
-func (c *capture) mono() []float32 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := len(c.data) / (4 * c.channels)
-	out := make([]float32, n)
-	for i := range out {
-		var s float32
-		for ch := 0; ch < c.channels; ch++ {
-			s += math.Float32frombits(binary.LittleEndian.Uint32(c.data[(i*c.channels+ch)*4:]))
-		}
-		out[i] = s / float32(c.channels)
-	}
-	return out
-}
-
-// timeOf returns when frame k was read.
-func (c *capture) timeOf(k int) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var at chunkAt
-	for _, ch := range c.chunks {
-		if ch.frame > k {
-			break
-		}
-		at = ch
-	}
-	return at.at.Add(time.Duration(k-at.frame) * time.Second / sampleRate)
+	alsatest.RunChild(t, "TestChildNoDevice", "ALSA_CONFIG_PATH="+conf, "HALL_TEST_DIR="+dir)
 }
 
 func rms(s []float32) float64 {
@@ -233,7 +67,7 @@ func encodeTone(t *testing.T, amp float64, ms int) [][]byte {
 }
 
 func TestChildToneBroadcast(t *testing.T) {
-	childOnly(t)
+	alsatest.ChildOnly(t)
 	const (
 		amp      = 0.5
 		toneMS   = 1000
@@ -242,7 +76,7 @@ func TestChildToneBroadcast(t *testing.T) {
 		lateIdx  = 8 // frame sent after its play-at time
 		latency  = 150 * time.Millisecond
 	)
-	cap := startCapture(t, os.Getenv("HALL_TEST_FIFO"), 2)
+	cap := alsatest.StartCapture(t, os.Getenv("HALL_TEST_FIFO"), 2)
 	board, err := relayboard.New(relayboard.Options{Link: filepath.Join(os.Getenv("HALL_TEST_DIR"), "relay0")})
 	if err != nil {
 		t.Fatal(err)
@@ -289,9 +123,9 @@ func TestChildToneBroadcast(t *testing.T) {
 		t.Errorf("steps %+v", d.Steps)
 	}
 	h.Close()
-	cap.stop()
+	cap.Stop()
 
-	out := cap.mono()
+	out := cap.Mono()
 	// Tone onset: the first 1 ms block with real energy.
 	onset := -1
 	for i := 0; i+48 <= len(out); i += 48 {
@@ -333,13 +167,13 @@ func TestChildToneBroadcast(t *testing.T) {
 		}
 	}
 	t.Logf("dropouts inside the tone: %d ms; underrun skipped %.1f ms; capture restarts %d",
-		dropouts, 1000*metricValue(t, h.metrics.underrun), cap.restarts)
+		dropouts, 1000*metricValue(t, h.metrics.underrun), cap.Restarts)
 	t.Logf("alignment: tone onset left the device %v after its play-at time (output_latency %v, codec delay 6.5ms included)",
-		cap.timeOf(onset).Sub(playAt).Round(100*time.Microsecond), latency)
+		cap.TimeOf(onset).Sub(playAt).Round(100*time.Microsecond), latency)
 }
 
 func TestChildNoDevice(t *testing.T) {
-	childOnly(t)
+	alsatest.ChildOnly(t)
 	board, err := relayboard.New(relayboard.Options{Link: filepath.Join(os.Getenv("HALL_TEST_DIR"), "relay0")})
 	if err != nil {
 		t.Fatal(err)

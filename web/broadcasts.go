@@ -178,7 +178,10 @@ func (s *Server) handleBroadcastGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, b)
+	writeJSON(w, http.StatusOK, struct {
+		broadcast.Broadcast
+		Wired []wiredView `json:"wired,omitempty"`
+	}{b, s.wired(b.StreamIDs)})
 }
 
 func (s *Server) handleBroadcastStop(w http.ResponseWriter, r *http.Request) {
