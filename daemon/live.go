@@ -1,0 +1,39 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/loalang/loalang/config"
+	"github.com/loalang/loalang/web"
+)
+
+// startLive wires live speech over WHIP (web/live.go) to the broadcast
+// engine. It uses its own ICE UDP socket on an ephemeral port (the camera
+// relay owns webrtc.udp_port), with the same loopback/NAT settings, and
+// archives each live broadcast under <data_dir>/archive. See
+// docs/webapp.md.
+func (d *Daemon) startLive(ctx context.Context) error {
+	w := d.cfg.WebRTC
+	cfg := web.LiveConfig{
+		Engine:             d.engine,
+		ArchiveDir:         filepath.Join(d.cfg.DataDir, "archive"),
+		LoopbackCandidates: w.LoopbackCandidates,
+		NAT1To1IPs:         w.NAT1To1IPs,
+	}
+	if rc, err := relayConfig(w); err == nil && len(rc.STUNServers) > 0 {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: rc.STUNServers})
+	} else if err == nil && len(rc.TURNServers) > 0 {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: rc.TURNServers, Username: rc.TURNUsername, Credential: rc.TURNCredential})
+	}
+	live, err := d.web.EnableLive(cfg)
+	if err != nil {
+		return &config.Error{File: "config", Key: "webrtc", Reason: fmt.Sprintf("live speech: %v", err)}
+	}
+	d.closers = append(d.closers, live.Close)
+	d.log.Debug("live speech ready", "ice", live.Addr().String())
+	return nil
+}
