@@ -35,6 +35,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/loalang/loalang/bench/results"
 	"github.com/loalang/loalang/camera"
 	"github.com/pion/rtp"
 )
@@ -46,7 +47,7 @@ func main() {
 	fps := flag.Int("fps", 25, "camera frame rate")
 	window := flag.Duration("window", 10*time.Second, "measurement window per scenario")
 	tries := flag.Int("tries", 20, "offers measured in scenario 3")
-	results := flag.String("results", "bench/results.json", "results file to merge into")
+	resultsPath := flag.String("results", "bench/results.json", "results file to merge into")
 	flag.Parse()
 	var err error
 	switch *role {
@@ -55,7 +56,7 @@ func main() {
 	case "viewers":
 		err = runViewers()
 	default:
-		err = run(*n, *fps, *window, *tries, *results)
+		err = run(*n, *fps, *window, *tries, *resultsPath)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/camera:", err)
@@ -175,7 +176,7 @@ func run(nCams, fps int, window time.Duration, tries int, resultsPath string) er
 		s1.LatP50-b1.LatP50, s2.LatP50-b2.LatP50, ratio(s1.CPUPct, b1.CPUPct), ratio(s2.CPUPct, b2.CPUPct))
 	fmt.Printf("offer -> first decodable frame (GOP cache, live camera): p50 %.1f ms, p95 %.1f ms, max %.1f ms over %d tries\n",
 		s3["p50"], s3["p95"], s3["max"], tries)
-	return mergeResults(resultsPath, out)
+	return results.Merge(resultsPath, "camera", out)
 }
 
 func ratio(a, b float64) float64 {
@@ -525,31 +526,4 @@ func (v *viewersChild) closeViewer(id string) { _, _ = v.call(msg{Op: "close", I
 func (v *viewersChild) close() {
 	_ = v.in.Close()
 	_ = v.cmd.Wait()
-}
-
-// mergeResults writes out under "camera" in path, keeping other keys.
-func mergeResults(path string, out map[string]any) error {
-	all := map[string]json.RawMessage{}
-	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-		if err := json.Unmarshal(b, &all); err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return err
-	}
-	all["camera"] = b
-	merged, err := json.MarshalIndent(all, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(merged, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -10,19 +10,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/loalang/loalang/bench/results"
 	"github.com/loalang/loalang/broadcast/schedule"
 )
 
@@ -31,9 +30,9 @@ func main() {
 	minGap := flag.Duration("min", 100*time.Millisecond, "smallest gap between one-shots")
 	maxGap := flag.Duration("max", 300*time.Millisecond, "largest gap between one-shots")
 	recurring := flag.Duration("recurring", 15*time.Second, "how long to run the every-second RRULE and cron schedules (0 skips)")
-	results := flag.String("results", "bench/results.json", "results file to merge into")
+	resultsPath := flag.String("results", "bench/results.json", "results file to merge into")
 	flag.Parse()
-	if err := run(*n, *minGap, *maxGap, *recurring, *results); err != nil {
+	if err := run(*n, *minGap, *maxGap, *recurring, *resultsPath); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/schedule:", err)
 		os.Exit(1)
 	}
@@ -237,39 +236,11 @@ func run(n int, minGap, maxGap, recurring time.Duration, resultsPath string) err
 	if recurring > 0 {
 		out["every_second"] = rec
 	}
-	if err := mergeResults(resultsPath, out); err != nil {
+	if err := results.Merge(resultsPath, "schedule", out); err != nil {
 		return fmt.Errorf("write %s: %w", resultsPath, err)
 	}
 	if one.Missing > 0 || dup+recDup > 0 || one.Early > 0 {
 		return fmt.Errorf("%d missing, %d duplicate, %d early firings", one.Missing, dup+recDup, one.Early)
 	}
 	return nil
-}
-
-// mergeResults read-modify-writes path, replacing only the "schedule" key,
-// and renames into place so a crash never leaves half a file.
-func mergeResults(path string, out map[string]any) error {
-	all := map[string]json.RawMessage{}
-	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-		if err := json.Unmarshal(b, &all); err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return err
-	}
-	all["schedule"] = b
-	merged, err := json.MarshalIndent(all, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".schedule.tmp"
-	if err := os.WriteFile(tmp, append(merged, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -1,0 +1,39 @@
+// Package results keeps bench/results.json: each benchmark owns one
+// top-level key and merges its figures without touching the others.
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Merge read-modify-writes path, replacing only key with v, and renames
+// the new file into place so a crash never leaves half a file. Benchmarks
+// run one after another (scripts/bench.sh), so there is no lock.
+func Merge(path, key string, v any) error {
+	all := map[string]json.RawMessage{}
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+		if err := json.Unmarshal(b, &all); err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s results: %w", key, err)
+	}
+	all[key] = b
+	merged, err := json.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + "." + key + ".tmp"
+	if err := os.WriteFile(tmp, append(merged, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
