@@ -59,8 +59,8 @@ func newOggOpus(path string, serial uint32) (*oggOpus, error) {
 	o := &oggOpus{f: f, w: bufio.NewWriter(f), serial: serial}
 	head := make([]byte, 19)
 	copy(head, "OpusHead")
-	head[8] = 1  // version
-	head[9] = 1  // channels: the live path takes mono packets
+	head[8] = 1 // version
+	head[9] = 1 // channels: the live path takes mono packets
 	binary.LittleEndian.PutUint16(head[10:], opusPreSkip)
 	binary.LittleEndian.PutUint32(head[12:], 48000) // input sample rate
 	// output gain 0, channel mapping family 0 (RFC 7845 §5.1.1)
