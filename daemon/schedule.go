@@ -319,7 +319,7 @@ func (t *trigger) relay(live *broadcast.Live, s schedule.Schedule, end time.Time
 func (t *trigger) pull(ctx context.Context, s schedule.Schedule, pkts chan<- []byte, end time.Time) {
 	backoff := relayBackoffMin
 	var gapStart time.Time
-	var gapErr error
+	var gapErr, lastErr error
 	attempts := 0
 	closeGap := func(to time.Time, resumed bool) {
 		if gapStart.IsZero() {
@@ -327,14 +327,14 @@ func (t *trigger) pull(ctx context.Context, s schedule.Schedule, pkts chan<- []b
 		}
 		gap := to.Sub(gapStart)
 		detail := map[string]any{"from": gapStart.UTC().Format(time.RFC3339Nano), "to": to.UTC().Format(time.RFC3339Nano),
-			"gap_ms": gap.Milliseconds(), "err": gapErr.Error(), "attempts": attempts, "resumed": resumed, "url": redact(s.Source.URL)}
+			"gap_ms": gap.Milliseconds(), "err": gapErr.Error(), "last_err": lastErr.Error(), "attempts": attempts, "resumed": resumed, "url": redact(s.Source.URL)}
 		if resumed {
 			t.log.Warn("relay upstream back", "schedule", s.ID, "gap", gap.String(), "attempts", attempts)
 		} else {
 			t.log.Warn("relay window ended during an upstream gap", "schedule", s.ID, "gap", gap.String())
 		}
 		t.audit(store.Event{Time: to, Actor: schedulerActor, Action: "schedule.relay_gap", Target: s.ID, Detail: detail})
-		gapStart, gapErr, attempts = time.Time{}, nil, 0
+		gapStart, gapErr, lastErr, attempts = time.Time{}, nil, nil, 0
 	}
 	for ctx.Err() == nil {
 		err := t.relayOnce(ctx, s.Source.URL, pkts, func() {
@@ -348,6 +348,7 @@ func (t *trigger) pull(ctx context.Context, s schedule.Schedule, pkts chan<- []b
 			err = io.ErrUnexpectedEOF // a live programme does not end by itself
 		}
 		attempts++
+		lastErr = err
 		if gapStart.IsZero() {
 			gapStart, gapErr = time.Now(), err
 			t.log.Warn("relay upstream lost", "schedule", s.ID, "url", redact(s.Source.URL), "err", err)

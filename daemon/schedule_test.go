@@ -3,10 +3,14 @@ package daemon_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -283,4 +287,386 @@ func sidecar(t *testing.T, dir, id string, stream uint32) (speaker.Sidecar, bool
 	}
 	var s speaker.Sidecar
 	return s, json.Unmarshal(raw, &s) == nil
+}
+
+// pollStreams polls speakers every 2 ms until cond holds for every one of
+// them, returning when each first did, measured from from (an upper bound:
+// the poll period and the speaker's lock add a little).
+func pollStreams(t *testing.T, from time.Time, within time.Duration, what string, ids []string, cond func(id string) bool) map[string]time.Duration {
+	t.Helper()
+	start := time.Now()
+	seen := map[string]time.Duration{}
+	for time.Since(start) < within {
+		for _, id := range ids {
+			if _, ok := seen[id]; !ok && cond(id) {
+				seen[id] = time.Since(from)
+			}
+		}
+		if len(seen) == len(ids) {
+			return seen
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%s: only %v within %v", what, seen, within)
+	return nil
+}
+
+// TestPreemptionEndToEnd is issue 4's first acceptance item: a normal
+// broadcast plays in zones a and b; an emergency in zone b takes over on
+// the simulated speakers within 1 s, zone a carries on, and the normal
+// broadcast resumes in b (policy resume) or ends interrupted (policy
+// interrupt).
+func TestPreemptionEndToEnd(t *testing.T) {
+	for _, policy := range []string{"resume", "interrupt"} {
+		t.Run(policy, func(t *testing.T) { preemption(t, policy) })
+	}
+}
+
+func preemption(t *testing.T, policy string) {
+	cfg := testConfig(t, t.TempDir(), 6) // spk-01,04 in a; 02,05 in b; 03,06 in c
+	cfg.Broadcast.PreemptPolicy = policy
+	d := startDaemon(t, cfg)
+	rec := t.TempDir()
+	speakers := startSpeakers(t, cfg.DataDir, func(c *speaker.Config) { c.RecordDir = rec; c.KeepPlayed = 0 })
+	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
+	waitReady(t, speakers)
+	long := uploadTone(t, c, 440, 6000)
+	urgent := uploadTone(t, c, 1000, 1500)
+	inA, inB := []string{"spk-01", "spk-04"}, []string{"spk-02", "spk-05"}
+	start := time.Now()
+
+	code, body := c.do("POST", "/api/v1/broadcasts", map[string]any{"media_id": long.ID, "zones": []string{"a", "b"}, "priority": "normal"})
+	if code != 201 {
+		t.Fatalf("normal: %d %s", code, body)
+	}
+	var normal broadcastView
+	json.Unmarshal(body, &normal)
+	eventually(t, 5*time.Second, "normal stream id", func() bool { normal = c.broadcast(normal.ID); return len(normal.StreamIDs) > 0 })
+	first := normal.StreamIDs[0]
+	pollStreams(t, time.Now(), 5*time.Second, "normal playing in a and b", append(inA, inB...), func(id string) bool {
+		r, ok := speakers[id].Stats(first)
+		return ok && r.Played > 25 // half a second in
+	})
+
+	t0 := time.Now()
+	code, body = c.do("POST", "/api/v1/broadcasts", map[string]any{"media_id": urgent.ID, "zones": []string{"b"}, "priority": "emergency"})
+	if code != 201 {
+		t.Fatalf("emergency: %d %s", code, body)
+	}
+	var em broadcastView
+	json.Unmarshal(body, &em)
+	if len(em.StreamIDs) == 0 {
+		t.Fatalf("emergency did not start at once: %s", body)
+	}
+	polled := pollStreams(t, t0, 3*time.Second, "emergency heard in b", inB, func(id string) bool {
+		r, ok := speakers[id].Stats(em.StreamIDs[0])
+		return ok && r.Played > 0
+	})
+	// The normal stream was cut in b and carries on in a.
+	pollStreams(t, t0, time.Second, "normal cut in b", inB, func(id string) bool { r, _ := speakers[id].Stats(first); return r.Final })
+	for _, id := range inA {
+		if r, _ := speakers[id].Stats(first); r.Final {
+			t.Fatalf("%s in zone a lost the normal broadcast", id)
+		}
+	}
+	for _, id := range []string{"spk-03", "spk-06"} {
+		if _, ok := speakers[id].Stats(em.StreamIDs[0]); ok {
+			t.Fatalf("%s in zone c got the emergency", id)
+		}
+	}
+	// Exact takeover from the recordings: the first emergency sample as
+	// played (host clock), against the moment the API was called.
+	for _, id := range inB {
+		var sc speaker.Sidecar
+		eventually(t, 5*time.Second, "emergency recording of "+id, func() bool {
+			var ok bool
+			sc, ok = sidecar(t, rec, id, em.StreamIDs[0])
+			return ok
+		})
+		takeover := time.Duration(sc.FirstSampleUnixNS - t0.UnixNano())
+		t.Logf("%s: emergency first sample %v after the API call (poll saw it at %v); played %d/%d", id, takeover, polled[id], sc.Played, sc.Expected)
+		if takeover <= 0 || takeover > time.Second {
+			t.Errorf("%s: takeover %v, want within 1 s", id, takeover)
+		}
+		if sc.Played < sc.Expected*95/100 {
+			t.Errorf("%s: emergency played %d of %d", id, sc.Played, sc.Expected)
+		}
+		cut, ok := sidecar(t, rec, id, first)
+		if !ok {
+			t.Fatalf("%s: no recording of the cut normal stream", id)
+		}
+		end := time.Unix(0, cut.FirstSampleUnixNS).Add(time.Duration(cut.Samples) * time.Second / time.Duration(cut.SampleRate))
+		t.Logf("%s: normal stream's last sample %v before the emergency's first", id, time.Unix(0, sc.FirstSampleUnixNS).Sub(end))
+		if end.After(time.Unix(0, sc.FirstSampleUnixNS).Add(20 * time.Millisecond)) {
+			t.Errorf("%s: the normal stream played on after the emergency started", id)
+		}
+	}
+
+	switch policy {
+	case "resume":
+		eventually(t, 10*time.Second, "normal resumed in b on a new stream", func() bool {
+			normal = c.broadcast(normal.ID)
+			if len(normal.StreamIDs) < 2 {
+				return false
+			}
+			for _, id := range inB {
+				if r, ok := speakers[id].Stats(normal.StreamIDs[len(normal.StreamIDs)-1]); !ok || r.Played < 10 {
+					return false
+				}
+			}
+			return true
+		})
+		eventually(t, 15*time.Second, "normal done", func() bool { return c.broadcast(normal.ID).State == "done" })
+	case "interrupt":
+		eventually(t, 15*time.Second, "normal interrupted", func() bool { normal = c.broadcast(normal.ID); return normal.State == "interrupted" })
+		if len(normal.StreamIDs) != 1 {
+			t.Fatalf("interrupted broadcast used streams %v", normal.StreamIDs)
+		}
+		eventually(t, 5*time.Second, "interruption audited", func() bool { return hasAudit(c.audit(start), "broadcast.interrupted", normal.ID) })
+	}
+	if ev := c.audit(start); !hasAudit(ev, "broadcast.playing", em.ID) || !hasAudit(ev, "broadcast.playing", normal.ID) {
+		t.Fatalf("broadcast starts not audited")
+	}
+}
+
+// TestStopAllSilencesSpeakers is issue 4's kill-switch item: with three
+// broadcasts playing on six simulated speakers, one call ends every stream
+// on every speaker within 1 s, and the call is audited.
+func TestStopAllSilencesSpeakers(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), 6)
+	d := startDaemon(t, cfg)
+	speakers := startSpeakers(t, cfg.DataDir, nil)
+	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
+	waitReady(t, speakers)
+	long := uploadTone(t, c, 440, 20000)
+	start := time.Now()
+	stream := map[string]uint32{} // speaker -> stream it plays
+	var ids []string
+	for i, z := range []string{"a", "b", "c"} {
+		code, body := c.do("POST", "/api/v1/broadcasts", map[string]any{"media_id": long.ID, "zones": []string{z}, "priority": []string{"background", "normal", "emergency"}[i]})
+		if code != 201 {
+			t.Fatalf("broadcast %s: %d %s", z, code, body)
+		}
+		var b broadcastView
+		json.Unmarshal(body, &b)
+		ids = append(ids, b.ID)
+		for _, dev := range cfg.Devices {
+			if dev.Zones[0] == z {
+				stream[dev.ID] = b.StreamIDs[0]
+			}
+		}
+	}
+	all := make([]string, 0, len(stream))
+	for id := range stream {
+		all = append(all, id)
+	}
+	pollStreams(t, time.Now(), 5*time.Second, "every speaker playing", all, func(id string) bool {
+		r, ok := speakers[id].Stats(stream[id])
+		return ok && r.Played > 10
+	})
+
+	t0 := time.Now()
+	code, body := c.do("POST", "/api/v1/broadcasts/stop-all", nil)
+	api := time.Since(t0)
+	if code != 200 || !strings.Contains(string(body), `"stopped":3`) {
+		t.Fatalf("stop-all: %d %s", code, body)
+	}
+	silent := pollStreams(t, t0, 2*time.Second, "every speaker stopped", all, func(id string) bool {
+		r, _ := speakers[id].Stats(stream[id])
+		return r.Final
+	})
+	var worst time.Duration
+	for _, d := range silent {
+		worst = max(worst, d)
+	}
+	t.Logf("stop-all: API answered in %v; every speaker's stream ended within %v of the call (%v)", api, worst, silent)
+	if worst > time.Second {
+		t.Fatalf("kill switch took %v", worst)
+	}
+	played := map[string]uint32{}
+	for _, id := range all {
+		r, _ := speakers[id].Stats(stream[id])
+		played[id] = r.Played
+	}
+	for _, id := range ids {
+		if b := c.broadcast(id); b.State != "stopped" {
+			t.Fatalf("broadcast %s: %s after stop-all", id, b.State)
+		}
+	}
+	var ev []auditEvent
+	eventually(t, 5*time.Second, "stop-all and the stops audited", func() bool {
+		ev = c.audit(start)
+		for _, id := range ids {
+			if !hasAudit(ev, "broadcast.stopped", id) {
+				return false
+			}
+		}
+		return hasAudit(ev, "broadcast.stop_all", "")
+	})
+	for _, id := range all {
+		if r, _ := speakers[id].Stats(stream[id]); r.Played != played[id] {
+			t.Fatalf("%s played on after stop-all: %d -> %d", id, played[id], r.Played)
+		}
+	}
+}
+
+// upstream is an HTTP MP3 "radio station": it loops an MP3 file at its
+// bitrate in real time (after a 0.5 s burst, like Icecast's burst on
+// connect), and can be killed and restarted on the same address.
+type upstream struct {
+	t    *testing.T
+	addr string
+	data []byte
+	rate int // bytes per second
+	srv  *http.Server
+	wg   sync.WaitGroup
+}
+
+func (u *upstream) start() {
+	u.t.Helper()
+	ln, err := net.Listen("tcp", u.addr)
+	if err != nil {
+		u.t.Fatalf("upstream listen %s: %v", u.addr, err)
+	}
+	u.addr = ln.Addr().String()
+	u.srv = &http.Server{Handler: u}
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		u.srv.Serve(ln)
+	}()
+}
+
+// kill closes the listener and every connection, as a crashed station.
+func (u *upstream) kill() {
+	u.srv.Close()
+	u.wg.Wait()
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "audio/mpeg")
+	fl := w.(http.Flusher)
+	start := time.Now()
+	sent := 0
+	for {
+		allowed := int(float64(u.rate) * (time.Since(start).Seconds() + 0.5))
+		for sent < allowed {
+			off := sent % len(u.data)
+			n := min(allowed-sent, len(u.data)-off)
+			if _, err := w.Write(u.data[off : off+n]); err != nil {
+				return
+			}
+			sent += n
+		}
+		fl.Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// TestRelayScheduleSurvivesUpstreamGap: a scheduled relay of an HTTP MP3
+// stream plays on a speaker; the station dies mid-window and comes back;
+// the gap is logged and audited, and the programme resumes on the same
+// stream until the window ends.
+func TestRelayScheduleSurvivesUpstreamGap(t *testing.T) {
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Skip("ffmpeg is not installed (make test installs it)")
+	}
+	mp3 := filepath.Join(t.TempDir(), "station.mp3")
+	// 44.1 kHz MPEG-1 Layer III at 64 kbit/s, frames only (no ID3, no
+	// Xing header), so looping the file is seamless at frame boundaries.
+	out, err := exec.Command(ffmpeg, "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
+		"-ac", "1", "-ar", "44100", "-b:a", "64k", "-id3v2_version", "0", "-write_xing", "0", "-f", "mp3", mp3).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v %s", err, out)
+	}
+	data, _ := os.ReadFile(mp3)
+	up := &upstream{t: t, addr: "127.0.0.1:0", data: data, rate: 64000 / 8}
+	up.start()
+	t.Cleanup(up.kill)
+
+	cfg := testConfig(t, t.TempDir(), 3)
+	d := startDaemon(t, cfg)
+	speakers := startSpeakers(t, cfg.DataDir, func(c *speaker.Config) { c.KeepPlayed = 0 })
+	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
+	waitReady(t, speakers)
+	start := time.Now()
+	code, body := c.do("POST", "/api/v1/schedules", map[string]any{"id": "dai-tinh", "name": "Tiếp sóng đài tỉnh",
+		"at": time.Now().Add(time.Second).Format(time.RFC3339Nano), "zones": []string{"a"}, "priority": "background",
+		"source": map[string]any{"kind": "relay", "url": "http://" + up.addr + "/live.mp3", "duration": "10s"}})
+	if code != 201 {
+		t.Fatalf("create relay: %d %s", code, body)
+	}
+	var sv scheduleView
+	json.Unmarshal(body, &sv)
+	if sv.Source.Duration != "10s" {
+		t.Fatalf("duration: %s", body)
+	}
+	spk := speakers["spk-01"] // zone a
+	var b broadcastView
+	eventually(t, 10*time.Second, "relay playing on the speaker", func() bool {
+		bs := c.scheduled("dai-tinh")
+		if len(bs) != 1 || len(bs[0].StreamIDs) == 0 {
+			return false
+		}
+		b = bs[0]
+		r, ok := spk.Stats(b.StreamIDs[0])
+		return ok && r.Played > 75 // 1.5 s
+	})
+	stream := b.StreamIDs[0]
+	// tone reports the 440 Hz amplitude and the broadband level of the
+	// last 400 ms the speaker played.
+	tone := func() (at440, rms float64) {
+		pcm := spk.Played(stream)
+		if len(pcm) < 19200 {
+			return 0, 0
+		}
+		tail := pcm[len(pcm)-19200:]
+		return audiotest.Goertzel(tail, 48000, 440), audiotest.RMS(tail)
+	}
+	if a, rms := tone(); a < 0.05 || a < 1.2*rms {
+		t.Fatalf("before the gap: 440 Hz amplitude %.3f, rms %.3f: not the station's tone", a, rms)
+	}
+
+	up.kill()
+	killed := time.Now()
+	eventually(t, 3*time.Second, "silence while the station is down", func() bool { a, _ := tone(); return a < 0.01 })
+	time.Sleep(1500*time.Millisecond - time.Since(killed)) // the outage itself: 1.5 s
+	up.start()
+	back := time.Now()
+	var gap auditEvent
+	eventually(t, 8*time.Second, "gap audited", func() bool {
+		for _, e := range c.audit(start) {
+			if e.Action == "schedule.relay_gap" && e.Target == "dai-tinh" {
+				gap = e
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("gap audited %v after the restart: %v", time.Since(back), gap.Detail)
+	if ms, _ := gap.Detail["gap_ms"].(float64); ms < 1400 || gap.Detail["resumed"] != true {
+		t.Fatalf("gap detail: %v", gap.Detail)
+	}
+	eventually(t, 5*time.Second, "station's tone back on the same stream", func() bool { a, rms := tone(); return a > 0.05 && a > 1.2*rms })
+	t.Logf("tone back %v after the restart", time.Since(back))
+	eventually(t, 15*time.Second, "relay window over", func() bool {
+		bs := c.scheduled("dai-tinh")
+		return len(bs) == 1 && bs[0].State == "done"
+	})
+	if bs := c.scheduled("dai-tinh"); len(bs[0].StreamIDs) != 1 {
+		t.Fatalf("relay used streams %v, want one across the gap", bs[0].StreamIDs)
+	}
+	r, _ := spk.Stats(stream)
+	t.Logf("relay stream: expected %d played %d late %d lost %d", r.Expected, r.Played, r.Late, r.Lost)
+	if r.Played < 400 { // 10 s window, 8+ s played
+		t.Fatalf("relay played only %d packets", r.Played)
+	}
+	if f := c.firings("dai-tinh"); len(f) != 1 || f[0].Outcome != schedule.OutcomeFired {
+		t.Fatalf("firing: %+v", f)
+	}
 }
