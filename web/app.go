@@ -279,23 +279,23 @@ func (s *Server) authenticateCookie(r *http.Request) (auth.User, auth.Session, e
 	return u, sess, nil
 }
 
-// sameOrigin applies Fetch Metadata (Sec-Fetch-Site) and the Origin header
-// (RFC 6454 §7): a browser request from another origin, even another port
-// of this host, is refused. Requests with neither header (non-browser
-// clients) pass; they still need the CSRF token, which only the app has.
+// sameOrigin applies Fetch Metadata (Sec-Fetch-Site, W3C) and, for
+// browsers without it, the Origin header (RFC 6454 §7): a browser request
+// from another origin, even another port of this host, is refused.
+// Sec-Fetch-Site is preferred because the app's Referrer-Policy:
+// no-referrer makes browsers send "Origin: null" on its own form posts.
+// Requests with neither header (non-browser clients) pass; they still need
+// the CSRF token, which only the app has.
 func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return false
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" || site == "none"
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
-	if origin == "null" {
-		return false
-	}
 	u, err := url.Parse(origin)
-	if err != nil {
+	if err != nil || origin == "null" {
 		return false
 	}
 	scheme := "http"

@@ -144,8 +144,7 @@ func (l *LiveService) Close() error {
 		s.end("server shutting down")
 	}
 	l.wg.Wait()
-	l.mux.Close()
-	return l.udp.Close()
+	return l.mux.Close() // closes the socket too
 }
 
 // liveSession is one WHIP session: a peer connection feeding one live
