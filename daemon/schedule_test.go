@@ -1,8 +1,10 @@
 package daemon_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -11,14 +13,17 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 	"github.com/loalang/loalang/internal/audiotest"
+	"github.com/loalang/loalang/store"
 )
 
 type scheduleView struct {
@@ -668,5 +673,202 @@ func TestRelayScheduleSurvivesUpstreamGap(t *testing.T) {
 	}
 	if f := c.firings("dai-tinh"); len(f) != 1 || f[0].Outcome != schedule.OutcomeFired {
 		t.Fatalf("firing: %+v", f)
+	}
+}
+
+// loalangd is a real loalangd process for the crash test.
+type loalangd struct {
+	cmd  *exec.Cmd
+	base string
+	log  *bytes.Buffer
+}
+
+func startLoalangd(t *testing.T, bin, cfgFile, dir string) *loalangd {
+	t.Helper()
+	os.Remove(filepath.Join(dir, daemon.ReadyFile))
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "--config", cfgFile, "--data-dir", dir, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "LOALANG_WEBRTC_UDP_PORT=0")
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		raw, err := os.ReadFile(filepath.Join(dir, daemon.ReadyFile))
+		var r daemon.Ready
+		if err == nil && json.Unmarshal(raw, &r) == nil && r.HTTP != "" {
+			return &loalangd{cmd: cmd, base: "http://" + r.HTTP, log: &log}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("loalangd not ready:\n%s", log.String())
+	return nil
+}
+
+// TestCrashRestartSchedules is issue 4's second acceptance item: the real
+// loalangd is killed with SIGKILL ten times, at random moments, while
+// schedules are created through the API and fired (one-shots 1–2 s ahead,
+// and an every-second cron on the real clock). After each restart every
+// schedule whose POST returned 201 is there; at the end every one-shot has
+// exactly one firing record and was broadcast at most once, and the
+// recurring schedule was never broadcast more often than it was claimed.
+func TestCrashRestartSchedules(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "loalangd")
+	if out, err := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, "github.com/loalang/loalang/cmd/loalangd").CombinedOutput(); err != nil {
+		t.Fatalf("build loalangd: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	cfgFile := filepath.Join(t.TempDir(), "crash.yaml")
+	os.WriteFile(cfgFile, []byte("site: crash\nzones:\n  - id: a\n  - id: b\nschedule:\n  time_zone: Asia/Ho_Chi_Minh\n"), 0o644)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 4))
+	t.Logf("seed %d", seed)
+	hc := &http.Client{Timeout: 3 * time.Second}
+
+	var created []string // every id whose POST answered 201
+	var mediaID string
+	const rounds = 10
+	for round := 0; round <= rounds; round++ {
+		p := startLoalangd(t, bin, cfgFile, dir)
+		c := login(t, p.base, "admin", adminPassword(t, dir))
+		for _, id := range created {
+			if code, body := c.do("GET", "/api/v1/schedules/"+id, nil); code != 200 {
+				t.Fatalf("round %d: schedule %s acknowledged with 201 is gone: %d %s", round, id, code, body)
+			}
+		}
+		if round == 0 {
+			mediaID = uploadTone(t, c, 700, 300).ID
+			code, body := c.do("POST", "/api/v1/schedules", map[string]any{"id": "every-second", "name": "every second", "cron": "* * * * * *",
+				"zones": []string{"a"}, "source": map[string]any{"kind": "media", "media_id": mediaID}})
+			if code != 201 {
+				t.Fatalf("recurring: %d %s", code, body)
+			}
+			created = append(created, "every-second")
+		}
+		if round == rounds {
+			// Let the last one-shots come due, then stop cleanly.
+			time.Sleep(2500 * time.Millisecond)
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			if err := p.cmd.Wait(); err != nil {
+				t.Fatalf("clean stop: %v\n%s", err, p.log)
+			}
+			break
+		}
+		// Create one-shots until the kill; a POST cut by the kill may or
+		// may not have committed, and only a 201 is a promise.
+		stop := make(chan struct{})
+		done := make(chan []string)
+		go func() {
+			var ok []string
+			defer func() { done <- ok }()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("r%02d-%03d", round, i)
+				at := time.Now().Add(time.Second + time.Duration(i%5)*250*time.Millisecond)
+				raw, _ := json.Marshal(map[string]any{"id": id, "name": id, "at": at.Format(time.RFC3339Nano), "zones": []string{"a", "b"},
+					"source": map[string]any{"kind": "media", "media_id": mediaID}})
+				req, _ := http.NewRequest("POST", p.base+"/api/v1/schedules", bytes.NewReader(raw))
+				req.Header.Set("Authorization", "Bearer "+c.token)
+				resp, err := hc.Do(req)
+				if err != nil {
+					continue // the process is gone
+				}
+				resp.Body.Close()
+				if resp.StatusCode == 201 {
+					ok = append(ok, id)
+				}
+				time.Sleep(time.Duration(40+rand.IntN(80)) * time.Millisecond)
+			}
+		}()
+		// The random moment of the crash (a deliberate wait, not a
+		// readiness wait): 0.6–2.6 s into the round.
+		time.Sleep(time.Duration(600+rng.IntN(2000)) * time.Millisecond)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.cmd.Wait()
+		close(stop)
+		created = append(created, <-done...)
+	}
+
+	db, err := store.Open(filepath.Join(dir, daemon.DBFile), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Check(); err != nil {
+		t.Fatalf("bbolt check: %v", err)
+	}
+	firings, err := store.NewScheduleStore(db).Firings("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := store.List[broadcast.Record](db, store.Broadcasts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, _ := db.AuditRange(time.Time{}, time.Time{}, 0)
+	bySchedule := map[string][]schedule.Firing{}
+	for _, f := range firings {
+		bySchedule[f.ScheduleID] = append(bySchedule[f.ScheduleID], f)
+	}
+	broadcasts := map[string]int{}
+	for _, r := range records {
+		if r.Origin == "schedule" {
+			broadcasts[r.ScheduleID]++
+		}
+	}
+	// Each (schedule, occurrence) is audited as fired at most once.
+	firedAudit := map[string]int{}
+	for _, e := range events {
+		if e.Action == "schedule.fired" || e.Action == "schedule.failed" {
+			k := e.Target + "@" + fmt.Sprint(e.Detail["occurrence"])
+			if firedAudit[k]++; firedAudit[k] > 1 {
+				t.Errorf("%s audited as fired twice", k)
+			}
+		}
+	}
+	outcomes := map[string]int{}
+	oneShots := 0
+	for _, id := range created {
+		if id == "every-second" {
+			continue
+		}
+		oneShots++
+		f := bySchedule[id]
+		if len(f) != 1 {
+			t.Errorf("one-shot %s: %d firing records, want exactly 1: %+v", id, len(f), f)
+			continue
+		}
+		outcomes[f[0].Outcome]++
+		if broadcasts[id] > 1 {
+			t.Errorf("one-shot %s broadcast %d times", id, broadcasts[id])
+		}
+	}
+	rec := bySchedule["every-second"]
+	played := 0
+	recOutcomes := map[string]int{}
+	for _, f := range rec {
+		recOutcomes[f.Outcome]++
+		if f.Outcome == schedule.OutcomeFired || f.Outcome == schedule.OutcomeClaimed || f.Outcome == schedule.OutcomeFailed {
+			played++
+		}
+	}
+	if broadcasts["every-second"] > played {
+		t.Errorf("every-second broadcast %d times for %d claimed occurrences", broadcasts["every-second"], played)
+	}
+	t.Logf("%d schedules acknowledged, %d one-shots: outcomes %v, %d one-shot broadcasts logged", len(created), oneShots, outcomes, len(records)-broadcasts["every-second"])
+	t.Logf("every-second: %d records %v, %d broadcasts logged", len(rec), recOutcomes, broadcasts["every-second"])
+	if oneShots < 2*rounds || outcomes[schedule.OutcomeFired] < oneShots/2 || recOutcomes[schedule.OutcomeFired] < 10 {
+		t.Fatalf("too little happened to prove anything: %d one-shots, %v; recurring %v", oneShots, outcomes, recOutcomes)
 	}
 }
