@@ -1,0 +1,344 @@
+// Command live measures live-speech latency through loalangd: a WHIP
+// client (pion, standing in for the phone's browser, so its RTP send time
+// is on the same clock) sends 20 ms Opus packets of a tone to
+// POST /api/v1/live/whip; speakers of firmware-sim and an MQTT probe
+// subscribe to the zone. Per packet it reports
+//
+//   - send -> delivery: RTP send to the frame's arrival at a zone
+//     subscriber (what a speaker receives; excludes the play-out delay);
+//   - send -> playback: RTP send to the packet's play time at the speakers
+//     (PlayAt + live play-out delay), i.e. what a listener hears.
+//
+// The baseline is an API ping's round trip to a speaker over the same
+// broker, in the same process. Results are merged into
+// bench/results.json under "live".
+//
+//	go run -tags nolibopusfile ./bench/live [-seconds 10] [-speakers 20]
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/loalang/loalang/bench/results"
+	bmedia "github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/config"
+	"github.com/loalang/loalang/daemon"
+	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/firmware-sim/speaker"
+	"github.com/loalang/loalang/internal/audiotest"
+)
+
+func main() {
+	seconds := flag.Int("seconds", 10, "seconds of live speech")
+	nSpeakers := flag.Int("speakers", 20, "simulated speakers in the zone")
+	resultsPath := flag.String("results", "bench/results.json", "results file to merge into")
+	flag.Parse()
+	if err := run(*seconds, *nSpeakers, *resultsPath); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/live:", err)
+		os.Exit(1)
+	}
+}
+
+type stats struct {
+	Packets int     `json:"packets"`
+	P50     float64 `json:"p50_ms"`
+	P99     float64 `json:"p99_ms"`
+	Max     float64 `json:"max_ms"`
+}
+
+func summarise(d []time.Duration) stats {
+	if len(d) == 0 {
+		return stats{}
+	}
+	slices.Sort(d)
+	ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
+	q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	return stats{Packets: len(d), P50: ms(q(0.5)), P99: ms(q(0.99)), Max: ms(d[len(d)-1])}
+}
+
+func run(seconds, nSpeakers int, resultsPath string) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "bench-live-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg := config.Default()
+	cfg.Site, cfg.DataDir = "bench", dir
+	cfg.HTTP.Addr, cfg.MQTT.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.WebRTC.UDPPort, cfg.WebRTC.LoopbackCandidates = 0, true
+	cfg.Zones = []config.Zone{{ID: "a"}}
+	for i := range nSpeakers {
+		cfg.Devices = append(cfg.Devices, config.Device{ID: fmt.Sprintf("spk-%03d", i+1), Kind: "speaker", Zones: []string{"a"}})
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := daemon.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+
+	raw, err := os.ReadFile(filepath.Join(dir, daemon.BundleFile))
+	if err != nil {
+		return err
+	}
+	var bundle wire.Bundle
+	if err := json.Unmarshal(raw, &bundle); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	spkCtx, stopSpeakers := context.WithCancel(ctx)
+	defer func() { stopSpeakers(); wg.Wait() }()
+	var spks []*speaker.Speaker
+	for _, dv := range bundle.Devices {
+		s, err := speaker.New(speaker.Config{ID: dv.ID, Site: bundle.Site, Broker: bundle.Broker, Username: dv.Username, Password: dv.Password,
+			Zones: dv.Zones, HeartbeatEvery: time.Second})
+		if err != nil {
+			return err
+		}
+		spks = append(spks, s)
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Run(spkCtx) }()
+	}
+	if !waitFor(15*time.Second, func() bool {
+		for _, s := range spks {
+			if !s.Ready() {
+				return false
+			}
+		}
+		return true
+	}) {
+		return fmt.Errorf("speakers not ready")
+	}
+
+	// The probe: delivery times of zone frames, and a baseline round trip.
+	type rx struct {
+		f    wire.Frame
+		recv time.Time
+	}
+	var mu sync.Mutex
+	var frames []rx
+	var baseline []time.Duration
+	dev := bundle.Devices[0]
+	probe := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(bundle.Broker).SetClientID("bench-probe").
+		SetUsername(dev.Username).SetPassword(dev.Password).SetProtocolVersion(4))
+	if tok := probe.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return fmt.Errorf("probe: %v", tok.Error())
+	}
+	defer probe.Disconnect(100)
+	topics := wire.MustTopics(bundle.Site)
+	probe.Subscribe(topics.ZoneAudio("a"), 0, func(_ mqtt.Client, m mqtt.Message) {
+		recv := time.Now()
+		var f wire.Frame
+		if f.UnmarshalBinary(m.Payload()) == nil {
+			mu.Lock()
+			frames = append(frames, rx{f, recv})
+			mu.Unlock()
+		}
+	}).Wait()
+	// Baseline: an API ping's round trip to a speaker over the same broker
+	// (a device account may not publish where it subscribes, so the probe
+	// cannot time its own publish).
+	base := "http://" + d.Ready().HTTP
+	token, err := apiLogin(base, "admin", readSecret(filepath.Join(dir, daemon.AdminPassFile)))
+	if err != nil {
+		return err
+	}
+	for range 50 {
+		start := time.Now()
+		if out, err := apiDo(base, token, "POST", "/api/v1/devices/"+dev.ID+"/ping", "", nil); err == nil && bytes.Contains(out, []byte("rtt_ms")) {
+			baseline = append(baseline, time.Since(start))
+		}
+	}
+
+	// The WHIP client.
+	packets, err := bmedia.EncodePCM(ctx, audiotest.Tone(1000, 0.5, 48000, seconds*1000), 24000)
+	if err != nil {
+		return err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return err
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
+	if err != nil {
+		return err
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		return err
+	}
+	connected := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
+	offer, _ := pc.CreateOffer(nil)
+	gathered := webrtc.GatheringCompletePromise(pc)
+	pc.SetLocalDescription(offer)
+	<-gathered
+	req, _ := http.NewRequest("POST", base+"/api/v1/live/whip?zones=a&priority=normal", strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		return fmt.Errorf("WHIP: %d %s", resp.StatusCode, answer)
+	}
+	location := resp.Header.Get("Location")
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		return err
+	}
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("WHIP: not connected")
+	}
+	sent := make([]time.Time, len(packets))
+	tick := time.NewTicker(20 * time.Millisecond)
+	for i, p := range packets {
+		<-tick.C
+		sent[i] = time.Now()
+		if err := track.WriteSample(media.Sample{Data: p, Duration: 20 * time.Millisecond}); err != nil {
+			return err
+		}
+	}
+	tick.Stop()
+	time.Sleep(500 * time.Millisecond) // the last frames drain
+	if _, err := apiDo(base, token, "DELETE", location, "", nil); err != nil {
+		return err
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	var toDelivery, toPlayback []time.Duration
+	byIndex := map[int][]time.Duration{} // by position in the frame
+	for _, f := range frames {
+		if f.f.Flags&wire.FlagLive == 0 {
+			continue
+		}
+		for i := range f.f.Packets {
+			k := int(f.f.Seq) + i
+			if k >= len(sent) {
+				continue
+			}
+			toDelivery = append(toDelivery, f.recv.Sub(sent[k]))
+			byIndex[i] = append(byIndex[i], f.recv.Sub(sent[k]))
+			play := time.UnixMicro(f.f.PlayAt).Add(time.Duration(i)*wire.PacketMS*time.Millisecond + time.Duration(f.f.DelayMS)*time.Millisecond)
+			toPlayback = append(toPlayback, play.Sub(sent[k]))
+		}
+	}
+	out := map[string]any{
+		"date":                     time.Now().UTC().Format(time.RFC3339),
+		"go":                       runtime.Version(),
+		"cpus":                     runtime.NumCPU(),
+		"speakers":                 nSpeakers,
+		"seconds":                  seconds,
+		"packets_sent":             len(packets),
+		"live_delay_ms":            cfg.Broadcast.LiveDelay.Milliseconds(),
+		"packets_per_frame":        cfg.Broadcast.PacketsPerFrame,
+		"send_to_delivery":         summarise(toDelivery),
+		"send_to_playback":         summarise(toPlayback),
+		"baseline_ping_round_trip": summarise(baseline),
+		"note": "sender is a pion WHIP client on loopback standing in for the browser (same clock, so RTP send time is exact); " +
+			"delivery = MQTT arrival at a zone subscriber (excludes the play-out delay); playback = PlayAt + live delay, when speakers play it; " +
+			"baseline = API ping round trip to a speaker over the same broker",
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "measure\tpackets\tp50 ms\tp99 ms\tmax ms")
+	for _, k := range []string{"send_to_delivery", "send_to_playback", "baseline_ping_round_trip"} {
+		s := out[k].(stats)
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\n", k, s.Packets, s.P50, s.P99, s.Max)
+	}
+	for i := range cfg.Broadcast.PacketsPerFrame {
+		s := summarise(byIndex[i])
+		out[fmt.Sprintf("send_to_delivery_packet_%d_of_frame", i+1)] = s
+		fmt.Fprintf(tw, "  packet %d of frame\t%d\t%.1f\t%.1f\t%.1f\n", i+1, s.Packets, s.P50, s.P99, s.Max)
+	}
+	tw.Flush()
+	return results.Merge(resultsPath, "live", out)
+}
+
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+func readSecret(path string) string {
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
+
+func apiLogin(base, user, pw string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"username": user, "password": pw})
+	out, err := apiDo(base, "", "POST", "/api/v1/login", "application/json", body)
+	if err != nil {
+		return "", err
+	}
+	var r struct{ Token string }
+	json.Unmarshal(out, &r)
+	return r.Token, nil
+}
+
+func apiDo(base, token, method, path, ct string, body []byte) ([]byte, error) {
+	req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return out, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, out)
+	}
+	return out, nil
+}
