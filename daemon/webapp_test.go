@@ -148,7 +148,7 @@ func (b *browser) location() string {
 
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100)) // 100: PNG (lower is JPEG)
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -373,6 +373,12 @@ func webApp(t *testing.T, chromium string) {
 	eventually(t, 5*time.Second, "per-speaker progress", func() bool {
 		return eval[int](b, `document.querySelectorAll("#bc-status .dev-progress").length`) == 2
 	})
+	// Best effort: let the first delivery reports fill the bars for the screenshot.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && state() == "playing"; time.Sleep(100 * time.Millisecond) {
+		if eval[bool](b, `[...document.querySelectorAll("#bc-status .progress")].some(p => +p.getAttribute("aria-valuenow") > 0)`) {
+			break
+		}
+	}
 	b.screenshot("broadcast")
 	eventually(t, 20*time.Second, "broadcast done in the page", func() bool { return state() == "done" })
 	bcID := eval[string](b, `document.getElementById("bc-state").dataset.id`)
