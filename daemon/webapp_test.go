@@ -368,7 +368,9 @@ func webApp(t *testing.T, chromium string) {
 		t.Errorf("upload progress %d, want 100", v)
 	}
 	b.do("start", chromedp.Click(chromedp.CSS("#start-media")))
-	state := func() string { return eval[string](b, `(document.getElementById("bc-state") || {dataset: {}}).dataset.state || ""`) }
+	state := func() string {
+		return eval[string](b, `(document.getElementById("bc-state") || {dataset: {}}).dataset.state || ""`)
+	}
 	eventually(t, 10*time.Second, "broadcast playing in the page", func() bool { return state() == "playing" })
 	eventually(t, 5*time.Second, "per-speaker progress", func() bool {
 		return eval[int](b, `document.querySelectorAll("#bc-status .dev-progress").length`) == 2
