@@ -100,7 +100,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("component", "firmware-sim")
+	base := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := base.With("component", "firmware-sim")
 	raw, err := os.ReadFile(*bundlePath)
 	if err != nil {
 		return err
@@ -114,13 +115,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	speakers, err := startSpeakers(ctx, &wg, b, sc, *recordDir, log)
+	speakers, err := startSpeakers(ctx, &wg, b, sc, *recordDir, base)
 	if err != nil {
 		return err
 	}
 	if !*noCameras {
 		for _, c := range b.Cameras {
-			cam, err := startCamera(c, log)
+			cam, err := startCamera(c, base, log)
 			if err != nil {
 				return err
 			}
@@ -168,7 +169,7 @@ func startSpeakers(ctx context.Context, wg *sync.WaitGroup, b wire.Bundle, sc Sc
 		cfg := speaker.Config{
 			ID: d.ID, Site: b.Site, Broker: b.Broker, Username: d.Username, Password: d.Password, Zones: d.Zones,
 			Firmware: "firmware-sim/1", Loss: sc.Loss, ExtraDelay: sc.Delay, Jitter: sc.Jitter, RecordDir: recordDir,
-			Seed: int64(i + 1), Log: log.With("speaker", d.ID),
+			Seed: int64(i + 1), Log: log,
 		}
 		if recordDir == "" {
 			cfg.KeepPlayed = -1 // nothing reads the audio: skip decoding
@@ -190,12 +191,12 @@ func startSpeakers(ctx context.Context, wg *sync.WaitGroup, b wire.Bundle, sc Sc
 	return out, nil
 }
 
-func startCamera(c wire.BundleCamera, log *slog.Logger) (*camsim.Sim, error) {
+func startCamera(c wire.BundleCamera, base, log *slog.Logger) (*camsim.Sim, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("camera %s: not an rtsp URL", c.ID)
 	}
-	cam, err := camsim.New(camsim.Options{Path: u.Path, Logger: log.With("camera", c.ID)})
+	cam, err := camsim.New(camsim.Options{Path: u.Path, Logger: base.With("component", "camsim", "camera", c.ID)})
 	if err != nil {
 		return nil, fmt.Errorf("camera %s: %w", c.ID, err)
 	}

@@ -17,6 +17,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# HTTP on localhost; HTTPS on the LAN address too, so phones get a secure
+# context (the microphone needs one). The certificate is self-signed and
+# kept in the data dir; its fingerprint is in the log.
+lan=$(hostname -I 2>/dev/null | awk '{print $1}')
+if [ -n "$lan" ] && [ -z "${LOALANG_HTTP_TLS_ADDR:-}" ]; then
+	export LOALANG_HTTP_TLS_ADDR="$lan:8443"
+fi
 ./bin/loalangd --config "$config" --data-dir "$data" &
 pids+=($!)
 for _ in $(seq 1 300); do
@@ -30,15 +37,15 @@ done
 pids+=($!)
 
 http=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$data/ready.json")
-scheme=http
-[ -f "$data/tls/cert.pem" ] && scheme=https
+https=$(sed -n 's/.*"https":"\([^"]*\)".*/\1/p' "$data/ready.json")
 cat <<MSG
 
   loalang demo is running.
-    Web app and API:  $scheme://$http/
+    Web app and API:  http://$http/
+    On the LAN:       ${https:+https://$https/ (self-signed; fingerprint in the log above)}
     Sign in as:       admin
     Password file:    $(realpath "$data")/initial-admin-password
-  Try:  ./bin/loalang --server $scheme://$http login --password-file $data/initial-admin-password
+  Try:  ./bin/loalang --server http://$http login --password-file $data/initial-admin-password
         ./bin/loalang devices
   Ctrl-C stops the daemon and the simulated village.
 

@@ -153,7 +153,11 @@ func cmdBroadcast(ctx context.Context, c *cli, args []string) error {
 	}
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
-	for !terminal(b.State) {
+	// Follow until the broadcast ends and the speakers' final reports are
+	// in (they arrive shortly after the last frame plays), or give up on
+	// the reports a few seconds after the end.
+	var endedAt time.Time
+	for !terminal(b.State) || (!reported(b) && time.Since(endedAt) < 5*time.Second) {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(c.out)
@@ -163,13 +167,15 @@ func cmdBroadcast(ctx context.Context, c *cli, args []string) error {
 		if err := c.json(ctx, "GET", "/api/v1/broadcasts/"+b.ID, nil, &b); err != nil {
 			return err
 		}
-		var played, expected uint64
+		if terminal(b.State) && endedAt.IsZero() {
+			endedAt = time.Now()
+		}
+		var played uint64
 		for _, d := range b.Devices {
 			played += d.Played
-			expected += uint64(b.Packets)
 		}
 		pct := 0.0
-		if expected > 0 {
+		if expected := uint64(b.Packets) * uint64(len(b.Devices)); expected > 0 {
 			pct = 100 * float64(played) / float64(expected)
 		}
 		fmt.Fprintf(c.out, "\r%-8s %5.1f%% of %d speakers' frames played", b.State, pct, len(b.Devices))
@@ -177,6 +183,16 @@ func cmdBroadcast(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintln(c.out)
 	printBroadcast(c.out, b)
 	return nil
+}
+
+// reported reports whether every speaker's report covers the whole broadcast.
+func reported(b broadcastView) bool {
+	for _, d := range b.Devices {
+		if d.Expected < uint64(b.Packets) {
+			return false
+		}
+	}
+	return true
 }
 
 func printBroadcast(w io.Writer, b broadcastView) {
