@@ -324,6 +324,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	return r.Close()
 }
 
+// ICEUDPMux returns the relay's ICE UDP mux, so that other WebRTC services
+// (live speech over WHIP) share the one configured UDP port: the mux tells
+// sessions apart by ICE username fragment (RFC 8445 §7.3). The relay owns
+// it and closes it in Close.
+func (r *Relay) ICEUDPMux() ice.UDPMux { return r.udpMux }
+
 // Close hangs up every viewer, stops every ingest and closes the ICE ports,
 // waiting for all goroutines. It is idempotent.
 func (r *Relay) Close() error {

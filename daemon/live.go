@@ -12,22 +12,26 @@ import (
 )
 
 // startLive wires live speech over WHIP (web/live.go) to the broadcast
-// engine. It uses its own ICE UDP socket on an ephemeral port (the camera
-// relay owns webrtc.udp_port), with the same loopback/NAT settings, and
-// archives each live broadcast under <data_dir>/archive. See
+// engine. It shares the camera relay's ICE UDP mux, so all WebRTC traffic
+// uses the one port webrtc.udp_port, with the same loopback/NAT settings,
+// and archives each live broadcast under <data_dir>/archive. See
 // docs/webapp.md.
 func (d *Daemon) startLive(ctx context.Context) error {
 	w := d.cfg.WebRTC
 	cfg := web.LiveConfig{
 		Engine:             d.engine,
 		ArchiveDir:         filepath.Join(d.cfg.DataDir, "archive"),
+		UDPMux:             d.cameras.ICEUDPMux(),
 		LoopbackCandidates: w.LoopbackCandidates,
 		NAT1To1IPs:         w.NAT1To1IPs,
 	}
-	if rc, err := relayConfig(w); err == nil && len(rc.STUNServers) > 0 {
-		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: rc.STUNServers})
-	} else if err == nil && len(rc.TURNServers) > 0 {
-		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: rc.TURNServers, Username: rc.TURNUsername, Credential: rc.TURNCredential})
+	if rc, err := relayConfig(w); err == nil {
+		if len(rc.STUNServers) > 0 {
+			cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: rc.STUNServers})
+		}
+		if len(rc.TURNServers) > 0 {
+			cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: rc.TURNServers, Username: rc.TURNUsername, Credential: rc.TURNCredential})
+		}
 	}
 	live, err := d.web.EnableLive(cfg)
 	if err != nil {

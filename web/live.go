@@ -39,8 +39,10 @@ type LiveConfig struct {
 	// ArchiveDir receives <broadcast-id>.opus, the received packets as Ogg
 	// Opus (RFC 7845).
 	ArchiveDir string
-	// ListenIP and UDPPort are the ICE UDP socket (one mux for every
-	// session); port 0 picks a free one.
+	// UDPMux is the ICE UDP mux shared with the camera relay, so all
+	// WebRTC traffic uses one UDP port. Without it the service listens on
+	// its own socket at ListenIP:UDPPort (port 0 picks a free one).
+	UDPMux   ice.UDPMux
 	ListenIP string
 	UDPPort  int
 	// LoopbackCandidates offers 127.0.0.1 candidates (tests, same-host
@@ -58,8 +60,9 @@ type LiveService struct {
 	cfg LiveConfig
 	log *slog.Logger
 	se  webrtc.SettingEngine
-	udp net.PacketConn
 	mux ice.UDPMux
+	// ownMux is set when the service opened its own socket and must close it.
+	ownMux bool
 
 	mu       sync.Mutex
 	sessions map[string]*liveSession
@@ -88,13 +91,15 @@ func (s *Server) EnableLive(cfg LiveConfig) (*LiveService, error) {
 	if err := os.MkdirAll(cfg.ArchiveDir, 0o700); err != nil {
 		return nil, fmt.Errorf("live archive dir: %w", err)
 	}
-	addr := net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.UDPPort))
-	conn, err := net.ListenPacket("udp4", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen live ICE UDP %s: %w", addr, err)
+	l := &LiveService{s: s, cfg: cfg, log: s.log.With("component", "live"), mux: cfg.UDPMux, sessions: map[string]*liveSession{}}
+	if l.mux == nil {
+		addr := net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.UDPPort))
+		conn, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen live ICE UDP %s: %w", addr, err)
+		}
+		l.mux, l.ownMux = webrtc.NewICEUDPMux(nil, conn), true
 	}
-	l := &LiveService{s: s, cfg: cfg, log: s.log.With("component", "live"), udp: conn, sessions: map[string]*liveSession{}}
-	l.mux = webrtc.NewICEUDPMux(nil, conn)
 	l.se.SetICEUDPMux(l.mux)
 	// UDP4 only, no mDNS, loopback only when configured: the same ICE
 	// setup as the camera relay (DESIGN.md platform facts).
@@ -107,7 +112,7 @@ func (s *Server) EnableLive(cfg LiveConfig) (*LiveService, error) {
 		if err := l.se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External: cfg.NAT1To1IPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
 		}); err != nil {
-			conn.Close()
+			l.closeMux()
 			return nil, fmt.Errorf("set NAT 1:1 IPs: %w", err)
 		}
 	}
@@ -124,7 +129,20 @@ func (s *Server) EnableLive(cfg LiveConfig) (*LiveService, error) {
 }
 
 // Addr is the ICE UDP socket's address.
-func (l *LiveService) Addr() net.Addr { return l.udp.LocalAddr() }
+func (l *LiveService) Addr() net.Addr {
+	if addrs := l.mux.GetListenAddresses(); len(addrs) > 0 {
+		return addrs[0]
+	}
+	return nil
+}
+
+// closeMux closes the ICE socket if the service opened it.
+func (l *LiveService) closeMux() error {
+	if !l.ownMux {
+		return nil
+	}
+	return l.mux.Close() // closes the socket too
+}
 
 // Close ends every session (each broadcast ends cleanly, its archive is
 // closed) and releases the socket. It is idempotent.
@@ -144,7 +162,7 @@ func (l *LiveService) Close() error {
 		s.end("server shutting down")
 	}
 	l.wg.Wait()
-	return l.mux.Close() // closes the socket too
+	return l.closeMux()
 }
 
 // liveSession is one WHIP session: a peer connection feeding one live
