@@ -57,7 +57,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 // handleReport feeds delivery reports from dev/+/report to the engine.
 func (d *Daemon) handleReport(m bus.Message) {
 	id, _, ok := d.topics.ParseDevice(m.Topic)
-	if !ok || d.engine == nil {
+	if !ok {
 		return
 	}
 	r, err := wire.Decode[wire.Report](m.Payload)

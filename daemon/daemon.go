@@ -115,6 +115,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if err := d.startBroadcast(ctx); err != nil {
 		return nil, err
 	}
+	if err := d.connectMQTT(ctx); err != nil {
+		return nil, err
+	}
 	if err := d.startSchedule(ctx); err != nil { // after the engine: schedules fire into it
 		return nil, err
 	}
@@ -192,6 +195,13 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 	d.closers = append(d.closers, d.bus.Close)
 	d.cmds = device.NewCommander(d.bus, d.topics, func(id string) bool { _, ok := d.devices.Get(id); return ok }, 5*time.Second)
 	d.subscribe()
+	return nil
+}
+
+// connectMQTT connects the daemon's client. It runs once the engine is
+// wired, so no device message is handled before everything it reaches
+// exists, and before the scheduler, so a catch-up firing can publish.
+func (d *Daemon) connectMQTT(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := d.bus.Connect(cctx); err != nil {
@@ -218,7 +228,7 @@ func (d *Daemon) initDevices(devices []device.Device) {
 			action = "device.online"
 		}
 		d.recordAudit(store.Event{Time: c.At, Actor: c.ID, Action: action, Target: c.ID, Detail: map[string]any{"reason": c.Reason}})
-		if c.Online && d.engine != nil {
+		if c.Online { // the engine exists before the first message (connectMQTT)
 			d.engine.DeviceOnline(c.ID) // an emergency still playing is sent again
 		}
 	})
