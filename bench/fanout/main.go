@@ -296,7 +296,7 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 		if err != nil {
 			return nil, err
 		}
-		b, err := d.WaitFinal(ctx, id, o.duration+60*time.Second)
+		b, err := d.WaitFinal(ctx, id, o.duration, o.duration+60*time.Second)
 		if err != nil {
 			return nil, err
 		}

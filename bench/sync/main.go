@@ -208,7 +208,7 @@ func oneRun(ctx context.Context, d *harness.Daemon, mediaID, recDir string, o op
 	if err != nil {
 		return runResult{}, err
 	}
-	b, err := d.WaitFinal(ctx, id, o.clip+60*time.Second)
+	b, err := d.WaitFinal(ctx, id, o.clip, o.clip+60*time.Second)
 	if err != nil {
 		return runResult{}, err
 	}

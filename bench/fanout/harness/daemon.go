@@ -280,9 +280,16 @@ func (d *Daemon) GetBroadcast(ctx context.Context, id string) (Broadcast, error)
 	return b, err
 }
 
-// WaitFinal polls the broadcast until it reaches a final state.
-func (d *Daemon) WaitFinal(ctx context.Context, id string, within time.Duration) (Broadcast, error) {
+// WaitFinal polls the broadcast until it reaches a final state. It first
+// sleeps for expect (the clip's length), so that polling, which costs the
+// daemon CPU (the answer lists every speaker), stays out of a CPU window.
+func (d *Daemon) WaitFinal(ctx context.Context, id string, expect, within time.Duration) (Broadcast, error) {
 	deadline := time.Now().Add(within)
+	select {
+	case <-ctx.Done():
+		return Broadcast{}, ctx.Err()
+	case <-time.After(expect):
+	}
 	for {
 		b, err := d.GetBroadcast(ctx, id)
 		if err != nil {
