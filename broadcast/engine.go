@@ -359,7 +359,6 @@ type bcast struct {
 	ended    time.Time
 	state    string
 	reason   string
-	stopped  bool
 	legs     map[string]*leg
 	segs     []*segment
 	streams  []uint32

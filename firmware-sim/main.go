@@ -235,4 +235,3 @@ func churn(ctx context.Context, speakers []*speaker.Speaker, sc Scenario, log *s
 		}
 	}
 }
-

@@ -37,7 +37,6 @@ type boardCtl struct {
 
 	attempt  int
 	reopenAt time.Time
-	alarm    bool
 
 	// warm is ampOnAt published for WarmupLeft (zero when off).
 	warm chan time.Time

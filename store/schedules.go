@@ -171,7 +171,8 @@ func (s *ScheduleStore) Firings(scheduleID string, limit int) ([]schedule.Firing
 		}
 		prefix := firingPrefix(scheduleID)
 		end := binary.BigEndian.AppendUint64(bytes.Clone(prefix), ^uint64(0))
-		k, v := c.Seek(end)
+		k, _ := c.Seek(end)
+		var v []byte
 		if k == nil {
 			k, v = c.Last()
 		} else {

@@ -107,7 +107,7 @@ func parseRRule(text string, loc *time.Location, anchor time.Time) (opt *rrule.R
 	// RFC 5545 takes missing BYxxx parts from DTSTART. Without an explicit
 	// DTSTART the anchor is an instant (creation time), not a time of day
 	// anyone chose, so missing BYHOUR/BYMINUTE/BYSECOND mean 0 instead.
-	defaults := o.Dtstart
+	var defaults time.Time
 	if o.Dtstart.IsZero() {
 		o.Dtstart = anchor
 		defaults = time.Date(anchor.Year(), anchor.Month(), anchor.Day(), 0, 0, 0, 0, loc)

@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return errors.New("usage: loalang [--server URL] login|devices|media|broadcast|schedules|audit ...")
+		return errors.New("usage: loalang [--server URL] login|devices|media|broadcast|stop-all|schedules [args]")
 	}
 	cmd, rest := rest[0], rest[1:]
 	for _, sc := range commands {

@@ -127,12 +127,6 @@ func (r *recorder) finish(keep int64, sc Sidecar) error {
 	return writeFileAtomic(filepath.Join(r.dir, r.base+".json"), append(b, '\n'))
 }
 
-// abort discards the temporary file.
-func (r *recorder) abort() {
-	_ = r.f.Close()
-	_ = os.Remove(r.f.Name())
-}
-
 // wavHeader returns a canonical RIFF/WAVE header for mono 16-bit PCM
 // (WAVE_FORMAT_PCM) at SampleRate holding n samples.
 func wavHeader(n int64) []byte {
