@@ -34,8 +34,8 @@ step() {
 
 step go run ./bench/fanout -speakers "$speakers" -duration "$duration" -runs "$runs" -results "$results"
 step go run ./bench/sync -speakers "$sync_speakers" -clip "$sync_clip" -runs "$sync_runs" -results "$results"
-# Other benchmarks, owned elsewhere, run when present.
-for b in camera schedule; do
+# Other benchmarks (camera, schedule, live), owned elsewhere, run when present.
+for b in camera schedule live; do
 	if [ -d "bench/$b" ]; then
 		step go run "./bench/$b" -results "$results"
 	fi

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/loalang/loalang/bench/fanout/harness"
+	"github.com/loalang/loalang/bench/results"
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/firmware-sim/speaker"
@@ -165,7 +166,7 @@ func run(ctx context.Context, o options) error {
 	}
 	cost["clip"] = source
 	printCost(cost)
-	if err := harness.MergeResults(o.results, "cost", cost); err != nil {
+	if err := results.Merge(o.results, "cost", cost); err != nil {
 		return err
 	}
 
@@ -178,7 +179,7 @@ func run(ctx context.Context, o options) error {
 	wav := harness.EncodeWAV(pcm, harness.Rate)
 	frames := (int(math.Ceil(clipSecs*1000/wire.PacketMS)) + 2) / 3
 
-	var results []sizeResult
+	var sizes []sizeResult
 	for _, n := range o.sizes {
 		if ctx.Err() != nil {
 			break
@@ -209,8 +210,8 @@ func run(ctx context.Context, o options) error {
 				"rss":           harness.Round(harness.Ratio(r.Loalang.RSSMiB, r.Baseline.RSSMiB), 2),
 			}
 		}
-		results = append(results, r)
-		printTable(results)
+		sizes = append(sizes, r)
+		printTable(sizes)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -227,9 +228,9 @@ func run(ctx context.Context, o options) error {
 		"packets_note": "packets are 20 ms Opus packets; 3 per MQTT message",
 		"latency_note": "publish time = PlayAt - 20 ms (the engine's schedule; the baseline stamps the same scheduled instant); receipt = bare paho probe handler in the benchmark process",
 		"cpu_note":     "loalangd = embedded mochi + daemon (engine, paho client, reports, presence, clock answers); baseline = bare mochi + bare paho publisher in one process",
-		"sizes":        results,
+		"sizes":        sizes,
 	}
-	if err := harness.MergeResults(o.results, "fanout", out); err != nil {
+	if err := results.Merge(o.results, "fanout", out); err != nil {
 		return err
 	}
 	fmt.Printf("merged into %s under \"fanout\" and \"cost\"\n", o.results)

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/loalang/loalang/bench/fanout/harness"
+	"github.com/loalang/loalang/bench/results"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 )
 
@@ -195,7 +196,7 @@ func run(ctx context.Context, o options) error {
 		"method":        "play time of each chirp in host time = first_sample_unix_ns + (c - c0)/48 kHz, c0 from first_seq refined by cross-correlation against a reference speaker; |Δ| = against the median speaker, over every speaker and chirp",
 		"note":          "the simulator stamps only the first recorded sample with host time and records slots back to back, so this measures alignment as of the first slot, plus any content slip the cross-correlation finds; per-slot drift correction inside the stream is not visible in the recording",
 	}
-	if err := harness.MergeResults(o.results, "sync", out); err != nil {
+	if err := results.Merge(o.results, "sync", out); err != nil {
 		return err
 	}
 	fmt.Printf("merged into %s under \"sync\"\n", o.results)
