@@ -59,13 +59,44 @@ type Embedded struct {
 
 // policy is Rules compiled for per-packet lookups by username.
 type policy struct {
-	accounts map[string]compiledAccount
+	accounts map[string]*compiledAccount
 }
 
-// compiledAccount holds one account's hash and its grants from Rules.Grants.
+// maxCachedDecisions bounds each account's decision cache; a device uses a
+// handful of topics, so this is only reached by a client probing topics.
+const maxCachedDecisions = 256
+
+// compiledAccount holds one account's hash and its grants from Rules.Grants,
+// with a cache of decisions by topic: the broker checks the ACL for every
+// delivery, and a village's traffic uses few topics.
 type compiledAccount struct {
 	hash   string
 	grants []Grant
+
+	mu    sync.RWMutex
+	cache [2]map[string]bool // [0] read, [1] write
+}
+
+// allowed applies the account's grants to a topic, through the cache.
+func (a *compiledAccount) allowed(topic string, write bool) bool {
+	i := 0
+	if write {
+		i = 1
+	}
+	a.mu.RLock()
+	v, ok := a.cache[i][topic]
+	a.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = grantsAllow(a.grants, topic, write)
+	a.mu.Lock()
+	if a.cache[i] == nil || len(a.cache[i]) >= maxCachedDecisions {
+		a.cache[i] = make(map[string]bool)
+	}
+	a.cache[i][topic] = v
+	a.mu.Unlock()
+	return v
 }
 
 // compile validates r and indexes it by username.
@@ -73,9 +104,9 @@ func compile(r Rules) (*policy, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	p := &policy{accounts: make(map[string]compiledAccount, len(r.Accounts))}
+	p := &policy{accounts: make(map[string]*compiledAccount, len(r.Accounts))}
 	for _, a := range r.Accounts {
-		p.accounts[a.Username] = compiledAccount{hash: a.PasswordHash, grants: r.Grants(a)}
+		p.accounts[a.Username] = &compiledAccount{hash: a.PasswordHash, grants: r.Grants(a)}
 	}
 	return p, nil
 }
@@ -260,12 +291,12 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 // OnACLCheck authorises one publish (write), subscription filter or delivery
 // (read) for the client's authenticated username.
 func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	user := string(cl.Properties.Username)
-	acct, ok := h.policy.Load().accounts[user]
-	if ok && grantsAllow(acct.grants, topic, write) {
+	// Indexing with string(bytes) does not allocate.
+	acct, ok := h.policy.Load().accounts[string(cl.Properties.Username)]
+	if ok && acct.allowed(topic, write) {
 		return true
 	}
-	h.Log.Debug("acl denied", "user", user, "client", cl.ID, "topic", topic, "write", write)
+	h.Log.Debug("acl denied", "user", string(cl.Properties.Username), "client", cl.ID, "topic", topic, "write", write)
 	return false
 }
 

@@ -232,25 +232,27 @@ func covers(grant, filter string) bool {
 	if strings.HasPrefix(filter, "$") && (strings.HasPrefix(grant, "+") || strings.HasPrefix(grant, "#")) {
 		return false
 	}
-	g := strings.Split(grant, "/")
-	f := strings.Split(filter, "/")
-	for i, gl := range g {
+	// Walk both level by level without allocating: this runs for every
+	// delivery the embedded broker makes.
+	g, f := grant, filter
+	for {
+		gl, gRest, gMore := strings.Cut(g, "/")
 		if gl == "#" {
 			return true
 		}
-		if i >= len(f) {
-			return false
-		}
-		switch fl := f[i]; gl {
-		case "+":
+		fl, fRest, fMore := strings.Cut(f, "/")
+		switch {
+		case gl == "+":
 			if fl == "#" {
 				return false
 			}
-		default:
-			if fl != gl {
-				return false
-			}
+		case fl != gl:
+			return false
 		}
+		if !gMore || !fMore {
+			// Both must end here, except that "a/#" also matches its parent "a".
+			return gMore == fMore || (gMore && gRest == "#")
+		}
+		g, f = gRest, fRest
 	}
-	return len(f) == len(g)
 }
