@@ -8,6 +8,7 @@ import (
 
 	"github.com/loalang/loalang/bench/fanout/harness"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/device/wire"
 )
 
@@ -17,7 +18,8 @@ const costRuns = 3
 // measureCost encodes pcm with media.EncodePCM at the default 24 kbit/s and
 // returns the CPU it took per second of audio (process user+system time,
 // getrusage(2)), and what the packets cost on the wire per speaker: MQTT
-// PUBLISH bytes of 3-packet frames on a zone audio topic of this site
+// PUBLISH bytes of frames of the daemon's default packets per message on a
+// zone audio topic of this site
 // (docs/broadcast.md, "Bandwidth"), and the same with 52 B of TCP/IP
 // headers per message.
 func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, error) {
@@ -35,8 +37,9 @@ func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, err
 	}
 	topic := wire.MustTopics(site).ZoneAudio("z1")
 	var opusBytes, mqttBytes, msgs int
-	for i := 0; i < len(packets); i += 3 {
-		f := wire.Frame{StreamID: 1, Seq: uint32(i), Packets: packets[i:min(i+3, len(packets))]}
+	per := config.Default().Broadcast.PacketsPerFrame
+	for i := 0; i < len(packets); i += per {
+		f := wire.Frame{StreamID: 1, Seq: uint32(i), Packets: packets[i:min(i+per, len(packets))]}
 		payload, err := f.MarshalBinary()
 		if err != nil {
 			return nil, err
@@ -62,7 +65,8 @@ func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, err
 		"with_tcpip_bytes_per_minute":       harness.Round(tcpPerMin, 0),
 		"with_tcpip_kbit_s_per_speaker":     harness.Round(tcpPerMin*8/60/1000, 2),
 		"topic":                             topic,
-		"note":                              "MQTT bytes = whole PUBLISH packets (MQTT 3.1.1 §3.3) of 3-packet frames; TCP/IP adds 52 B per message (IPv4 20 + TCP 20 + timestamps 12)",
+		"packets_per_message":               per,
+		"note":                              "MQTT bytes = whole PUBLISH packets (MQTT 3.1.1 §3.3) of the default packets per message; TCP/IP adds 52 B per message (IPv4 20 + TCP 20 + timestamps 12)",
 	}, nil
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/loalang/loalang/bench/fanout/harness"
 	"github.com/loalang/loalang/bench/results"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 )
@@ -225,7 +226,7 @@ func run(ctx context.Context, o options) error {
 		"report_every": o.reportEvery.String(),
 		"probes":       o.probes,
 		"clip":         source,
-		"packets_note": "packets are 20 ms Opus packets; 3 per MQTT message",
+		"packets_note": fmt.Sprintf("packets are 20 ms Opus packets; %d per MQTT message", config.Default().Broadcast.PacketsPerFrame),
 		"latency_note": "publish time = PlayAt - 20 ms (the engine's schedule; the baseline stamps the same scheduled instant); receipt = bare paho probe handler in the benchmark process",
 		"cpu_note":     "loalangd = embedded mochi + daemon (engine, paho client, reports, presence, clock answers); baseline = bare mochi + bare paho publisher in one process",
 		"sizes":        sizes,
