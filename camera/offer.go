@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -299,6 +300,10 @@ func (r *Relay) Offer(ctx context.Context, cameraID, offerSDP, viewer string) (S
 	return Session{ID: id, AnswerSDP: answer, Codec: info.codec, Substream: useSub}, nil
 }
 
+// nackHistory is how many sent RTP packets each viewer keeps for NACK
+// retransmission (RFC 4585 §6.2.1); a power of two.
+const nackHistory = 256
+
 // negotiate builds the peer connection for v with exactly the chosen codec
 // and returns the complete answer.
 func (r *Relay) negotiate(ctx context.Context, v *viewer, chosen offeredCodec, offerSDP string) (string, error) {
@@ -317,7 +322,10 @@ func (r *Relay) negotiate(ctx context.Context, v *viewer, chosen offeredCodec, o
 		return "", fmt.Errorf("register codec: %w", err)
 	}
 	reg := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(m, reg); err != nil {
+	// The responder keeps sent packets for retransmission; pion's default
+	// of 1024 is ~1.2 MB per viewer. 256 packets is over a second of 1080p
+	// at 2 Mbit/s, several round trips even over 4G.
+	if err := webrtc.ConfigureNackWithOptions(m, reg, nil, nack.ResponderSize(nackHistory)); err != nil {
 		return "", fmt.Errorf("configure nack: %w", err)
 	}
 	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
