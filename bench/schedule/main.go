@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/loalang/loalang/bench/results"
 	"github.com/loalang/loalang/broadcast/schedule"
+	"github.com/loalang/loalang/store"
 )
 
 func main() {
@@ -120,18 +122,32 @@ func newSchedule(id string, created time.Time) schedule.Schedule {
 	}
 }
 
-// runScheduler runs the real Scheduler over schedules until want firings
-// arrived or the deadline passed.
-func runScheduler(schedules []schedule.Schedule, want int, deadline time.Duration) ([]time.Duration, *schedule.MemStore, int, error) {
-	store := schedule.NewMemStore()
+// runScheduler runs the real Scheduler over schedules, with the daemon's
+// bbolt store (each firing is claimed in an fsync'd transaction before it
+// fires), until want firings arrived or the deadline passed. It returns
+// the lateness of each firing, the recorded outcomes and the duplicates.
+func runScheduler(schedules []schedule.Schedule, want int, deadline time.Duration) ([]time.Duration, map[string]int, int, error) {
+	dir, err := os.MkdirTemp("", "loalang-bench-schedule-")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer os.RemoveAll(dir)
+	db, err := store.Open(filepath.Join(dir, "loalang.db"), time.Second)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer db.Close()
 	for _, s := range schedules {
 		if err := s.Validate(nil); err != nil {
 			return nil, nil, 0, err
 		}
-		store.Put(s)
+		if err := store.Put(db, store.Schedules, s.ID, s); err != nil {
+			return nil, nil, 0, err
+		}
 	}
+	st := store.NewScheduleStore(db)
 	trig := &trigger{seen: map[string]int{}, done: make(chan struct{}), want: want}
-	sched := schedule.New(schedule.Config{}, store, trig, schedule.NewRealClock(), nil)
+	sched := schedule.New(schedule.Config{}, st, trig, schedule.NewRealClock(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- sched.Run(ctx) }()
@@ -146,13 +162,23 @@ func runScheduler(schedules []schedule.Schedule, want int, deadline time.Duratio
 	if err := <-errc; err != nil {
 		return nil, nil, 0, err
 	}
+	outcomes := map[string]int{}
+	for _, s := range schedules {
+		firings, err := st.Firings(s.ID, 0)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		for _, f := range firings {
+			outcomes[f.Outcome]++
+		}
+	}
 	trig.mu.Lock()
 	defer trig.mu.Unlock()
 	dup := 0
 	for _, c := range trig.seen {
 		dup += c - 1
 	}
-	return slices.Clone(trig.late), store, dup, nil
+	return slices.Clone(trig.late), outcomes, dup, nil
 }
 
 func run(n int, minGap, maxGap, recurring time.Duration, resultsPath string) error {
@@ -176,16 +202,12 @@ func run(n int, minGap, maxGap, recurring time.Duration, resultsPath string) err
 		list = append(list, s)
 	}
 	span := at[len(at)-1].Sub(created)
-	late, store, dup, err := runScheduler(list, n, span+10*time.Second)
+	late, outcomes, dup, err := runScheduler(list, n, span+10*time.Second)
 	if err != nil {
 		return err
 	}
 	one := summarise(late, n)
 	base := summarise(<-baseDone, n)
-	outcomes := map[string]int{}
-	for _, f := range store.Firings() {
-		outcomes[f.Outcome]++
-	}
 
 	var rec stats
 	recDup := 0
