@@ -1,9 +1,7 @@
 package daemon_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -565,7 +563,7 @@ func TestCameraChromium(t *testing.T) {
 		t.Skip("chromium not installed (apt install chromium)")
 	}
 	if os.Getenv(netnsEnv) == "" && exec.Command("unshare", "-n", "true").Run() == nil {
-		runInNetns(t)
+		reexecInNetns(t, "TestCameraChromium")
 		return
 	}
 	if mode := os.Getenv(netnsEnv); mode != "1" {
@@ -576,32 +574,6 @@ func TestCameraChromium(t *testing.T) {
 		t.Fatalf("expected to run in a namespace with only lo, have %v", ifs)
 	}
 	chromiumWHEP(t, chromium)
-}
-
-// runInNetns re-runs this test in a new network namespace and relays its
-// output.
-func runInNetns(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "-n", "sh", "-c", `ip link set lo up && exec "$@"`, "sh",
-		os.Args[0], "-test.run=^TestCameraChromium$", "-test.v", "-test.count=1", "-test.timeout=80s")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		t.Log("netns: " + sc.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("Chromium test in a network namespace: %v", err)
-	}
 }
 
 func chromiumWHEP(t *testing.T, chromium string) {

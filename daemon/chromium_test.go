@@ -1,7 +1,10 @@
 package daemon_test
 
 import (
+	"bufio"
 	"context"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -50,4 +53,29 @@ func startChromium(t *testing.T, path string, timeout time.Duration, extra ...ch
 		cancelAlloc()
 	})
 	return ctx
+}
+
+// reexecInNetns re-runs one test in a new network namespace with only lo.
+func reexecInNetns(t *testing.T, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "-n", "sh", "-c", `ip link set lo up && exec "$@"`, "sh",
+		os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=100s")
+	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		t.Log("netns: " + sc.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%s in a network namespace: %v", name, err)
+	}
 }

@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -59,31 +58,6 @@ func TestWebApp(t *testing.T) {
 		t.Log("not isolated: Chromium runs in the host namespace, limited to loopback by flags")
 	}
 	webApp(t, chromium)
-}
-
-// reexecInNetns re-runs one test in a new network namespace with only lo.
-func reexecInNetns(t *testing.T, name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "-n", "sh", "-c", `ip link set lo up && exec "$@"`, "sh",
-		os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=100s")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		t.Log("netns: " + sc.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("%s in a network namespace: %v", name, err)
-	}
 }
 
 // outputDir is where screenshots go: $LOALANG_TEST_OUTPUT or
