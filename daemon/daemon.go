@@ -414,6 +414,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		d.cancel()
+		// Nothing is served any more: say so before tearing down.
+		os.Remove(filepath.Join(d.cfg.DataDir, ReadyFile))
 		var errs []error
 		if d.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
