@@ -159,7 +159,7 @@ func (e *Embedded) Start(ctx context.Context) error {
 		return fmt.Errorf("start embedded broker: add hook: %w", err)
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
-	if err := s.AddListener(l); err != nil {
+	if err := s.AddListener(&safeTCP{TCP: l, server: s}); err != nil {
 		return fmt.Errorf("start embedded broker: listen %s: %w", e.cfg.Addr, err)
 	}
 	if err := s.Serve(); err != nil {
@@ -354,4 +354,26 @@ func (h messageHandler) WithAttrs(as []slog.Attr) slog.Handler {
 // WithGroup keeps the wrapper around the derived handler.
 func (h messageHandler) WithGroup(name string) slog.Handler {
 	return messageHandler{h.Handler.WithGroup(name)}
+}
+
+// safeTCP is mochi's TCP listener with a shutdown that cannot deadlock.
+// mochi v2.7.9's Server.Close disconnects a listener's clients through
+// Clients.GetByListener, which read-locks the clients map and then calls
+// Len, read-locking it again; a client detaching at that moment
+// (attachClient's Clients.Delete takes the write lock) blocks both for
+// ever. safeTCP lists the clients with GetAll, which locks once.
+type safeTCP struct {
+	*listeners.TCP
+	server *mqtt.Server
+}
+
+// Close stops the listener and disconnects its clients.
+func (l *safeTCP) Close(listeners.CloseFn) {
+	l.TCP.Close(func(id string) {
+		for _, cl := range l.server.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
 }
