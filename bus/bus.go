@@ -199,7 +199,9 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, retained b
 }
 
 // Connected reports whether the client is connected now.
-func (c *Client) Connected() bool { return c.connected.Load() && c.pc != nil && c.pc.IsConnectionOpen() }
+func (c *Client) Connected() bool {
+	return c.connected.Load() && c.pc != nil && c.pc.IsConnectionOpen()
+}
 
 // Dropped returns how many messages were dropped because handlers lagged.
 func (c *Client) Dropped() uint64 { return c.dropped.Load() }
