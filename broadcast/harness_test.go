@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loalang/loalang/internal/mqtttest"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	mqttpk "github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/device/wire"
@@ -28,36 +27,6 @@ const site = "test"
 var topics = wire.MustTopics(site)
 
 var clientSeq atomic.Int64
-
-// allowAll is mochi's allow-all auth hook (hooks/auth.AllowHook), restated
-// because importing hooks/auth pulls gopkg.in/yaml.v3 into go.sum for
-// nothing: every client may connect, publish and subscribe.
-type allowAll struct{ mochi.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-func (*allowAll) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
-}
-func (*allowAll) OnConnectAuthenticate(*mochi.Client, mqttpk.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool             { return true }
-
-// startBroker runs an in-process mochi broker on a free loopback port.
-func startBroker(t *testing.T) string {
-	t.Helper()
-	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		t.Fatal(err)
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return "tcp://" + l.Address()
-}
 
 func connect(t *testing.T, addr string, onConnect paho.OnConnectHandler) paho.Client {
 	t.Helper()
@@ -320,7 +289,7 @@ type rigOpt func(*rig, *broadcast.Config, *broadcast.Deps)
 
 func newRig(t *testing.T, opts ...rigOpt) *rig {
 	t.Helper()
-	addr := startBroker(t)
+	addr := mqtttest.StartBroker(t)
 	l := listen(t, addr)
 	pub := connect(t, addr, nil)
 	r := &rig{l: l, rec: &recorder{}, pub: pub, out: &output{}}

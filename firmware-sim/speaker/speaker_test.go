@@ -15,52 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loalang/loalang/internal/mqtttest"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/internal/audiotest"
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 	hopus "gopkg.in/hraban/opus.v2"
 )
 
 const testSite = "thon1"
 
 var testTopics = wire.MustTopics(testSite)
-
-// allowAll is mochi's allow-all auth hook (hooks/auth.AllowHook), restated
-// here because importing hooks/auth pulls gopkg.in/yaml.v3 into go.sum for
-// nothing: every client may connect, publish and subscribe.
-type allowAll struct{ mochi.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-func (*allowAll) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
-}
-func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
-
-// startBroker runs an in-process mochi broker on a loopback :0 port.
-func startBroker(t *testing.T) string {
-	t.Helper()
-	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		t.Fatal(err)
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve() }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		if err := <-errc; err != nil {
-			t.Errorf("broker: %v", err)
-		}
-	})
-	return "tcp://" + l.Address()
-}
 
 // controller is a small stand-in for loalangd's device side: it answers
 // clock requests, publishes streams and commands, and collects what the
@@ -307,7 +272,7 @@ func (ct *controller) publishStream(p streamPlan) time.Time {
 // TestStreamPlayout plays one 4 s stream to four speakers at once and checks
 // what each of them heard.
 func TestStreamPlayout(t *testing.T) {
-	broker := startBroker(t)
+	broker := mqtttest.StartBroker(t)
 	ct := newController(t, broker)
 	dir := t.TempDir()
 	const (
@@ -487,7 +452,7 @@ func checkTone(t *testing.T, pcm []float32, amp float64) {
 }
 
 func TestCommands(t *testing.T) {
-	broker := startBroker(t)
+	broker := mqtttest.StartBroker(t)
 	ct := newController(t, broker)
 	s := runSpeaker(t, Config{ID: "spk1", Broker: broker, Zones: []string{"z1"}, Volume: 80,
 		ClockOffset: -2 * time.Second, RebootDelay: 300 * time.Millisecond})
@@ -555,7 +520,7 @@ func TestCommands(t *testing.T) {
 }
 
 func TestDropFiresWill(t *testing.T) {
-	broker := startBroker(t)
+	broker := mqtttest.StartBroker(t)
 	ct := newController(t, broker)
 	s := runSpeaker(t, Config{ID: "spk2", Broker: broker, Zones: []string{"z1"}, Firmware: "1.2.3"})
 	waitFor(t, 10*time.Second, "online", func() bool {
@@ -618,7 +583,7 @@ func TestConfigRejected(t *testing.T) {
 // TestStopAllEndsAtOnce checks the kill switch: a stop with reason stop_all
 // ends the stream at once, at the last slot already due, with a final report.
 func TestStopAllEndsAtOnce(t *testing.T) {
-	broker := startBroker(t)
+	broker := mqtttest.StartBroker(t)
 	ct := newController(t, broker)
 	s := runSpeaker(t, Config{ID: "spk3", Broker: broker, Zones: []string{"z1"}})
 	waitFor(t, 10*time.Second, "ready", s.Ready)
