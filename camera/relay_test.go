@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loalang/loalang/internal/whepview"
+
 	"github.com/loalang/loalang/firmware-sim/camsim"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -18,25 +20,25 @@ func TestOfferH264DecodableFromFirstFrame(t *testing.T) {
 	_, url := startSim(t, camsim.Options{})
 	r := newRelay(t, testConfig(), Camera{ID: "cam1", Name: "Cổng làng", URL: url})
 
-	c, sess, start := watch(t, r, "cam1", browserH264)
+	c, sess, start := watch(t, r, "cam1", whepview.BrowserH264)
 	if sess.Codec != codecH264 || sess.Substream {
 		t.Fatalf("session %+v: want H264 main stream", sess)
 	}
-	aus := c.waitAUs(1, 10*time.Second)
-	t.Logf("offer to first access unit at the viewer: %v", aus[0].at.Sub(start).Round(time.Millisecond))
-	assertKeyframeFirst(t, aus[0].annexB)
-	aus = c.waitAUs(30, 10*time.Second)
+	aus := c.WaitAUs(1, 10*time.Second)
+	t.Logf("offer to first access unit at the viewer: %v", aus[0].At.Sub(start).Round(time.Millisecond))
+	whepview.AssertKeyframeFirst(t, aus[0].AnnexB)
+	aus = c.WaitAUs(30, 10*time.Second)
 	if n := decodeFrames(t, aus); n < 25 {
 		t.Fatalf("ffprobe decoded %d frames of %d access units", n, len(aus))
 	}
 
 	// A second viewer joins a live camera: the GOP cache gives it a
 	// keyframe with parameter sets at once, not at the next IDR.
-	c2, sess2, start2 := watch(t, r, "cam1", browserH264)
-	aus2 := c2.waitAUs(1, 10*time.Second)
-	t.Logf("offer to first access unit at a viewer joining a live camera (GOP cache): %v", aus2[0].at.Sub(start2).Round(time.Millisecond))
-	assertKeyframeFirst(t, aus2[0].annexB)
-	if n := decodeFrames(t, c2.waitAUs(20, 10*time.Second)); n < 15 {
+	c2, sess2, start2 := watch(t, r, "cam1", whepview.BrowserH264)
+	aus2 := c2.WaitAUs(1, 10*time.Second)
+	t.Logf("offer to first access unit at a viewer joining a live camera (GOP cache): %v", aus2[0].At.Sub(start2).Round(time.Millisecond))
+	whepview.AssertKeyframeFirst(t, aus2[0].AnnexB)
+	if n := decodeFrames(t, c2.WaitAUs(20, 10*time.Second)); n < 15 {
 		t.Fatalf("second viewer: ffprobe decoded %d frames", n)
 	}
 	if err := r.Hangup(sess2.ID); err != nil {
@@ -77,14 +79,14 @@ func TestParamsOnlyInSDPInsertedInBand(t *testing.T) {
 	requireFFprobe(t)
 	_, url := startSim(t, camsim.Options{ParamsOnlyInSDP: true})
 	r := newRelay(t, testConfig(), Camera{ID: "cam1", URL: url})
-	c, _, _ := watch(t, r, "cam1", browserH264)
-	aus := c.waitAUs(35, 10*time.Second)
-	assertKeyframeFirst(t, aus[0].annexB)
+	c, _, _ := watch(t, r, "cam1", whepview.BrowserH264)
+	aus := c.WaitAUs(35, 10*time.Second)
+	whepview.AssertKeyframeFirst(t, aus[0].AnnexB)
 	keys := 0
 	for _, au := range aus {
-		if hasIDR(au.annexB) {
+		if whepview.HasIDR(au.AnnexB) {
 			keys++
-			assertKeyframeFirst(t, au.annexB)
+			whepview.AssertKeyframeFirst(t, au.AnnexB)
 		}
 	}
 	if keys < 2 {
@@ -102,8 +104,8 @@ func TestViewerSurvivesCameraRestart(t *testing.T) {
 	requireFFprobe(t)
 	sim, url := startSim(t, camsim.Options{})
 	r := newRelay(t, testConfig(), Camera{ID: "cam1", URL: url})
-	c, _, _ := watch(t, r, "cam1", browserH264)
-	before := len(c.waitAUs(10, 10*time.Second))
+	c, _, _ := watch(t, r, "cam1", whepview.BrowserH264)
+	before := len(c.WaitAUs(10, 10*time.Second))
 
 	addr := sim.Addr()
 	if err := sim.Close(); err != nil {
@@ -117,30 +119,27 @@ func TestViewerSurvivesCameraRestart(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stopped := len(c.snapshot())
+	stopped := len(c.AUs())
 	if _, err := sim.Start(addr); err != nil {
 		t.Fatalf("restart camera on %s: %v", addr, err)
 	}
 	restarted := time.Now()
-	aus := c.waitAUs(stopped+15, 5*time.Second+time.Second) // 15 frames = 1 s
+	aus := c.WaitAUs(stopped+15, 5*time.Second+time.Second) // 15 frames = 1 s
 	var resumed time.Time
 	for _, au := range aus[stopped:] {
-		resumed = au.at
+		resumed = au.At
 		break
 	}
 	t.Logf("frames resumed %v after the camera restarted (%d before the stop)", resumed.Sub(restarted).Round(time.Millisecond), before)
 	if resumed.Sub(restarted) > 5*time.Second {
 		t.Fatalf("frames resumed after %v, want < 5s", resumed.Sub(restarted))
 	}
-	assertKeyframeFirst(t, aus[stopped].annexB)
+	whepview.AssertKeyframeFirst(t, aus[stopped].AnnexB)
 	// Same track, continuous RTP: no sequence gap, timestamps move forward.
-	c.mu.Lock()
-	gaps := c.seqGaps
-	c.mu.Unlock()
-	if gaps != 0 {
+	if gaps := c.SeqGaps(); gaps != 0 {
 		t.Fatalf("%d RTP sequence gaps across the camera restart", gaps)
 	}
-	if d := int32(aus[stopped].ts - aus[stopped-1].ts); d <= 0 {
+	if d := int32(aus[stopped].TS - aus[stopped-1].TS); d <= 0 {
 		t.Fatalf("RTP timestamp went back by %d across the restart", -d)
 	}
 	if n := decodeFrames(t, aus); n < len(aus)-2 {
@@ -159,35 +158,35 @@ func TestH265CodecChoice(t *testing.T) {
 		Camera{ID: "cam3", URL: url265, SubstreamURL: url264})
 
 	// H.264-only browser, no substream: refused with a message naming H.265.
-	c := newClient(t, browserH264)
-	_, err := r.Offer(context.Background(), "cam2", c.offer, "police-1")
+	c := whepview.New(t, whepview.BrowserH264)
+	_, err := r.Offer(context.Background(), "cam2", c.Offer, "police-1")
 	if !errors.Is(err, ErrCodecUnsupported) || !strings.Contains(err.Error(), "H.265") ||
 		!strings.Contains(err.Error(), "substream") {
 		t.Fatalf("offer H.264 to H.265 camera: %v, want ErrCodecUnsupported naming H.265", err)
 	}
 
 	// H.264-only browser, substream configured: served the substream.
-	c2, sess, _ := watch(t, r, "cam3", browserH264)
+	c2, sess, _ := watch(t, r, "cam3", whepview.BrowserH264)
 	if !sess.Substream || sess.Codec != codecH264 {
 		t.Fatalf("session %+v: want the H.264 substream", sess)
 	}
-	assertKeyframeFirst(t, c2.waitAUs(3, 10*time.Second)[0].annexB)
+	whepview.AssertKeyframeFirst(t, c2.WaitAUs(3, 10*time.Second)[0].AnnexB)
 	if st := r.List()[1]; st.Substream == nil || st.Substream.Viewers != 1 {
 		t.Fatalf("cam3 status %+v: want 1 substream viewer", st)
 	}
 
 	// H.265-capable browser: the main stream passes through.
-	c3, sess3, _ := watch(t, r, "cam2", append(append([]clientCodec{}, browserH265...), browserH264...))
+	c3, sess3, _ := watch(t, r, "cam2", append(append([]whepview.Codec{}, whepview.BrowserH265...), whepview.BrowserH264...))
 	if sess3.Codec != codecH265 || sess3.Substream {
 		t.Fatalf("session %+v: want H.265 pass-through", sess3)
 	}
-	aus := c3.waitAUs(3, 10*time.Second)
+	aus := c3.WaitAUs(3, 10*time.Second)
 	// H.265 NAL type of the first NAL unit after the start code: VPS (32).
-	if len(aus[0].annexB) < 5 || (aus[0].annexB[4]>>1)&0x3f != 32 {
-		t.Fatalf("first H.265 access unit does not start with a VPS: % x", aus[0].annexB[:min(8, len(aus[0].annexB))])
+	if len(aus[0].AnnexB) < 5 || (aus[0].AnnexB[4]>>1)&0x3f != 32 {
+		t.Fatalf("first H.265 access unit does not start with a VPS: % x", aus[0].AnnexB[:min(8, len(aus[0].AnnexB))])
 	}
-	if !strings.EqualFold(c3.mime, "video/H265") {
-		t.Fatalf("track codec %s", c3.mime)
+	if !strings.EqualFold(c3.MIME(), "video/H265") {
+		t.Fatalf("track codec %s", c3.MIME())
 	}
 }
 
@@ -204,26 +203,26 @@ func TestOfferErrorsAndLimits(t *testing.T) {
 			t.Fatalf("offer %q: %v, want ErrBadSDP", bad, err)
 		}
 	}
-	c := newClient(t, browserH264)
-	if _, err := r.Offer(ctx, "nope", c.offer, "x"); !errors.Is(err, ErrNotFound) {
+	c := whepview.New(t, whepview.BrowserH264)
+	if _, err := r.Offer(ctx, "nope", c.Offer, "x"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown camera: %v, want ErrNotFound", err)
 	}
 	if err := r.Hangup("nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown session: %v", err)
 	}
 
-	_, s1, _ := watch(t, r, "cam1", browserH264)
-	if _, err := r.Offer(ctx, "cam1", newClient(t, browserH264).offer, "x"); !errors.Is(err, ErrTooManyViewers) {
+	_, s1, _ := watch(t, r, "cam1", whepview.BrowserH264)
+	if _, err := r.Offer(ctx, "cam1", whepview.New(t, whepview.BrowserH264).Offer, "x"); !errors.Is(err, ErrTooManyViewers) {
 		t.Fatalf("second viewer of cam1: %v, want ErrTooManyViewers", err)
 	}
-	watch(t, r, "cam2", browserH264)
-	if _, err := r.Offer(ctx, "cam3", newClient(t, browserH264).offer, "x"); !errors.Is(err, ErrTooManyViewers) {
+	watch(t, r, "cam2", whepview.BrowserH264)
+	if _, err := r.Offer(ctx, "cam3", whepview.New(t, whepview.BrowserH264).Offer, "x"); !errors.Is(err, ErrTooManyViewers) {
 		t.Fatalf("third viewer overall: %v, want ErrTooManyViewers", err)
 	}
 	if err := r.Hangup(s1.ID); err != nil {
 		t.Fatal(err)
 	}
-	watch(t, r, "cam1", browserH264)
+	watch(t, r, "cam1", whepview.BrowserH264)
 
 	// A camera that is down answers ErrCameraDown within the handshake timeout.
 	// Removing cameras hangs up their viewers.
@@ -235,7 +234,7 @@ func TestOfferErrorsAndLimits(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	_, err := r.Offer(ctx, "dead", newClient(t, browserH264).offer, "x")
+	_, err := r.Offer(ctx, "dead", whepview.New(t, whepview.BrowserH264).Offer, "x")
 	if !errors.Is(err, ErrCameraDown) {
 		t.Fatalf("dead camera: %v, want ErrCameraDown", err)
 	}
@@ -288,12 +287,12 @@ func TestOnDemandLeavesNoGoroutines(t *testing.T) {
 	r := newRelay(t, cfg, Camera{ID: "cam1", URL: url})
 
 	cycle := func() {
-		c, sess, _ := watch(t, r, "cam1", browserH264)
-		c.waitAUs(3, 10*time.Second)
+		c, sess, _ := watch(t, r, "cam1", whepview.BrowserH264)
+		c.WaitAUs(3, 10*time.Second)
 		if err := r.Hangup(sess.ID); err != nil {
 			t.Fatal(err)
 		}
-		c.close()
+		c.Close()
 		views = append(views, <-viewsCh)
 		waitState(t, r, "cam1", StateIdle)
 	}

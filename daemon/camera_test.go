@@ -14,14 +14,12 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/loalang/loalang/internal/whepview"
+
 	"github.com/chromedp/chromedp"
-	"github.com/pion/ice/v4"
-	"github.com/pion/rtp/codecs"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/firmware-sim/camsim"
@@ -84,176 +82,16 @@ func whep(c *client, camID, contentType, offer string) (int, string, string) {
 	return resp.StatusCode, string(body), resp.Header.Get("Location")
 }
 
-// viewer is a pion WHEP client, receiving video like a browser.
-type viewer struct {
-	t     *testing.T
-	pc    *webrtc.PeerConnection
-	offer string
-	done  chan struct{}
-
-	mu      sync.Mutex
-	started bool
-	aus     [][]byte // Annex B access units, in arrival order
-}
-
-func newViewer(t *testing.T) *viewer {
-	t.Helper()
-	m := &webrtc.MediaEngine{}
-	// Chrome's H.264 offer, trimmed: packetization mode 1 and 0.
-	for i, fmtp := range []string{
-		"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-		"level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f",
-		"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f",
-	} {
-		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
-			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: fmtp,
-				RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}},
-			PayloadType: webrtc.PayloadType(102 + 2*i),
-		}, webrtc.RTPCodecTypeVideo); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// DESIGN.md, platform facts: loopback candidates, no STUN, UDP4.
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &viewer{t: t, pc: pc, done: make(chan struct{})}
-	t.Cleanup(v.close)
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
-		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		once.Do(func() {
-			v.mu.Lock()
-			v.started = true
-			v.mu.Unlock()
-			go v.read(tr)
-		})
-	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	v.offer = pc.LocalDescription().SDP
-	return v
-}
-
-func (v *viewer) accept(answer string) {
-	v.t.Helper()
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		v.t.Fatal(err)
-	}
-}
-
-func (v *viewer) close() {
-	v.pc.Close()
-	v.mu.Lock()
-	started := v.started
-	v.mu.Unlock()
-	if started {
-		<-v.done
-	}
-}
-
-// read depacketizes RFC 6184 RTP into access units, ending one at the
-// marker bit; padding-only packets are skipped.
-func (v *viewer) read(tr *webrtc.TrackRemote) {
-	defer close(v.done)
-	var dep codecs.H264Packet
-	var cur []byte
-	for {
-		p, _, err := tr.ReadRTP()
-		if err != nil {
-			return
-		}
-		if len(p.Payload) == 0 {
-			continue
-		}
-		out, err := dep.Unmarshal(p.Payload)
-		if err != nil {
-			continue
-		}
-		cur = append(cur, out...)
-		if p.Marker && len(cur) > 0 {
-			v.mu.Lock()
-			v.aus = append(v.aus, cur)
-			v.mu.Unlock()
-			cur = nil
-		}
-	}
-}
-
-func (v *viewer) count() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.aus)
-}
-
-func (v *viewer) first() []byte {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.aus) == 0 {
-		return nil
-	}
-	return v.aus[0]
-}
-
 // watchPion opens a WHEP session from a new pion viewer.
-func watchPion(t *testing.T, c *client, camID string) (*viewer, string) {
+func watchPion(t *testing.T, c *client, camID string) (*whepview.Viewer, string) {
 	t.Helper()
-	v := newViewer(t)
-	code, answer, loc := whep(c, camID, "application/sdp", v.offer)
+	v := whepview.New(t, whepview.BrowserH264)
+	code, answer, loc := whep(c, camID, "application/sdp", v.Offer)
 	if code != http.StatusCreated || !strings.HasPrefix(loc, "/api/v1/whep/") || !strings.Contains(answer, "a=fingerprint") {
 		t.Fatalf("WHEP %s: %d %q %s", camID, code, loc, answer)
 	}
-	v.accept(answer)
+	v.Accept(answer)
 	return v, loc
-}
-
-// nalTypes lists the H.264 NAL unit types of an Annex B access unit.
-func nalTypes(annexB []byte) []int {
-	var out []int
-	for i := 0; i+3 < len(annexB); i++ {
-		if annexB[i] == 0 && annexB[i+1] == 0 && annexB[i+2] == 1 {
-			out = append(out, int(annexB[i+3]&0x1f))
-			i += 3
-		}
-	}
-	return out
-}
-
-// assertKeyframeFirst checks an access unit is SPS, PPS, then an IDR.
-func assertKeyframeFirst(t *testing.T, au []byte) {
-	t.Helper()
-	types := nalTypes(au)
-	sps, pps, idr := -1, -1, -1
-	for i, ty := range types {
-		switch {
-		case ty == 7 && sps < 0:
-			sps = i
-		case ty == 8 && pps < 0:
-			pps = i
-		case ty == 5 && idr < 0:
-			idr = i
-		}
-	}
-	if idr < 0 || sps < 0 || pps < 0 || sps > idr || pps > idr {
-		t.Fatalf("first access unit has NAL types %v: want SPS and PPS before an IDR", types)
-	}
 }
 
 type cameraView struct {
@@ -343,16 +181,16 @@ func TestCameraWHEP(t *testing.T) {
 	}
 
 	// WHEP errors, before any session (the goroutine baseline needs none).
-	probe := newViewer(t)
-	if code, _, _ := whep(anon, "cong-dinh", "application/sdp", probe.offer); code != 401 {
+	probe := whepview.New(t, whepview.BrowserH264)
+	if code, _, _ := whep(anon, "cong-dinh", "application/sdp", probe.Offer); code != 401 {
 		t.Errorf("anonymous WHEP: %d, want 401", code)
 	}
 	for who, c := range map[string]*client{"head": head, "police without permission": other} {
-		if code, _, _ := whep(c, "cong-dinh", "application/sdp", probe.offer); code != 403 {
+		if code, _, _ := whep(c, "cong-dinh", "application/sdp", probe.Offer); code != 403 {
 			t.Errorf("%s WHEP: %d, want 403", who, code)
 		}
 	}
-	if code, _, _ := whep(police, "cong-dinh", "application/json", probe.offer); code != 415 {
+	if code, _, _ := whep(police, "cong-dinh", "application/json", probe.Offer); code != 415 {
 		t.Errorf("WHEP as JSON: %d, want 415", code)
 	}
 	if code, _, _ := whep(police, "cong-dinh", "application/sdp", strings.Repeat("a=x\r\n", 20000)); code != 413 {
@@ -366,7 +204,7 @@ func TestCameraWHEP(t *testing.T) {
 	if code, body, _ := whep(police, "cong-dinh", "application/sdp", audioOnly); code != 400 {
 		t.Errorf("offer without video: %d %s, want 400", code, body)
 	}
-	if code, _, _ := whep(admin, "khong-co", "application/sdp", probe.offer); code != 404 {
+	if code, _, _ := whep(admin, "khong-co", "application/sdp", probe.Offer); code != 404 {
 		t.Errorf("WHEP to an unknown camera: %d, want 404", code)
 	}
 	req, _ := http.NewRequest("OPTIONS", base+"/api/v1/cameras/cong-dinh/whep", nil)
@@ -375,16 +213,16 @@ func TestCameraWHEP(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	probe.close()
+	probe.Close()
 
 	// One warm-up session starts pion's lazily created globals, so the
 	// goroutine baseline is taken after it (as camera's own tests do).
 	warm, loc := watchPion(t, police, "cong-dinh")
-	eventually(t, 10*time.Second, "warm-up frames", func() bool { return warm.count() > 0 })
+	eventually(t, 10*time.Second, "warm-up frames", func() bool { return warm.Count() > 0 })
 	if code, _ := police.do("DELETE", loc, nil); code != 200 {
 		t.Fatalf("hang up warm-up: %d", code)
 	}
-	warm.close()
+	warm.Close()
 	eventually(t, 10*time.Second, "camera idle after the warm-up", func() bool {
 		_, list, _ := cameraList(admin)
 		return len(list) == 1 && list[0].State == "idle" && list[0].Viewers == 0
@@ -396,9 +234,9 @@ func TestCameraWHEP(t *testing.T) {
 	start := time.Now()
 	v, loc := watchPion(t, police, "cong-dinh")
 	offerTook := time.Since(start)
-	eventually(t, 10*time.Second, "first access unit", func() bool { return v.count() > 0 })
+	eventually(t, 10*time.Second, "first access unit", func() bool { return v.Count() > 0 })
 	first := time.Since(start)
-	assertKeyframeFirst(t, v.first())
+	whepview.AssertKeyframeFirst(t, v.AUs()[0].AnnexB)
 	t.Logf("pion viewer: WHEP answer after %v, first access unit (SPS+PPS+IDR) %v after the POST", offerTook.Round(time.Millisecond), first.Round(time.Millisecond))
 	peak := runtime.NumGoroutine()
 	if _, list, _ := cameraList(admin); len(list) != 1 || list[0].State != "live" || list[0].Codec != "H264" || list[0].Width != 640 || list[0].Viewers != 1 {
@@ -406,10 +244,10 @@ func TestCameraWHEP(t *testing.T) {
 	}
 
 	// The camera reboots: the same session resumes, no new WHEP.
-	before := v.count()
+	before := v.Count()
 	restarted := time.Now()
 	restartCam(t, sim)
-	eventually(t, 5*time.Second, "frames after the camera reboot", func() bool { return v.count() > before+15 })
+	eventually(t, 5*time.Second, "frames after the camera reboot", func() bool { return v.Count() > before+15 })
 	t.Logf("camera rebooted under a pion viewer: 15 new access units %v after the restart, same WHEP session", time.Since(restarted).Round(time.Millisecond))
 
 	// Hang-up: only the owner or an admin.
@@ -425,7 +263,7 @@ func TestCameraWHEP(t *testing.T) {
 	if code, _ := police.do("DELETE", loc, nil); code != 404 {
 		t.Errorf("second hang-up: %d, want 404", code)
 	}
-	v.close()
+	v.Close()
 
 	// After the last viewer the on-demand camera closes and every
 	// goroutine of the session and the ingest is gone.
@@ -485,23 +323,23 @@ func TestCameraRuntimeChanges(t *testing.T) {
 	}
 	added := time.Now()
 	v, loc := watchPion(t, admin, "cho")
-	eventually(t, 10*time.Second, "frames from the camera added at runtime", func() bool { return v.count() > 0 })
-	assertKeyframeFirst(t, v.first())
+	eventually(t, 10*time.Second, "frames from the camera added at runtime", func() bool { return v.Count() > 0 })
+	whepview.AssertKeyframeFirst(t, v.AUs()[0].AnnexB)
 	t.Logf("camera added at runtime: first access unit %v after the POST", time.Since(added).Round(time.Millisecond))
 	admin.do("DELETE", loc, nil)
-	v.close()
+	v.Close()
 
 	// An H.265 camera and a viewer offering only H.264: 422 naming the codec.
 	if code, body := admin.do("POST", "/api/v1/cameras", map[string]any{"id": "ngo", "url": hevcURL}); code != 201 {
 		t.Fatalf("add H.265 camera: %d %s", code, body)
 	}
-	probe := newViewer(t)
-	if code, body, _ := whep(admin, "ngo", "application/sdp", probe.offer); code != 422 || !strings.Contains(body, "265") {
+	probe := whepview.New(t, whepview.BrowserH264)
+	if code, body, _ := whep(admin, "ngo", "application/sdp", probe.Offer); code != 422 || !strings.Contains(body, "265") {
 		t.Errorf("H.265 camera to an H.264-only viewer: %d %s, want 422 naming the codec", code, body)
 	} else {
 		t.Logf("H.265 camera, H.264-only viewer: %d %s", code, strings.TrimSpace(body))
 	}
-	probe.close()
+	probe.Close()
 	if code, _ := admin.do("DELETE", "/api/v1/cameras/ngo", nil); code != 204 {
 		t.Errorf("delete H.265 camera: %d", code)
 	}
@@ -541,8 +379,8 @@ func TestCameraRuntimeChanges(t *testing.T) {
 		t.Fatalf("cameras after restart: %s", raw)
 	}
 	v, _ = watchPion(t, admin, "cho")
-	eventually(t, 10*time.Second, "frames after the daemon restart", func() bool { return v.count() > 0 })
-	v.close()
+	eventually(t, 10*time.Second, "frames after the daemon restart", func() bool { return v.Count() > 0 })
+	v.Close()
 }
 
 // netnsEnv marks the child test process that runs inside its own network
