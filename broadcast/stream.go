@@ -73,7 +73,7 @@ func (e *Engine) publish(ctx context.Context, zone, topic string, qos byte, payl
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	err := e.deps.Publisher.Publish(pctx, topic, qos, false, payload)
 	cancel()
-	size := uint64(publishSize(topic, qos, len(payload)))
+	size := uint64(wire.PublishSize(topic, qos, len(payload)))
 	e.statsMu.Lock()
 	st := e.stats[zone]
 	if st == nil {
@@ -95,25 +95,6 @@ func (e *Engine) publish(ctx context.Context, zone, topic string, qos byte, payl
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
 	return nil
-}
-
-// publishSize is the size of an MQTT 3.1.1 PUBLISH packet (§3.3): one byte
-// of packet type and flags, the Remaining Length varint (§2.2.3), the
-// 2-byte topic length and topic, a 2-byte packet identifier for QoS > 0,
-// then the payload.
-func publishSize(topic string, qos byte, payload int) int {
-	rl := 2 + len(topic) + payload
-	if qos > 0 {
-		rl += 2
-	}
-	n := 1
-	for v := rl; ; v >>= 7 {
-		n++
-		if v < 128 {
-			break
-		}
-	}
-	return n + rl
 }
 
 // owned returns the zones seg holds, and the wired ones among them.

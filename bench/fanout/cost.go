@@ -47,7 +47,7 @@ func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, err
 		for _, p := range f.Packets {
 			opusBytes += len(p)
 		}
-		mqttBytes += harness.PublishSize(topic, 0, len(payload))
+		mqttBytes += wire.PublishSize(topic, 0, len(payload))
 		msgs++
 	}
 	audioMin := float64(len(packets)) * wire.PacketMS / 60000

@@ -115,3 +115,22 @@ func (t Topics) ParseZone(topic string) (zone, kind string, ok bool) {
 	}
 	return zone, kind, true
 }
+
+// PublishSize is the size of an MQTT 3.1.1 PUBLISH packet (§3.3): one byte
+// of packet type and flags, the Remaining Length varint (§2.2.3), the
+// 2-byte topic length and topic, a 2-byte packet identifier for QoS > 0,
+// then the payload.
+func PublishSize(topic string, qos byte, payload int) int {
+	rl := 2 + len(topic) + payload
+	if qos > 0 {
+		rl += 2
+	}
+	n := 1
+	for v := rl; ; v >>= 7 {
+		n++
+		if v < 128 {
+			break
+		}
+	}
+	return n + rl
+}

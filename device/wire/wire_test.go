@@ -139,3 +139,14 @@ func TestTopics(t *testing.T) {
 		t.Fatal("site with slash accepted")
 	}
 }
+
+func TestPublishSize(t *testing.T) {
+	// 0x30, remaining length 2+5+3 = 10 in one byte, then the 10 bytes.
+	if got := PublishSize("a/b/c", 0, 3); got != 12 {
+		t.Fatalf("QoS 0: %d, want 12", got)
+	}
+	// A packet identifier at QoS 1; 200 bytes of payload need a 2-byte varint.
+	if got := PublishSize("a/b/c", 1, 200); got != 1+2+2+5+2+200 {
+		t.Fatalf("QoS 1: %d", got)
+	}
+}

@@ -93,7 +93,7 @@ func (p *Probe) handler(sendStamp bool) mqtt.MessageHandler {
 	return func(_ mqtt.Client, m mqtt.Message) {
 		now := time.Now()
 		b := m.Payload()
-		size := PublishSize(m.Topic(), m.Qos(), len(b))
+		size := wire.PublishSize(m.Topic(), m.Qos(), len(b))
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.bytes += int64(size)
@@ -135,24 +135,6 @@ func (p *Probe) Take() ProbeSample {
 
 // Close disconnects.
 func (p *Probe) Close() { p.client.Disconnect(100) }
-
-// PublishSize is the size of an MQTT 3.1.1 PUBLISH packet (§3.3): fixed
-// header byte, Remaining Length varint (§2.2.3), 2-byte topic length and
-// topic, 2-byte packet id for QoS > 0, payload.
-func PublishSize(topic string, qos byte, payload int) int {
-	rl := 2 + len(topic) + payload
-	if qos > 0 {
-		rl += 2
-	}
-	n := 1
-	for v := rl; ; v >>= 7 {
-		n++
-		if v < 128 {
-			break
-		}
-	}
-	return n + rl
-}
 
 // ConnectProbes opens probes in parallel (at most 16 connecting at once),
 // closing all of them if one fails.
