@@ -32,6 +32,7 @@ import (
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/hall"
+	"github.com/loalang/loalang/health"
 	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/web"
 )
@@ -61,6 +62,7 @@ type Daemon struct {
 	cmds    *device.Commander
 	web     *web.Server
 	metrics *prometheus.Registry
+	health  *health.Registry // what /healthz and loalang_component_up report
 	httpLn  net.Listener
 	httpSrv *http.Server
 	ready   Ready
@@ -83,7 +85,7 @@ type Daemon struct {
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	d := &Daemon{cfg: cfg, base: log, log: log.With("component", "daemon"), topics: wire.MustTopics(cfg.Site), cancel: cancel,
-		audit: make(chan store.Event, 1024)}
+		audit: make(chan store.Event, 1024), health: health.New()}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -373,10 +375,11 @@ func (d *Daemon) startWeb() {
 				return 0
 			}),
 		newDeviceCollector(d.devices),
+		newHealthCollector(d.health),
 	)
 	d.metrics.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information.", ConstLabels: prometheus.Labels{"version": Version}}))
 	d.web = web.New(web.Config{TokenTTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery},
-		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics}, d.base)
+		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health}, d.base)
 }
 
 func (d *Daemon) listenHTTP() error {

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/loalang/loalang/device"
+	"github.com/loalang/loalang/health"
 )
 
 // deviceCollector reports devices online per kind at scrape time.
@@ -23,5 +24,30 @@ func (c *deviceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *deviceCollector) Collect(ch chan<- prometheus.Metric) {
 	for kind, n := range c.reg.CountOnline() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), kind)
+	}
+}
+
+// healthCollector reports each supervised component as up (1) or down (0),
+// from the same registry /healthz reads.
+type healthCollector struct {
+	reg  *health.Registry
+	desc *prometheus.Desc
+}
+
+func newHealthCollector(reg *health.Registry) *healthCollector {
+	return &healthCollector{reg: reg, desc: prometheus.NewDesc("loalang_component_up", "1 while a component of loalangd works, 0 while it is down (see /healthz for why).", []string{"component"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, up := range c.reg.Components() {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, name)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/health"
 	"github.com/loalang/loalang/store"
 )
 
@@ -52,6 +53,7 @@ type Server struct {
 	now      func() time.Time
 	bc       BroadcastDeps
 	hall     Hall
+	health   *health.Registry
 }
 
 // Deps are the domain services behind the API.
@@ -62,6 +64,8 @@ type Deps struct {
 	// Metrics is the registry /metrics serves; collectors are registered by
 	// the daemon.
 	Metrics *prometheus.Registry
+	// Health is what /healthz reports; nil means always ok.
+	Health *health.Registry
 }
 
 // New returns a server with every route registered.
@@ -74,6 +78,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Server {
 		limiter:  auth.NewLimiter(cfg.LoginBurst, cfg.LoginEvery),
 		log:      log.With("component", "web"),
 		registry: deps.Metrics,
+		health:   deps.Health,
 		mux:      http.NewServeMux(),
 		now:      time.Now,
 	}
@@ -82,10 +87,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Server {
 }
 
 func (s *Server) routes() {
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Write([]byte("ok\n"))
-	})
+	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	if s.registry != nil {
 		s.mux.Handle("GET /metrics", s.require(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP, auth.RoleAdmin))
 	}
@@ -115,6 +117,23 @@ func (s *Server) Handle(pattern string, h http.HandlerFunc, roles ...auth.Role) 
 		return
 	}
 	s.mux.HandleFunc(pattern, s.require(h, roles...))
+}
+
+// handleHealth answers 200 "ok" while every part works, and 503 with the
+// parts that do not and why, so a load balancer, systemd watchdog or
+// operator sees a stopped service. It needs no sign-in: it names
+// components and faults, never data or secrets.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	var problems []health.Problem
+	if s.health != nil {
+		problems = s.health.Problems()
+	}
+	if len(problems) == 0 {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok\n"))
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "degraded", "problems": problems})
 }
 
 // ServeHTTP implements http.Handler.
