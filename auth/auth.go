@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -42,6 +43,10 @@ type User struct {
 	Cameras      []string  `json:"cameras,omitempty"` // police: camera ids they may view
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// SessionEpoch counts password changes: a session is valid only while
+	// its Epoch equals it, so changing a password ends every older session
+	// at once, without finding them (Session.ValidFor).
+	SessionEpoch int `json:"session_epoch,omitempty"`
 }
 
 // MayView reports whether u may watch camera id.
@@ -55,16 +60,41 @@ var (
 	ErrWeakPassword = errors.New("password must be 10–256 characters")
 	ErrBadUsername  = errors.New("username must be 1–32 letters, digits, '.', '-' or '_'")
 	ErrRateLimited  = errors.New("too many failed logins; try again later")
+	ErrBadCameras   = errors.New("cameras must be at most 256 ids of 1–64 letters, digits, '.', '-' or '_'")
 )
 
-// ValidUsername checks a username.
+// MaxUsername is the longest username, in bytes. Login refuses longer
+// names before anything is stored or audited.
+const MaxUsername = 32
+
+// MaxCameras bounds a police user's camera list.
+const MaxCameras = 256
+
+// ValidUsername checks a username: 1–MaxUsername ASCII letters, digits,
+// '.', '-' or '_'.
 func ValidUsername(name string) error {
-	if name == "" || len(name) > 32 {
+	if name == "" || len(name) > MaxUsername {
 		return ErrBadUsername
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_", r)) {
 			return ErrBadUsername
+		}
+	}
+	return nil
+}
+
+// ValidCameras checks a police user's camera list: at most MaxCameras ids,
+// each 1–64 characters from the same set as device and camera ids.
+func ValidCameras(ids []string) error {
+	if len(ids) > MaxCameras {
+		return ErrBadCameras
+	}
+	for _, id := range ids {
+		if id == "" || len(id) > 64 || strings.IndexFunc(id, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_", r))
+		}) >= 0 {
+			return ErrBadCameras
 		}
 	}
 	return nil
@@ -117,6 +147,23 @@ func VerifyPassword(hash, pw string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
+// dummyHash is the hash an unknown username is checked against, made once
+// with the same parameters as real ones.
+var dummyHash = sync.OnceValue(func() string {
+	h, err := HashPassword(RandomSecret(18))
+	if err != nil {
+		return ""
+	}
+	return h
+})
+
+// DummyHash returns a hash of a random password that nobody knows, with the
+// same argon2id parameters as HashPassword. Checking a password of an
+// unknown user against it costs the same as a wrong password of a real
+// user, so response times do not tell which usernames exist (OWASP
+// Authentication Cheat Sheet, "Authentication Responses").
+func DummyHash() string { return dummyHash() }
+
 // RandomSecret returns n random bytes as URL-safe base64: passwords,
 // device secrets and session tokens.
 func RandomSecret(n int) string {
@@ -141,4 +188,12 @@ type Session struct {
 	Expires  time.Time `json:"expires"`
 	// CSRF is the per-session anti-CSRF token for cookie sessions.
 	CSRF string `json:"csrf,omitempty"`
+	// Epoch is the user's SessionEpoch when the session began.
+	Epoch int `json:"epoch,omitempty"`
+}
+
+// ValidFor reports whether the session still signs in u at now: it has not
+// expired, and u's password has not changed since it began.
+func (s Session) ValidFor(u User, now time.Time) bool {
+	return s.Username == u.Username && now.Before(s.Expires) && s.Epoch == u.SessionEpoch
 }

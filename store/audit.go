@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -21,6 +24,72 @@ type Event struct {
 	Detail map[string]any `json:"detail,omitempty"`
 }
 
+// Bounds of one audit entry. AppendAudit cuts every field to them, whatever
+// the caller passed, so no request can make one entry large: the audit
+// trail is written on behalf of anonymous callers too (failed logins).
+const (
+	MaxAuditActor       = 64
+	MaxAuditAction      = 64
+	MaxAuditTarget      = 256
+	MaxAuditDetailKeys  = 16
+	MaxAuditDetailKey   = 64
+	MaxAuditDetailValue = 512 // bytes of one value (its JSON, for non-strings)
+)
+
+// truncatedMark ends a value that was cut.
+const truncatedMark = "…"
+
+// clip returns s as valid UTF-8 of at most n bytes; a cut value ends in
+// truncatedMark.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len(truncatedMark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncatedMark
+}
+
+// bound applies the size bounds to e.
+func bound(e Event) Event {
+	e.Actor = clip(e.Actor, MaxAuditActor)
+	e.Action = clip(e.Action, MaxAuditAction)
+	e.Target = clip(e.Target, MaxAuditTarget)
+	if len(e.Detail) == 0 {
+		return e
+	}
+	keys := make([]string, 0, len(e.Detail))
+	for k := range e.Detail {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make(map[string]any, min(len(keys), MaxAuditDetailKeys+1))
+	for i, k := range keys {
+		if i == MaxAuditDetailKeys {
+			out["truncated_keys"] = len(keys) - MaxAuditDetailKeys
+			break
+		}
+		v := e.Detail[k]
+		switch x := v.(type) {
+		case string:
+			v = clip(x, MaxAuditDetailValue)
+		case nil, bool, int, int64, uint32, float64:
+		default:
+			if raw, err := json.Marshal(x); err != nil {
+				v = clip(fmt.Sprint(x), MaxAuditDetailValue)
+			} else if len(raw) > MaxAuditDetailValue {
+				v = clip(string(raw), MaxAuditDetailValue)
+			}
+		}
+		out[clip(k, MaxAuditDetailKey)] = v
+	}
+	e.Detail = out
+	return e
+}
+
 var auditSeq atomic.Uint32
 
 func auditKey(t time.Time) []byte {
@@ -34,7 +103,7 @@ func (db *DB) AppendAudit(events ...Event) error {
 }
 
 // AppendAudit records events inside tx, so a change and its audit entry
-// commit together.
+// commit together. Every field is cut to the Max* bounds first.
 func (tx *Tx) AppendAudit(events ...Event) error {
 	b, err := tx.bucket(Audit)
 	if err != nil {
@@ -44,6 +113,7 @@ func (tx *Tx) AppendAudit(events ...Event) error {
 		if e.Time.IsZero() {
 			e.Time = time.Now()
 		}
+		e = bound(e)
 		raw, err := json.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("append audit %s: %w", e.Action, err)

@@ -11,3 +11,12 @@ var (
 	// ErrSchema means the file was written by a newer build.
 	ErrSchema = errors.New("unsupported schema")
 )
+
+// Audit trail alarms (AuditStatus.Problem).
+var (
+	// ErrAuditNearFull means the audit trail is close to audit.max_bytes.
+	ErrAuditNearFull = errors.New("audit log near its size bound")
+	// ErrAuditFull means the audit trail is over audit.max_bytes and holds
+	// only entries it must keep.
+	ErrAuditFull = errors.New("audit log over its size bound")
+)

@@ -188,14 +188,18 @@ func (s *Server) handleLoginForm(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil {
-		s.renderLogin(w, r, http.StatusBadRequest, "bad", "")
+		code := http.StatusBadRequest
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		s.renderLogin(w, r, code, "bad", "")
 		return
 	}
 	next := r.PostForm.Get("next")
 	tok, sess, err := s.Login(r, r.PostForm.Get("username"), r.PostForm.Get("password"))
 	switch {
 	case errors.Is(err, auth.ErrRateLimited):
-		w.Header().Set("Retry-After", "10")
+		w.Header().Set("Retry-After", s.retryAfter(r))
 		s.renderLogin(w, r, http.StatusTooManyRequests, "throttled", next)
 		return
 	case errors.Is(err, auth.ErrBadPassword):
@@ -216,14 +220,13 @@ func (s *Server) handleLoginForm(w http.ResponseWriter, r *http.Request) {
 // handleLogoutForm ends the cookie session (CSRF-checked, so another site
 // cannot sign the user out).
 func (s *Server) handleLogoutForm(w http.ResponseWriter, r *http.Request) {
-	u, _, err := s.authenticateCookie(r)
+	u, key, err := s.authenticateCookie(r)
 	if err != nil && !errors.Is(err, errUnauthenticated) {
 		writeError(w, r, err)
 		return
 	}
 	if err == nil {
-		c, _ := r.Cookie(SessionCookie)
-		store.Delete(s.db, store.Sessions, auth.TokenKey(c.Value))
+		store.Delete(s.db, store.Sessions, key)
 		s.db.AppendAudit(store.Event{Time: s.now(), Actor: u.Username, Action: "logout", Detail: map[string]any{"ip": clientIP(r)}})
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
@@ -238,31 +241,25 @@ func (s *Server) cookieSession(r *http.Request) (auth.User, auth.Session, error)
 	if err != nil || c.Value == "" {
 		return auth.User{}, auth.Session{}, errUnauthenticated
 	}
-	sess, err := store.Get[auth.Session](s.db, store.Sessions, auth.TokenKey(c.Value))
-	if err != nil || s.now().After(sess.Expires) {
-		return auth.User{}, auth.Session{}, errUnauthenticated
-	}
-	u, err := store.Get[auth.User](s.db, store.Users, sess.Username)
-	if err != nil {
-		return auth.User{}, auth.Session{}, errUnauthenticated
-	}
-	return u, sess, nil
+	return s.session(c.Value)
 }
 
 // authenticateCookie authenticates an API request by the session cookie.
 // Safe methods (RFC 9110 §9.2.1) pass on the cookie alone; any other needs
 // the CSRF token and a same-origin request.
-func (s *Server) authenticateCookie(r *http.Request) (auth.User, auth.Session, error) {
+func (s *Server) authenticateCookie(r *http.Request) (auth.User, string, error) {
 	u, sess, err := s.cookieSession(r)
 	if err != nil {
-		return u, sess, err
+		return u, "", err
 	}
+	c, _ := r.Cookie(SessionCookie)
+	key := auth.TokenKey(c.Value)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return u, sess, nil
+		return u, key, nil
 	}
 	if !sameOrigin(r) {
-		return auth.User{}, auth.Session{}, errCSRF
+		return auth.User{}, "", errCSRF
 	}
 	got := r.Header.Get(CSRFHeader)
 	if got == "" {
@@ -274,9 +271,9 @@ func (s *Server) authenticateCookie(r *http.Request) (auth.User, auth.Session, e
 		}
 	}
 	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(sess.CSRF)) != 1 {
-		return auth.User{}, auth.Session{}, errCSRF
+		return auth.User{}, "", errCSRF
 	}
-	return u, sess, nil
+	return u, key, nil
 }
 
 // sameOrigin applies Fetch Metadata (Sec-Fetch-Site, W3C) and, for

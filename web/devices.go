@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/loalang/loalang/device/wire"
@@ -121,7 +122,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 			if e.Detail == nil {
 				detail = nil
 			}
-			cw.Write([]string{e.Time.UTC().Format(time.RFC3339Nano), e.Actor, e.Action, e.Target, string(detail)})
+			cw.Write([]string{e.Time.UTC().Format(time.RFC3339Nano), csvCell(e.Actor), csvCell(e.Action), csvCell(e.Target), csvCell(string(detail))})
 		}
 		cw.Flush()
 		return
@@ -131,4 +132,15 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, events)
+}
+
+// csvCell defuses a cell a spreadsheet would run as a formula: one that
+// starts with =, +, -, @, a tab or a carriage return gets a leading single
+// quote (OWASP "CSV Injection"). Audit fields can carry text chosen by
+// anyone who reaches the login form.
+func csvCell(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
 }

@@ -109,7 +109,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="loalang"`)
 	}
-	if code == http.StatusTooManyRequests {
+	if code == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "10")
 	}
 	writeJSON(w, code, map[string]string{"error": msg})

@@ -6,6 +6,8 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -47,6 +49,12 @@ type Server struct {
 	devices  Devices
 	commands Commands
 	limiter  *auth.Limiter
+	// throttleLog aggregates the audit of throttled sign-ins (loginaudit.go).
+	throttleLog throttleLog
+	// verify checks a password against a hash; wait sleeps for the
+	// limiter's per-account delay. Both are seams for tests.
+	verify   func(hash, password string) bool
+	wait     func(ctx context.Context, d time.Duration) error
 	log      *slog.Logger
 	registry *prometheus.Registry
 	mux      *http.ServeMux
@@ -81,7 +89,10 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Server {
 		health:   deps.Health,
 		mux:      http.NewServeMux(),
 		now:      time.Now,
+		verify:   auth.VerifyPassword,
+		wait:     sleep,
 	}
+	s.limiter.Now = func() time.Time { return s.now() }
 	s.routes()
 	return s
 }
@@ -145,6 +156,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type ctxKey struct{}
 
+// sessionKey is the context key of the request's session (its store key).
+type sessionKey struct{}
+
+// sessionKeyFrom returns the store key of the session that authenticated
+// the request, or "".
+func sessionKeyFrom(ctx context.Context) string {
+	k, _ := ctx.Value(sessionKey{}).(string)
+	return k
+}
+
 type logKey struct{}
 
 // LogFrom returns the server's logger for a request.
@@ -165,7 +186,7 @@ func UserFrom(ctx context.Context) auth.User {
 // no or bad token is 401, a wrong role 403.
 func (s *Server) require(h http.HandlerFunc, roles ...auth.Role) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.authenticate(r)
+		u, key, err := s.authenticate(r)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -178,7 +199,8 @@ func (s *Server) require(h http.HandlerFunc, roles ...auth.Role) http.HandlerFun
 			writeError(w, r, errForbidden)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, u)))
+		ctx := context.WithValue(context.WithValue(r.Context(), ctxKey{}, u), sessionKey{}, key)
+		h(w, r.WithContext(ctx))
 	}
 }
 
@@ -190,22 +212,30 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-func (s *Server) authenticate(r *http.Request) (auth.User, error) {
+// authenticate finds the user of a request by its bearer token or, without
+// one, its session cookie; it returns the session's store key too.
+func (s *Server) authenticate(r *http.Request) (auth.User, string, error) {
 	tok := bearer(r)
 	if tok == "" {
 		// Web app: session cookie, CSRF-checked on unsafe methods (app.go).
-		u, _, err := s.authenticateCookie(r)
-		return u, err
+		return s.authenticateCookie(r)
 	}
+	u, _, err := s.session(tok)
+	return u, auth.TokenKey(tok), err
+}
+
+// session returns the user and session of a token that is still valid: not
+// expired, and begun after the user's last password change.
+func (s *Server) session(tok string) (auth.User, auth.Session, error) {
 	sess, err := store.Get[auth.Session](s.db, store.Sessions, auth.TokenKey(tok))
-	if err != nil || s.now().After(sess.Expires) {
-		return auth.User{}, errUnauthenticated
+	if err != nil {
+		return auth.User{}, auth.Session{}, errUnauthenticated
 	}
 	u, err := store.Get[auth.User](s.db, store.Users, sess.Username)
-	if err != nil {
-		return auth.User{}, errUnauthenticated
+	if err != nil || !sess.ValidFor(u, s.now()) {
+		return auth.User{}, auth.Session{}, errUnauthenticated
 	}
-	return u, nil
+	return u, sess, nil
 }
 
 // decode reads a bounded JSON body, rejecting unknown fields.
@@ -213,6 +243,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return fmt.Errorf("body: larger than %d bytes: %w", mbe.Limit, err) // 413
+		}
 		return badRequest("body: %v", err)
 	}
 	return nil

@@ -1,8 +1,9 @@
 package web
 
 import (
+	"context"
 	"errors"
-	"net"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -24,44 +25,74 @@ func viewOf(u auth.User) userView {
 	return userView{Username: u.Username, Role: u.Role, Cameras: u.Cameras, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// Login checks a username and password against the store, rate-limited
-// per username and per client address, and audits the attempt. It returns
-// a new session token.
+// Login checks a username and password against the store and audits the
+// attempt; it returns a new session token. Guessing is throttled by source
+// and slowed per account (auth.Limiter), a malformed username is refused
+// before anything about it is stored, and an unknown user costs the same
+// password check as a known one (auth.DummyHash).
 func (s *Server) Login(r *http.Request, username, password string) (string, auth.Session, error) {
-	keys := []string{"user:" + username, "ip:" + clientIP(r)}
-	if !s.limiter.Allow(keys...) {
-		s.db.AppendAudit(store.Event{Time: s.now(), Actor: username, Action: "login.throttled", Detail: map[string]any{"ip": clientIP(r)}})
+	src, ip := sourceKey(r), clientIP(r)
+	if !s.limiter.Allow(src) {
+		if ev := s.throttleLog.add(s.now(), src, ip, username); len(ev) > 0 {
+			if err := s.db.AppendAudit(ev...); err != nil {
+				s.log.Error("audit failed", "action", "login.throttled", "err", err)
+			}
+		}
 		return "", auth.Session{}, auth.ErrRateLimited
 	}
-	u, err := store.Get[auth.User](s.db, store.Users, username)
-	if err != nil || !auth.VerifyPassword(u.PasswordHash, password) {
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return "", auth.Session{}, err
+	fail := func(actor string, detail map[string]any) (string, auth.Session, error) {
+		s.limiter.Fail(src, actor)
+		detail["ip"] = ip
+		if err := s.db.AppendAudit(store.Event{Time: s.now(), Actor: actor, Action: "login.failed", Detail: detail}); err != nil {
+			s.log.Error("audit failed", "action", "login.failed", "err", err)
 		}
-		s.limiter.Fail(keys...)
-		s.db.AppendAudit(store.Event{Time: s.now(), Actor: username, Action: "login.failed", Detail: map[string]any{"ip": clientIP(r)}})
 		return "", auth.Session{}, auth.ErrBadPassword
 	}
+	if auth.ValidUsername(username) != nil {
+		// The rule is public, so refusing at once leaks nothing; the name
+		// itself is never stored, only its length.
+		return fail("", map[string]any{"malformed_username": true, "username_bytes": len(username)})
+	}
+	if d := s.limiter.Delay(username); d > 0 {
+		if err := s.wait(r.Context(), d); err != nil {
+			return "", auth.Session{}, fmt.Errorf("login: %w", err)
+		}
+	}
+	u, err := store.Get[auth.User](s.db, store.Users, username)
+	hash := u.PasswordHash
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		hash = auth.DummyHash()
+	case err != nil:
+		return "", auth.Session{}, err
+	}
+	if ok := s.verify(hash, password); !ok || err != nil {
+		return fail(username, map[string]any{})
+	}
 	tok := auth.RandomSecret(32)
-	sess := auth.Session{Username: u.Username, Expires: s.now().Add(s.cfg.TokenTTL), CSRF: auth.RandomSecret(18)}
+	sess := auth.Session{Username: u.Username, Expires: s.now().Add(s.cfg.TokenTTL), CSRF: auth.RandomSecret(18), Epoch: u.SessionEpoch}
 	err = s.db.Update(func(tx *store.Tx) error {
 		if err := tx.Put(store.Sessions, auth.TokenKey(tok), sess); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: s.now(), Actor: u.Username, Action: "login", Detail: map[string]any{"ip": clientIP(r)}})
+		return tx.AppendAudit(store.Event{Time: s.now(), Actor: u.Username, Action: "login", Detail: map[string]any{"ip": ip}})
 	})
 	if err != nil {
 		return "", auth.Session{}, err
 	}
 	return tok, sess, nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -74,6 +105,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, sess, err := s.Login(r, req.Username, req.Password)
+	if errors.Is(err, auth.ErrRateLimited) {
+		w.Header().Set("Retry-After", s.retryAfter(r))
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -82,7 +116,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	store.Delete(s.db, store.Sessions, auth.TokenKey(bearer(r)))
+	store.Delete(s.db, store.Sessions, sessionKeyFrom(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -111,12 +145,15 @@ func (s *Server) handleOwnPassword(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// setPassword sets a new password and ends every session that began
+// before it (auth.Session.ValidFor); saveUser keeps the caller's own.
 func setPassword(u *auth.User, pw string) error {
 	h, err := auth.HashPassword(pw)
 	if err != nil {
 		return badRequest("password: %v", err)
 	}
 	u.PasswordHash = h
+	u.SessionEpoch++
 	return nil
 }
 
@@ -182,18 +219,38 @@ func (s *Server) saveUser(r *http.Request, name string, fn func(u *auth.User) er
 		case err != nil:
 			return err
 		}
+		epoch := u.SessionEpoch
 		if err := fn(&u); err != nil {
 			return err
+		}
+		if err := auth.ValidCameras(u.Cameras); err != nil {
+			return badRequest("cameras: %v", err)
 		}
 		u.UpdatedAt = now
 		if err := tx.Put(store.Users, name, u); err != nil {
 			return err
 		}
+		// A password change ends the user's other sessions; the one making
+		// the change stays signed in (its own change, or an admin resetting
+		// their own password).
+		if key := sessionKeyFrom(r.Context()); u.SessionEpoch != epoch && key != "" && UserFrom(r.Context()).Username == name {
+			var cur auth.Session
+			if err := tx.Get(store.Sessions, key, &cur); err == nil {
+				cur.Epoch = u.SessionEpoch
+				if err := tx.Put(store.Sessions, key, cur); err != nil {
+					return err
+				}
+			}
+		}
 		action := "user.update"
 		if create {
 			action = "user.create"
 		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: UserFrom(r.Context()).Username, Action: action, Target: name, Detail: map[string]any{"role": u.Role}})
+		detail := map[string]any{"role": u.Role}
+		if u.SessionEpoch != epoch {
+			detail["password_changed"] = true
+		}
+		return tx.AppendAudit(store.Event{Time: now, Actor: UserFrom(r.Context()).Username, Action: action, Target: name, Detail: detail})
 	})
 }
 
