@@ -24,6 +24,7 @@ type Config struct {
 	Sound     Sound     `yaml:"sound"`
 	WebRTC    WebRTC    `yaml:"webrtc"`
 	Auth      Auth      `yaml:"auth"`
+	Audit     Audit     `yaml:"audit"`
 	Zones     []Zone    `yaml:"zones"`
 	Devices   []Device  `yaml:"devices"`
 	Cameras   []Camera  `yaml:"cameras"`
@@ -127,6 +128,21 @@ type Auth struct {
 	LoginEvery time.Duration `yaml:"login_every"`
 }
 
+// Audit configures the audit trail's retention (docs/security.md).
+type Audit struct {
+	// RetentionDays is how long entries are kept. At least 366: the trail
+	// holds the play-out log, a legal record kept for 12 months.
+	RetentionDays int `yaml:"retention_days"`
+	// MaxBytes bounds the trail in the store. From 90% of it /healthz
+	// reports the "audit" component; above it the oldest entries older than
+	// 12 months are deleted, never younger ones.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// AuditMinRetentionDays is the shortest audit retention: 12 months, a leap
+// year included.
+const AuditMinRetentionDays = 366
+
 // Zone is a broadcast zone: IP speakers subscribe to it, or a wired line on
 // the hall's relay board.
 type Zone struct {
@@ -198,5 +214,6 @@ func Default() Config {
 		Sound:    Sound{Enabled: false, OutputLatency: 100 * time.Millisecond},
 		WebRTC:   WebRTC{UDPPort: 8189, MaxViewers: 50, MaxViewersPerCam: 10},
 		Auth:     Auth{TokenTTL: 12 * time.Hour, LoginBurst: 5, LoginEvery: 10 * time.Second},
+		Audit:    Audit{RetentionDays: 400, MaxBytes: 512 << 20},
 	}
 }

@@ -64,6 +64,8 @@ func TestBadConfigNamesFileKeyAndReason(t *testing.T) {
 		{"bad value", "broadcast:\n  preempt_policy: maybe\n", "broadcast.preempt_policy", "not resume or interrupt"},
 		{"unknown zone", "zones: [{id: a}]\ndevices:\n  - {id: s1, kind: speaker, zones: [b]}\n", "devices[0].zones", `unknown zone "b"`},
 		{"list item type", "zones:\n  - id: a\n    wired: perhaps\n", "zones[0].wired", "true or false"},
+		{"audit kept under 12 months", "audit:\n  retention_days: 90\n", "audit.retention_days", "legal record kept for 12 months"},
+		{"audit bound too small", "audit:\n  max_bytes: 1000\n", "audit.max_bytes", "at least 1048576"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

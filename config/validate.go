@@ -89,6 +89,12 @@ func (c *Config) Validate() error {
 	if c.Auth.LoginBurst < 1 {
 		return bad("auth.login_burst", "must be at least 1")
 	}
+	if c.Audit.RetentionDays < AuditMinRetentionDays {
+		return bad("audit.retention_days", "%d is less than %d: the audit trail holds the play-out log, a legal record kept for 12 months", c.Audit.RetentionDays, AuditMinRetentionDays)
+	}
+	if c.Audit.MaxBytes < 1<<20 {
+		return bad("audit.max_bytes", "must be at least 1048576 (1 MiB)")
+	}
 	zones := map[string]Zone{}
 	for i, z := range c.Zones {
 		key := fmt.Sprintf("zones[%d].id", i)

@@ -141,6 +141,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	}
 	d.wg.Add(1)
 	go d.sweep(ctx)
+	d.startAudit(ctx) // retention and the size alarm (audit.go)
 	d.log.Info("ready", "http", d.ready.HTTP, "https", d.ready.HTTPS, "mqtt", d.ready.MQTT, "site", cfg.Site)
 	return d, nil
 }
@@ -357,6 +358,7 @@ func (d *Daemon) sweep(ctx context.Context) {
 			return
 		case <-t.C:
 			d.devices.Sweep()
+			d.web.FlushAudit(false) // summaries of throttled sign-ins
 		}
 	}
 }
@@ -428,6 +430,9 @@ func (d *Daemon) Close() error {
 			cancel()
 		}
 		// The audit writer drains before the store closes.
+		if d.web != nil && d.db != nil {
+			d.web.FlushAudit(true)
+		}
 		var storeClose func() error
 		for i := len(d.closers) - 1; i >= 0; i-- {
 			if i == 0 && d.db != nil {

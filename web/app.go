@@ -67,21 +67,23 @@ var appTemplates = template.Must(template.ParseFS(appFS, "app/*.html"))
 func (s *Server) appRoutes() {
 	static, _ := fs.Sub(appFS, "app/static")
 	files := http.StripPrefix("/app/static/", http.FileServerFS(static))
-	s.mux.HandleFunc("GET /app/static/", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /app/static/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
 	})
-	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/app/", http.StatusSeeOther)
 	})
-	s.mux.HandleFunc("GET /app/login", s.handleLoginPage)
-	s.mux.HandleFunc("POST /app/login", s.handleLoginForm)
-	s.mux.HandleFunc("POST /app/logout", s.handleLogoutForm)
+	s.Handle("GET /app/login", s.handleLoginPage)
+	s.Handle("POST /app/login", s.handleLoginForm)
+	s.Handle("POST /app/logout", s.handleLogoutForm)
 	s.mux.HandleFunc("GET /app/{$}", s.handlePage("home"))
+	s.record(Route{Pattern: "GET /app/{$}", Roles: pages[0].roles, Page: true})
 	for _, p := range pages {
 		s.mux.HandleFunc("GET /app/"+p.name, s.handlePage(p.name))
+		s.record(Route{Pattern: "GET /app/" + p.name, Roles: p.roles, Page: true})
 	}
-	s.mux.HandleFunc("GET /app/", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /app/", func(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusNotFound)
 	})
 }

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +64,9 @@ type Server struct {
 	bc       BroadcastDeps
 	hall     Hall
 	health   *health.Registry
+
+	routesMu  sync.Mutex
+	routeList []Route
 }
 
 // Deps are the domain services behind the API.
@@ -98,31 +103,59 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Server {
 }
 
 func (s *Server) routes() {
-	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	every := []auth.Role{auth.RoleAdmin, auth.RoleHead, auth.RolePolice}
+	s.Handle("GET /healthz", s.handleHealth)
 	if s.registry != nil {
-		s.mux.Handle("GET /metrics", s.require(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP, auth.RoleAdmin))
+		s.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP, auth.RoleAdmin)
 	}
-	s.mux.HandleFunc("POST /api/v1/login", s.handleLogin)
-	s.mux.HandleFunc("POST /api/v1/logout", s.require(s.handleLogout, auth.RoleAdmin, auth.RoleHead, auth.RolePolice))
-	s.mux.HandleFunc("GET /api/v1/me", s.require(s.handleMe, auth.RoleAdmin, auth.RoleHead, auth.RolePolice))
-	s.mux.HandleFunc("PUT /api/v1/me/password", s.require(s.handleOwnPassword, auth.RoleAdmin, auth.RoleHead, auth.RolePolice))
-	s.mux.HandleFunc("GET /api/v1/users", s.require(s.handleUsers, auth.RoleAdmin))
-	s.mux.HandleFunc("POST /api/v1/users", s.require(s.handleCreateUser, auth.RoleAdmin))
-	s.mux.HandleFunc("PUT /api/v1/users/{username}", s.require(s.handleUpdateUser, auth.RoleAdmin))
-	s.mux.HandleFunc("DELETE /api/v1/users/{username}", s.require(s.handleDeleteUser, auth.RoleAdmin))
-	s.mux.HandleFunc("GET /api/v1/devices", s.require(s.handleDevices, auth.RoleAdmin, auth.RoleHead))
-	s.mux.HandleFunc("POST /api/v1/devices/{id}/ping", s.require(s.handlePing, auth.RoleAdmin, auth.RoleHead))
-	s.mux.HandleFunc("POST /api/v1/devices/{id}/volume", s.require(s.handleVolume, auth.RoleAdmin, auth.RoleHead))
-	s.mux.HandleFunc("GET /api/v1/audit", s.require(s.handleAudit, auth.RoleAdmin))
-	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("POST /api/v1/login", s.handleLogin)
+	s.Handle("POST /api/v1/logout", s.handleLogout, every...)
+	s.Handle("GET /api/v1/me", s.handleMe, every...)
+	s.Handle("PUT /api/v1/me/password", s.handleOwnPassword, every...)
+	s.Handle("GET /api/v1/users", s.handleUsers, auth.RoleAdmin)
+	s.Handle("POST /api/v1/users", s.handleCreateUser, auth.RoleAdmin)
+	s.Handle("PUT /api/v1/users/{username}", s.handleUpdateUser, auth.RoleAdmin)
+	s.Handle("DELETE /api/v1/users/{username}", s.handleDeleteUser, auth.RoleAdmin)
+	s.Handle("GET /api/v1/devices", s.handleDevices, auth.RoleAdmin, auth.RoleHead)
+	s.Handle("POST /api/v1/devices/{id}/ping", s.handlePing, auth.RoleAdmin, auth.RoleHead)
+	s.Handle("POST /api/v1/devices/{id}/volume", s.handleVolume, auth.RoleAdmin, auth.RoleHead)
+	s.Handle("GET /api/v1/audit", s.handleAudit, auth.RoleAdmin)
+	s.Handle("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFound)
 	})
 	s.appRoutes() // web app pages and sign-in (app.go)
 }
 
-// Handle registers an extra route with a role check; features wired by the
-// daemon (broadcasts, cameras, schedules) add theirs through it.
+// Route is one registered pattern and who may use it. Routes lists them
+// for the access-matrix test, so a route cannot be added without saying
+// who may call it.
+type Route struct {
+	Pattern string
+	// Roles may call it; empty means no sign-in is needed.
+	Roles []auth.Role
+	// Page marks a web app page: its roles are checked on the cookie
+	// session, and anonymous callers are sent to the sign-in page.
+	Page bool
+}
+
+// Routes returns every registered route, in registration order.
+func (s *Server) Routes() []Route {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	return slices.Clone(s.routeList)
+}
+
+func (s *Server) record(r Route) {
+	s.routesMu.Lock()
+	s.routeList = append(s.routeList, r)
+	s.routesMu.Unlock()
+}
+
+// Handle registers a route with a role check (none: the route is public);
+// features wired by the daemon (broadcasts, cameras, schedules) add theirs
+// through it too.
 func (s *Server) Handle(pattern string, h http.HandlerFunc, roles ...auth.Role) {
+	s.record(Route{Pattern: pattern, Roles: roles})
 	if len(roles) == 0 {
 		s.mux.HandleFunc(pattern, h)
 		return
