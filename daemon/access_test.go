@@ -393,6 +393,28 @@ func TestLoginAbuseEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("finding 5: an unknown user costs as much as a wrong password", func(t *testing.T) {
+		best := func(user string, from int) time.Duration {
+			b := time.Hour
+			for i := range 3 {
+				start := time.Now()
+				if code := post(fmt.Sprintf("127.0.1.%d", from+i), creds(user, "wrong-password")); code != 401 {
+					t.Fatalf("%s: %d", user, code)
+				}
+				b = min(b, time.Since(start))
+			}
+			return b
+		}
+		if code, body := admin.do("POST", "/api/v1/users", map[string]any{"username": "thu-ky", "password": "mot-hai-ba-bon", "role": "head"}); code != 201 {
+			t.Fatalf("create: %d %s", code, body)
+		}
+		known, unknown := best("thu-ky", 1), best("khong-co-ai", 10)
+		t.Logf("best of 3: wrong password %v, unknown user %v", known, unknown)
+		if float64(unknown) < 0.3*float64(known) {
+			t.Fatalf("an unknown user answers in %v, a wrong password in %v: usernames can be found by timing", unknown, known)
+		}
+	})
+
 	t.Run("the audit size alarm reaches /healthz and the metrics", func(t *testing.T) {
 		code, body := admin.do("GET", "/metrics", nil)
 		if code != 200 || !bytes.Contains(body, []byte("loalang_audit_bytes ")) || !bytes.Contains(body, []byte(`loalang_component_up{component="audit"} 1`)) {
