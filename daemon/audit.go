@@ -70,6 +70,9 @@ func (d *Daemon) startAudit(ctx context.Context) {
 		if st.Expired+st.Trimmed > 0 {
 			d.log.Info("audit pruned", "expired", st.Expired, "trimmed", st.Trimmed, "bytes", st.Bytes)
 		}
+		if _, err := d.web.PurgeSessions(); err != nil { // ended sessions, kept small with the audit
+			d.log.Warn("purge sessions failed", "err", err)
+		}
 		return st.Problem()
 	}
 	d.wg.Add(1)

@@ -372,3 +372,39 @@ func TestBodyTooLarge(t *testing.T) {
 		t.Fatalf("300 cameras: %d %s, want 400 naming cameras", w.Code, w.Body)
 	}
 }
+
+// TestPurgeSessions checks that records of ended sessions are deleted and
+// live ones kept.
+func TestPurgeSessions(t *testing.T) {
+	ls := newLoginServer(t)
+	const addr = "192.0.2.10:1000"
+	old := ls.mustLogin(addr, "bob", bobPW)
+	live := ls.mustLogin(addr, "admin", adminPW)
+	ls.advance(13 * time.Hour) // old and live expire
+	fresh := ls.mustLogin(addr, "admin", adminPW)
+	n, err := ls.PurgeSessions()
+	if err != nil || n != 2 {
+		t.Fatalf("purged %d, %v; want 2", n, err)
+	}
+	for tok, want := range map[string]bool{old: false, live: false, fresh: true} {
+		if _, err := store.Get[auth.Session](ls.db, store.Sessions, auth.TokenKey(tok)); (err == nil) != want {
+			t.Errorf("session kept %v, want %v", err == nil, want)
+		}
+	}
+}
+
+// TestOwnPasswordGuessingThrottled: a stolen session cannot guess the old
+// password faster than a sign-in could.
+func TestOwnPasswordGuessingThrottled(t *testing.T) {
+	ls := newLoginServer(t)
+	const addr = "192.0.2.10:1000"
+	tok := ls.mustLogin(addr, "bob", bobPW)
+	codes := []int{}
+	for i := range 6 {
+		body, _ := json.Marshal(map[string]string{"old_password": fmt.Sprint("guess-", i), "new_password": "whatever-password"})
+		codes = append(codes, ls.request("PUT", "/api/v1/me/password", addr, tok, "application/json", body).Code)
+	}
+	if codes[0] != 400 || codes[5] != 429 {
+		t.Fatalf("old-password guesses answered %v, want 400s then 429", codes)
+	}
+}

@@ -134,7 +134,17 @@ func (s *Server) handleOwnPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := UserFrom(r.Context())
-	if !auth.VerifyPassword(u.PasswordHash, req.Old) {
+	// A stolen session must not guess the old password faster than a
+	// sign-in could: the same limiter applies.
+	src := sourceKey(r)
+	if !s.limiter.Allow(src) {
+		w.Header().Set("Retry-After", s.retryAfter(r))
+		writeError(w, r, auth.ErrRateLimited)
+		return
+	}
+	if !s.verify(u.PasswordHash, req.Old) {
+		s.limiter.Fail(src, u.Username)
+		s.audit(r, "user.password.failed", u.Username, map[string]any{"ip": clientIP(r)})
 		writeError(w, r, badRequest("old_password: wrong password"))
 		return
 	}
@@ -339,4 +349,50 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// PurgeSessions deletes the session records that can no longer sign in:
+// expired, of a deleted user, or from before a password change. Revocation
+// does not depend on it (Session.ValidFor); it only keeps the store small.
+// The daemon runs it with the audit retention.
+func (s *Server) PurgeSessions() (int, error) {
+	now := s.now()
+	n := 0
+	err := s.db.Update(func(tx *store.Tx) error {
+		var stale []string
+		users := map[string]*auth.User{}
+		err := tx.Each(store.Sessions, "", func(key string, raw []byte) error {
+			var sess auth.Session
+			if jsonUnmarshal(raw, &sess) != nil {
+				stale = append(stale, key)
+				return nil
+			}
+			u, ok := users[sess.Username]
+			if !ok {
+				var uu auth.User
+				if tx.Get(store.Users, sess.Username, &uu) == nil {
+					u = &uu
+				}
+				users[sess.Username] = u
+			}
+			if u == nil || !sess.ValidFor(*u, now) {
+				stale = append(stale, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := tx.Delete(store.Sessions, k); err != nil {
+				return err
+			}
+		}
+		n = len(stale)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge sessions: %w", err)
+	}
+	return n, nil
 }
