@@ -417,8 +417,9 @@ func TestLoginAbuseEndToEnd(t *testing.T) {
 
 	t.Run("the audit size alarm reaches /healthz and the metrics", func(t *testing.T) {
 		code, body := admin.do("GET", "/metrics", nil)
-		if code != 200 || !bytes.Contains(body, []byte("loalang_audit_bytes ")) || !bytes.Contains(body, []byte(`loalang_component_up{component="audit"} 1`)) {
-			t.Fatalf("metrics: %d, audit gauges or component missing", code)
+		if code != 200 || !bytes.Contains(body, []byte("loalang_audit_bytes ")) || !bytes.Contains(body, []byte(`loalang_component_up{component="audit"} 1`)) ||
+			!bytes.Contains(body, []byte(`loalang_login_attempts_total{result="throttled"}`)) {
+			t.Fatalf("metrics: %d, audit gauges, audit component or sign-in counts missing", code)
 		}
 		if code, _ := admin.do("GET", "/healthz", nil); code != 200 {
 			t.Fatalf("healthz before: %d", code)

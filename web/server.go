@@ -44,6 +44,9 @@ type Config struct {
 	MaxBody int64
 }
 
+// maxConcurrentHashes bounds password checks running at once: 4 × 19 MiB.
+const maxConcurrentHashes = 4
+
 // Server serves the API.
 type Server struct {
 	cfg      Config
@@ -55,8 +58,14 @@ type Server struct {
 	throttleLog throttleLog
 	// verify checks a password against a hash; wait sleeps for the
 	// limiter's per-account delay. Both are seams for tests.
-	verify   func(hash, password string) bool
-	wait     func(ctx context.Context, d time.Duration) error
+	verify func(hash, password string) bool
+	wait   func(ctx context.Context, d time.Duration) error
+	// hashSlots bounds concurrent argon2id checks (19 MiB each), so many
+	// sources at once cannot exhaust memory; waiting callers are slowed,
+	// not refused.
+	hashSlots chan struct{}
+	// logins counts sign-in attempts by result (ok, failed, throttled).
+	logins   *prometheus.CounterVec
 	log      *slog.Logger
 	registry *prometheus.Registry
 	mux      *http.ServeMux
@@ -88,14 +97,20 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Server {
 	}
 	s := &Server{
 		cfg: cfg, db: deps.DB, devices: deps.Devices, commands: deps.Commands,
-		limiter:  auth.NewLimiter(cfg.LoginBurst, cfg.LoginEvery),
-		log:      log.With("component", "web"),
-		registry: deps.Metrics,
-		health:   deps.Health,
-		mux:      http.NewServeMux(),
-		now:      time.Now,
-		verify:   auth.VerifyPassword,
-		wait:     sleep,
+		limiter:   auth.NewLimiter(cfg.LoginBurst, cfg.LoginEvery),
+		log:       log.With("component", "web"),
+		registry:  deps.Metrics,
+		health:    deps.Health,
+		mux:       http.NewServeMux(),
+		now:       time.Now,
+		verify:    auth.VerifyPassword,
+		wait:      sleep,
+		hashSlots: make(chan struct{}, maxConcurrentHashes),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "loalang_login_attempts_total",
+			Help: "Sign-in attempts by result: ok, failed (wrong password, unknown or malformed user) or throttled (refused unchecked)."}, []string{"result"}),
+	}
+	if s.registry != nil {
+		s.registry.MustRegister(s.logins)
 	}
 	s.limiter.Now = func() time.Time { return s.now() }
 	s.routes()

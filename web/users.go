@@ -33,6 +33,7 @@ func viewOf(u auth.User) userView {
 func (s *Server) Login(r *http.Request, username, password string) (string, auth.Session, error) {
 	src, ip := sourceKey(r), clientIP(r)
 	if !s.limiter.Allow(src) {
+		s.logins.WithLabelValues("throttled").Inc()
 		if ev := s.throttleLog.add(s.now(), src, ip, username); len(ev) > 0 {
 			if err := s.db.AppendAudit(ev...); err != nil {
 				s.log.Error("audit failed", "action", "login.throttled", "err", err)
@@ -41,6 +42,7 @@ func (s *Server) Login(r *http.Request, username, password string) (string, auth
 		return "", auth.Session{}, auth.ErrRateLimited
 	}
 	fail := func(actor string, detail map[string]any) (string, auth.Session, error) {
+		s.logins.WithLabelValues("failed").Inc()
 		s.limiter.Fail(src, actor)
 		detail["ip"] = ip
 		if err := s.db.AppendAudit(store.Event{Time: s.now(), Actor: actor, Action: "login.failed", Detail: detail}); err != nil {
@@ -66,9 +68,17 @@ func (s *Server) Login(r *http.Request, username, password string) (string, auth
 	case err != nil:
 		return "", auth.Session{}, err
 	}
-	if ok := s.verify(hash, password); !ok || err != nil {
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-r.Context().Done():
+		return "", auth.Session{}, fmt.Errorf("login: %w", r.Context().Err())
+	}
+	ok := s.verify(hash, password)
+	<-s.hashSlots
+	if !ok || err != nil {
 		return fail(username, map[string]any{})
 	}
+	s.logins.WithLabelValues("ok").Inc()
 	tok := auth.RandomSecret(32)
 	sess := auth.Session{Username: u.Username, Expires: s.now().Add(s.cfg.TokenTTL), CSRF: auth.RandomSecret(18), Epoch: u.SessionEpoch}
 	err = s.db.Update(func(tx *store.Tx) error {
