@@ -112,6 +112,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Server {
 	if s.registry != nil {
 		s.registry.MustRegister(s.logins)
 	}
+	auth.DummyHash() // made now, so the first unknown user costs no more than a known one
 	s.limiter.Now = func() time.Time { return s.now() }
 	s.routes()
 	return s
