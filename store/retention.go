@@ -19,7 +19,8 @@ type AuditStats struct {
 }
 
 // AuditStats measures the audit trail. It walks the bucket's pages, not its
-// values: a few milliseconds for hundreds of megabytes.
+// values: measured here, 20 ms for 400,000 entries (120 MB) with the file
+// in the page cache, 0.3 s from cold.
 func (db *DB) AuditStats() (AuditStats, error) {
 	var st AuditStats
 	err := db.bolt.View(func(tx *bolt.Tx) error {
