@@ -18,6 +18,8 @@ import (
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
+	"github.com/loalang/loalang/config"
+	"github.com/loalang/loalang/internal/egress"
 	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/web"
 )
@@ -40,7 +42,7 @@ const (
 	// packet before it starts the stream with silence.
 	relayPrebuffer = time.Second
 	// repeatGap is the silence between repeats of a scheduled source.
-	repeatGap = 600 * time.Millisecond
+	repeatGap = schedule.RepeatGap
 	// schedulerActor is the actor of scheduled broadcasts.
 	schedulerActor = store.SchedulerActor
 )
@@ -55,7 +57,11 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	if sc.QuietFrom != "" {
 		cfg.QuietHours = &schedule.QuietHours{Start: sc.QuietFrom, End: sc.QuietTo, TimeZone: sc.TimeZone}
 	}
-	trig, err := newTrigger(ctx, d.engine, d.media, tts{voice: d.cfg.Broadcast.TTSVoice, bitrate: d.cfg.Broadcast.BitrateBPS},
+	policy, err := egress.ParsePolicy("schedule.relay_allow", sc.RelayAllow)
+	if err != nil {
+		return &config.Error{File: "config", Key: "schedule.relay_allow", Reason: err.Error()}
+	}
+	trig, err := newTrigger(ctx, d.engine, d.media, d.tts, policy,
 		d.cfg.Broadcast.BitrateBPS, d.recordAudit, d.base.With("component", "schedule-trigger"))
 	if err != nil {
 		return err
@@ -72,7 +78,7 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	}()
 	known := func(z string) bool { return d.devices.ZoneExists(z) || slices.Contains(d.cfg.WiredZones(), z) }
 	d.web.EnableSchedules(web.ScheduleDeps{Store: st, Reload: d.sched.Reload, KnownZone: known, TimeZone: sc.TimeZone,
-		MaxRelay: d.cfg.Broadcast.MaxDuration})
+		MaxRelay: d.cfg.Broadcast.MaxDuration, MinInterval: sc.MinInterval, CheckRelayURL: policy.CheckURL})
 	return nil
 }
 
@@ -104,7 +110,34 @@ type trigger struct {
 	wg     sync.WaitGroup
 }
 
-func newTrigger(ctx context.Context, eng *broadcast.Engine, lib sourcePackets, speak textPackets, bitrate int, audit func(store.Event), log *slog.Logger) (*trigger, error) {
+// relayMaxRedirects bounds the redirects a relay upstream may send.
+const relayMaxRedirects = 5
+
+// relayClient is the HTTP client of relay upstreams. Its dialer refuses
+// every address policy forbids (loopback, link-local, private unless
+// allowed) on the resolved address of each connection, so a redirect or a
+// DNS name pointing at the daemon's own API is refused as well. It uses no
+// proxy: through a proxy the dialer would only see the proxy's address.
+func relayClient(policy egress.Policy) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, Control: policy.Control}
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext: dialer.DialContext, ResponseHeaderTimeout: 5 * time.Second,
+			DisableCompression: true,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= relayMaxRedirects {
+				return fmt.Errorf("more than %d redirects", relayMaxRedirects)
+			}
+			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+				return fmt.Errorf("redirect to scheme %q", req.URL.Scheme)
+			}
+			return policy.CheckURL(req.URL.String())
+		},
+	}
+}
+
+func newTrigger(ctx context.Context, eng *broadcast.Engine, lib sourcePackets, speak textPackets, policy egress.Policy, bitrate int, audit func(store.Event), log *slog.Logger) (*trigger, error) {
 	chime, err := media.EncodePCM(ctx, Chime(), bitrate)
 	if err != nil {
 		return nil, fmt.Errorf("encode chime: %w", err)
@@ -113,13 +146,9 @@ func newTrigger(ctx context.Context, eng *broadcast.Engine, lib sourcePackets, s
 	if err != nil {
 		return nil, fmt.Errorf("encode silence: %w", err)
 	}
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	t := &trigger{
 		engine: eng, media: lib, speak: speak, bitrate: bitrate, audit: audit, log: log,
-		client: &http.Client{Transport: &http.Transport{
-			DialContext: dialer.DialContext, ResponseHeaderTimeout: 5 * time.Second,
-			Proxy: http.ProxyFromEnvironment, DisableCompression: true,
-		}},
+		client: relayClient(policy),
 		chime: chime, silence: quiet[len(quiet)-1], gap: quiet,
 	}
 	t.ctx, t.cancel = context.WithCancel(ctx)
@@ -234,13 +263,9 @@ func (t *trigger) startRelay(s schedule.Schedule, occ time.Time, req broadcast.R
 	return nil
 }
 
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid URL)"
-	}
-	return u.Redacted()
-}
+// redact hides the user information and query values of a relay URL,
+// where stations put their access tokens.
+func redact(raw string) string { return egress.Redact(raw) }
 
 // relay paces packets into live at 20 ms per packet on the wall clock:
 // chime first, then upstream audio, and silence whenever the upstream has

@@ -7,14 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/internal/egress"
 	"github.com/loalang/loalang/store"
 )
 
@@ -33,6 +34,14 @@ type ScheduleDeps struct {
 	// MaxRelay bounds a relay window: the engine ends live streams at
 	// broadcast.max_duration, so a longer window would be cut short.
 	MaxRelay time.Duration
+	// MinInterval is the shortest gap allowed between two occurrences of a
+	// recurring schedule (schedule.min_interval); 0 means
+	// schedule.DefaultMinInterval.
+	MinInterval time.Duration
+	// CheckRelayURL, when set, refuses a relay source URL the daemon must
+	// not connect to (loopback, link-local, private ranges not allowed by
+	// the config); its error is reported on source.url.
+	CheckRelayURL func(raw string) error
 }
 
 // Bounds of the schedule API.
@@ -56,6 +65,9 @@ func (s *Server) EnableSchedules(d ScheduleDeps) {
 	}
 	if d.TimeZone == "" {
 		d.TimeZone = schedule.DefaultTimeZone
+	}
+	if d.MinInterval <= 0 {
+		d.MinInterval = schedule.DefaultMinInterval
 	}
 	a := &scheduleAPI{s: s, d: d}
 	heads := []auth.Role{auth.RoleAdmin, auth.RoleHead}
@@ -211,10 +223,20 @@ func (a *scheduleAPI) check(tx *store.Tx, sc *schedule.Schedule) error {
 	if sc.Source.Kind == schedule.SourceRelay && a.d.MaxRelay > 0 && sc.Source.Duration > a.d.MaxRelay {
 		return &schedule.FieldError{Field: "source.duration", Reason: fmt.Sprintf("%v is longer than broadcast.max_duration %v", sc.Source.Duration, a.d.MaxRelay)}
 	}
-	if sc.Source.Kind == schedule.SourceMedia && !tx.Exists(store.Media, sc.Source.MediaID) {
-		return &schedule.FieldError{Field: "source.media_id", Reason: fmt.Sprintf("no media %q", sc.Source.MediaID)}
+	if sc.Source.Kind == schedule.SourceRelay && a.d.CheckRelayURL != nil {
+		if err := a.d.CheckRelayURL(sc.Source.URL); err != nil {
+			return &schedule.FieldError{Field: "source.url", Reason: "refused", Err: err}
+		}
 	}
-	return nil
+	var mediaLength time.Duration
+	if sc.Source.Kind == schedule.SourceMedia {
+		var info media.Info
+		if err := tx.Get(store.Media, sc.Source.MediaID, &info); err != nil {
+			return &schedule.FieldError{Field: "source.media_id", Reason: fmt.Sprintf("no media %q", sc.Source.MediaID)}
+		}
+		mediaLength = time.Duration(info.DurationMS) * time.Millisecond
+	}
+	return sc.CheckSpacing(a.d.MinInterval, sc.PlayLength(mediaLength))
 }
 
 // writeScheduleErr adds the offending field to validation errors.
@@ -448,9 +470,7 @@ func auditDetail(sc schedule.Schedule) map[string]any {
 		d["cron"] = sc.Cron
 	}
 	if sc.Source.Kind == schedule.SourceRelay {
-		if u, err := url.Parse(sc.Source.URL); err == nil {
-			d["url"] = u.Redacted()
-		}
+		d["url"] = egress.Redact(sc.Source.URL)
 	}
 	return d
 }
