@@ -149,7 +149,7 @@ func newTrigger(ctx context.Context, eng *broadcast.Engine, lib sourcePackets, s
 	t := &trigger{
 		engine: eng, media: lib, speak: speak, bitrate: bitrate, audit: audit, log: log,
 		client: relayClient(policy),
-		chime: chime, silence: quiet[len(quiet)-1], gap: quiet,
+		chime:  chime, silence: quiet[len(quiet)-1], gap: quiet,
 	}
 	t.ctx, t.cancel = context.WithCancel(ctx)
 	return t, nil
