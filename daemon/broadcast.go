@@ -21,7 +21,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 	bc := d.cfg.Broadcast
 	lib, err := media.NewLibrary(media.Config{
 		Dir: filepath.Join(d.cfg.DataDir, "media"), MaxBytes: bc.MaxUploadBytes, MaxDuration: bc.MaxMediaLength,
-		TargetLUFS: bc.LoudnessLUFS, Bitrate: bc.BitrateBPS, Logger: d.base.With("component", "media"),
+		TargetLUFS: bc.LoudnessLUFS, Bitrate: bc.BitrateBPS, Queue: bc.UploadQueue, Logger: d.base.With("component", "media"),
 	})
 	if err != nil {
 		return fmt.Errorf("media library: %w", err)
