@@ -171,17 +171,20 @@ func (l *Library) Import(ctx context.Context, sourceName string, r io.Reader) (I
 		return Info{}, err
 	}
 	defer l.release()
-	// Decoders work on a byte slice; only the one import holding the
-	// decoder has its upload in memory.
-	data, err := os.ReadFile(tmp)
+	// Decoders work on a byte slice: the file mapped into memory, outside
+	// the Go heap, for the one import holding the decoder.
+	data, unmap, err := mapFile(tmp)
 	if err != nil {
 		return Info{}, fmt.Errorf("read upload %q: %w", sourceName, err)
 	}
 	a, err := Decode(data, l.cfg.MaxDuration)
+	data = nil
+	if uerr := unmap(); uerr != nil && err == nil {
+		err = uerr
+	}
 	if err != nil {
 		return Info{}, fmt.Errorf("import %q: %w", sourceName, err)
 	}
-	data = nil
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
