@@ -159,3 +159,53 @@ func TestCameraSecretsNeverShown(t *testing.T) {
 		}
 	}
 }
+
+// TestCameraLegacyRecordMigrated: a camera stored by an earlier version,
+// its credentials inside the URL, has them moved out of the stored URL at
+// the next start, and still plays.
+func TestCameraLegacyRecordMigrated(t *testing.T) {
+	const secret = "S3cr3t-legacy"
+	_, camURL := startCam(t, camsim.Options{Path: "/old", Username: "admin", Password: secret, Query: "pwd=" + secret})
+	dir := t.TempDir()
+	cfg := cameraConfig(t, dir)
+	d := startDaemon(t, cfg) // creates the store and the admin
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, daemon.DBFile)
+	db, err := store.Open(path, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := web.CameraRecord{ID: "cu", Name: "Cũ", URL: strings.Replace(camURL, "rtsp://", "rtsp://admin:"+secret+"@", 1) + "?pwd=" + secret, Updated: time.Now()}
+	if err := store.Put(db, store.Cameras, legacy.ID, legacy); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	d = startDaemon(t, cfg)
+	admin := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, dir))
+	_, list, raw := cameraList(admin)
+	if len(list) != 1 || bytes.Contains(raw, []byte(secret)) {
+		t.Fatalf("cameras: %s", raw)
+	}
+	v, _ := watchPion(t, admin, "cu")
+	eventually(t, 15*time.Second, "frames from the migrated camera", func() bool { return v.Count() > 0 })
+	v.Close()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = store.Open(path, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r, err := store.Get[web.CameraRecord](db, store.Cameras, "cu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(r.URL, secret) || r.Secret.Password != secret || len(r.Secret.Params) != 1 {
+		t.Fatalf("stored after migration: url %s, secret set %v", r.URL, !r.Secret.IsZero())
+	}
+	t.Logf("stored URL after migration: %s", r.URL)
+}

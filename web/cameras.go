@@ -43,8 +43,8 @@ type CameraDeps struct {
 // kept in bbolt. URL and SubstreamURL hold no credentials (they show
 // camera.Placeholder where a secret was); the secrets are kept apart in
 // Secret and SubstreamSecret, which are write-only: never returned, logged
-// or audited. Records written before this split may still carry
-// credentials in their URLs; they are split when read.
+// or audited. Records written before this split, with credentials in
+// their URLs, are rewritten at start (migrateSecrets).
 type CameraRecord struct {
 	ID              string             `json:"id"`
 	Name            string             `json:"name,omitempty"`
@@ -138,6 +138,9 @@ func (s *Server) EnableCameras(d CameraDeps) error {
 		d.MaxOffer = 64 << 10
 	}
 	c := &cameraAPI{s: s, relay: d.Relay, base: d.Base, maxOffer: d.MaxOffer, sessions: map[string]whepSession{}}
+	if err := c.migrateSecrets(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	err := c.apply()
 	c.mu.Unlock()
@@ -152,6 +155,45 @@ func (s *Server) EnableCameras(d CameraDeps) error {
 	s.Handle("POST /api/v1/cameras/{id}/whep", c.handleWHEP, viewers...)
 	s.Handle("OPTIONS /api/v1/cameras/{id}/whep", c.handleWHEPOptions)
 	s.Handle("DELETE /api/v1/whep/{session}", c.handleWHEPDelete, viewers...)
+	return nil
+}
+
+// migrateSecrets rewrites records stored before credentials were kept
+// apart from the URL: their URLs are split and the secrets moved into the
+// record's secret fields, in one transaction, so no credential stays in a
+// stored URL after the first start of this version.
+func (c *cameraAPI) migrateSecrets() error {
+	recs, err := store.List[CameraRecord](c.s.db, store.Cameras, "")
+	if err != nil {
+		return fmt.Errorf("list cameras: %w", err)
+	}
+	var changed []CameraRecord
+	for _, r := range recs {
+		if r.Deleted {
+			continue
+		}
+		cam := r.camera()
+		if cam.URL == r.URL && cam.SubstreamURL == r.SubstreamURL {
+			continue
+		}
+		r.URL, r.Secret, r.SubstreamURL, r.SubstreamSecret = cam.URL, cam.Credentials, cam.SubstreamURL, cam.SubstreamCredentials
+		changed = append(changed, r)
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	err = c.s.db.Update(func(tx *store.Tx) error {
+		for _, r := range changed {
+			if err := tx.Put(store.Cameras, r.ID, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("move camera credentials out of stored URLs: %w", err)
+	}
+	c.s.log.Info("camera credentials moved out of stored URLs", "cameras", len(changed))
 	return nil
 }
 
