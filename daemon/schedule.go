@@ -66,6 +66,7 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	trig.minInterval = sc.MinInterval
 	d.closers = append(d.closers, trig.Close)
 	st := store.NewScheduleStore(d.db)
 	d.sched = schedule.New(cfg, st, trig, schedule.NewRealClock(), d.base)
@@ -104,6 +105,14 @@ type trigger struct {
 	chime   [][]byte // pre-announcement chime, encoded once
 	silence []byte   // one 20 ms packet of silence
 	gap     [][]byte // repeatGap of silence
+
+	// minInterval refuses a firing closer than this to the schedule's
+	// previous one: schedules stored before schedule.min_interval existed
+	// are not re-validated, and must not turn the loudspeakers into a
+	// siren either.
+	minInterval time.Duration
+	lastMu      sync.Mutex
+	last        map[string]time.Time // schedule id -> last occurrence fired
 
 	ctx    context.Context // relays live at most as long as this
 	cancel context.CancelFunc
@@ -150,6 +159,7 @@ func newTrigger(ctx context.Context, eng *broadcast.Engine, lib sourcePackets, s
 		engine: eng, media: lib, speak: speak, bitrate: bitrate, audit: audit, log: log,
 		client: relayClient(policy),
 		chime:  chime, silence: quiet[len(quiet)-1], gap: quiet,
+		last: map[string]time.Time{},
 	}
 	t.ctx, t.cancel = context.WithCancel(ctx)
 	return t, nil
@@ -190,6 +200,9 @@ func Chime() []float32 {
 // engine and Fire returns; a relay starts live and runs on its own
 // goroutine until its window ends.
 func (t *trigger) Fire(ctx context.Context, s schedule.Schedule, occ time.Time) error {
+	if err := t.spaced(s.ID, occ); err != nil {
+		return err
+	}
 	req := broadcast.Request{Zones: s.Zones, Priority: s.Priority, Volume: s.Volume, Actor: schedulerActor,
 		Origin: broadcast.OriginSchedule, ScheduleID: s.ID}
 	repeat := max(s.Repeat, 1)
@@ -224,6 +237,22 @@ func (t *trigger) Fire(ctx context.Context, s schedule.Schedule, occ time.Time) 
 		return err
 	}
 	t.log.Info("scheduled broadcast started", "schedule", s.ID, "broadcast", b.ID, "state", b.State)
+	return nil
+}
+
+// spaced refuses an occurrence closer than minInterval to the previous
+// occurrence fired for the same schedule (the firing is recorded as
+// failed, with this reason).
+func (t *trigger) spaced(id string, occ time.Time) error {
+	t.lastMu.Lock()
+	defer t.lastMu.Unlock()
+	if prev, ok := t.last[id]; ok && t.minInterval > 0 && occ.After(prev) && occ.Sub(prev) < t.minInterval {
+		return fmt.Errorf("%v after the previous firing, below schedule.min_interval %v: %w", occ.Sub(prev), t.minInterval, schedule.ErrTooFrequent)
+	}
+	if t.last == nil {
+		t.last = map[string]time.Time{}
+	}
+	t.last[id] = occ
 	return nil
 }
 
