@@ -933,4 +933,28 @@ func TestScheduleLimits(t *testing.T) {
 			t.Logf("relay audited as %v", e.Detail["url"])
 		}
 	}
+	// The API shows the relay URL without the token; sent back as shown,
+	// the stored URL (token included) is kept.
+	code, raw = c.do("GET", "/api/v1/schedules/dai", nil)
+	if code != 200 || strings.Contains(string(raw), "S3cr3tT0ken") || !strings.Contains(string(raw), "token=***") {
+		t.Fatalf("GET relay schedule: %d %s", code, raw)
+	}
+	var v map[string]any
+	json.Unmarshal(raw, &v)
+	v["name"] = "Đài tỉnh"
+	if code, raw := c.do("PUT", "/api/v1/schedules/dai", v); code != 200 || strings.Contains(string(raw), "S3cr3tT0ken") {
+		t.Fatalf("PUT relay schedule as shown: %d %s", code, raw)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(cfg.DataDir, daemon.DBFile), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sc, err := store.Get[schedule.Schedule](db, store.Schedules, "dai")
+	if err != nil || sc.Name != "Đài tỉnh" || !strings.Contains(sc.Source.URL, "token=S3cr3tT0ken") {
+		t.Fatalf("stored relay after the PUT: %+v %v", sc.Source, err)
+	}
 }

@@ -170,7 +170,7 @@ func toView(sc schedule.Schedule, now time.Time) ScheduleView {
 	v := ScheduleView{
 		ID: sc.ID, Name: sc.Name, At: formatTime(sc.At), RRule: sc.RRule, Cron: sc.Cron, TimeZone: sc.TimeZone,
 		From: formatTime(sc.From), Until: formatTime(sc.Until), Zones: sc.Zones,
-		Source:   SourceView{Kind: sc.Source.Kind, MediaID: sc.Source.MediaID, Text: sc.Source.Text, URL: sc.Source.URL, Duration: JSONDuration(sc.Source.Duration)},
+		Source:   SourceView{Kind: sc.Source.Kind, MediaID: sc.Source.MediaID, Text: sc.Source.Text, URL: shownURL(sc.Source), Duration: JSONDuration(sc.Source.Duration)},
 		Priority: sc.Priority, Volume: sc.Volume, Repeat: sc.Repeat, Chime: sc.Chime, Enabled: &en, Version: sc.Version,
 		CreatedBy: sc.CreatedBy, CreatedAt: formatTime(sc.CreatedAt), UpdatedAt: formatTime(sc.UpdatedAt),
 	}
@@ -185,6 +185,24 @@ func toView(sc schedule.Schedule, now time.Time) ScheduleView {
 		}
 	}
 	return v
+}
+
+// shownURL is a relay URL as the API shows it: without user information
+// and with every query value "***", since stations put access tokens there.
+// Sent back unchanged in a PUT, it keeps the stored URL (keepRelayURL).
+func shownURL(src schedule.Source) string {
+	if src.URL == "" {
+		return ""
+	}
+	return egress.Redact(src.URL)
+}
+
+// keepRelayURL restores the stored relay URL when a PUT sends back the
+// redacted one the API showed.
+func keepRelayURL(sc *schedule.Schedule, old schedule.Schedule) {
+	if sc.Source.Kind == schedule.SourceRelay && old.Source.Kind == schedule.SourceRelay && sc.Source.URL == shownURL(old.Source) {
+		sc.Source.URL = old.Source.URL
+	}
 }
 
 // fromView builds the domain schedule; the caller stamps id, version and
@@ -360,6 +378,7 @@ func (a *scheduleAPI) update(w http.ResponseWriter, r *http.Request) {
 			return fmt.Errorf("schedule %q is at version %d, not %d: %w", id, old.Version, v.Version, errConflict)
 		}
 		sc.Version, sc.CreatedBy, sc.CreatedAt, sc.UpdatedAt = old.Version+1, old.CreatedBy, old.CreatedAt, now
+		keepRelayURL(&sc, old)
 		if err := a.check(tx, &sc); err != nil {
 			return err
 		}
