@@ -104,3 +104,25 @@ func TestTriggerSpacing(t *testing.T) {
 		t.Fatalf("five minutes later: %v", err)
 	}
 }
+
+// TestRelayClientRedirectLimit: an allowed upstream that redirects forever
+// is given up after relayMaxRedirects.
+func TestRelayClientRedirectLimit(t *testing.T) {
+	var hits atomic.Int32
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, srv.URL+"/again", http.StatusFound)
+	}))
+	defer srv.Close()
+	client := relayClient(egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	resp, err := client.Get(srv.URL)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("endless redirects followed to the end")
+	}
+	if n := hits.Load(); n != relayMaxRedirects {
+		t.Fatalf("%d requests, want %d", n, relayMaxRedirects)
+	}
+	t.Logf("%v", err)
+}

@@ -136,7 +136,7 @@ func relayClient(policy egress.Policy) *http.Client {
 		},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= relayMaxRedirects {
-				return fmt.Errorf("more than %d redirects", relayMaxRedirects)
+				return fmt.Errorf("stopped after %d redirects", relayMaxRedirects)
 			}
 			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 				return fmt.Errorf("redirect to scheme %q", req.URL.Scheme)
