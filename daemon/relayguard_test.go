@@ -61,15 +61,18 @@ func TestRelayClientRefusesLoopbackAfterRedirect(t *testing.T) {
 		}
 		t.Logf("redirect to %s: %v", to, err)
 	}
-	// Straight to the API, bypassing CheckURL: the dialer refuses it.
+	// Straight to the API, bypassing CheckURL, by address and by a name
+	// that resolves to loopback: the dialer refuses both.
 	dialOnly := relayClient(policy)
 	dialOnly.CheckRedirect = nil
-	resp, err := dialOnly.Get(inner.URL)
-	if err == nil {
-		resp.Body.Close()
-		t.Errorf("dial to %s allowed", inner.URL)
-	} else if !errors.Is(err, egress.ErrForbidden) {
-		t.Errorf("dial to %s: %v", inner.URL, err)
+	for _, u := range []string{inner.URL, "http://localhost:" + port + "/"} {
+		resp, err := dialOnly.Get(u)
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("dial to %s allowed", u)
+		} else if !errors.Is(err, egress.ErrForbidden) {
+			t.Errorf("dial to %s: %v", u, err)
+		}
 	}
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("the loopback API got %d requests", n)
