@@ -110,8 +110,10 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// Camera describes one RTSP camera. URL and SubstreamURL may carry
-// credentials; the relay never logs or returns them (see RedactURL).
+// Camera describes one RTSP camera. URL and SubstreamURL are stored without
+// credentials (see SplitURL): the secrets are in Credentials and
+// SubstreamCredentials, joined into the URL only to dial. A URL that still
+// carries credentials works too; the relay never logs or returns them.
 type Camera struct {
 	// ID is the stable identifier used in the API and metrics.
 	ID string
@@ -122,6 +124,9 @@ type Camera struct {
 	// SubstreamURL is an optional H.264 stream served to browsers that
 	// cannot decode the main stream's H.265.
 	SubstreamURL string
+	// Credentials and SubstreamCredentials are the secrets of URL and
+	// SubstreamURL (user information, credential values in path or query).
+	Credentials, SubstreamCredentials Credentials
 	// AlwaysOn keeps the ingest running without viewers. The zero value is
 	// on demand: pull only while someone watches.
 	AlwaysOn bool
@@ -175,8 +180,11 @@ type Status struct {
 	Name     string `json:"name"`
 	Location string `json:"location,omitempty"`
 	// URL is the main stream URL with credentials redacted.
-	URL      string `json:"url"`
-	AlwaysOn bool   `json:"always_on"`
+	URL string `json:"url"`
+	// HasSecret reports that the camera has credentials; they are never
+	// shown.
+	HasSecret bool `json:"has_secret,omitempty"`
+	AlwaysOn  bool `json:"always_on"`
 	StreamStatus
 	// Substream is set when a substream is configured.
 	Substream *StreamStatus `json:"substream,omitempty"`
@@ -371,24 +379,35 @@ func (r *Relay) SetCameras(cams []Camera) {
 			r.log.Warn("camera skipped", "camera", c.ID, "reason", "empty or duplicate id")
 			continue
 		}
+		// The credentials go back into the URLs only here, for the
+		// sources that dial them; logs and statuses use the stored form.
+		mainURL, err := c.Credentials.Join(c.URL)
+		subURL := ""
+		if err == nil && c.SubstreamURL != "" {
+			subURL, err = c.SubstreamCredentials.Join(c.SubstreamURL)
+		}
+		if err != nil {
+			r.log.Warn("camera skipped", "camera", c.ID, "reason", "credentials do not match the URL", "err", err)
+			continue
+		}
 		seen[c.ID] = true
 		e := r.cams[c.ID]
 		if e == nil {
-			e = &camEntry{cam: c, main: newSource(r, c.ID, false, c.URL, c.AlwaysOn)}
+			e = &camEntry{cam: c, main: newSource(r, c.ID, false, mainURL, c.AlwaysOn)}
 			r.cams[c.ID] = e
-			r.log.Info("camera added", "camera", c.ID, "url", RedactURL(c.URL))
+			r.log.Info("camera added", "camera", c.ID, "url", c.Credentials.Redacted(RedactURL(c.URL)))
 		} else {
-			e.main.update(c.URL, c.AlwaysOn)
+			e.main.update(mainURL, c.AlwaysOn)
 		}
 		e.cam = c
 		switch {
-		case c.SubstreamURL == "" && e.sub != nil:
+		case subURL == "" && e.sub != nil:
 			removed = append(removed, &camEntry{sub: e.sub})
 			e.sub = nil
-		case c.SubstreamURL != "" && e.sub == nil:
-			e.sub = newSource(r, c.ID, true, c.SubstreamURL, false)
-		case c.SubstreamURL != "":
-			e.sub.update(c.SubstreamURL, false)
+		case subURL != "" && e.sub == nil:
+			e.sub = newSource(r, c.ID, true, subURL, false)
+		case subURL != "":
+			e.sub.update(subURL, false)
 		}
 	}
 	for id, e := range r.cams {
@@ -420,7 +439,9 @@ func (r *Relay) List() []Status {
 	for _, e := range entries {
 		st := Status{
 			ID: e.cam.ID, Name: e.cam.Name, Location: e.cam.Location,
-			URL: RedactURL(e.cam.URL), AlwaysOn: e.cam.AlwaysOn,
+			URL:          e.cam.Credentials.Redacted(RedactURL(e.cam.URL)),
+			HasSecret:    !e.cam.Credentials.IsZero() || !e.cam.SubstreamCredentials.IsZero() || RedactURL(e.cam.URL) != e.cam.URL,
+			AlwaysOn:     e.cam.AlwaysOn,
 			StreamStatus: e.main.status(),
 		}
 		if e.sub != nil {

@@ -331,7 +331,7 @@ func waitState(t *testing.T, r *Relay, id string, want State) {
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"rtsp://admin:pa55w0rd@10.0.0.5:554/h264":         "rtsp://***@10.0.0.5:554/h264",
-		"rtsp://10.0.0.5/live?user=admin&password=secret": "rtsp://10.0.0.5/live?password=***&user=***",
+		"rtsp://10.0.0.5/live?user=admin&password=secret": "rtsp://10.0.0.5/live?user=***&password=***", // order kept
 		"rtsp://10.0.0.5/live":                            "rtsp://10.0.0.5/live",
 	} {
 		if got := RedactURL(in); got != want {

@@ -80,6 +80,16 @@ type Broadcast struct {
 	PreemptPolicy string `yaml:"preempt_policy"`
 	// TTSVoice is the espeak-ng voice for typed text.
 	TTSVoice string `yaml:"tts_voice"`
+	// TTSConcurrency bounds the espeak-ng processes running at once; each
+	// takes a core for up to half a minute on 4,000 characters.
+	TTSConcurrency int `yaml:"tts_concurrency"`
+	// TTSQueue bounds the text-to-speech requests waiting for a free
+	// espeak-ng slot; more are refused with 503 and Retry-After.
+	TTSQueue int `yaml:"tts_queue"`
+	// UploadQueue bounds the media uploads in flight (streaming to a
+	// temporary file or waiting for the one decoder); more are refused
+	// with 503 and Retry-After before their body is read.
+	UploadQueue int `yaml:"upload_queue"`
 }
 
 // Schedule configures the timetable runner.
@@ -90,6 +100,13 @@ type Schedule struct {
 	// QuietFrom and QuietTo bound quiet hours ("22:00", "05:00"); empty disables them.
 	QuietFrom string `yaml:"quiet_from"`
 	QuietTo   string `yaml:"quiet_to"`
+	// MinInterval is the shortest gap allowed between two occurrences of a
+	// recurring schedule (docs/scheduling.md); at least 1s.
+	MinInterval time.Duration `yaml:"min_interval"`
+	// RelayAllow lists CIDRs a relay upstream may be in although they are
+	// loopback, link-local or private (e.g. the village LAN's radio
+	// encoder, "192.168.1.20/32"). Public addresses are always allowed.
+	RelayAllow []string `yaml:"relay_allow"`
 }
 
 // Sound configures the hall's sound card sink.
@@ -209,8 +226,11 @@ func Default() Config {
 			MaxMediaLength:  15 * time.Minute,
 			PreemptPolicy:   "resume",
 			TTSVoice:        "vi",
+			TTSConcurrency:  1,
+			TTSQueue:        4,
+			UploadQueue:     4,
 		},
-		Schedule: Schedule{TimeZone: "Asia/Ho_Chi_Minh", Grace: 5 * time.Minute},
+		Schedule: Schedule{TimeZone: "Asia/Ho_Chi_Minh", Grace: 5 * time.Minute, MinInterval: 5 * time.Minute},
 		Sound:    Sound{Enabled: false, OutputLatency: 100 * time.Millisecond},
 		WebRTC:   WebRTC{UDPPort: 8189, MaxViewers: 50, MaxViewersPerCam: 10},
 		Auth:     Auth{TokenTTL: 12 * time.Hour, LoginBurst: 5, LoginEvery: 10 * time.Second},

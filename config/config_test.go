@@ -24,6 +24,7 @@ func TestExampleIsDefaults(t *testing.T) {
 	}
 	cfg.Zones, cfg.Devices, cfg.Cameras, cfg.RelayBoards = nil, nil, nil, nil
 	cfg.WebRTC.ICEServers, cfg.WebRTC.NAT1To1IPs = nil, nil
+	cfg.Schedule.RelayAllow = nil
 	if want := Default(); !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("example.yaml differs from Default():\n got %+v\nwant %+v", cfg, want)
 	}

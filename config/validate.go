@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/internal/egress"
 )
 
 // Validate checks values and cross-references. The returned *Error names the
@@ -69,6 +70,18 @@ func (c *Config) Validate() error {
 		return bad("broadcast.max_media_length", "must be at least 1s")
 	case b.PreemptPolicy != "resume" && b.PreemptPolicy != "interrupt":
 		return bad("broadcast.preempt_policy", "%q is not resume or interrupt", b.PreemptPolicy)
+	case b.TTSConcurrency < 1 || b.TTSConcurrency > 16:
+		return bad("broadcast.tts_concurrency", "%d outside 1–16", b.TTSConcurrency)
+	case b.TTSQueue < 0 || b.TTSQueue > 1000:
+		return bad("broadcast.tts_queue", "%d outside 0–1000", b.TTSQueue)
+	case b.UploadQueue < 1 || b.UploadQueue > 100:
+		return bad("broadcast.upload_queue", "%d outside 1–100", b.UploadQueue)
+	}
+	if c.Schedule.MinInterval < time.Second {
+		return bad("schedule.min_interval", "must be at least 1s")
+	}
+	if _, err := egress.ParsePolicy("schedule.relay_allow", c.Schedule.RelayAllow); err != nil {
+		return &Error{Key: "schedule.relay_allow", Reason: strings.TrimPrefix(err.Error(), "schedule.relay_allow")}
 	}
 	if _, err := time.LoadLocation(c.Schedule.TimeZone); err != nil {
 		return bad("schedule.time_zone", "unknown time zone %q", c.Schedule.TimeZone)

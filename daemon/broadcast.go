@@ -21,19 +21,20 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 	bc := d.cfg.Broadcast
 	lib, err := media.NewLibrary(media.Config{
 		Dir: filepath.Join(d.cfg.DataDir, "media"), MaxBytes: bc.MaxUploadBytes, MaxDuration: bc.MaxMediaLength,
-		TargetLUFS: bc.LoudnessLUFS, Bitrate: bc.BitrateBPS, Logger: d.base.With("component", "media"),
+		TargetLUFS: bc.LoudnessLUFS, Bitrate: bc.BitrateBPS, Queue: bc.UploadQueue, Logger: d.base.With("component", "media"),
 	})
 	if err != nil {
 		return fmt.Errorf("media library: %w", err)
 	}
 	d.media = lib
+	d.tts = tts{t: media.NewTTS(media.TTSConfig{Voice: bc.TTSVoice, Concurrency: bc.TTSConcurrency, Queue: bc.TTSQueue}), bitrate: bc.BitrateBPS}
 	eng, err := broadcast.New(broadcast.Config{
 		Site: d.cfg.Site, PacketsPerFrame: bc.PacketsPerFrame, PlayoutDelay: bc.PlayoutDelay, LiveDelay: bc.LiveDelay,
 		MaxDuration: bc.MaxDuration, PreemptPolicy: bc.PreemptPolicy, WiredZones: d.cfg.WiredZones(),
 	}, broadcast.Deps{
 		Publisher: d.bus,
 		Media:     libraryMedia{lib},
-		Speaker:   tts{voice: bc.TTSVoice, bitrate: bc.BitrateBPS},
+		Speaker:   d.tts,
 		Directory: d.devices,
 		Recorder:  &recorder{db: d.db, audit: d.recordAudit, last: map[string]string{}},
 		Output:    d.output(),
@@ -75,14 +76,15 @@ func (m libraryMedia) Packets(ctx context.Context, id string) ([][]byte, error) 
 	return m.lib.Packets(id)
 }
 
-// tts speaks text with espeak-ng and encodes it for streaming.
+// tts speaks text with espeak-ng, within the configured concurrency limit,
+// and encodes it for streaming.
 type tts struct {
-	voice   string
+	t       *media.TTS
 	bitrate int
 }
 
 func (t tts) SpeakPackets(ctx context.Context, text string) ([][]byte, error) {
-	pcm, err := media.Speak(ctx, text, t.voice)
+	pcm, err := t.t.Speak(ctx, text)
 	if err != nil {
 		return nil, err
 	}

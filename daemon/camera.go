@@ -51,12 +51,19 @@ func (d *Daemon) startCameras(ctx context.Context) error {
 	}()
 	base := make([]camera.Camera, 0, len(d.cfg.Cameras))
 	for _, c := range d.cfg.Cameras {
-		base = append(base, camera.Camera{
-			ID: c.ID, Name: c.Name, URL: c.URL, SubstreamURL: c.SubstreamURL,
+		cam := camera.Camera{
+			ID: c.ID, Name: c.Name,
 			// On demand unless the config says otherwise: cheap cameras and
 			// 4G uplinks should not stream to nobody.
 			AlwaysOn: c.OnDemand != nil && !*c.OnDemand,
-		})
+		}
+		// Credentials in the file's URLs are kept apart from them, as
+		// for cameras added through the API (docs/cameras.md).
+		cam.URL, cam.Credentials = web.SplitCameraURL(c.URL, camera.Credentials{})
+		if c.SubstreamURL != "" {
+			cam.SubstreamURL, cam.SubstreamCredentials = web.SplitCameraURL(c.SubstreamURL, camera.Credentials{})
+		}
+		base = append(base, cam)
 	}
 	if err := d.web.EnableCameras(web.CameraDeps{Relay: relay, Base: base}); err != nil {
 		return fmt.Errorf("cameras: %w", err)

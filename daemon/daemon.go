@@ -68,6 +68,7 @@ type Daemon struct {
 	ready   Ready
 	audit   chan store.Event
 	media   *media.Library
+	tts     tts // one espeak-ng limit for API and scheduled text
 	engine  *broadcast.Engine
 	sched   *schedule.Scheduler // timetable runner (schedule.go)
 	hall    *hall.Hall

@@ -18,6 +18,8 @@ import (
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
+	"github.com/loalang/loalang/config"
+	"github.com/loalang/loalang/internal/egress"
 	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/web"
 )
@@ -40,7 +42,7 @@ const (
 	// packet before it starts the stream with silence.
 	relayPrebuffer = time.Second
 	// repeatGap is the silence between repeats of a scheduled source.
-	repeatGap = 600 * time.Millisecond
+	repeatGap = schedule.RepeatGap
 	// schedulerActor is the actor of scheduled broadcasts.
 	schedulerActor = store.SchedulerActor
 )
@@ -55,11 +57,16 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	if sc.QuietFrom != "" {
 		cfg.QuietHours = &schedule.QuietHours{Start: sc.QuietFrom, End: sc.QuietTo, TimeZone: sc.TimeZone}
 	}
-	trig, err := newTrigger(ctx, d.engine, d.media, tts{voice: d.cfg.Broadcast.TTSVoice, bitrate: d.cfg.Broadcast.BitrateBPS},
+	policy, err := egress.ParsePolicy("schedule.relay_allow", sc.RelayAllow)
+	if err != nil {
+		return &config.Error{File: "config", Key: "schedule.relay_allow", Reason: err.Error()}
+	}
+	trig, err := newTrigger(ctx, d.engine, d.media, d.tts, policy,
 		d.cfg.Broadcast.BitrateBPS, d.recordAudit, d.base.With("component", "schedule-trigger"))
 	if err != nil {
 		return err
 	}
+	trig.minInterval = sc.MinInterval
 	d.closers = append(d.closers, trig.Close)
 	st := store.NewScheduleStore(d.db)
 	d.sched = schedule.New(cfg, st, trig, schedule.NewRealClock(), d.base)
@@ -72,7 +79,7 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	}()
 	known := func(z string) bool { return d.devices.ZoneExists(z) || slices.Contains(d.cfg.WiredZones(), z) }
 	d.web.EnableSchedules(web.ScheduleDeps{Store: st, Reload: d.sched.Reload, KnownZone: known, TimeZone: sc.TimeZone,
-		MaxRelay: d.cfg.Broadcast.MaxDuration})
+		MaxRelay: d.cfg.Broadcast.MaxDuration, MinInterval: sc.MinInterval, CheckRelayURL: policy.CheckURL})
 	return nil
 }
 
@@ -99,12 +106,47 @@ type trigger struct {
 	silence []byte   // one 20 ms packet of silence
 	gap     [][]byte // repeatGap of silence
 
+	// minInterval refuses a firing closer than this to the schedule's
+	// previous one: schedules stored before schedule.min_interval existed
+	// are not re-validated, and must not turn the loudspeakers into a
+	// siren either.
+	minInterval time.Duration
+	lastMu      sync.Mutex
+	last        map[string]time.Time // schedule id -> last occurrence fired
+
 	ctx    context.Context // relays live at most as long as this
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-func newTrigger(ctx context.Context, eng *broadcast.Engine, lib sourcePackets, speak textPackets, bitrate int, audit func(store.Event), log *slog.Logger) (*trigger, error) {
+// relayMaxRedirects bounds the redirects a relay upstream may send.
+const relayMaxRedirects = 5
+
+// relayClient is the HTTP client of relay upstreams. Its dialer refuses
+// every address policy forbids (loopback, link-local, private unless
+// allowed) on the resolved address of each connection, so a redirect or a
+// DNS name pointing at the daemon's own API is refused as well. It uses no
+// proxy: through a proxy the dialer would only see the proxy's address.
+func relayClient(policy egress.Policy) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, Control: policy.Control}
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext: dialer.DialContext, ResponseHeaderTimeout: 5 * time.Second,
+			DisableCompression: true,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= relayMaxRedirects {
+				return fmt.Errorf("stopped after %d redirects", relayMaxRedirects)
+			}
+			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+				return fmt.Errorf("redirect to scheme %q", req.URL.Scheme)
+			}
+			return policy.CheckURL(req.URL.String())
+		},
+	}
+}
+
+func newTrigger(ctx context.Context, eng *broadcast.Engine, lib sourcePackets, speak textPackets, policy egress.Policy, bitrate int, audit func(store.Event), log *slog.Logger) (*trigger, error) {
 	chime, err := media.EncodePCM(ctx, Chime(), bitrate)
 	if err != nil {
 		return nil, fmt.Errorf("encode chime: %w", err)
@@ -113,14 +155,11 @@ func newTrigger(ctx context.Context, eng *broadcast.Engine, lib sourcePackets, s
 	if err != nil {
 		return nil, fmt.Errorf("encode silence: %w", err)
 	}
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	t := &trigger{
 		engine: eng, media: lib, speak: speak, bitrate: bitrate, audit: audit, log: log,
-		client: &http.Client{Transport: &http.Transport{
-			DialContext: dialer.DialContext, ResponseHeaderTimeout: 5 * time.Second,
-			Proxy: http.ProxyFromEnvironment, DisableCompression: true,
-		}},
-		chime: chime, silence: quiet[len(quiet)-1], gap: quiet,
+		client: relayClient(policy),
+		chime:  chime, silence: quiet[len(quiet)-1], gap: quiet,
+		last: map[string]time.Time{},
 	}
 	t.ctx, t.cancel = context.WithCancel(ctx)
 	return t, nil
@@ -161,6 +200,9 @@ func Chime() []float32 {
 // engine and Fire returns; a relay starts live and runs on its own
 // goroutine until its window ends.
 func (t *trigger) Fire(ctx context.Context, s schedule.Schedule, occ time.Time) error {
+	if err := t.spaced(s.ID, occ); err != nil {
+		return err
+	}
 	req := broadcast.Request{Zones: s.Zones, Priority: s.Priority, Volume: s.Volume, Actor: schedulerActor,
 		Origin: broadcast.OriginSchedule, ScheduleID: s.ID}
 	repeat := max(s.Repeat, 1)
@@ -195,6 +237,22 @@ func (t *trigger) Fire(ctx context.Context, s schedule.Schedule, occ time.Time) 
 		return err
 	}
 	t.log.Info("scheduled broadcast started", "schedule", s.ID, "broadcast", b.ID, "state", b.State)
+	return nil
+}
+
+// spaced refuses an occurrence closer than minInterval to the previous
+// occurrence fired for the same schedule (the firing is recorded as
+// failed, with this reason).
+func (t *trigger) spaced(id string, occ time.Time) error {
+	t.lastMu.Lock()
+	defer t.lastMu.Unlock()
+	if prev, ok := t.last[id]; ok && t.minInterval > 0 && occ.After(prev) && occ.Sub(prev) < t.minInterval {
+		return fmt.Errorf("%v after the previous firing, below schedule.min_interval %v: %w", occ.Sub(prev), t.minInterval, schedule.ErrTooFrequent)
+	}
+	if t.last == nil {
+		t.last = map[string]time.Time{}
+	}
+	t.last[id] = occ
 	return nil
 }
 
@@ -234,13 +292,9 @@ func (t *trigger) startRelay(s schedule.Schedule, occ time.Time, req broadcast.R
 	return nil
 }
 
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid URL)"
-	}
-	return u.Redacted()
-}
+// redact hides the user information and query values of a relay URL,
+// where stations put their access tokens.
+func redact(raw string) string { return egress.Redact(raw) }
 
 // relay paces packets into live at 20 ms per packet on the wall clock:
 // chime first, then upstream audio, and silence whenever the upstream has

@@ -595,6 +595,9 @@ func TestRelayScheduleSurvivesUpstreamGap(t *testing.T) {
 	t.Cleanup(up.kill)
 
 	cfg := testConfig(t, t.TempDir(), 3)
+	// The station runs on loopback here: allowed explicitly, as an admin
+	// would allow a radio encoder on the village LAN.
+	cfg.Schedule.RelayAllow = []string{"127.0.0.1/32"}
 	d := startDaemon(t, cfg)
 	speakers := startSpeakers(t, cfg.DataDir, func(c *speaker.Config) { c.KeepPlayed = 0 })
 	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
@@ -726,7 +729,7 @@ func TestCrashRestartSchedules(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfgFile := filepath.Join(t.TempDir(), "crash.yaml")
-	os.WriteFile(cfgFile, []byte("site: crash\nzones:\n  - id: a\n  - id: b\nschedule:\n  time_zone: Asia/Ho_Chi_Minh\n"), 0o644)
+	os.WriteFile(cfgFile, []byte("site: crash\nzones:\n  - id: a\n  - id: b\nschedule:\n  time_zone: Asia/Ho_Chi_Minh\n  min_interval: 1s\n"), 0o644)
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 4))
 	t.Logf("seed %d", seed)
@@ -870,5 +873,88 @@ func TestCrashRestartSchedules(t *testing.T) {
 	t.Logf("every-second: %d records %v, %d broadcasts logged", len(rec), recOutcomes, broadcasts["every-second"])
 	if oneShots < 2*rounds || outcomes[schedule.OutcomeFired] < oneShots/2 || recOutcomes[schedule.OutcomeFired] < 10 {
 		t.Fatalf("too little happened to prove anything: %d one-shots, %v; recurring %v", oneShots, outcomes, recOutcomes)
+	}
+}
+
+// TestScheduleLimits covers issues 11 and 12 through the API: a schedule
+// firing more often than schedule.min_interval, or overlapping itself, and
+// a relay pointed at the daemon's own loopback API are refused with 422
+// naming the field; a token in a relay URL never reaches the audit trail.
+func TestScheduleLimits(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), 0)
+	d := startDaemon(t, cfg)
+	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
+	start := time.Now()
+	api := d.Ready().HTTP
+	text := map[string]any{"kind": "text", "text": "Họp thôn lúc 7 giờ tối"}
+	relay := func(u, dur string) map[string]any { return map[string]any{"kind": "relay", "url": u, "duration": dur} }
+	for _, tc := range []struct {
+		name  string
+		body  map[string]any
+		field string
+	}{
+		{"every second", map[string]any{"name": "x", "rrule": "FREQ=SECONDLY", "zones": []string{"a"}, "source": text}, "rrule"},
+		{"every minute, with an end", map[string]any{"name": "x", "rrule": "FREQ=MINUTELY;COUNT=30", "zones": []string{"a"}, "source": text}, "rrule"},
+		{"one-minute cron", map[string]any{"name": "x", "cron": "* * * * *", "zones": []string{"a"}, "source": text}, "cron"},
+		{"relay overlapping itself", map[string]any{"name": "x", "cron": "*/10 * * * *", "zones": []string{"a"}, "source": relay("http://radio.example/live", "15m")}, "cron"},
+		{"relay to the daemon's API", map[string]any{"name": "x", "at": time.Now().Add(time.Hour).Format(time.RFC3339), "zones": []string{"a"}, "source": relay("http://"+api+"/api/v1/users", "10m")}, "source.url"},
+		{"relay to localhost", map[string]any{"name": "x", "at": time.Now().Add(time.Hour).Format(time.RFC3339), "zones": []string{"a"}, "source": relay("http://localhost:8080/", "10m")}, "source.url"},
+		{"relay to cloud metadata", map[string]any{"name": "x", "at": time.Now().Add(time.Hour).Format(time.RFC3339), "zones": []string{"a"}, "source": relay("http://169.254.169.254/latest/meta-data/", "10m")}, "source.url"},
+		{"relay to the LAN", map[string]any{"name": "x", "at": time.Now().Add(time.Hour).Format(time.RFC3339), "zones": []string{"a"}, "source": relay("http://192.168.1.1/", "10m")}, "source.url"},
+	} {
+		code, body := c.do("POST", "/api/v1/schedules", tc.body)
+		var e struct{ Error, Field string }
+		json.Unmarshal(body, &e)
+		if code != 422 || e.Field != tc.field {
+			t.Errorf("%s: %d %s, want 422 naming %s", tc.name, code, body, tc.field)
+			continue
+		}
+		t.Logf("%s -> %d %s", tc.name, code, e.Error)
+	}
+	// Accepted: every five minutes, hourly relay shorter than the hour, a
+	// public relay whose URL carries a token.
+	for _, body := range []map[string]any{
+		{"id": "nhac-nho", "name": "x", "rrule": "FREQ=MINUTELY;INTERVAL=5", "zones": []string{"a"}, "source": text},
+		{"id": "dai", "name": "x", "rrule": "FREQ=HOURLY", "zones": []string{"a"}, "source": relay("http://radio.example/live.mp3?token=S3cr3tT0ken&ch=1", "20m")},
+	} {
+		if code, resp := c.do("POST", "/api/v1/schedules", body); code != 201 {
+			t.Fatalf("create %s: %d %s", body["id"], code, resp)
+		}
+	}
+	code, raw := c.do("GET", "/api/v1/audit?format=csv", nil)
+	if code != 200 || !strings.Contains(string(raw), "schedule.create") {
+		t.Fatalf("audit: %d %s", code, raw)
+	}
+	if strings.Contains(string(raw), "S3cr3tT0ken") {
+		t.Fatalf("audit trail holds the relay token:\n%s", raw)
+	}
+	for _, e := range c.audit(start) {
+		if e.Action == "schedule.create" && e.Target == "dai" {
+			t.Logf("relay audited as %v", e.Detail["url"])
+		}
+	}
+	// The API shows the relay URL without the token; sent back as shown,
+	// the stored URL (token included) is kept.
+	code, raw = c.do("GET", "/api/v1/schedules/dai", nil)
+	if code != 200 || strings.Contains(string(raw), "S3cr3tT0ken") || !strings.Contains(string(raw), "token=***") {
+		t.Fatalf("GET relay schedule: %d %s", code, raw)
+	}
+	var v map[string]any
+	json.Unmarshal(raw, &v)
+	v["name"] = "Đài tỉnh"
+	if code, raw := c.do("PUT", "/api/v1/schedules/dai", v); code != 200 || strings.Contains(string(raw), "S3cr3tT0ken") {
+		t.Fatalf("PUT relay schedule as shown: %d %s", code, raw)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(cfg.DataDir, daemon.DBFile), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sc, err := store.Get[schedule.Schedule](db, store.Schedules, "dai")
+	if err != nil || sc.Name != "Đài tỉnh" || !strings.Contains(sc.Source.URL, "token=S3cr3tT0ken") {
+		t.Fatalf("stored relay after the PUT: %+v %v", sc.Source, err)
 	}
 }

@@ -53,8 +53,10 @@ func (s *Server) EnableBroadcasts(d BroadcastDeps) {
 }
 
 // handleUpload takes multipart field "file". The body is bounded before
-// anything is parsed, and the part streams into the importer, so an
-// oversized upload is refused without being buffered.
+// anything is parsed, and the part streams into the importer, which spools
+// it to a temporary file in the data dir (never into memory) and refuses
+// it with 503 and Retry-After when broadcast.upload_queue imports are
+// already in flight; an oversized upload is refused with 413.
 func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	ct, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || ct != "multipart/form-data" || params["boundary"] == "" {

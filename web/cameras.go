@@ -40,16 +40,21 @@ type CameraDeps struct {
 }
 
 // CameraRecord is a camera added, changed or removed through the API, as
-// kept in bbolt. URL and SubstreamURL may hold credentials: they are stored
-// because the relay needs them, and are never returned or logged.
+// kept in bbolt. URL and SubstreamURL hold no credentials (they show
+// camera.Placeholder where a secret was); the secrets are kept apart in
+// Secret and SubstreamSecret, which are write-only: never returned, logged
+// or audited. Records written before this split, with credentials in
+// their URLs, are rewritten at start (migrateSecrets).
 type CameraRecord struct {
-	ID           string    `json:"id"`
-	Name         string    `json:"name,omitempty"`
-	URL          string    `json:"url,omitempty"`
-	SubstreamURL string    `json:"substream_url,omitempty"`
-	AlwaysOn     bool      `json:"always_on,omitempty"`
-	Deleted      bool      `json:"deleted,omitempty"`
-	Updated      time.Time `json:"updated"`
+	ID              string             `json:"id"`
+	Name            string             `json:"name,omitempty"`
+	URL             string             `json:"url,omitempty"`
+	SubstreamURL    string             `json:"substream_url,omitempty"`
+	Secret          camera.Credentials `json:"secret,omitzero"`
+	SubstreamSecret camera.Credentials `json:"substream_secret,omitzero"`
+	AlwaysOn        bool               `json:"always_on,omitempty"`
+	Deleted         bool               `json:"deleted,omitempty"`
+	Updated         time.Time          `json:"updated"`
 }
 
 // MergeCameras returns base overridden by recs: a record replaces the
@@ -83,7 +88,26 @@ func MergeCameras(base []camera.Camera, recs []CameraRecord) []camera.Camera {
 }
 
 func (r CameraRecord) camera() camera.Camera {
-	return camera.Camera{ID: r.ID, Name: r.Name, URL: r.URL, SubstreamURL: r.SubstreamURL, AlwaysOn: r.AlwaysOn}
+	c := camera.Camera{ID: r.ID, Name: r.Name, AlwaysOn: r.AlwaysOn}
+	c.URL, c.Credentials = SplitCameraURL(r.URL, r.Secret)
+	if r.SubstreamURL != "" {
+		c.SubstreamURL, c.SubstreamCredentials = SplitCameraURL(r.SubstreamURL, r.SubstreamSecret)
+	}
+	return c
+}
+
+// SplitCameraURL returns the URL without credentials and the credentials
+// apart: a URL that still carries them (a config-file camera, a record from
+// before the split) is split; one already split keeps stored.
+func SplitCameraURL(raw string, stored camera.Credentials) (string, camera.Credentials) {
+	clean, cred, err := camera.SplitURL(raw)
+	if err != nil || cred.IsZero() {
+		return raw, stored
+	}
+	if filled, err := cred.Fill(stored); err == nil {
+		return clean, filled
+	}
+	return clean, cred
 }
 
 // cameraAPI holds the camera routes' state: the relay, the config-file
@@ -114,6 +138,9 @@ func (s *Server) EnableCameras(d CameraDeps) error {
 		d.MaxOffer = 64 << 10
 	}
 	c := &cameraAPI{s: s, relay: d.Relay, base: d.Base, maxOffer: d.MaxOffer, sessions: map[string]whepSession{}}
+	if err := c.migrateSecrets(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	err := c.apply()
 	c.mu.Unlock()
@@ -128,6 +155,45 @@ func (s *Server) EnableCameras(d CameraDeps) error {
 	s.Handle("POST /api/v1/cameras/{id}/whep", c.handleWHEP, viewers...)
 	s.Handle("OPTIONS /api/v1/cameras/{id}/whep", c.handleWHEPOptions)
 	s.Handle("DELETE /api/v1/whep/{session}", c.handleWHEPDelete, viewers...)
+	return nil
+}
+
+// migrateSecrets rewrites records stored before credentials were kept
+// apart from the URL: their URLs are split and the secrets moved into the
+// record's secret fields, in one transaction, so no credential stays in a
+// stored URL after the first start of this version.
+func (c *cameraAPI) migrateSecrets() error {
+	recs, err := store.List[CameraRecord](c.s.db, store.Cameras, "")
+	if err != nil {
+		return fmt.Errorf("list cameras: %w", err)
+	}
+	var changed []CameraRecord
+	for _, r := range recs {
+		if r.Deleted {
+			continue
+		}
+		cam := r.camera()
+		if cam.URL == r.URL && cam.SubstreamURL == r.SubstreamURL {
+			continue
+		}
+		r.URL, r.Secret, r.SubstreamURL, r.SubstreamSecret = cam.URL, cam.Credentials, cam.SubstreamURL, cam.SubstreamCredentials
+		changed = append(changed, r)
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	err = c.s.db.Update(func(tx *store.Tx) error {
+		for _, r := range changed {
+			if err := tx.Put(store.Cameras, r.ID, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("move camera credentials out of stored URLs: %w", err)
+	}
+	c.s.log.Info("camera credentials moved out of stored URLs", "cameras", len(changed))
 	return nil
 }
 
@@ -156,6 +222,7 @@ type cameraView struct {
 	ID        string       `json:"id"`
 	Name      string       `json:"name"`
 	URL       string       `json:"url,omitempty"`
+	HasSecret bool         `json:"has_secret,omitempty"`
 	OnDemand  bool         `json:"on_demand"`
 	Substream bool         `json:"substream"`
 	State     camera.State `json:"state"`
@@ -176,6 +243,7 @@ func cameraViewOf(st camera.Status, admin bool) cameraView {
 	}
 	if admin {
 		v.URL = st.URL // already redacted by the relay
+		v.HasSecret = st.HasSecret
 	}
 	return v
 }
@@ -194,12 +262,19 @@ func (c *cameraAPI) handleList(w http.ResponseWriter, r *http.Request) {
 
 // cameraRequest is the body of POST and PUT; on PUT an absent field keeps
 // its value, so an admin can rename a camera without re-entering the
-// credentials the API never shows.
+// credentials the API never shows. Credentials in url or substream_url
+// (user information, or credential-like keys in the path or query) are
+// moved out of the URL into the camera's write-only secret; a "***" sent
+// back keeps the stored value. Username and password, when given, set the
+// user information of both streams (one device, one account); an empty
+// string clears it.
 type cameraRequest struct {
 	ID           string  `json:"id"`
 	Name         *string `json:"name"`
 	URL          *string `json:"url"`
 	SubstreamURL *string `json:"substream_url"`
+	Username     *string `json:"username"`
+	Password     *string `json:"password"`
 	OnDemand     *bool   `json:"on_demand"`
 }
 
@@ -213,15 +288,66 @@ func checkRTSP(field, raw string) error {
 	return nil
 }
 
+// splitRequestURL moves the credentials of a URL the admin sent into its
+// secret. Placeholders are filled from the stored secret; the stored user
+// information is kept when the new URL has none and points at the same
+// host. Errors name the field and never echo the URL.
+func splitRequestURL(field, raw, oldURL string, old camera.Credentials) (string, camera.Credentials, error) {
+	if raw == "" {
+		return "", camera.Credentials{}, nil
+	}
+	if err := checkRTSP(field, raw); err != nil {
+		return "", camera.Credentials{}, err
+	}
+	clean, sec, err := camera.SplitURL(raw)
+	if err != nil {
+		return "", camera.Credentials{}, badRequest("%s: not an rtsp:// or rtsps:// URL", field)
+	}
+	if sec, err = sec.Fill(old); err != nil {
+		return "", camera.Credentials{}, badRequest("%s: %v", field, err)
+	}
+	if sec.Username == "" && sec.Password == "" && sameHost(clean, oldURL) {
+		sec.Username, sec.Password = old.Username, old.Password
+	}
+	return clean, sec, nil
+}
+
+// sameHost reports whether two URLs name the same host and port, so stored
+// user information never follows a camera to another address.
+func sameHost(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	return err1 == nil && err2 == nil && ua.Host != "" && strings.EqualFold(ua.Host, ub.Host)
+}
+
 func (req cameraRequest) applyTo(rec *CameraRecord) error {
 	if req.Name != nil {
 		rec.Name = strings.TrimSpace(*req.Name)
 	}
 	if req.URL != nil {
-		rec.URL = strings.TrimSpace(*req.URL)
+		url, sec, err := splitRequestURL("url", strings.TrimSpace(*req.URL), rec.URL, rec.Secret)
+		if err != nil {
+			return err
+		}
+		rec.URL, rec.Secret = url, sec
 	}
 	if req.SubstreamURL != nil {
-		rec.SubstreamURL = strings.TrimSpace(*req.SubstreamURL)
+		url, sec, err := splitRequestURL("substream_url", strings.TrimSpace(*req.SubstreamURL), rec.SubstreamURL, rec.SubstreamSecret)
+		if err != nil {
+			return err
+		}
+		rec.SubstreamURL, rec.SubstreamSecret = url, sec
+	}
+	if req.Username != nil {
+		rec.Secret.Username = *req.Username
+		rec.SubstreamSecret.Username = *req.Username
+	}
+	if req.Password != nil {
+		rec.Secret.Password = *req.Password
+		rec.SubstreamSecret.Password = *req.Password
+	}
+	if rec.SubstreamURL == "" {
+		rec.SubstreamSecret = camera.Credentials{}
 	}
 	if req.OnDemand != nil {
 		rec.AlwaysOn = !*req.OnDemand
@@ -294,7 +420,8 @@ func (c *cameraAPI) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cur := cams[i]
-	rec := CameraRecord{ID: id, Name: cur.Name, URL: cur.URL, SubstreamURL: cur.SubstreamURL, AlwaysOn: cur.AlwaysOn}
+	rec := CameraRecord{ID: id, Name: cur.Name, URL: cur.URL, SubstreamURL: cur.SubstreamURL,
+		Secret: cur.Credentials, SubstreamSecret: cur.SubstreamCredentials, AlwaysOn: cur.AlwaysOn}
 	if err := req.applyTo(&rec); err != nil {
 		writeError(w, r, err)
 		return
@@ -338,9 +465,11 @@ func (c *cameraAPI) change(w http.ResponseWriter, r *http.Request, rec CameraRec
 	rec.Updated = c.s.now()
 	detail := map[string]any{}
 	if !rec.Deleted {
-		detail = map[string]any{"name": rec.Name, "url": camera.RedactURL(rec.URL), "on_demand": !rec.AlwaysOn}
+		// Only the stored, credential-free URLs: the secret is never audited.
+		detail = map[string]any{"name": rec.Name, "url": rec.Secret.Redacted(camera.RedactURL(rec.URL)), "on_demand": !rec.AlwaysOn,
+			"has_secret": !rec.Secret.IsZero() || !rec.SubstreamSecret.IsZero()}
 		if rec.SubstreamURL != "" {
-			detail["substream_url"] = camera.RedactURL(rec.SubstreamURL)
+			detail["substream_url"] = rec.SubstreamSecret.Redacted(camera.RedactURL(rec.SubstreamURL))
 		}
 	}
 	ev := store.Event{Time: rec.Updated, Actor: UserFrom(r.Context()).Username, Action: action, Target: rec.ID, Detail: detail}
@@ -367,7 +496,8 @@ func (c *cameraAPI) change(w http.ResponseWriter, r *http.Request, rec CameraRec
 			return
 		}
 	}
-	writeJSON(w, code, cameraView{ID: rec.ID, Name: rec.Name, URL: camera.RedactURL(rec.URL), OnDemand: !rec.AlwaysOn})
+	writeJSON(w, code, cameraView{ID: rec.ID, Name: rec.Name, URL: rec.Secret.Redacted(camera.RedactURL(rec.URL)),
+		HasSecret: !rec.Secret.IsZero(), OnDemand: !rec.AlwaysOn})
 }
 
 // errUnsupportedMedia is a WHEP POST whose body is not an SDP offer

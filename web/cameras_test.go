@@ -69,3 +69,49 @@ func TestCheckRTSPNeverEchoesTheURL(t *testing.T) {
 		}
 	}
 }
+
+// TestCameraRequestSecrets: credentials sent in the URL or in the
+// write-only username/password fields land in the record's secret, never in
+// its URL; a URL sent back as shown keeps them, one moved to another host
+// drops the stored user information, and a placeholder with nothing stored
+// is refused without echoing anything.
+func TestCameraRequestSecrets(t *testing.T) {
+	str := func(s string) *string { return &s }
+	rec := CameraRecord{ID: "c"}
+	req := cameraRequest{URL: str("rtsp://admin:S3cr3t@10.0.0.5/live?channel=1&pw=S3cr3t")}
+	if err := req.applyTo(&rec); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rec.URL, "S3cr3t") || rec.Secret.Password != "S3cr3t" || rec.URL != "rtsp://10.0.0.5/live?channel=1&pw=***" {
+		t.Fatalf("after create: url %s", rec.URL)
+	}
+	// Sent back as shown, with a new path: everything kept.
+	req = cameraRequest{URL: str("rtsp://***@10.0.0.5/live2?channel=1&pw=***")}
+	if err := req.applyTo(&rec); err != nil {
+		t.Fatal(err)
+	}
+	if dial, _ := rec.Secret.Join(rec.URL); dial != "rtsp://admin:S3cr3t@10.0.0.5/live2?channel=1&pw=S3cr3t" {
+		t.Fatalf("round trip dials %s", dial)
+	}
+	// Without user information, same host: kept. Another host: dropped.
+	req = cameraRequest{URL: str("rtsp://10.0.0.5/live3")}
+	if err := req.applyTo(&rec); err != nil || rec.Secret.Username != "admin" {
+		t.Fatalf("same host: %v, user kept %v", err, rec.Secret.Username == "admin")
+	}
+	req = cameraRequest{URL: str("rtsp://10.0.0.6/live3")}
+	if err := req.applyTo(&rec); err != nil || !rec.Secret.IsZero() {
+		t.Fatalf("another host: %v, secret kept %v", err, !rec.Secret.IsZero())
+	}
+	// The write-only fields.
+	req = cameraRequest{Username: str("viewer"), Password: str("Mat-Khau-9")}
+	if err := req.applyTo(&rec); err != nil || rec.Secret.Password != "Mat-Khau-9" || strings.Contains(rec.URL, "Mat-Khau") {
+		t.Fatalf("fields: %v %+v", err, rec.URL)
+	}
+	// A placeholder with nothing stored.
+	rec = CameraRecord{ID: "d"}
+	req = cameraRequest{URL: str("rtsp://10.0.0.5/x?token=***")}
+	err := req.applyTo(&rec)
+	if status(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "url: token=***") {
+		t.Fatalf("placeholder without a stored value: %v", err)
+	}
+}

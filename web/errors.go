@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
@@ -21,6 +22,10 @@ var (
 	errNotFound        = errors.New("no such resource")
 	errConflict        = errors.New("already exists")
 )
+
+// busyRetryAfter is the Retry-After, in seconds, of a 503 for a full
+// upload or text-to-speech queue.
+const busyRetryAfter = 5
 
 // badRequestError is a client error with a reason naming the field.
 type badRequestError struct{ msg string }
@@ -43,6 +48,7 @@ var domainStatus = []struct {
 	{media.ErrTooLong, http.StatusUnprocessableEntity},
 	{media.ErrSilent, http.StatusUnprocessableEntity},
 	{media.ErrTTSUnavailable, http.StatusServiceUnavailable},
+	{media.ErrBusy, http.StatusServiceUnavailable}, // with Retry-After, see writeError
 	{broadcast.ErrInvalid, http.StatusUnprocessableEntity},
 	{broadcast.ErrUnknownZone, http.StatusUnprocessableEntity},
 	{broadcast.ErrNotFound, http.StatusNotFound},
@@ -111,6 +117,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if code == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "10")
+	}
+	if errors.Is(err, media.ErrBusy) {
+		// RFC 9110 §10.2.3: the queue drains within seconds.
+		w.Header().Set("Retry-After", strconv.Itoa(busyRetryAfter))
 	}
 	writeJSON(w, code, map[string]string{"error": msg})
 }

@@ -7,14 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/internal/egress"
 	"github.com/loalang/loalang/store"
 )
 
@@ -33,6 +34,14 @@ type ScheduleDeps struct {
 	// MaxRelay bounds a relay window: the engine ends live streams at
 	// broadcast.max_duration, so a longer window would be cut short.
 	MaxRelay time.Duration
+	// MinInterval is the shortest gap allowed between two occurrences of a
+	// recurring schedule (schedule.min_interval); 0 means
+	// schedule.DefaultMinInterval.
+	MinInterval time.Duration
+	// CheckRelayURL, when set, refuses a relay source URL the daemon must
+	// not connect to (loopback, link-local, private ranges not allowed by
+	// the config); its error is reported on source.url.
+	CheckRelayURL func(raw string) error
 }
 
 // Bounds of the schedule API.
@@ -56,6 +65,9 @@ func (s *Server) EnableSchedules(d ScheduleDeps) {
 	}
 	if d.TimeZone == "" {
 		d.TimeZone = schedule.DefaultTimeZone
+	}
+	if d.MinInterval <= 0 {
+		d.MinInterval = schedule.DefaultMinInterval
 	}
 	a := &scheduleAPI{s: s, d: d}
 	heads := []auth.Role{auth.RoleAdmin, auth.RoleHead}
@@ -158,7 +170,7 @@ func toView(sc schedule.Schedule, now time.Time) ScheduleView {
 	v := ScheduleView{
 		ID: sc.ID, Name: sc.Name, At: formatTime(sc.At), RRule: sc.RRule, Cron: sc.Cron, TimeZone: sc.TimeZone,
 		From: formatTime(sc.From), Until: formatTime(sc.Until), Zones: sc.Zones,
-		Source:   SourceView{Kind: sc.Source.Kind, MediaID: sc.Source.MediaID, Text: sc.Source.Text, URL: sc.Source.URL, Duration: JSONDuration(sc.Source.Duration)},
+		Source:   SourceView{Kind: sc.Source.Kind, MediaID: sc.Source.MediaID, Text: sc.Source.Text, URL: shownURL(sc.Source), Duration: JSONDuration(sc.Source.Duration)},
 		Priority: sc.Priority, Volume: sc.Volume, Repeat: sc.Repeat, Chime: sc.Chime, Enabled: &en, Version: sc.Version,
 		CreatedBy: sc.CreatedBy, CreatedAt: formatTime(sc.CreatedAt), UpdatedAt: formatTime(sc.UpdatedAt),
 	}
@@ -173,6 +185,24 @@ func toView(sc schedule.Schedule, now time.Time) ScheduleView {
 		}
 	}
 	return v
+}
+
+// shownURL is a relay URL as the API shows it: without user information
+// and with every query value "***", since stations put access tokens there.
+// Sent back unchanged in a PUT, it keeps the stored URL (keepRelayURL).
+func shownURL(src schedule.Source) string {
+	if src.URL == "" {
+		return ""
+	}
+	return egress.Redact(src.URL)
+}
+
+// keepRelayURL restores the stored relay URL when a PUT sends back the
+// redacted one the API showed.
+func keepRelayURL(sc *schedule.Schedule, old schedule.Schedule) {
+	if sc.Source.Kind == schedule.SourceRelay && old.Source.Kind == schedule.SourceRelay && sc.Source.URL == shownURL(old.Source) {
+		sc.Source.URL = old.Source.URL
+	}
 }
 
 // fromView builds the domain schedule; the caller stamps id, version and
@@ -211,10 +241,20 @@ func (a *scheduleAPI) check(tx *store.Tx, sc *schedule.Schedule) error {
 	if sc.Source.Kind == schedule.SourceRelay && a.d.MaxRelay > 0 && sc.Source.Duration > a.d.MaxRelay {
 		return &schedule.FieldError{Field: "source.duration", Reason: fmt.Sprintf("%v is longer than broadcast.max_duration %v", sc.Source.Duration, a.d.MaxRelay)}
 	}
-	if sc.Source.Kind == schedule.SourceMedia && !tx.Exists(store.Media, sc.Source.MediaID) {
-		return &schedule.FieldError{Field: "source.media_id", Reason: fmt.Sprintf("no media %q", sc.Source.MediaID)}
+	if sc.Source.Kind == schedule.SourceRelay && a.d.CheckRelayURL != nil {
+		if err := a.d.CheckRelayURL(sc.Source.URL); err != nil {
+			return &schedule.FieldError{Field: "source.url", Reason: "refused", Err: err}
+		}
 	}
-	return nil
+	var mediaLength time.Duration
+	if sc.Source.Kind == schedule.SourceMedia {
+		var info media.Info
+		if err := tx.Get(store.Media, sc.Source.MediaID, &info); err != nil {
+			return &schedule.FieldError{Field: "source.media_id", Reason: fmt.Sprintf("no media %q", sc.Source.MediaID)}
+		}
+		mediaLength = time.Duration(info.DurationMS) * time.Millisecond
+	}
+	return sc.CheckSpacing(a.d.MinInterval, sc.PlayLength(mediaLength))
 }
 
 // writeScheduleErr adds the offending field to validation errors.
@@ -338,6 +378,7 @@ func (a *scheduleAPI) update(w http.ResponseWriter, r *http.Request) {
 			return fmt.Errorf("schedule %q is at version %d, not %d: %w", id, old.Version, v.Version, errConflict)
 		}
 		sc.Version, sc.CreatedBy, sc.CreatedAt, sc.UpdatedAt = old.Version+1, old.CreatedBy, old.CreatedAt, now
+		keepRelayURL(&sc, old)
 		if err := a.check(tx, &sc); err != nil {
 			return err
 		}
@@ -448,9 +489,7 @@ func auditDetail(sc schedule.Schedule) map[string]any {
 		d["cron"] = sc.Cron
 	}
 	if sc.Source.Kind == schedule.SourceRelay {
-		if u, err := url.Parse(sc.Source.URL); err == nil {
-			d["url"] = u.Redacted()
-		}
+		d["url"] = egress.Redact(sc.Source.URL)
 	}
 	return d
 }

@@ -24,6 +24,10 @@ var (
 	// ErrTTSUnavailable means text-to-speech is not possible on this machine
 	// (espeak-ng is not installed).
 	ErrTTSUnavailable = errors.New("media: text-to-speech unavailable")
+	// ErrBusy means the work queue (uploads being imported, text waiting
+	// for espeak-ng) is full; the request may be retried shortly. The HTTP
+	// layer maps it to 503 with Retry-After.
+	ErrBusy = errors.New("media: busy, try again shortly")
 	// ErrNotFound means no stored clip has the requested ID.
 	ErrNotFound = errors.New("media: clip not found")
 )

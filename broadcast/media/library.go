@@ -46,9 +46,16 @@ type Config struct {
 	PeakCeilingDB float64
 	// Bitrate is the Opus bitrate in bit/s (default DefaultBitrate).
 	Bitrate int
+	// Queue bounds the imports in flight: streaming their upload to a
+	// temporary file or waiting for the decoder (default DefaultQueue).
+	// Import refuses more with ErrBusy before reading their body.
+	Queue int
 	// Logger receives import events; nil discards them.
 	Logger *slog.Logger
 }
+
+// DefaultQueue is the default Config.Queue.
+const DefaultQueue = 4
 
 // Info describes a stored clip. Persisting it (in bbolt) is the caller's job.
 type Info struct {
@@ -86,6 +93,8 @@ type Library struct {
 	cfg Config
 	log *slog.Logger
 	sem chan struct{}
+	// queue holds one token per import in flight (Config.Queue).
+	queue chan struct{}
 }
 
 // NewLibrary creates the directory if needed, removes temporary files left
@@ -112,6 +121,9 @@ func NewLibrary(cfg Config) (*Library, error) {
 	if cfg.Bitrate == 0 {
 		cfg.Bitrate = DefaultBitrate
 	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = DefaultQueue
+	}
 	if _, err := newEncoder(cfg.Bitrate); err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
@@ -126,41 +138,83 @@ func NewLibrary(cfg Config) (*Library, error) {
 	for _, p := range stale {
 		_ = os.Remove(p)
 	}
-	return &Library{cfg: cfg, log: log.With("component", "media"), sem: make(chan struct{}, 1)}, nil
+	return &Library{cfg: cfg, log: log.With("component", "media"), sem: make(chan struct{}, 1), queue: make(chan struct{}, cfg.Queue)}, nil
 }
 
-// Import reads an upload (at most MaxBytes+1 bytes, so an oversize one is
-// refused without reading it all), detects its format by content, decodes,
-// resamples to 48 kHz, normalises loudness, encodes 20 ms Opus packets and
-// stores them. Importing identical content again returns the same ID without
-// writing a second file. Errors wrap the package's sentinels.
+// Import streams an upload to a temporary file in the library directory
+// (at most MaxBytes+1 bytes, so an oversize one is refused without reading
+// it all, and never held in memory while it arrives), then, one import at a
+// time, detects its format by content, decodes, resamples to 48 kHz,
+// normalises loudness, encodes 20 ms Opus packets and stores them. The
+// temporary file is removed on success and on failure. Importing identical
+// content again returns the same ID without writing a second file. With
+// Config.Queue imports already in flight it returns ErrBusy before reading
+// r. Errors wrap the package's sentinels.
 func (l *Library) Import(ctx context.Context, sourceName string, r io.Reader) (Info, error) {
-	data, err := io.ReadAll(io.LimitReader(r, l.cfg.MaxBytes+1))
+	select {
+	case l.queue <- struct{}{}:
+	default:
+		return Info{}, fmt.Errorf("upload %q: %d imports already in flight: %w", sourceName, l.cfg.Queue, ErrBusy)
+	}
+	defer func() { <-l.queue }()
+	tmp, sum, n, err := l.spool(sourceName, r)
+	if tmp != "" {
+		defer os.Remove(tmp)
+	}
 	if err != nil {
-		return Info{}, fmt.Errorf("read upload %q: %w", sourceName, err)
+		return Info{}, err
 	}
-	if int64(len(data)) > l.cfg.MaxBytes {
-		return Info{}, fmt.Errorf("upload %q is larger than %d bytes: %w", sourceName, l.cfg.MaxBytes, ErrTooLarge)
-	}
-	if len(data) == 0 {
+	if n == 0 {
 		return Info{}, fmt.Errorf("upload %q: %w", sourceName, ErrEmpty)
 	}
 	if err := l.acquire(ctx); err != nil {
 		return Info{}, err
 	}
 	defer l.release()
-	sum := sha256.Sum256(data)
+	// Decoders work on a byte slice: the file mapped into memory, outside
+	// the Go heap, for the one import holding the decoder.
+	data, unmap, err := mapFile(tmp)
+	if err != nil {
+		return Info{}, fmt.Errorf("read upload %q: %w", sourceName, err)
+	}
 	a, err := Decode(data, l.cfg.MaxDuration)
+	data = nil
+	if uerr := unmap(); uerr != nil && err == nil {
+		err = uerr
+	}
 	if err != nil {
 		return Info{}, fmt.Errorf("import %q: %w", sourceName, err)
 	}
-	data = nil
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
 	pcm := Resample(a.Samples, a.Rate, OpusRate)
 	a.Samples = nil
 	return l.store(ctx, sourceName, sum, pcm)
+}
+
+// spool copies r into a new temporary file, hashing it on the way. It
+// returns the file's path (to be removed by the caller, also on error),
+// the SHA-256 and the size. More than MaxBytes is ErrTooLarge.
+func (l *Library) spool(sourceName string, r io.Reader) (path string, sum [32]byte, n int64, err error) {
+	f, err := os.CreateTemp(l.cfg.Dir, ".tmp-upload-*")
+	if err != nil {
+		return "", sum, 0, fmt.Errorf("create temp file in %s: %w", l.cfg.Dir, err)
+	}
+	path = f.Name()
+	h := sha256.New()
+	n, err = io.Copy(io.MultiWriter(f, h), io.LimitReader(r, l.cfg.MaxBytes+1))
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return path, sum, n, fmt.Errorf("read upload %q: %w", sourceName, err)
+	}
+	if n > l.cfg.MaxBytes {
+		return path, sum, n, fmt.Errorf("upload %q is larger than %d bytes: %w", sourceName, l.cfg.MaxBytes, ErrTooLarge)
+	}
+	h.Sum(sum[:0])
+	return path, sum, n, nil
 }
 
 // ImportPCM stores mono 48 kHz float32 samples (as Speak returns) through the

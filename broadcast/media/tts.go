@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -32,17 +34,32 @@ const espeakBinary = "espeak-ng"
 // standard input, never on its command line and never through a shell, so it
 // cannot be taken for an option. Errors: ErrEmpty for blank text, ErrTooLong
 // beyond MaxTextRunes, ErrUnsupported for a malformed voice name or invalid
-// UTF-8, ErrTTSUnavailable when espeak-ng is not installed.
+// UTF-8, ErrTTSUnavailable when espeak-ng is not installed. Speak itself
+// has no concurrency limit: the daemon speaks through a TTS, which has.
 func Speak(ctx context.Context, text, voice string) ([]float32, error) {
+	if err := checkText(text, MaxTextRunes); err != nil {
+		return nil, err
+	}
+	return speak(ctx, text, voice)
+}
+
+// checkText refuses blank text, invalid UTF-8 and text over maxRunes.
+func checkText(text string, maxRunes int) error {
 	if strings.TrimSpace(text) == "" {
-		return nil, fmt.Errorf("tts: no text: %w", ErrEmpty)
+		return fmt.Errorf("tts: no text: %w", ErrEmpty)
 	}
 	if !utf8.ValidString(text) {
-		return nil, fmt.Errorf("tts: text is not valid UTF-8: %w", ErrUnsupported)
+		return fmt.Errorf("tts: text is not valid UTF-8: %w", ErrUnsupported)
 	}
-	if n := utf8.RuneCountInString(text); n > MaxTextRunes {
-		return nil, fmt.Errorf("tts: text has %d characters, the limit is %d: %w", n, MaxTextRunes, ErrTooLong)
+	if n := utf8.RuneCountInString(text); n > maxRunes {
+		return fmt.Errorf("tts: text has %d characters, the limit is %d: %w", n, maxRunes, ErrTooLong)
 	}
+	return nil
+}
+
+// speak runs espeak-ng once. Cancelling ctx kills the process (SIGKILL
+// from exec.CommandContext), and WaitDelay bounds the wait for its pipes.
+func speak(ctx context.Context, text, voice string) ([]float32, error) {
 	if voice == "" {
 		voice = DefaultVoice
 	}
@@ -55,6 +72,7 @@ func Speak(ctx context.Context, text, voice string) ([]float32, error) {
 	}
 	// -b 1: input is UTF-8. Vietnamese needs its diacritics intact.
 	cmd := exec.CommandContext(ctx, bin, "-b", "1", "-v", voice, "--stdout")
+	cmd.WaitDelay = time.Second
 	cmd.Stdin = strings.NewReader(text)
 	var stdout, stderr limitedBuffer
 	stdout.limit, stderr.limit = maxTTSOutput, 4096
@@ -81,6 +99,82 @@ func Speak(ctx context.Context, text, voice string) ([]float32, error) {
 		return nil, fmt.Errorf("tts: espeak-ng produced no audio: %w", ErrSilent)
 	}
 	return Resample(a.Samples, a.Rate, OpusRate), nil
+}
+
+// TTSConfig configures a TTS. Zero values select the defaults.
+type TTSConfig struct {
+	// Voice is the espeak-ng voice (default DefaultVoice).
+	Voice string
+	// Concurrency is how many espeak-ng processes may run at once
+	// (default 1): each takes a whole core, for up to half a minute on
+	// MaxTextRunes of text, on a two-core box that also streams audio.
+	Concurrency int
+	// Queue is how many requests may wait for a free process; a request
+	// beyond it fails at once with ErrBusy. Negative means none may wait.
+	Queue int
+	// MaxRunes bounds the text of one request (default and at most
+	// MaxTextRunes).
+	MaxRunes int
+}
+
+// TTS runs espeak-ng for the daemon with a bound on the processes running at
+// once and on the requests waiting for one, so that a burst of long texts
+// cannot take every core (issue: six 4,000-character requests ran six
+// espeak-ng processes at once, 30 s each). It is safe for concurrent use.
+type TTS struct {
+	cfg   TTSConfig
+	slots chan struct{}
+
+	mu      sync.Mutex
+	waiting int
+}
+
+// NewTTS returns a TTS with cfg's limits.
+func NewTTS(cfg TTSConfig) *TTS {
+	if cfg.Voice == "" {
+		cfg.Voice = DefaultVoice
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.MaxRunes <= 0 || cfg.MaxRunes > MaxTextRunes {
+		cfg.MaxRunes = MaxTextRunes
+	}
+	return &TTS{cfg: cfg, slots: make(chan struct{}, cfg.Concurrency)}
+}
+
+// Speak is the package's Speak with the TTS's voice and limits: it checks
+// the text first, then takes a free espeak-ng slot, waiting in a bounded
+// queue until ctx ends. ErrBusy means the queue is full.
+func (t *TTS) Speak(ctx context.Context, text string) ([]float32, error) {
+	if err := checkText(text, t.cfg.MaxRunes); err != nil {
+		return nil, err
+	}
+	select {
+	case t.slots <- struct{}{}:
+	default:
+		t.mu.Lock()
+		if t.waiting >= max(t.cfg.Queue, 0) {
+			t.mu.Unlock()
+			return nil, fmt.Errorf("tts: %d requests already waiting for espeak-ng: %w", t.cfg.Queue, ErrBusy)
+		}
+		t.waiting++
+		t.mu.Unlock()
+		var err error
+		select {
+		case t.slots <- struct{}{}:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		t.mu.Lock()
+		t.waiting--
+		t.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	defer func() { <-t.slots }()
+	return speak(ctx, text, t.cfg.Voice)
 }
 
 // validVoice accepts espeak-ng voice names such as "vi", "en-us",

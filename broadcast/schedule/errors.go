@@ -48,3 +48,8 @@ var ErrNotClaimed = errors.New("firing not claimed")
 
 // ErrRunning is returned by Run when the scheduler is already running.
 var ErrRunning = errors.New("scheduler already running")
+
+// ErrTooFrequent reports a recurring schedule whose occurrences come closer
+// together than the configured minimum interval, or closer than one firing
+// lasts (it would overlap itself). It is wrapped inside a *FieldError.
+var ErrTooFrequent = errors.New("too frequent")

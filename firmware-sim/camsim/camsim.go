@@ -23,6 +23,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
 )
 
@@ -68,6 +69,14 @@ type Options struct {
 	// on fixed ports; without them the camera only offers TCP interleaving and
 	// clients have to fall back to TCP.
 	UDPRTPAddress, UDPRTCPAddress string
+	// Username and Password, when Username is set, make the camera demand
+	// RTSP authentication (RFC 7826 §19.1, Basic or Digest) on DESCRIBE
+	// and SETUP, as real cameras do; wrong or missing credentials get 401.
+	Username, Password string
+	// Query, when set, is the exact query string DESCRIBE must carry, as on
+	// cameras that take their credentials in the URL
+	// ("?user=admin&password=..."); any other query gets 401.
+	Query string
 	// Logger receives debug events; nil discards them.
 	Logger *slog.Logger
 }
@@ -353,11 +362,33 @@ func (h *handler) streamFor(path string) (*base.Response, *gortsplib.ServerStrea
 	return &base.Response{StatusCode: base.StatusOK}, st, nil
 }
 
+// authorize checks the credentials the options demand; a nil response
+// means they were given.
+func (h *handler) authorize(conn *gortsplib.ServerConn, req *base.Request) (*base.Response, error) {
+	o := h.s.opts
+	if o.Username != "" && !conn.VerifyCredentials(req, o.Username, o.Password) {
+		// gortsplib answers 401 with WWW-Authenticate when the client sent
+		// no credentials, and closes the connection when they were wrong.
+		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+	}
+	return nil, nil
+}
+
 func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if res, err := h.authorize(ctx.Conn, ctx.Request); res != nil {
+		return res, nil, err
+	}
+	if q := h.s.opts.Query; q != "" && ctx.Query != q {
+		h.s.log.Debug("describe with wrong query")
+		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, nil
+	}
 	return h.streamFor(ctx.Path)
 }
 
 func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if res, err := h.authorize(ctx.Conn, ctx.Request); res != nil {
+		return res, nil, err
+	}
 	return h.streamFor(ctx.Path)
 }
 
