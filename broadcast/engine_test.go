@@ -639,3 +639,62 @@ func TestLiveMaxDuration(t *testing.T) {
 		t.Errorf("write after expiry accepted")
 	}
 }
+
+// speakerFunc is a Speaker from a function.
+type speakerFunc func(ctx context.Context, text string) ([][]byte, error)
+
+func (f speakerFunc) SpeakPackets(ctx context.Context, text string) ([][]byte, error) {
+	return f(ctx, text)
+}
+
+// TestWiredStartWaitsForHall: a broadcast to an IP zone and a wired zone
+// whose amplifier needs 1.5 s starts, in both zones, when the hall is
+// ready (1.5 s less the 500 ms play-out delay from now), and the hall was
+// asked to pre-warm before the speech was synthesised.
+func TestWiredStartWaitsForHall(t *testing.T) {
+	var prewarmsAtSpeech int
+	var r *rig
+	r = newRig(t, withHall("b"), func(r0 *rig, _ *broadcast.Config, d *broadcast.Deps) {
+		r0.out.readyIn = 1500 * time.Millisecond
+		d.Speaker = speakerFunc(func(context.Context, string) ([][]byte, error) {
+			r0.out.mu.Lock()
+			prewarmsAtSpeech = r0.out.prewarms
+			r0.out.mu.Unlock()
+			return packets(10), nil
+		})
+	})
+	asked := time.Now()
+	b, err := r.e.Start(context.Background(), broadcast.Request{Text: "Bão sắp đến", Zones: []string{"a", "b"}, Priority: wire.PriorityEmergency})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prewarmsAtSpeech != 1 {
+		t.Errorf("prewarms before speech synthesis: %d, want 1", prewarmsAtSpeech)
+	}
+	b = r.waitState(t, b.ID, 10*time.Second, broadcast.StateDone)
+	r.marker(t, "a")
+	r.marker(t, "b")
+	var starts []int64
+	for _, z := range []string{"a", "b"} {
+		evs := streamEvents(r.l.zone(z), b.StreamIDs[0])
+		start := checkStream(t, evs, packets(10), 0, 3, broadcast.ReasonDone)
+		starts = append(starts, start.StartAt)
+	}
+	if starts[0] != starts[1] {
+		t.Fatalf("zones start apart: %d vs %d", starts[0], starts[1])
+	}
+	firstSample := time.UnixMicro(starts[0]).Add(500 * time.Millisecond)
+	t.Logf("first sample %v after the request (hall ready in 1.5 s)", firstSample.Sub(asked).Round(time.Millisecond))
+	if firstSample.Before(asked.Add(1500 * time.Millisecond)) {
+		t.Fatalf("first sample %v after the request, before the hall is ready (1.5 s)", firstSample.Sub(asked))
+	}
+	if firstSample.After(asked.Add(2500 * time.Millisecond)) {
+		t.Fatalf("first sample %v after the request: waited too long", firstSample.Sub(asked))
+	}
+	// The hall output was started with the same start time, before it.
+	r.out.mu.Lock()
+	defer r.out.mu.Unlock()
+	if len(r.out.ctls) == 0 || r.out.ctls[0].StartAt != starts[0] {
+		t.Fatalf("hall starts %+v, want start_at %d", r.out.ctls, starts[0])
+	}
+}
