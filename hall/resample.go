@@ -77,6 +77,13 @@ func besselI0(x float64) float64 {
 // first + j·step (j = 0, 1, …), where position x means in[x+interpHalf-1]:
 // in must hold interpHalf-1 samples before the first position and
 // interpHalf after the last one.
+//
+// It is excluded from race instrumentation (go:norace): it only touches
+// its arguments, which the caller owns under the timeline's lock, and the
+// read-only table, and instrumented it costs a -race test run of a long
+// programme minutes.
+//
+//go:norace
 func interpolate(out, in []float32, first, step float64) {
 	for j := range out {
 		x := first + float64(j)*step
