@@ -381,12 +381,12 @@ func TestChildHallColdAmplifier(t *testing.T) {
 		t.Errorf("zone coil confirmed on %v after the first sample played", zonesOn.Sub(first))
 	}
 	// Under -race on the shared host the FIFO device's delay varies from
-	// run to run (11–47 ms measured on the unchanged main branch too,
-	// docs/hall.md): there only gross misalignment fails; the 5 ms bound
-	// holds for builds without -race.
+	// run to run (11–108 ms measured, on the main branch's sink too,
+	// docs/hall.md): there only gross misalignment (the old 1.5 s) fails;
+	// the 5 ms bound holds for builds without -race.
 	bound := 5 * time.Millisecond
 	if raceEnabled {
-		bound = 100 * time.Millisecond
+		bound = 250 * time.Millisecond
 	}
 	if align.Abs() > bound {
 		t.Errorf("sound card and IP speaker %v apart, want within %v", align, bound)
