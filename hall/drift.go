@@ -1,6 +1,9 @@
 package hall
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Drift correction. The sound card runs on its own crystal: a USB card
 // 100 ppm fast plays 48 004.8 samples per second of the controller clock,
@@ -9,13 +12,22 @@ import "math"
 // output latency), so the card's rate shows in how many handed samples it
 // still holds (its delay): that level stays constant only when the sink
 // hands exactly as many samples as the card consumes. A PI controller on
-// the level's one-second mean sets the resampling ratio (output samples per
+// the level's one-second median sets the resampling ratio (output samples per
 // timeline sample); at rest its integral term is the card's rate error.
 const (
-	// driftWindow is the averaging window of the delay measurement, in
-	// samples of the controller clock (1 s): the delay is a sawtooth of a
-	// device period or more, and only its mean means anything.
+	// driftWindow is the window of the delay measurement, in samples of
+	// the controller clock (1 s): the delay is a sawtooth of a device
+	// period or more, and only its middle means anything. The window's
+	// value is the median of the delays seen at each read, not a time-
+	// weighted mean: after a host stall the first read sees the device
+	// drained, and weighting that by the stall's length biased the level
+	// low after every stall (measured on the loaded test host: the rate
+	// estimate wandered by 80 ppm in 20 s on a device paced by the
+	// controller clock itself).
 	driftWindow = sampleRate
+	// driftMaxSamples bounds the reads kept per window (oto reads about
+	// every 5 ms).
+	driftMaxSamples = 1024
 	// driftSettle is how many windows after the anchor pass before the
 	// target level is taken: the first fills the device.
 	driftSettle = 1
@@ -26,6 +38,14 @@ const (
 	// hears as pitch, and fast enough to absorb a card's warm-up drift.
 	driftKp = 2 * 0.105 / sampleRate
 	driftKi = 0.105 * 0.105 / sampleRate
+	// driftStep is the largest window-to-target error (10 ms) treated as
+	// drift. A card 100 ppm off moves the level by 5 samples a second;
+	// a larger error is a discontinuity (an ALSA xrun and its recovery
+	// refill the ring from the player; a host stall), not a clock, and
+	// integrating it would wind the rate estimate up for minutes. Such a
+	// level becomes the new target instead; large late steps are the
+	// underrun skip's business (resyncSamples).
+	driftStep = sampleRate / 100
 	// driftMaxPPM bounds the correction: USB audio crystals are within
 	// about ±100 ppm; anything beyond ±1000 ppm is a fault, not drift.
 	driftMaxPPM = 1000
@@ -44,14 +64,15 @@ type drift struct {
 	target     float64
 	haveTarget bool
 	windows    int
-	lastAt     int64 // tick of the last measurement
-	sum, dur   float64
+	winStart   int64 // tick the current window began
+	steps      int   // level steps taken as a new target
+	samples    []int64
 }
 
 // reset forgets the level target (a new anchor), keeping what was learnt
 // of the card's rate: the crystal is the same on the next broadcast.
 func (d *drift) reset(now int64) {
-	d.haveTarget, d.windows, d.sum, d.dur, d.lastAt = false, 0, 0, 0, now
+	d.haveTarget, d.windows, d.winStart, d.samples = false, 0, now, d.samples[:0]
 	d.ratio = d.rate()
 }
 
@@ -63,35 +84,36 @@ func (d *drift) rate() float64 {
 	return 1 - d.integ
 }
 
-// measure adds the device's delay (samples handed but not yet played) at
-// tick now, weighted by the time since the last measurement, and updates
-// the ratio at the end of each window. It returns the window's mean error
-// when a window closed.
+// measure records the device's delay (samples handed but not yet played)
+// at tick now and updates the ratio at the end of each window. It returns
+// the window's error (median delay minus the target) when a window closed.
 func (d *drift) measure(now, delay int64) (errSamples float64, closed bool) {
 	if d.ratio == 0 {
 		d.ratio = 1
 	}
-	dt := float64(now - d.lastAt)
-	d.lastAt = now
-	if dt <= 0 {
+	if len(d.samples) < driftMaxSamples {
+		d.samples = append(d.samples, delay)
+	}
+	if now-d.winStart < driftWindow {
 		return 0, false
 	}
-	d.sum += float64(delay) * dt
-	d.dur += dt
-	if d.dur < driftWindow {
-		return 0, false
-	}
-	mean := d.sum / d.dur
-	d.sum, d.dur = 0, 0
+	slices.Sort(d.samples)
+	mid := float64(d.samples[len(d.samples)/2])
+	d.samples, d.winStart = d.samples[:0], now
 	d.windows++
 	if !d.haveTarget {
 		if d.windows > driftSettle {
-			d.target, d.haveTarget = mean, true
+			d.target, d.haveTarget = mid, true
 		}
 		return 0, false
 	}
-	e := mean - d.target
+	e := mid - d.target
 	if d.off {
+		return e, true
+	}
+	if math.Abs(e) > driftStep {
+		d.target = mid
+		d.steps++
 		return e, true
 	}
 	lim := driftMaxPPM * 1e-6

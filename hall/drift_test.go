@@ -273,3 +273,33 @@ func TestInterpolate(t *testing.T) {
 		}
 	}
 }
+
+// TestDriftStepIsNotDrift: a sudden 50 ms change of the device level (an
+// xrun's refill, a host stall) becomes the new target without moving the
+// rate estimate, while a slow drift of 5 samples a second is integrated.
+func TestDriftStepIsNotDrift(t *testing.T) {
+	var d drift
+	now := int64(0)
+	d.reset(now)
+	window := func(level int64) {
+		for i := 0; i < 200; i++ {
+			now += driftWindow / 200
+			d.measure(now, level)
+		}
+	}
+	window(5000)
+	window(5000) // target taken
+	if !d.haveTarget || d.target != 5000 {
+		t.Fatalf("target %v (have %v), want 5000", d.target, d.haveTarget)
+	}
+	window(5000 - 2400) // a 50 ms step
+	if d.integ != 0 || d.ratio != 1 || d.target != 2600 || d.steps != 1 {
+		t.Fatalf("after a step: integ %g ratio %g target %v steps %d; want the step taken as the target", d.integ, d.ratio, d.target, d.steps)
+	}
+	for i := 1; i <= 10; i++ {
+		window(2600 - int64(5*i)) // a card 100 ppm fast drains 4.8 samples/s
+	}
+	if d.rate() <= 1 || d.ratio <= 1 {
+		t.Fatalf("slow drift not corrected: rate %g ratio %g", d.rate(), d.ratio)
+	}
+}
