@@ -358,10 +358,10 @@ func (h *Hall) Delivery(streamID uint32) Delivery {
 	return out
 }
 
-// WarmupLeft returns how long wired zones would take to come on if a
+// WarmupLeft returns how much of the amplifier's warm-up is left if a
 // broadcast started now: zero when the amplifier is warm, the warm-up time
-// when it is off. A broadcast engine can add it to the start time of
-// broadcasts with wired zones so their first words are not lost.
+// when it is off. ReadyIn adds the relay steps and the zones' state; it is
+// what the broadcast engine uses to start streams with wired zones.
 func (h *Hall) WarmupLeft() time.Duration {
 	if h.board == nil {
 		return 0
