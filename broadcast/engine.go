@@ -64,6 +64,22 @@ type Output interface {
 	Stop(streamID uint32)
 }
 
+// Warmer is an Output that needs time before it can play: the hall's
+// amplifier warms up, and its zone lines are switched on only after that.
+// The engine starts a stream that includes wired zones no earlier than the
+// output is ready, in all its zones at once (IP and wired), so that no
+// zone plays ahead of the others and the wired lines lose no words.
+type Warmer interface {
+	// Prewarm is called as soon as a broadcast to wired zones is requested,
+	// before its audio is loaded or spoken, so the output can start getting
+	// ready (switch the amplifier on). It must not block.
+	Prewarm()
+	// ReadyIn returns how long from now the output needs before audio in
+	// the given wired zones is heard: zero when they are already live. It
+	// must not block.
+	ReadyIn(zones []string) time.Duration
+}
+
 // Clock is the engine's time source; all play-at times are on this clock.
 // A Clock whose time does not advance with the wall clock (a test clock) may
 // also implement After(d time.Duration) <-chan time.Time, which the engine

@@ -639,3 +639,113 @@ func TestLiveMaxDuration(t *testing.T) {
 		t.Errorf("write after expiry accepted")
 	}
 }
+
+// speakerFunc is a Speaker from a function.
+type speakerFunc func(ctx context.Context, text string) ([][]byte, error)
+
+func (f speakerFunc) SpeakPackets(ctx context.Context, text string) ([][]byte, error) {
+	return f(ctx, text)
+}
+
+// TestWiredStartWaitsForHall: a broadcast to an IP zone and a wired zone
+// whose amplifier needs 1.5 s starts, in both zones, when the hall is
+// ready (1.5 s less the 500 ms play-out delay from now), and the hall was
+// asked to pre-warm before the speech was synthesised.
+func TestWiredStartWaitsForHall(t *testing.T) {
+	var prewarmsAtSpeech int
+	var r *rig
+	r = newRig(t, withHall("b"), func(r0 *rig, _ *broadcast.Config, d *broadcast.Deps) {
+		r0.out.readyIn = 1500 * time.Millisecond
+		d.Speaker = speakerFunc(func(context.Context, string) ([][]byte, error) {
+			r0.out.mu.Lock()
+			prewarmsAtSpeech = r0.out.prewarms
+			r0.out.mu.Unlock()
+			return packets(10), nil
+		})
+	})
+	asked := time.Now()
+	b, err := r.e.Start(context.Background(), broadcast.Request{Text: "Bão sắp đến", Zones: []string{"a", "b"}, Priority: wire.PriorityEmergency})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prewarmsAtSpeech != 1 {
+		t.Errorf("prewarms before speech synthesis: %d, want 1", prewarmsAtSpeech)
+	}
+	b = r.waitState(t, b.ID, 10*time.Second, broadcast.StateDone)
+	r.marker(t, "a")
+	r.marker(t, "b")
+	var starts []int64
+	for _, z := range []string{"a", "b"} {
+		evs := streamEvents(r.l.zone(z), b.StreamIDs[0])
+		start := checkStream(t, evs, packets(10), 0, 3, broadcast.ReasonDone)
+		starts = append(starts, start.StartAt)
+	}
+	if starts[0] != starts[1] {
+		t.Fatalf("zones start apart: %d vs %d", starts[0], starts[1])
+	}
+	firstSample := time.UnixMicro(starts[0]).Add(500 * time.Millisecond)
+	t.Logf("first sample %v after the request (hall ready in 1.5 s)", firstSample.Sub(asked).Round(time.Millisecond))
+	if firstSample.Before(asked.Add(1500 * time.Millisecond)) {
+		t.Fatalf("first sample %v after the request, before the hall is ready (1.5 s)", firstSample.Sub(asked))
+	}
+	if firstSample.After(asked.Add(2500 * time.Millisecond)) {
+		t.Fatalf("first sample %v after the request: waited too long", firstSample.Sub(asked))
+	}
+	// The hall output was started with the same start time, before it.
+	r.out.mu.Lock()
+	defer r.out.mu.Unlock()
+	if len(r.out.ctls) == 0 || r.out.ctls[0].StartAt != starts[0] {
+		t.Fatalf("hall starts %+v, want start_at %d", r.out.ctls, starts[0])
+	}
+}
+
+// TestLiveWaitsForHall: live speech to a wired zone whose amplifier needs
+// 1 s buffers its first words: the stream starts 1 s less the 250 ms live
+// delay after the first packet's capture, and every packet keeps its
+// place in sequence (none is dropped or skipped to catch up).
+func TestLiveWaitsForHall(t *testing.T) {
+	r := newRig(t, withHall("b"), func(r0 *rig, _ *broadcast.Config, _ *broadcast.Deps) { r0.out.readyIn = time.Second })
+	l, err := r.e.Live(context.Background(), broadcast.Request{Zones: []string{"a", "b"}, Priority: wire.PriorityPriority})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.out.mu.Lock()
+	prewarms := r.out.prewarms
+	r.out.mu.Unlock()
+	if prewarms != 1 {
+		t.Errorf("prewarms at the live request: %d, want 1", prewarms)
+	}
+	t0 := time.Now()
+	pk := packets(10)
+	for i, p := range pk {
+		if err := l.WritePacket(p, t0.Add(time.Duration(i)*20*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := r.waitState(t, l.ID(), 5*time.Second, broadcast.StateDone)
+	r.marker(t, "a")
+	r.marker(t, "b")
+	for _, z := range []string{"a", "b"} {
+		evs := streamEvents(r.l.zone(z), b.StreamIDs[0])
+		if len(evs) < 3 || evs[0].kind != wire.StreamStart {
+			t.Fatalf("zone %s events %v", z, evs)
+		}
+		start := time.UnixMicro(evs[0].ctl.StartAt)
+		if wait := start.Sub(t0); wait < 700*time.Millisecond || wait > 1500*time.Millisecond {
+			t.Errorf("zone %s: live start %v after the first capture, want about 750 ms (hall ready in 1 s, live delay 250 ms)", z, wait)
+		}
+		next := 0
+		for _, ev := range evs[1 : len(evs)-1] {
+			if int(ev.frame.Seq) != next || ev.frame.PlayAt != evs[0].ctl.StartAt+int64(next)*20000 {
+				t.Fatalf("zone %s frame %+v, want seq %d on the buffered timeline", z, ev.frame, next)
+			}
+			next += len(ev.frame.Packets)
+		}
+		if next != len(pk) {
+			t.Errorf("zone %s got %d packets, want %d", z, next, len(pk))
+		}
+	}
+}

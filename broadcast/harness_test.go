@@ -355,14 +355,32 @@ func (r *rig) marker(t *testing.T, z string) {
 type output struct {
 	mu     sync.Mutex
 	starts [][]string
+	ctls   []wire.StreamControl
 	frames []wire.Frame
 	stops  []uint32
+	// readyIn is what ReadyIn answers (a cold amplifier), prewarms counts
+	// Prewarm calls.
+	readyIn  time.Duration
+	prewarms int
 }
 
-func (o *output) Start(_ context.Context, _ wire.StreamControl, zones []string) {
+func (o *output) Prewarm() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.prewarms++
+}
+
+func (o *output) ReadyIn([]string) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.readyIn
+}
+
+func (o *output) Start(_ context.Context, ctl wire.StreamControl, zones []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.starts = append(o.starts, zones)
+	o.ctls = append(o.ctls, ctl)
 }
 
 func (o *output) Frame(f wire.Frame) {

@@ -172,6 +172,14 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 		}
 		if !started {
 			started = true
+			// With a cold amplifier the first words are buffered: the
+			// stream starts when the hall is ready and keeps that delay
+			// until a pause longer than it lets the timeline catch up
+			// (liveGap below).
+			_, wired := e.owned(seg)
+			if r := e.readyStart(now, wired, e.cfg.LiveDelay); r.After(now) && r.After(at) {
+				at = r
+			}
 			e.mu.Lock()
 			seg.startAt = at
 			ctl := e.startControl(seg)
@@ -184,6 +192,7 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 			if attempted, ok := e.sendStarts(seg, ctlBytes); attempted > 0 && ok == 0 {
 				return false
 			}
+			h.update(wired)
 		}
 		seq := nextSeq
 		if at.Sub(seg.startAt.Add(time.Duration(seq)*packetDur)) > liveGap {

@@ -178,6 +178,7 @@ func (e *Engine) prepare(ctx context.Context, req Request, live bool) (*bcast, e
 		}
 		zones = append(zones, z)
 	}
+	e.prewarm(zones)
 	b := &bcast{
 		id:      newBroadcastID(),
 		req:     req,
@@ -239,6 +240,22 @@ func (e *Engine) prepare(ctx context.Context, req Request, live bool) (*bcast, e
 		b.online[m] = e.deps.Directory.Online(m)
 	}
 	return b, nil
+}
+
+// prewarm asks the hall output to get ready when zones include a wired
+// one, before the audio is loaded or spoken: text-to-speech of a long
+// emergency bulletin takes seconds, which the amplifier's warm-up can use.
+func (e *Engine) prewarm(zones []string) {
+	w, ok := e.deps.Output.(Warmer)
+	if !ok {
+		return
+	}
+	for _, z := range zones {
+		if e.wired[z] {
+			w.Prewarm()
+			return
+		}
+	}
 }
 
 // register adds b to the engine. Called with e.mu held.

@@ -155,6 +155,23 @@ func (e *Engine) sendStarts(seg *segment, ctl []byte) (attempted, ok int) {
 	return attempted, ok
 }
 
+// readyStart returns the start time of a stream asked for at now: now, or
+// later when the hall output needs longer than the play-out delay to be
+// ready in the wired zones. Every zone of the stream gets the same start,
+// so IP speakers and the hall line stay together.
+func (e *Engine) readyStart(now time.Time, wired []string, delay time.Duration) time.Time {
+	w, ok := e.deps.Output.(Warmer)
+	if !ok || len(wired) == 0 {
+		return now
+	}
+	ready := w.ReadyIn(wired)
+	if ready <= delay {
+		return now
+	}
+	e.log.Info("stream start waits for the hall", "ready_in", ready, "delay", delay, "zones", wired)
+	return now.Add(ready - delay)
+}
+
 // hall tracks a segment's use of the Output.
 type hall struct {
 	e     *Engine
@@ -204,8 +221,10 @@ func (e *Engine) runFile(seg *segment) {
 	total := len(b.packets) - seg.base
 	ppf := e.cfg.PacketsPerFrame
 
+	_, wired := e.owned(seg)
+	start := e.readyStart(e.clock.Now(), wired, e.cfg.PlayoutDelay)
 	e.mu.Lock()
-	seg.startAt = e.clock.Now()
+	seg.startAt = start
 	ctl := e.startControl(seg)
 	e.mu.Unlock()
 	ctlBytes, err := wire.Encode(ctl)
@@ -219,6 +238,9 @@ func (e *Engine) runFile(seg *segment) {
 	}
 	h := &hall{e: e, ctx: seg.ctx, ctl: ctl}
 	defer h.stop()
+	// The hall starts at once, not with the first frame: a cold amplifier
+	// warms up while the start time approaches.
+	h.update(wired)
 
 	delayMS := uint16(e.cfg.PlayoutDelay / time.Millisecond)
 	for seq := 0; seq < total; {

@@ -46,6 +46,10 @@ func (d *Daemon) startHall(ctx context.Context) error {
 	return nil
 }
 
+// The hall tells the engine when its wired zones can play (a cold
+// amplifier), so streams that include them start no earlier.
+var _ broadcast.Warmer = (*hall.Hall)(nil)
+
 // output is the hall as the broadcast engine's Output, or nil without one.
 func (d *Daemon) output() broadcast.Output {
 	if d.hall == nil {

@@ -233,3 +233,162 @@ func TestChildHallWithoutSoundCard(t *testing.T) {
 		t.Fatalf("metrics do not show the sink down")
 	}
 }
+
+// TestHallColdAmplifier: with the amplifier off and the demo's 2 s warm-up
+// and 500 ms play-out delay, a broadcast to an IP zone and the wired zone
+// starts in both only once the hall can play it. The wired zone's coil is
+// confirmed on before the first sample plays anywhere, the sound card plays
+// the announcement's first 100 ms (a 500 Hz lead-in) into the live line,
+// and the IP speaker and the sound card start together.
+func TestHallColdAmplifier(t *testing.T) {
+	dir := t.TempDir()
+	conf, fifo := alsatest.FIFOConfig(t, dir)
+	alsatest.RunChild(t, "TestChildHallColdAmplifier", "ALSA_CONFIG_PATH="+conf, "LOALANG_TEST_FIFO="+fifo)
+}
+
+func TestChildHallColdAmplifier(t *testing.T) {
+	alsatest.ChildOnly(t)
+	board, err := relayboard.New(relayboard.Options{Link: filepath.Join(t.TempDir(), "relay0"), Coils: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer board.Close()
+	capture := alsatest.StartCapture(t, os.Getenv("LOALANG_TEST_FIFO"), 2)
+	cfg := hallConfig(t, t.TempDir(), board)
+	cfg.RelayBoards[0].Warmup = 2 * time.Second
+	cfg.Broadcast.PlayoutDelay = 500 * time.Millisecond
+	d := startDaemon(t, cfg)
+	rec := t.TempDir()
+	speakers := startSpeakers(t, cfg.DataDir, func(c *speaker.Config) { c.RecordDir = rec; c.KeepPlayed = 0 })
+	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
+	eventually(t, 10*time.Second, "speakers ready", func() bool {
+		for _, s := range speakers {
+			if !s.Ready() {
+				return false
+			}
+		}
+		return true
+	})
+	for i, on := range board.Coils()[:2] {
+		if on {
+			t.Fatalf("coil %d on before the broadcast: the amplifier must start cold", i)
+		}
+	}
+
+	// 100 ms at 500 Hz, then 900 ms at 1 kHz.
+	clip := append(audiotest.Tone(500, 0.5, 48000, 100), audiotest.Tone(1000, 0.5, 48000, 900)...)
+	code, body := c.upload("cold.wav", audiotest.WAV(clip, 48000, 1))
+	if code != 201 {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	var info media.Info
+	json.Unmarshal(body, &info)
+	asked := time.Now()
+	code, body = c.do("POST", "/api/v1/broadcasts", map[string]any{"media_id": info.ID, "zones": []string{"a", "hall-line"}, "volume": 100})
+	if code != 201 {
+		t.Fatalf("broadcast: %d %s", code, body)
+	}
+	var b broadcastView
+	json.Unmarshal(body, &b)
+	type step struct {
+		Name string    `json:"name"`
+		At   time.Time `json:"at"`
+	}
+	var wired []struct {
+		Steps []step `json:"steps"`
+	}
+	eventually(t, 20*time.Second, "broadcast done and the amplifier off", func() bool {
+		_, body := c.do("GET", "/api/v1/broadcasts/"+b.ID, nil)
+		var v struct {
+			State string          `json:"state"`
+			Wired json.RawMessage `json:"wired"`
+		}
+		json.Unmarshal(body, &v)
+		json.Unmarshal(v.Wired, &wired)
+		return v.State == "done" && len(wired) == 1 && len(wired[0].Steps) == 4
+	})
+	capture.Stop()
+	var zonesOn time.Time
+	for _, s := range wired[0].Steps {
+		if s.Name == "zones_on" {
+			zonesOn = s.At // confirmed by reading the coils back
+		}
+	}
+	var coilOn time.Time
+	for _, h := range board.History() {
+		if h.Coil == 1 && h.On && coilOn.IsZero() {
+			coilOn = h.At
+		}
+	}
+	if zonesOn.IsZero() || coilOn.IsZero() || coilOn.After(zonesOn) {
+		t.Fatalf("zone coil on %v, confirmed %v", coilOn, zonesOn)
+	}
+
+	lufs, _ := media.IntegratedLoudness(clip)
+	want := 0.5 * math.Pow(10, (cfg.Broadcast.LoudnessLUFS-lufs)/20)
+	onsetOf := func(pcm []float32) int {
+		for i, v := range pcm {
+			if math.Abs(float64(v)) > want/4 {
+				return i
+			}
+		}
+		return -1
+	}
+	// The sound card: onset, and the 500 Hz lead-in in full.
+	out := capture.Mono()
+	onset := onsetOf(out)
+	if onset < 0 || onset+48000 > len(out) {
+		t.Fatalf("no announcement in %d captured samples", len(out))
+	}
+	atCard := capture.TimeOf(onset)
+	lead := audiotest.Goertzel(out[onset+480:onset+4320], 48000, 500) // 10–90 ms
+	body1k := audiotest.Goertzel(out[onset+7200:onset+21600], 48000, 1000)
+	t.Logf("sound card: 500 Hz lead-in amplitude %.3f, then 1 kHz %.3f (want %.3f)", lead, body1k, want)
+	if math.Abs(lead-want)/want > 0.15 || math.Abs(body1k-want)/want > 0.15 {
+		t.Errorf("sound card lost the announcement's start: 500 Hz %.3f, 1 kHz %.3f, want %.3f ±15%%", lead, body1k, want)
+	}
+
+	// The IP speaker of zone a.
+	var atSpeaker time.Time
+	for id, s := range speakers {
+		if s.ID() != "spk-01" {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(rec, fmt.Sprintf("%s-%d.json", id, b.StreamIDs[0])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sc speaker.Sidecar
+		json.Unmarshal(raw, &sc)
+		wav, _ := os.ReadFile(filepath.Join(rec, fmt.Sprintf("%s-%d.wav", id, b.StreamIDs[0])))
+		pcm, _, _, _ := audiotest.ParseWAV(wav)
+		i := onsetOf(pcm)
+		if i < 0 {
+			t.Fatal("no announcement at the IP speaker")
+		}
+		atSpeaker = time.Unix(0, sc.FirstSampleUnixNS).Add(time.Duration(i) * time.Second / 48000)
+	}
+	first := atCard
+	if atSpeaker.Before(first) {
+		first = atSpeaker
+	}
+	align := atCard.Sub(atSpeaker)
+	t.Logf("cold amplifier (warm-up %v, play-out delay %v): amp on %v after the request, zone coil confirmed on %v before the first sample (sound card %v, IP speaker %v after the request); sound card minus IP speaker onset %v",
+		cfg.RelayBoards[0].Warmup, cfg.Broadcast.PlayoutDelay, wired[0].Steps[0].At.Sub(asked).Round(time.Millisecond),
+		first.Sub(zonesOn).Round(time.Millisecond), atCard.Sub(asked).Round(time.Millisecond), atSpeaker.Sub(asked).Round(time.Millisecond),
+		align.Round(100*time.Microsecond))
+	if !zonesOn.Before(first) {
+		t.Errorf("zone coil confirmed on %v after the first sample played", zonesOn.Sub(first))
+	}
+	// Under -race on the shared host the FIFO device's delay varies from
+	// run to run (11–108 ms measured, on the main branch's sink too,
+	// docs/hall.md): there only gross misalignment (the old 1.5 s) fails;
+	// the 5 ms bound holds for builds without -race.
+	bound := 5 * time.Millisecond
+	if raceEnabled {
+		bound = 250 * time.Millisecond
+	}
+	if align.Abs() > bound {
+		t.Errorf("sound card and IP speaker %v apart, want within %v", align, bound)
+	}
+}

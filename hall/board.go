@@ -62,11 +62,14 @@ func (b *boardCtl) warmupLeft(now time.Time) time.Duration {
 
 func (b *boardCtl) publishWarm() {
 	<-b.warm
+	on := time.Time{}
 	if b.knownValid && b.coil(b.cfg.AmpCoil) {
-		b.warm <- b.ampOnAt
-	} else {
-		b.warm <- time.Time{}
+		on = b.ampOnAt
 	}
+	b.warm <- on
+	b.h.mu.Lock()
+	b.h.ampOnAt = on
+	b.h.mu.Unlock()
 }
 
 func (b *boardCtl) coil(c uint16) bool { return b.known[c-b.lo] }
@@ -123,6 +126,8 @@ type desired struct {
 	zones   map[uint16]bool
 	next    time.Time
 	anyLive bool
+	// prewarm holds the amplifier on for a broadcast being prepared.
+	prewarm bool
 }
 
 func (b *boardCtl) desire(now time.Time) desired {
@@ -142,6 +147,10 @@ func (b *boardCtl) desire(now time.Time) desired {
 		}
 	}
 	d.anyLive = len(d.active) > 0
+	if now.Before(b.h.prewarmUntil) {
+		d.prewarm = true
+		d.next = earliest(d.next, b.h.prewarmUntil)
+	}
 	return d
 }
 
@@ -192,9 +201,9 @@ func (b *boardCtl) step(ctx context.Context) time.Time {
 
 	// The amplifier is on while anything is live, and for IdleOff after the
 	// zones last went off; it goes off only with every zone off.
-	wantAmp := d.anyLive || (ampOn && now.Before(b.zonesOffAt.Add(b.cfg.IdleOff)))
-	if ampOn && !d.anyLive && wantAmp {
-		next = earliest(next, b.zonesOffAt.Add(b.cfg.IdleOff))
+	wantAmp := d.anyLive || d.prewarm || (ampOn && now.Before(b.zonesOffAt.Add(b.cfg.IdleOff)))
+	if idleEnd := b.zonesOffAt.Add(b.cfg.IdleOff); ampOn && !d.anyLive && wantAmp && now.Before(idleEnd) {
+		next = earliest(next, idleEnd)
 	}
 	if wantAmp != ampOn && (wantAmp || b.zonesAllOff()) {
 		img := slices.Clone(b.known)

@@ -316,3 +316,57 @@ func metricValue(t *testing.T, c prometheus.Collector) float64 {
 	}
 	return m.Counter.GetValue()
 }
+
+// TestReadyInAndPrewarm: a cold hall needs a relay step, the warm-up and a
+// step; Prewarm switches the amplifier on without a broadcast (zones stay
+// off) so the wait shrinks to what is left of the warm-up and a step; a
+// warm amplifier with the zone on needs nothing; and without a Start the
+// pre-warmed amplifier goes off again.
+func TestReadyInAndPrewarm(t *testing.T) {
+	board := newTestBoard(t)
+	cfg := boardConfig(board.Path())
+	h := runHall(t, Config{Board: cfg})
+	waitFor(t, 3*time.Second, "board open", func() bool { return h.Status().Board.OK })
+	step := relayStep(cfg.Baud, 3)
+	zones := []string{"hall-line-1"}
+	if got, want := h.ReadyIn(zones), 2*step+testWarmup; got != want {
+		t.Fatalf("cold ReadyIn %v, want %v", got, want)
+	}
+	if got := h.ReadyIn([]string{"not-on-the-board"}); got != 0 {
+		t.Fatalf("ReadyIn of a zone not on the board %v, want 0", got)
+	}
+	t.Logf("relay step at 9600 Bd: %v; cold hall ready in %v", step, h.ReadyIn(zones))
+
+	h.Prewarm()
+	waitFor(t, 2*time.Second, "amplifier on after Prewarm", func() bool { return h.Status().Board.Coils[ampName] })
+	if got := h.ReadyIn(zones); got > testWarmup+step || got < step {
+		t.Fatalf("warming ReadyIn %v, want between %v and %v", got, step, testWarmup+step)
+	}
+	if c := board.Coils(); c[1] || c[2] {
+		t.Fatalf("Prewarm switched zones on: %v", c[:3])
+	}
+	waitFor(t, 2*time.Second, "warm-up over", func() bool { return h.ReadyIn(zones) == step })
+
+	h.Start(context.Background(), startCtl(7, wire.PriorityNormal), zones)
+	waitFor(t, 2*time.Second, "zone on", coilsAre(board, true, true, false))
+	waitFor(t, time.Second, "zone confirmed", func() bool { return h.ReadyIn(zones) == 0 })
+	if got := h.ReadyIn([]string{"hall-line-2"}); got != step {
+		t.Fatalf("ReadyIn of the other zone %v, want one step %v", got, step)
+	}
+	h.Stop(7)
+	waitFor(t, 3*time.Second, "all off after the broadcast", coilsAre(board, false, false, false))
+}
+
+// TestPrewarmExpires: a pre-warm that no broadcast follows (the speech
+// failed) lets the amplifier go off after prewarmHold.
+func TestPrewarmExpires(t *testing.T) {
+	board := newTestBoard(t)
+	h := runHall(t, Config{Board: boardConfig(board.Path())})
+	clock := time.Now()
+	h.mu.Lock()
+	h.now = func() time.Time { return clock.Add(-prewarmHold + 500*time.Millisecond) } // expires 0.5 s from now
+	h.mu.Unlock()
+	h.Prewarm()
+	waitFor(t, 2*time.Second, "amplifier on after Prewarm", coilsAre(board, true))
+	waitFor(t, 3*time.Second, "amplifier off after the pre-warm expired", coilsAre(board, false))
+}

@@ -31,6 +31,16 @@ const (
 	// frameQueue is the sink's input queue, in frames (about 20 s of audio
 	// at three packets per frame).
 	frameQueue = 1024
+	// prewarmHold is how long a Prewarm keeps the amplifier on without a
+	// broadcast: long enough for speech synthesis or a media fetch. The
+	// broadcast's Start takes over from it.
+	prewarmHold = 15 * time.Second
+	// relaySlack is added to the estimated Modbus transaction time of a
+	// relay step in ReadyIn: the board goroutine's wake-up, a poll that was
+	// already on the wire, the board's own processing. Starting 100 ms
+	// late costs nothing; switching a zone after its first words loses
+	// them.
+	relaySlack = 60 * time.Millisecond
 )
 
 // Step is one relay step of a broadcast, confirmed by reading the coils back.
@@ -139,6 +149,11 @@ type Hall struct {
 	deliveries map[uint32]*Delivery
 	order      []uint32
 	boardSt    BoardStatus
+	// ampOnAt is when the amplifier was confirmed on (valid while
+	// boardSt.Coils[ampName]); prewarmUntil holds it on for a request
+	// whose audio is still being prepared.
+	ampOnAt      time.Time
+	prewarmUntil time.Time
 
 	wake chan struct{}
 
@@ -272,6 +287,7 @@ func (h *Hall) Start(ctx context.Context, ctl wire.StreamControl, zones []string
 		h.order = h.order[1:]
 	}
 	if len(wired) > 0 {
+		h.prewarmUntil = time.Time{} // the broadcast holds the amplifier now
 		start := now
 		if ctl.StartAt > 0 {
 			if t := time.UnixMicro(ctl.StartAt); t.After(start) {
@@ -342,15 +358,81 @@ func (h *Hall) Delivery(streamID uint32) Delivery {
 	return out
 }
 
-// WarmupLeft returns how long wired zones would take to come on if a
+// WarmupLeft returns how much of the amplifier's warm-up is left if a
 // broadcast started now: zero when the amplifier is warm, the warm-up time
-// when it is off. A broadcast engine can add it to the start time of
-// broadcasts with wired zones so their first words are not lost.
+// when it is off. ReadyIn adds the relay steps and the zones' state; it is
+// what the broadcast engine uses to start streams with wired zones.
 func (h *Hall) WarmupLeft() time.Duration {
 	if h.board == nil {
 		return 0
 	}
 	return h.board.warmupLeft(h.now())
+}
+
+// Prewarm switches the amplifier on (if it is off) for a broadcast to
+// wired zones that has been requested but whose audio is still being
+// loaded or spoken, so that its warm-up runs meanwhile. Without a Start
+// the amplifier goes off again after prewarmHold and the idle time. It
+// never blocks.
+func (h *Hall) Prewarm() {
+	if h.board == nil {
+		return
+	}
+	h.mu.Lock()
+	h.prewarmUntil = h.now().Add(prewarmHold)
+	h.mu.Unlock()
+	h.log.Debug("hall prewarm")
+	h.poke()
+}
+
+// ReadyIn returns how long from now audio in the given wired zones would be
+// heard: zero when the amplifier is warm and the zones are on; one relay
+// step when only the zones must be switched; the rest of the warm-up plus
+// a step while the amplifier warms; a step, the warm-up and a step when it
+// is off. A relay step is one Write Multiple Coils and one Read Coils
+// transaction at the board's baud rate plus relaySlack. Zones not on the
+// board and a board in alarm (which cannot switch anything) need no wait:
+// the IP speakers never wait for a broken board. It never blocks.
+func (h *Hall) ReadyIn(zones []string) time.Duration {
+	if h.board == nil {
+		return 0
+	}
+	cfg := h.cfg.Board
+	now := h.now()
+	step := relayStep(cfg.Baud, len(h.board.known))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.boardSt.Alarm {
+		return 0
+	}
+	ours, allOn := false, true
+	for _, z := range zones {
+		if _, ok := cfg.Zones[z]; ok {
+			ours = true
+			allOn = allOn && h.boardSt.Coils[z]
+		}
+	}
+	if !ours {
+		return 0
+	}
+	if !h.boardSt.Coils[ampName] {
+		return step + cfg.Warmup + step
+	}
+	if allOn {
+		return 0
+	}
+	return max(0, h.ampOnAt.Add(cfg.Warmup).Sub(now)) + step
+}
+
+// relayStep estimates one relay step on the RS-485 line: a Write Multiple
+// Coils request and response and a Read Coils request and response over
+// coils coils, 11 bits per character (8N1 plus start and stop), with the
+// 3.5-character silence before each frame (Modbus over Serial Line v1.02
+// §2.5.1.1), plus relaySlack.
+func relayStep(baud, coils int) time.Duration {
+	data := (coils + 7) / 8
+	chars := (9 + data) + 8 + 8 + (5 + data) + 4*4 // frames plus 3.5-char gaps, rounded up
+	return time.Duration(chars*11)*time.Second/time.Duration(max(baud, 1)) + relaySlack
 }
 
 // Status reports the health of the sink and the board.

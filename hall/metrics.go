@@ -10,6 +10,8 @@ type metrics struct {
 	sinkUp      prometheus.Gauge
 	packets     *prometheus.CounterVec
 	underrun    prometheus.Counter
+	driftPPM    prometheus.Gauge
+	driftErr    prometheus.Gauge
 	all         []prometheus.Collector
 }
 
@@ -33,14 +35,22 @@ func newMetrics() *metrics {
 		}),
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "loalang_hall_sink_packets_total",
-			Help: "20 ms Opus packets through the hall sound card by result: played, late, dropped, undecodable.",
+			Help: "20 ms Opus packets through the hall sound card by result: played, late, dropped, undecodable, concealed (loss concealment played in place of a missing packet).",
 		}, []string{"result"}),
 		underrun: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loalang_hall_sink_underrun_seconds_total",
 			Help: "Audio skipped to restore play-at alignment after the sound card ran dry (output_latency too small or the host stalled).",
 		}),
+		driftPPM: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "loalang_hall_sink_drift_ppm",
+			Help: "Estimated sound card clock rate error against the controller clock, in ppm (positive: the card runs fast); the sink resamples by this much.",
+		}),
+		driftErr: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "loalang_hall_sink_offset_seconds",
+			Help: "Last one-second mean of the hall line's offset from its start-of-stream alignment (positive: the hall plays late).",
+		}),
 	}
-	m.all = []prometheus.Collector{m.boardAlarm, m.boardFaults, m.coil, m.sinkUp, m.packets, m.underrun}
+	m.all = []prometheus.Collector{m.boardAlarm, m.boardFaults, m.coil, m.sinkUp, m.packets, m.underrun, m.driftPPM, m.driftErr}
 	return m
 }
 

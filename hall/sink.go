@@ -32,6 +32,14 @@ const (
 	drainMargin = 200 * time.Millisecond
 	// deviceOpenTimeout bounds the wait for oto's device open.
 	deviceOpenTimeout = 5 * time.Second
+	// idleCheck is how often an idle sink looks for work; concealCheck how
+	// often a playing one looks for a missing packet, which it conceals
+	// concealGuard before the device needs it (two checks and a chunk).
+	idleCheck    = 100 * time.Millisecond
+	concealCheck = 10 * time.Millisecond
+	concealGuard = 30 * time.Millisecond
+	// maxConceal is the most packets concealed in a row (100 ms).
+	maxConceal = 5
 )
 
 // tick converts microseconds on the controller clock to a sample index at
@@ -100,6 +108,9 @@ type tpacket struct {
 	start  int64
 	pcm    []float32
 	played bool
+	// concealed packets are the decoder's loss concealment for a packet
+	// that was missing at its play time: played, but not counted played.
+	concealed bool
 }
 
 // timeline maps decoded packets to their play-at ticks and hands oto the
@@ -126,6 +137,18 @@ type timeline struct {
 	emitted  int64 // samples handed out since the anchor
 	minLag   int64
 	skipped  int64
+	// devElapsed is how many samples the card should have consumed since
+	// the anchor at its estimated rate; lastNow is the tick it was last
+	// advanced to.
+	devElapsed float64
+	lastNow    int64
+
+	// Drift correction: frac is the fractional part of the read position
+	// (the position is cursor+frac), drift the controller, scratch the
+	// interpolator's input.
+	frac    float64
+	drift   drift
+	scratch []float32
 }
 
 // resyncSamples is how far behind the device may fall before the cursor
@@ -135,22 +158,32 @@ type timeline struct {
 // milliseconds without any underrun; only a larger loss is corrected.
 const resyncSamples = sampleRate / 10
 
+// due returns the first tick not yet handed to the device. Called with
+// t.mu held.
+func (t *timeline) due() int64 {
+	if t.anchored {
+		return t.cursor
+	}
+	return tick(t.now().UnixMicro()) + t.latency
+}
+
 // insert queues a decoded packet, or counts it late when its time has
-// passed (late packets are dropped, never played out of time).
-func (t *timeline) insert(stream uint32, start int64, pcm []float32) {
+// passed (late packets are dropped, never played out of time). A concealed
+// packet (the decoder's guess for a missing one) is queued uncounted and
+// silently dropped when its time has passed.
+func (t *timeline) insert(stream uint32, start int64, pcm []float32, concealed bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.stats[stream]
 	if st == nil {
 		return
 	}
-	due := tick(t.now().UnixMicro()) + t.latency
-	if t.anchored {
-		due = t.cursor
-	}
+	due := t.due()
 	if start < due {
-		st.late++
-		t.metrics.packets.WithLabelValues("late").Inc()
+		if !concealed {
+			st.late++
+			t.metrics.packets.WithLabelValues("late").Inc()
+		}
 		return
 	}
 	if start > due+tick(maxQueueAhead.Microseconds()) {
@@ -163,15 +196,19 @@ func (t *timeline) insert(stream uint32, start int64, pcm []float32) {
 	}
 	t.packets = append(t.packets, nil)
 	copy(t.packets[i+1:], t.packets[i:])
-	t.packets[i] = &tpacket{stream: stream, start: start, pcm: pcm}
+	t.packets[i] = &tpacket{stream: stream, start: start, pcm: pcm, concealed: concealed}
 	st.lastEnd = max(st.lastEnd, start+int64(len(pcm)))
 }
 
-// take fills out with the mono samples due next. unplayed is how many
-// samples handed out earlier still wait in oto's player buffer, or -1 when
-// unknown. It returns how many it wrote, or 0 and how long to wait until at
-// least minChunk are due.
-func (t *timeline) take(out []float32, unplayed int64) (int, time.Duration) {
+// take fills out with the mono samples due next. delay is how many samples
+// handed out earlier the device has not played yet (for oto, what waits in
+// the player's buffer), or -1 when unknown. It returns how many it wrote,
+// or 0 and how long to wait until at least minChunk are due.
+//
+// Samples are read from the timeline at cursor+frac, advancing by 1/ratio
+// per output sample, where ratio is the drift controller's estimate of the
+// card's rate against the controller clock (1 until it has one).
+func (t *timeline) take(out []float32, delay int64) (int, time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := tick(t.now().UnixMicro())
@@ -179,15 +216,19 @@ func (t *timeline) take(out []float32, unplayed int64) (int, time.Duration) {
 		// First read after a start, or the device ran dry: restart the
 		// cursor at the present, which leaves the device a full latency
 		// of lead. Packets behind it are late.
-		t.cursor, t.anchored = now, true
+		t.cursor, t.frac, t.anchored = now, 0, true
 		t.anchorAt, t.emitted, t.minLag, t.skipped = now, 0, 0, 0
+		t.devElapsed, t.lastNow = 0, now
+		t.drift.reset(now)
 		t.dropBehind()
-	} else if unplayed >= 0 && unplayed < t.emitted {
-		// lag = what the device consumed by the clock minus what it took
+	} else if delay >= 0 && delay < t.emitted {
+		t.devElapsed += float64(now-t.lastNow) * t.drift.rate()
+		t.lastNow = now
+		// lag = what the device consumed by its clock minus what it took
 		// from us. It only falls while the device queue fills with our
 		// samples; a rise beyond its minimum is padding (an underrun),
 		// which the cursor skips over so later audio keeps its time.
-		lag := (now - t.anchorAt) - (t.emitted - unplayed)
+		lag := int64(t.devElapsed) - (t.emitted - delay)
 		t.minLag = min(t.minLag, lag)
 		if z := lag - t.minLag - t.skipped; z > resyncSamples {
 			t.cursor += z
@@ -195,37 +236,101 @@ func (t *timeline) take(out []float32, unplayed int64) (int, time.Duration) {
 			t.dropBehind()
 			t.metrics.underrun.Add(float64(z) / sampleRate)
 		}
+		if e, ok := t.drift.measure(now, delay); ok {
+			t.metrics.driftPPM.Set((t.drift.rate() - 1) * 1e6)
+			t.metrics.driftErr.Set(e / sampleRate)
+		}
 	}
 	avail := now + t.latency - t.cursor
 	if avail < minChunk {
 		return 0, time.Duration((minChunk-avail)*125/6) * time.Microsecond
 	}
-	n := int(min(avail, int64(len(out))))
-	clear(out[:n])
-	end := t.cursor + int64(n)
+	ratio := t.drift.ratio
+	if ratio == 0 {
+		ratio = 1
+	}
+	var n int
+	var consumed int64 // whole timeline samples the read position passed
+	if ratio == 1 && t.frac == 0 {
+		n = int(min(avail, int64(len(out))))
+		t.fill(out[:n], t.cursor)
+		consumed = int64(n)
+	} else {
+		step := 1 / ratio
+		// Outputs at frac + j·step for j < n, all before cursor+avail.
+		n = min(int(math.Ceil((float64(avail)-t.frac)/step)), len(out))
+		if n <= 0 {
+			return 0, time.Duration(minChunk*125/6) * time.Microsecond
+		}
+		last := t.frac + float64(n-1)*step
+		from := t.cursor - (interpHalf - 1)
+		need := int(last) + 2*interpHalf + 1
+		if cap(t.scratch) < need {
+			t.scratch = make([]float32, need)
+		}
+		in := t.scratch[:need]
+		if t.fill(in, from) {
+			interpolate(out[:n], in, t.frac, step)
+		} else {
+			clear(out[:n]) // silence in, silence out, without the arithmetic
+		}
+		pos := t.frac + float64(n)*step
+		consumed = int64(pos)
+		t.frac = pos - float64(consumed)
+	}
+	t.markPlayed(t.cursor, t.cursor+consumed)
+	t.cursor += consumed
+	t.emitted += int64(n)
+	t.dropBehind()
+	return n, 0
+}
+
+// fill copies the timeline's samples from tick from into out (zeros where
+// nothing is queued) and reports whether any packet overlapped. Called with
+// t.mu held.
+func (t *timeline) fill(out []float32, from int64) bool {
+	clear(out)
+	end := from + int64(len(out))
+	any := false
 	for _, p := range t.packets {
 		if p.start >= end {
 			break
 		}
 		pend := p.start + int64(len(p.pcm))
-		from, to := max(p.start, t.cursor), min(pend, end)
-		if from >= to {
+		lo, hi := max(p.start, from), min(pend, end)
+		if lo >= hi {
 			continue
 		}
-		copy(out[from-t.cursor:to-t.cursor], p.pcm[from-p.start:to-p.start])
-		if !p.played {
-			p.played = true
-			if st := t.stats[p.stream]; st != nil {
-				st.played++
-			}
-			t.metrics.packets.WithLabelValues("played").Inc()
-		}
-		t.lastTick = max(t.lastTick, to)
+		copy(out[lo-from:hi-from], p.pcm[lo-p.start:hi-p.start])
+		any = true
 	}
-	t.cursor = end
-	t.emitted += int64(n)
-	t.dropBehind()
-	return n, 0
+	return any
+}
+
+// markPlayed counts the packets overlapping ticks [from, to) as played and
+// moves the end of real audio. Called with t.mu held.
+func (t *timeline) markPlayed(from, to int64) {
+	for _, p := range t.packets {
+		if p.start >= to {
+			break
+		}
+		if p.start+int64(len(p.pcm)) <= from {
+			continue
+		}
+		t.lastTick = max(t.lastTick, min(p.start+int64(len(p.pcm)), to))
+		if p.played {
+			continue
+		}
+		p.played = true
+		if p.concealed {
+			t.metrics.packets.WithLabelValues("concealed").Inc()
+			continue
+		}
+		if st := t.stats[p.stream]; st != nil {
+			st.played++
+		}
+		t.metrics.packets.WithLabelValues("played").Inc()
+	}
 }
 
 // dropBehind removes packets that end before the cursor, counting the
@@ -233,8 +338,9 @@ func (t *timeline) take(out []float32, unplayed int64) (int, time.Duration) {
 func (t *timeline) dropBehind() {
 	k := 0
 	for _, p := range t.packets {
-		if p.start+int64(len(p.pcm)) <= t.cursor {
-			if !p.played {
+		// The interpolator reads interpHalf samples behind the cursor.
+		if p.start+int64(len(p.pcm)) <= t.cursor-interpHalf {
+			if !p.played && !p.concealed {
 				if st := t.stats[p.stream]; st != nil {
 					st.late++
 				}
@@ -359,6 +465,7 @@ type sink struct {
 	gain    float32
 	pcmBuf  []float32
 	playing bool
+	seq     seqState
 
 	stMu      sync.Mutex
 	stPlaying bool
@@ -408,7 +515,9 @@ func (s *sink) start(ctl wire.StreamControl) {
 	}
 	s.tl.mu.Lock()
 	if _, ok := s.tl.stats[ctl.StreamID]; !ok {
-		s.tl.stats[ctl.StreamID] = &sinkStats{expected: ctl.Packets}
+		// lastEnd starts at the start, so a stream whose first frame is
+		// still in the queue does not look idle.
+		s.tl.stats[ctl.StreamID] = &sinkStats{expected: ctl.Packets, lastEnd: tick(s.tl.now().UnixMicro())}
 		s.tl.order = append(s.tl.order, ctl.StreamID)
 		for len(s.tl.order) > keepDeliveries {
 			delete(s.tl.stats, s.tl.order[0])
@@ -476,8 +585,8 @@ func (s *sink) run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	ticker := time.NewTicker(100 * time.Millisecond)
-	defer ticker.Stop()
+	timer := time.NewTimer(idleCheck)
+	defer timer.Stop()
 	defer s.close()
 	for {
 		select {
@@ -489,9 +598,19 @@ func (s *sink) run(ctx context.Context) {
 			}
 		case f := <-s.frames:
 			s.decode(f)
-		case <-ticker.C:
-			if s.playing && s.tl.idle() {
-				s.suspend()
+		case <-timer.C:
+			if s.playing {
+				s.concealDue()
+				if s.tl.idle() {
+					s.suspend()
+				}
+			}
+			// While playing, wake often enough to conceal a missing
+			// packet before the device needs it.
+			if s.playing {
+				timer.Reset(concealCheck)
+			} else {
+				timer.Reset(idleCheck)
 			}
 		}
 	}
@@ -505,7 +624,7 @@ func (s *sink) begin(ctl wire.StreamControl) {
 			s.log.Warn("opus decoder", "err", err)
 			return
 		}
-		s.dec, s.decFor = dec, ctl.StreamID
+		s.dec, s.decFor, s.seq = dec, ctl.StreamID, seqState{}
 	}
 	s.gain = 1
 	if ctl.Volume > 0 && ctl.Volume < 100 {
@@ -537,32 +656,131 @@ func (s *sink) begin(ctl wire.StreamControl) {
 	s.log.Debug("hall sound device resumed", "broadcast", ctl.StreamID)
 }
 
-// decode turns a frame's packets into timeline entries. Packets are decoded
-// in arrival order, late ones too, so the decoder's state stays continuous.
+// seqState follows the packet sequence of the stream being decoded, for
+// loss concealment.
+type seqState struct {
+	known bool
+	// next is the next packet index the decoder expects; base is the tick
+	// at which packet 0 plays.
+	next uint32
+	base int64
+	// run counts consecutive concealed packets; end is the packet count
+	// (from the start control or the last frame), 0 when unknown.
+	run int
+	end uint32
+}
+
+func (q *seqState) tickOf(seq uint32) int64 { return q.base + int64(seq)*packetSamples }
+
+// decode turns a frame's packets into timeline entries, in sequence: a
+// packet the decoder has already passed (its slot was concealed, or a
+// duplicate) is dropped and counted late; a gap before a packet is filled
+// with the decoder's loss concealment first, so its state stays continuous
+// (RFC 6716 §4.4: the decoder is told of every lost packet, in order).
 func (s *sink) decode(f wire.Frame) {
 	if f.StreamID != s.decFor || s.dec == nil {
 		return
 	}
-	base := f.PlayAt + int64(f.DelayMS)*1000
+	base := tick(f.PlayAt + int64(f.DelayMS)*1000)
+	q := &s.seq
+	if !q.known {
+		q.known, q.next, q.base = true, f.Seq, base-int64(f.Seq)*packetSamples
+	}
+	if f.Flags&wire.FlagLast != 0 {
+		q.end = f.Seq + uint32(len(f.Packets))
+	}
 	for i, pkt := range f.Packets {
-		n, err := s.dec.DecodeFloat32(pkt, s.pcmBuf)
+		seq := f.Seq + uint32(i)
 		s.tl.mu.Lock()
-		if st := s.tl.stats[f.StreamID]; st != nil {
-			st.maxSeq = max(st.maxSeq, f.Seq+uint32(i)+1)
-			if err != nil {
-				st.bad++
+		st := s.tl.stats[f.StreamID]
+		if st != nil {
+			st.maxSeq = max(st.maxSeq, seq+1)
+		}
+		if seq < q.next {
+			if st != nil {
+				st.late++
 			}
+			s.tl.mu.Unlock()
+			s.h.metrics.packets.WithLabelValues("late").Inc()
+			continue
 		}
 		s.tl.mu.Unlock()
+		if seq > q.next {
+			s.conceal(seq)
+		}
+		n, err := s.dec.DecodeFloat32(pkt, s.pcmBuf)
+		q.next = seq + 1
 		if err != nil {
+			s.tl.mu.Lock()
+			if st != nil {
+				st.bad++
+			}
+			s.tl.mu.Unlock()
 			s.h.metrics.packets.WithLabelValues("undecodable").Inc()
 			continue
 		}
+		q.run = 0
 		pcm := make([]float32, n)
 		for j, v := range s.pcmBuf[:n] {
 			pcm[j] = v * s.gain
 		}
-		s.tl.insert(f.StreamID, tick(base+int64(i)*wire.PacketMS*1000), pcm)
+		s.tl.insert(f.StreamID, base+int64(i)*packetSamples, pcm, false)
+	}
+}
+
+// conceal fills the packets from the expected one up to (not including)
+// upTo with the decoder's packet loss concealment, at most maxConceal in a
+// row (libopus fades its concealment to silence over about that much
+// anyway); later ones stay silent. Concealment whose slot has passed is
+// still decoded, to keep the decoder's state in step, but not played.
+func (s *sink) conceal(upTo uint32) {
+	q := &s.seq
+	for ; q.next < upTo; q.next++ {
+		if q.run >= maxConceal {
+			q.next = upTo
+			return
+		}
+		pcm := make([]float32, packetSamples)
+		if err := s.dec.DecodePLCFloat32(pcm); err != nil {
+			s.log.Debug("opus concealment", "err", err)
+			q.next = upTo
+			return
+		}
+		q.run++
+		for j := range pcm {
+			pcm[j] *= s.gain
+		}
+		s.tl.insert(s.decFor, q.tickOf(q.next), pcm, true)
+	}
+}
+
+// concealDue conceals the expected packet when it has not come by the time
+// the device is about to need it (concealGuard before its hand-over): a
+// frame lost on the way, or late. Nothing is concealed past the stream's
+// end, after its stop, or before its first frame.
+func (s *sink) concealDue() {
+	q := &s.seq
+	if !q.known || s.dec == nil {
+		return
+	}
+	s.tl.mu.Lock()
+	due := s.tl.due() + tick(concealGuard.Microseconds())
+	st := s.tl.stats[s.decFor]
+	stopped := st == nil || st.stopped
+	end := q.end
+	if st != nil && st.expected > 0 && (end == 0 || st.expected < end) {
+		end = st.expected
+	}
+	s.tl.mu.Unlock()
+	if stopped {
+		return
+	}
+	upTo := q.next
+	for q.tickOf(upTo) < due && (end == 0 || upTo < end) && int(upTo-q.next) < maxConceal {
+		upTo++
+	}
+	if upTo > q.next {
+		s.conceal(upTo)
 	}
 }
 

@@ -73,7 +73,8 @@ func TestChildToneBroadcast(t *testing.T) {
 		toneMS   = 1000
 		delayMS  = 300
 		perFrame = 3
-		lateIdx  = 8 // frame sent after its play-at time
+		lateIdx  = 8  // frame sent after its play-at time
+		lostIdx  = 11 // frame never sent
 		latency  = 150 * time.Millisecond
 	)
 	cap := alsatest.StartCapture(t, os.Getenv("HALL_TEST_FIFO"), 2)
@@ -100,12 +101,13 @@ func TestChildToneBroadcast(t *testing.T) {
 	}
 	nFrames := (len(pkts) + perFrame - 1) / perFrame
 	for k := 0; k < nFrames; k++ {
-		if k != lateIdx {
+		if k != lateIdx && k != lostIdx {
 			h.Frame(frame(k))
 		}
 	}
-	// Frame 8 is delayed in the network past its play-at time: the sink
-	// must play a gap of silence and drop it when it comes.
+	// Frame 8 is delayed in the network past its play-at time, frame 11 is
+	// lost: the sink must play the decoder's concealment in their slots,
+	// not silence, and drop frame 8 when it comes.
 	waitFor(t, 5*time.Second, "packets after the gap played", func() bool { return h.Delivery(21).Played >= 30 })
 	h.Frame(frame(lateIdx))
 	h.Stop(21)
@@ -115,8 +117,11 @@ func TestChildToneBroadcast(t *testing.T) {
 
 	d := h.Delivery(21)
 	t.Logf("delivery: played %d late %d lost %d steps %d", d.Played, d.Late, d.Lost, len(d.Steps))
-	if d.Played != uint32(len(pkts)-perFrame) || d.Late != perFrame || d.Lost != 0 {
-		t.Errorf("delivery played %d late %d lost %d, want %d/%d/0", d.Played, d.Late, d.Lost, len(pkts)-perFrame, perFrame)
+	if d.Played != uint32(len(pkts)-2*perFrame) || d.Late != perFrame || d.Lost != perFrame {
+		t.Errorf("delivery played %d late %d lost %d, want %d/%d/%d", d.Played, d.Late, d.Lost, len(pkts)-2*perFrame, perFrame, perFrame)
+	}
+	if c := metricValue(t, h.metrics.packets.WithLabelValues("concealed")); c != 2*perFrame {
+		t.Errorf("concealed %v packets, want %d", c, 2*perFrame)
 	}
 	checkSequence(t, board.History(), 1, startAt.Add(delayMS*time.Millisecond+toneMS*time.Millisecond))
 	if len(d.Steps) != 4 {
@@ -142,16 +147,22 @@ func TestChildToneBroadcast(t *testing.T) {
 		t.Fatalf("capture ends %d samples after onset", len(out)-onset)
 	}
 	before := audiotest.Goertzel(out[ms(100):ms(400)], sampleRate, 1000)
-	after := audiotest.Goertzel(out[ms(600):ms(900)], sampleRate, 1000)
-	gap := rms(out[ms(490):ms(530)])
-	t.Logf("1 kHz amplitude %.3f before the gap, %.3f after (want %.2f ±10%%); gap rms %.4f", before, after, amp, gap)
+	after := audiotest.Goertzel(out[ms(750):ms(950)], sampleRate, 1000)
+	// The gap windows are the slots of the late and the lost frame (60 ms
+	// each); the tone's own rms is amp/√2 = 0.354, silence would be 0.
+	lateGap := rms(out[ms(lateIdx*60):ms(lateIdx*60+60)])
+	lostGap := rms(out[ms(lostIdx*60):ms(lostIdx*60+60)])
+	t.Logf("1 kHz amplitude %.3f before the gaps, %.3f after (want %.2f ±10%%); gap window rms: late frame %.4f, lost frame %.4f (tone %.3f, silence 0)",
+		before, after, amp, lateGap, lostGap, amp/math.Sqrt2)
 	for _, a := range []float64{before, after} {
 		if math.Abs(a-amp) > 0.1*amp {
 			t.Errorf("1 kHz amplitude %.3f, want %.2f ±10%%", a, amp)
 		}
 	}
-	if gap > 0.02 {
-		t.Errorf("late frame's slot not silent: rms %.4f", gap)
+	for _, g := range []float64{lateGap, lostGap} {
+		if g < 0.3*amp/math.Sqrt2 {
+			t.Errorf("gap window rms %.4f: a gap, not concealment (want at least 30%% of the tone's %.3f)", g, amp/math.Sqrt2)
+		}
 	}
 	if r := rms(out[:max(0, onset-480)]); r > 1e-4 {
 		t.Errorf("noise before the tone: rms %g", r)
@@ -162,7 +173,7 @@ func TestChildToneBroadcast(t *testing.T) {
 	playAt := startAt.Add(delayMS * time.Millisecond)
 	dropouts := 0
 	for m := 0; m < toneMS-20; m++ {
-		if (m < 470 || m > 550) && rms(out[ms(m):ms(m+1)]) < 0.05 {
+		if (m < lateIdx*60-10 || m > lateIdx*60+70) && (m < lostIdx*60-10 || m > lostIdx*60+70) && rms(out[ms(m):ms(m+1)]) < 0.05 {
 			dropouts++
 		}
 	}
