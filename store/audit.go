@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Event is one entry of the audit trail: logins, device state changes,
@@ -59,7 +57,8 @@ func (tx *Tx) AppendAudit(events ...Event) error {
 // no upper bound), oldest first, at most limit of them (0 means all).
 func (db *DB) AuditRange(since, until time.Time, limit int) ([]Event, error) {
 	var out []Event
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.View(func(stx *Tx) error {
+		tx := stx.tx
 		c := tx.Bucket([]byte(Audit)).Cursor()
 		start := binary.BigEndian.AppendUint64(nil, uint64(max(since.UnixNano(), 0)))
 		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
