@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
+	"time"
 
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
@@ -35,7 +35,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		Media:     libraryMedia{lib},
 		Speaker:   tts{voice: bc.TTSVoice, bitrate: bc.BitrateBPS},
 		Directory: d.devices,
-		Recorder:  &recorder{db: d.db, audit: d.recordAudit, last: map[string]string{}},
+		Recorder:  &recorder{retry: d.retry},
 		Output:    d.output(),
 	}, d.base)
 	if err != nil {
@@ -89,27 +89,26 @@ func (t tts) SpeakPackets(ctx context.Context, text string) ([][]byte, error) {
 	return media.EncodePCM(ctx, pcm, t.bitrate)
 }
 
-// recorder keeps the broadcast log in bbolt and audits each state change.
+// recorder keeps the broadcast log in bbolt and audits each change of
+// state in the same transaction. A broadcast's end is audited once: the
+// speakers' delivery reports that arrive after it update the record (which
+// holds the per-device detail) but add no audit entry. A write that fails
+// (a full disk) is held and retried, never dropped.
 type recorder struct {
-	db    *store.DB
-	audit func(store.Event)
-
-	mu   sync.Mutex
-	last map[string]string // broadcast id -> last audited state
+	retry *retrier
 }
 
 func (r *recorder) SaveBroadcast(ctx context.Context, b broadcast.Record) error {
-	if err := store.Put(r.db, store.Broadcasts, b.ID, b); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	changed := r.last[b.ID] != b.State
-	r.last[b.ID] = b.State
-	if broadcast.Terminal(b.State) {
-		delete(r.last, b.ID)
-	}
-	r.mu.Unlock()
-	if changed {
+	at := time.Now()
+	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error {
+		var prev broadcast.Record
+		had := tx.Get(store.Broadcasts, b.ID, &prev) == nil
+		if err := tx.Put(store.Broadcasts, b.ID, b); err != nil {
+			return err
+		}
+		if had && (prev.State == b.State || broadcast.Terminal(prev.State)) {
+			return nil
+		}
 		detail := map[string]any{"zones": b.Zones, "priority": b.Priority, "source": b.Source, "origin": b.Origin}
 		if b.Reason != "" {
 			detail["reason"] = b.Reason
@@ -117,8 +116,8 @@ func (r *recorder) SaveBroadcast(ctx context.Context, b broadcast.Record) error 
 		if broadcast.Terminal(b.State) {
 			detail["delivery"] = summary(b.Devices)
 		}
-		r.audit(store.Event{Actor: b.Actor, Action: "broadcast." + b.State, Target: b.ID, Detail: detail})
-	}
+		return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: "broadcast." + b.State, Target: b.ID, Detail: detail})
+	})
 	return nil
 }
 

@@ -67,6 +67,7 @@ type Daemon struct {
 	httpSrv *http.Server
 	ready   Ready
 	audit   chan store.Event
+	retry   *retrier // writes held for retry while the disk is full (storage.go)
 	media   *media.Library
 	engine  *broadcast.Engine
 	sched   *schedule.Scheduler // timetable runner (schedule.go)
@@ -95,10 +96,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	os.Remove(filepath.Join(cfg.DataDir, ReadyFile))
-	if d.db, err = store.Open(filepath.Join(cfg.DataDir, DBFile), lockTimeout); err != nil {
+	if d.db, err = openStore(cfg.DataDir); err != nil { // storage.go
 		return nil, err
 	}
 	d.closers = append(d.closers, d.db.Close)
+	d.startStorage(ctx) // storage.go: alarms, retries, backups
 	if created, err := bootstrapAdmin(d.db, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("create admin: %w", err)
 	} else if created {
@@ -318,9 +320,7 @@ func (d *Daemon) recordAudit(e store.Event) {
 	select {
 	case d.audit <- e:
 	default:
-		if err := d.db.AppendAudit(e); err != nil {
-			d.log.Error("audit failed", "action", e.Action, "err", err)
-		}
+		d.retry.Do("audit "+e.Action, func(tx *store.Tx) error { return tx.AppendAudit(e) })
 	}
 }
 
@@ -341,9 +341,12 @@ func (d *Daemon) writeAudit() {
 				break more
 			}
 		}
-		if err := d.db.AppendAudit(batch...); err != nil {
-			d.log.Error("audit failed", "events", len(batch), "err", err)
-		}
+		d.retry.Do(fmt.Sprintf("%d audit entries", len(batch)), func(tx *store.Tx) error { return tx.AppendAudit(batch...) })
+	}
+	// Last chance for writes held while the disk was full; what still
+	// fails is named in the log, never dropped silently.
+	if err := d.retry.Flush(); err != nil {
+		d.log.Error("writes lost at shutdown", "pending", d.retry.Pending(), "err", err)
 	}
 }
 
