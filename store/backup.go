@@ -81,15 +81,17 @@ func syncDir(dir string) error {
 }
 
 // Backups lists the backups of the store at path, newest first.
-func Backups(path string) ([]string, error) {
-	entries, err := os.ReadDir(BackupDir(path))
+func Backups(path string) ([]string, error) { return listBackups(BackupDir(path)) }
+
+func listBackups(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
 	var out []string
 	for _, e := range entries {
 		if n := e.Name(); e.Type().IsRegular() && strings.HasPrefix(n, backupPrefix) && strings.HasSuffix(n, backupSuffix) {
-			out = append(out, filepath.Join(BackupDir(path), n))
+			out = append(out, filepath.Join(dir, n))
 		}
 	}
 	// The names start with a UTC timestamp, so name order is time order.
@@ -112,7 +114,7 @@ func LastBackup(path string) time.Time {
 }
 
 func pruneBackups(dir string, keep int) error {
-	list, err := Backups(filepath.Join(dir, "x"))
+	list, err := listBackups(dir)
 	if err != nil {
 		return err
 	}

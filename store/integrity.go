@@ -1,12 +1,15 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -67,6 +70,7 @@ const (
 
 type metaPage struct {
 	pageSize int64
+	root     uint64
 	pgid     int64
 	txid     uint64
 }
@@ -89,7 +93,7 @@ func readMeta(f *os.File, off int64) (metaPage, error) {
 	if h.Sum64() != le.Uint64(buf[metaSumOffset:]) {
 		return metaPage{}, fmt.Errorf("meta page at %d: checksum mismatch", off)
 	}
-	return metaPage{pageSize: int64(le.Uint32(buf[metaOffset+8:])), pgid: int64(le.Uint64(buf[metaPgidOffset:])), txid: le.Uint64(buf[metaTxidOffset:])}, nil
+	return metaPage{pageSize: int64(le.Uint32(buf[metaOffset+8:])), root: le.Uint64(buf[metaOffset+16:]), pgid: int64(le.Uint64(buf[metaPgidOffset:])), txid: le.Uint64(buf[metaTxidOffset:])}, nil
 }
 
 // checkFile checks what bbolt takes on trust when it opens a file: that a
@@ -133,8 +137,130 @@ func checkFile(path string, size int64) error {
 	}
 	if want := m.pgid * m.pageSize; want > size {
 		ce.add("file is truncated: it should hold %d pages (%d bytes) but has %d bytes", m.pgid, want, size)
+		return ce
 	}
+	raw, err := io.ReadAll(io.NewSectionReader(f, 0, m.pgid*m.pageSize))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	w := walker{raw: raw, pageSize: m.pageSize, hwm: uint64(m.pgid), seen: map[uint64]bool{}, ce: ce}
+	w.page(m.root, 0)
 	return ce.err()
+}
+
+// walker checks the tree structure from the file's bytes, with bounds
+// checks, before bbolt reads it through its memory map: bbolt trusts page
+// headers and element offsets, and following a damaged one out of the map
+// is a fault no recover() catches.
+type walker struct {
+	raw      []byte
+	pageSize int64
+	hwm      uint64
+	seen     map[uint64]bool
+	ce       *CorruptError
+}
+
+// Page layout (go.etcd.io/bbolt/internal/common/page.go): id u64, flags
+// u16, count u16, overflow u32, then count 16-byte elements. A branch
+// element is pos u32, ksize u32, child pgid u64; a leaf element is flags
+// u32, pos u32, ksize u32, vsize u32. pos counts from the element itself.
+const (
+	pageHeader     = 16
+	elemSize       = 16
+	branchPage     = 0x01
+	leafPage       = 0x02
+	bucketLeafFlag = 0x01
+	bucketHeader   = 16 // root pgid u64, sequence u64
+	maxDepth       = 64
+)
+
+func (w *walker) page(id uint64, depth int) {
+	if id < 2 || id >= w.hwm {
+		w.ce.add("page %d: out of range (the file has %d pages)", id, w.hwm)
+		return
+	}
+	if w.seen[id] {
+		w.ce.add("page %d: referenced twice", id)
+		return
+	}
+	w.seen[id] = true
+	if depth > maxDepth {
+		w.ce.add("page %d: tree deeper than %d", id, maxDepth)
+		return
+	}
+	off := int64(id) * w.pageSize
+	hdr := w.raw[off : off+pageHeader]
+	le := binary.LittleEndian
+	overflow := uint64(le.Uint32(hdr[12:]))
+	if le.Uint64(hdr) != id {
+		w.ce.add("page %d: header says page %d", id, le.Uint64(hdr))
+		return
+	}
+	if id+overflow >= w.hwm {
+		w.ce.add("page %d: %d overflow pages run past the end of the file", id, overflow)
+		return
+	}
+	for i := uint64(1); i <= overflow; i++ {
+		w.seen[id+i] = true
+	}
+	w.node(fmt.Sprintf("page %d", id), w.raw[off:off+int64(1+overflow)*w.pageSize], depth)
+}
+
+// node checks one branch or leaf node held in buf (a page with its
+// overflow, or an inline bucket's page).
+func (w *walker) node(where string, buf []byte, depth int) {
+	le := binary.LittleEndian
+	if len(buf) < pageHeader {
+		w.ce.add("%s: shorter than a page header", where)
+		return
+	}
+	flags, count := le.Uint16(buf[8:]), int(le.Uint16(buf[10:]))
+	if flags != branchPage && flags != leafPage {
+		w.ce.add("%s: not a branch or leaf page (flags %#x)", where, flags)
+		return
+	}
+	if pageHeader+count*elemSize > len(buf) {
+		w.ce.add("%s: %d elements do not fit in it", where, count)
+		return
+	}
+	var prev []byte
+	for i := range count {
+		e := pageHeader + i*elemSize
+		var pos, ksize, vsize int
+		if flags == branchPage {
+			pos, ksize = int(le.Uint32(buf[e:])), int(le.Uint32(buf[e+4:]))
+		} else {
+			pos, ksize, vsize = int(le.Uint32(buf[e+4:])), int(le.Uint32(buf[e+8:])), int(le.Uint32(buf[e+12:]))
+		}
+		start := e + pos
+		if pos < 0 || ksize < 0 || vsize < 0 || start+ksize+vsize > len(buf) || start < 0 {
+			w.ce.add("%s: element %d points outside the page", where, i)
+			return
+		}
+		key := buf[start : start+ksize]
+		if prev != nil && bytes.Compare(prev, key) >= 0 {
+			w.ce.add("%s: keys out of order at element %d", where, i)
+			return
+		}
+		prev = key
+		if flags == branchPage {
+			w.page(le.Uint64(buf[e+8:]), depth+1)
+			continue
+		}
+		if le.Uint32(buf[e:])&bucketLeafFlag == 0 {
+			continue
+		}
+		val := buf[start+ksize : start+ksize+vsize]
+		if len(val) < bucketHeader {
+			w.ce.add("%s: bucket %q has a short header", where, printable(key))
+			return
+		}
+		if root := le.Uint64(val); root != 0 {
+			w.page(root, depth+1)
+		} else {
+			w.node(fmt.Sprintf("inline bucket %q in %s", printable(key), where), val[bucketHeader:], depth+1)
+		}
+	}
 }
 
 // Verify checks the store file at path without ever writing to it: the
@@ -174,6 +300,7 @@ func Verify(path string, lockTimeout time.Duration) (err error) {
 
 // checkTx is the consistency check on an open transaction.
 func checkTx(path string, tx *bolt.Tx) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(path, &err)
 	ce := &CorruptError{Path: path}
 	for err := range tx.Check() {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -179,6 +180,9 @@ type Tx struct{ tx *bolt.Tx }
 // process. Either way the transaction was rolled back.
 func (db *DB) Update(fn func(tx *Tx) error) (err error) {
 	defer db.report(&err)
+	// A read through the memory map past a damaged page's end is a fault;
+	// make it a panic that recoverCorrupt turns into an error.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(db.path, &err)
 	return noSpace(db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) }))
 }
@@ -186,6 +190,7 @@ func (db *DB) Update(fn func(tx *Tx) error) (err error) {
 // View runs fn in a read-only transaction. A panic inside bbolt becomes
 // an ErrCorrupt error.
 func (db *DB) View(fn func(tx *Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(db.path, &err)
 	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
 }
