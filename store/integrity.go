@@ -139,12 +139,11 @@ func checkFile(path string, size int64) error {
 		ce.add("file is truncated: it should hold %d pages (%d bytes) but has %d bytes", m.pgid, want, size)
 		return ce
 	}
-	raw, err := io.ReadAll(io.NewSectionReader(f, 0, m.pgid*m.pageSize))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	w := walker{raw: raw, pageSize: m.pageSize, hwm: uint64(m.pgid), seen: map[uint64]bool{}, ce: ce}
+	w := walker{f: f, pageSize: m.pageSize, hwm: uint64(m.pgid), seen: map[uint64]bool{}, ce: ce}
 	w.page(m.root, 0)
+	if w.readErr != nil {
+		return fmt.Errorf("read %s: %w", path, w.readErr)
+	}
 	return ce.err()
 }
 
@@ -153,7 +152,8 @@ func checkFile(path string, size int64) error {
 // headers and element offsets, and following a damaged one out of the map
 // is a fault no recover() catches.
 type walker struct {
-	raw      []byte
+	f        io.ReaderAt
+	readErr  error
 	pageSize int64
 	hwm      uint64
 	seen     map[uint64]bool
@@ -189,7 +189,11 @@ func (w *walker) page(id uint64, depth int) {
 		return
 	}
 	off := int64(id) * w.pageSize
-	hdr := w.raw[off : off+pageHeader]
+	hdr := make([]byte, pageHeader)
+	if _, err := w.f.ReadAt(hdr, off); err != nil {
+		w.readErr = err
+		return
+	}
 	le := binary.LittleEndian
 	overflow := uint64(le.Uint32(hdr[12:]))
 	if le.Uint64(hdr) != id {
@@ -203,7 +207,12 @@ func (w *walker) page(id uint64, depth int) {
 	for i := uint64(1); i <= overflow; i++ {
 		w.seen[id+i] = true
 	}
-	w.node(fmt.Sprintf("page %d", id), w.raw[off:off+int64(1+overflow)*w.pageSize], depth)
+	buf := make([]byte, int64(1+overflow)*w.pageSize)
+	if _, err := w.f.ReadAt(buf, off); err != nil {
+		w.readErr = err
+		return
+	}
+	w.node(fmt.Sprintf("page %d", id), buf, depth)
 }
 
 // node checks one branch or leaf node held in buf (a page with its
