@@ -141,8 +141,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if err := writeSecretFile(filepath.Join(cfg.DataDir, ReadyFile), raw); err != nil {
 		return nil, fmt.Errorf("write ready file: %w", err)
 	}
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.sweep(ctx)
+	go d.backupDaily(ctx) // storage.go
 	d.log.Info("ready", "http", d.ready.HTTP, "https", d.ready.HTTPS, "mqtt", d.ready.MQTT, "site", cfg.Site)
 	return d, nil
 }

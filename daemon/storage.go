@@ -132,17 +132,18 @@ func Reinitialize(cfg config.Config) (adminPasswordFile string, err error) {
 }
 
 // startStorage starts the storage watchers: write-failure alarms, the
-// retry of held writes, the disk monitor and the daily backup.
+// retry of held writes and the disk monitor. The daily backup starts once
+// the daemon is ready (backupDaily), so the first one holds a complete
+// state.
 func (d *Daemon) startStorage(ctx context.Context) {
 	d.retry = newRetrier(d.db, func(err error) { d.health.Set("store", err) }, d.log)
 	d.watchStore()
-	d.wg.Add(3)
+	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
 		d.retry.Run(ctx, time.Second)
 	}()
 	go d.monitorDisk(ctx)
-	go d.backupDaily(ctx)
 }
 
 // watchStore reports the store's write failures to the health registry: a
@@ -199,6 +200,7 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // backupDaily backs the store up when the newest backup is older than
 // backupEvery, checking every hour; a failed backup is the "backup" alarm.
+// The caller adds it to d.wg.
 func (d *Daemon) backupDaily(ctx context.Context) {
 	defer d.wg.Done()
 	t := time.NewTicker(time.Hour)
