@@ -27,6 +27,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		return fmt.Errorf("media library: %w", err)
 	}
 	d.media = lib
+	rec := &recorder{retry: d.retry}
 	eng, err := broadcast.New(broadcast.Config{
 		Site: d.cfg.Site, PacketsPerFrame: bc.PacketsPerFrame, PlayoutDelay: bc.PlayoutDelay, LiveDelay: bc.LiveDelay,
 		MaxDuration: bc.MaxDuration, PreemptPolicy: bc.PreemptPolicy, WiredZones: d.cfg.WiredZones(),
@@ -35,7 +36,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		Media:     libraryMedia{lib},
 		Speaker:   tts{voice: bc.TTSVoice, bitrate: bc.BitrateBPS},
 		Directory: d.devices,
-		Recorder:  &recorder{retry: d.retry},
+		Recorder:  rec,
 		Output:    d.output(),
 	}, d.base)
 	if err != nil {
@@ -50,7 +51,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		}
 	}()
 	d.closers = append(d.closers, eng.Close)
-	d.web.EnableBroadcasts(web.BroadcastDeps{Engine: eng, Media: lib, MaxUpload: bc.MaxUploadBytes})
+	d.web.EnableBroadcasts(web.BroadcastDeps{Engine: durableStart{eng, rec}, Media: lib, MaxUpload: bc.MaxUploadBytes})
 	return nil
 }
 
@@ -100,25 +101,58 @@ type recorder struct {
 
 func (r *recorder) SaveBroadcast(ctx context.Context, b broadcast.Record) error {
 	at := time.Now()
+	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error { return r.put(tx, b, at) })
+	return nil
+}
+
+// put stores b and audits its state if it changed; a broadcast's end is
+// audited once.
+func (r *recorder) put(tx *store.Tx, b broadcast.Record, at time.Time) error {
+	var prev broadcast.Record
+	had := tx.Get(store.Broadcasts, b.ID, &prev) == nil
+	if err := tx.Put(store.Broadcasts, b.ID, b); err != nil {
+		return err
+	}
+	if had && (prev.State == b.State || broadcast.Terminal(prev.State)) {
+		return nil
+	}
+	detail := map[string]any{"zones": b.Zones, "priority": b.Priority, "source": b.Source, "origin": b.Origin}
+	if b.Reason != "" {
+		detail["reason"] = b.Reason
+	}
+	if broadcast.Terminal(b.State) {
+		detail["delivery"] = summary(b.Devices)
+	}
+	return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: "broadcast." + b.State, Target: b.ID, Detail: detail})
+}
+
+// durableStart is the engine as the API uses it, with one difference: a
+// broadcast's record is in bbolt before its 201 is sent (the engine saves
+// records from its own goroutine, so a crash just after the answer lost
+// an acknowledged broadcast). On a full disk the record is held for retry.
+type durableStart struct {
+	*broadcast.Engine
+	rec *recorder
+}
+
+func (s durableStart) Start(ctx context.Context, req broadcast.Request) (broadcast.Broadcast, error) {
+	b, err := s.Engine.Start(ctx, req)
+	if err == nil {
+		s.rec.saveFirst(b)
+	}
+	return b, err
+}
+
+// saveFirst saves b only if the engine has not saved it yet, so an older
+// state never overwrites a newer one.
+func (r *recorder) saveFirst(b broadcast.Record) {
+	at := time.Now()
 	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error {
-		var prev broadcast.Record
-		had := tx.Get(store.Broadcasts, b.ID, &prev) == nil
-		if err := tx.Put(store.Broadcasts, b.ID, b); err != nil {
-			return err
-		}
-		if had && (prev.State == b.State || broadcast.Terminal(prev.State)) {
+		if tx.Exists(store.Broadcasts, b.ID) {
 			return nil
 		}
-		detail := map[string]any{"zones": b.Zones, "priority": b.Priority, "source": b.Source, "origin": b.Origin}
-		if b.Reason != "" {
-			detail["reason"] = b.Reason
-		}
-		if broadcast.Terminal(b.State) {
-			detail["delivery"] = summary(b.Devices)
-		}
-		return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: "broadcast." + b.State, Target: b.ID, Detail: detail})
+		return r.put(tx, b, at)
 	})
-	return nil
 }
 
 // summary condenses per-device delivery for the audit trail.

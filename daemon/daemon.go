@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,7 +139,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		return nil, err
 	}
 	raw, _ := json.Marshal(d.ready)
-	if err := writeSecretFile(filepath.Join(cfg.DataDir, ReadyFile), raw); err != nil {
+	if err := writeSecretFile(filepath.Join(cfg.DataDir, ReadyFile), raw); errors.Is(err, syscall.ENOSPC) {
+		// A full disk must not stop the daemon: it serves, and the disk
+		// alarm says why (storage.go).
+		d.log.Error("ready file not written: disk full", "err", err)
+	} else if err != nil {
 		return nil, fmt.Errorf("write ready file: %w", err)
 	}
 	d.wg.Add(2)

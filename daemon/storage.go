@@ -253,9 +253,9 @@ func newRetrier(db *store.DB, report func(error), log interface{ Error(string, .
 func (r *retrier) Do(what string, fn func(tx *store.Tx) error) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var err error
 	if len(r.pending) == 0 {
-		err := r.db.Update(fn)
-		if err == nil {
+		if err = r.db.Update(fn); err == nil {
 			return true
 		}
 		r.log.Error("write failed, held for retry", "what", what, "err", err)
@@ -266,7 +266,7 @@ func (r *retrier) Do(what string, fn func(tx *store.Tx) error) bool {
 	} else {
 		r.pending = append(r.pending, pendingWrite{what, fn})
 	}
-	r.reportLocked(nil)
+	r.reportLocked(err)
 	return false
 }
 
