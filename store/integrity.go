@@ -313,7 +313,8 @@ func checkTx(path string, tx *bolt.Tx) (err error) {
 	defer recoverCorrupt(path, &err)
 	ce := &CorruptError{Path: path}
 	for err := range tx.Check() {
-		ce.add("%v", err)
+		// bbolt reports a page it could not read as "panic: ...".
+		ce.add("%s", strings.TrimPrefix(err.Error(), "panic: "))
 	}
 	if len(ce.Problems) > 0 {
 		return ce
@@ -362,7 +363,7 @@ func printable(k []byte) string {
 func recoverCorrupt(path string, err *error) {
 	if r := recover(); r != nil {
 		ce := &CorruptError{Path: path}
-		ce.add("bbolt panicked reading it: %v", r)
+		ce.add("bbolt failed reading it: %v", r)
 		*err = ce
 	}
 }
