@@ -91,6 +91,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	defer func() {
 		if err != nil {
 			d.Close()
+			err = explainStoreError(cfg.DataDir, err) // storage.go
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

@@ -77,6 +77,16 @@ func openStore(dataDir string) (*store.DB, error) {
 	return db, err
 }
 
+// explainStoreError adds how to recover to a start that failed on a
+// damaged value the structural check cannot see (a timestamp that no
+// longer parses), instead of leaving only "parsing time".
+func explainStoreError(dataDir string, err error) error {
+	if !errors.Is(err, store.ErrCorrupt) || strings.Contains(err.Error(), "loalangd restore") {
+		return err
+	}
+	return fmt.Errorf("%w. The file was not modified. %s", err, recovery(dataDir))
+}
+
 // recovery says how to bring the store back: the newest backup if there
 // is one, or a deliberate re-initialisation that keeps the devices'
 // credentials from the bundle.

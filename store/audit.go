@@ -67,7 +67,7 @@ func (db *DB) AuditRange(since, until time.Time, limit int) ([]Event, error) {
 			}
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("audit range: %w", err)
+				return fmt.Errorf("audit range %x: %w", k, undecodable(err))
 			}
 			out = append(out, e)
 			if limit > 0 && len(out) >= limit {

@@ -238,7 +238,7 @@ func (tx *Tx) Get(bucket, key string, v any) error {
 		return fmt.Errorf("get %s/%s: %w", bucket, key, ErrNotFound)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("get %s/%s: %w", bucket, key, err)
+		return fmt.Errorf("get %s/%s: %w", bucket, key, undecodable(err))
 	}
 	return nil
 }
@@ -301,11 +301,18 @@ func List[T any](db *DB, bucket, prefix string) ([]T, error) {
 		return tx.Each(bucket, prefix, func(key string, raw []byte) error {
 			var v T
 			if err := json.Unmarshal(raw, &v); err != nil {
-				return fmt.Errorf("list %s/%s: %w", bucket, key, err)
+				return fmt.Errorf("list %s/%s: %w", bucket, key, undecodable(err))
 			}
 			out = append(out, v)
 			return nil
 		})
 	})
 	return out, err
+}
+
+// undecodable marks a stored value that does not decode: the file passed
+// the structural check, so a byte inside the value was damaged (a
+// timestamp that no longer parses, say).
+func undecodable(err error) error {
+	return fmt.Errorf("%w: the stored value does not decode: %v", ErrCorrupt, err)
 }

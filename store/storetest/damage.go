@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -25,10 +26,14 @@ const (
 	BothMetas    = "both-metas"     // both meta pages flipped
 	Empty        = "empty"          // the file is there with 0 bytes
 	Missing      = "missing"        // the file is gone
+	// Value damages one byte inside a stored value so that the JSON is
+	// still valid but a timestamp no longer parses: nothing structural
+	// to see.
+	Value = "value"
 )
 
 // DamageKinds lists every kind Damage knows, in a stable order.
-var DamageKinds = []string{Halved, OnePageShort, DataPages, ZeroedPage, LeafHeader, BranchHeader, FreelistPage, Meta0, BothMetas, Empty, Missing}
+var DamageKinds = []string{Halved, OnePageShort, DataPages, ZeroedPage, LeafHeader, BranchHeader, FreelistPage, Meta0, BothMetas, Value, Empty, Missing}
 
 const pageSize = 4096
 
@@ -173,6 +178,14 @@ func Damage(path, kind string, seed uint64) (string, error) {
 			raw[id*pageSize+i] ^= byte(1 + rng.IntN(255))
 		}
 		did = fmt.Sprintf("flipped the header of %s page %d", what, id)
+	case Value:
+		at := bytes.Index(raw, []byte(`"created_at":"20`))
+		if at < 0 {
+			return "", fmt.Errorf("damage %s: no stored timestamp found", kind)
+		}
+		at += len(`"created_at":"`)
+		raw[at] = 'x'
+		did = fmt.Sprintf("one digit of a stored timestamp at byte %d made a letter", at)
 	case Meta0:
 		flip(16, 64, 8)
 		did = "flipped 8 bytes in meta page 0"
