@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/store/storetest"
+	bolt "go.etcd.io/bbolt"
 )
 
 // fixture writes a store with enough records for branch, leaf and
@@ -215,4 +217,58 @@ func TestBackupPruneRestore(t *testing.T) {
 	if _, err := store.Restore(path, bad, time.Second); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("restore from a damaged backup: %v", err)
 	}
+}
+
+// TestMigrationBacksUpFirst: a file at an older schema is backed up before
+// the migration writes to it, and the backup is the unmigrated file.
+func TestMigrationBacksUpFirst(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "loalang.db")
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Schema 1: the initial buckets, no cameras bucket yet.
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range []string{"meta", store.Users, store.Sessions, store.Devices, store.Creds, store.Media, store.Broadcasts, store.Schedules, store.Firings, store.Audit} {
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte(store.Users)).Put([]byte("admin"), []byte(`{"username":"admin"}`)); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, 1))
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, _ := db.Schema(); v != store.SchemaVersion {
+		t.Fatalf("schema %d after open, want %d", v, store.SchemaVersion)
+	}
+	list, err := store.Backups(path)
+	if err != nil || len(list) != 1 || !strings.HasSuffix(list[0], "-schema1.db") {
+		t.Fatalf("backups before the migration: %v %v", list, err)
+	}
+	// The backup passes the check and holds schema 1 with its data.
+	if err := store.Verify(list[0], time.Second); err != nil {
+		t.Fatal(err)
+	}
+	bk, err := bolt.Open(list[0], 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bk.Close()
+	bk.View(func(tx *bolt.Tx) error {
+		if v := binary.BigEndian.Uint64(tx.Bucket([]byte("meta")).Get([]byte("schema"))); v != 1 || tx.Bucket([]byte(store.Cameras)) != nil ||
+			tx.Bucket([]byte(store.Users)).Get([]byte("admin")) == nil {
+			t.Fatalf("backup: schema %d, cameras bucket %v", v, tx.Bucket([]byte(store.Cameras)) != nil)
+		}
+		return nil
+	})
 }
