@@ -54,12 +54,15 @@ func earlierInstall(dataDir string) string {
 func openStore(dataDir string) (*store.DB, error) {
 	path := filepath.Join(dataDir, DBFile)
 	info, err := os.Stat(path)
+	empty, emptyErr := store.IsEmpty(path, lockTimeout)
 	switch {
-	case errors.Is(err, os.ErrNotExist) || (err == nil && info.Size() == 0):
+	case errors.Is(err, os.ErrNotExist) || (emptyErr == nil && empty):
 		if prior := earlierInstall(dataDir); prior != "" {
 			state := "missing"
-			if err == nil {
+			if err == nil && info.Size() == 0 {
 				state = "empty (0 bytes)"
+			} else if err == nil {
+				state = "empty (no data)"
 			}
 			return nil, fmt.Errorf("%w: %s is %s but %s holds %s. Starting as a fresh install would issue new secrets and lock out every device flashed with %s, so loalangd will not start. %s",
 				ErrEarlierInstall, path, state, dataDir, prior, BundleFile, recovery(dataDir))
@@ -109,13 +112,13 @@ func recovery(dataDir string) string {
 // there (restore or move it aside first).
 func Reinitialize(cfg config.Config) (adminPasswordFile string, err error) {
 	path := filepath.Join(cfg.DataDir, DBFile)
-	if info, err := os.Stat(path); err == nil && info.Size() > 0 {
-		return "", fmt.Errorf("reinit: %s exists; loalangd reinit only replaces a missing or empty database (restore it with `loalangd restore`, or move it aside first)", path)
+	if empty, err := store.IsEmpty(path, lockTimeout); err != nil || !empty {
+		return "", fmt.Errorf("reinit: %s holds data (or cannot be read: %v); loalangd reinit only replaces a missing or empty database (restore it with `loalangd restore`, or move it aside first)", path, err)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("reinit: %w", err)
 	}
-	os.Remove(path) // an empty file
+	os.Remove(path) // an empty file, or one with no bucket
 	db, err := store.Open(path, lockTimeout)
 	if err != nil {
 		return "", fmt.Errorf("reinit: %w", err)

@@ -321,6 +321,9 @@ func checkTx(path string, tx *bolt.Tx) (err error) {
 	}
 	m := tx.Bucket([]byte(meta))
 	if m == nil {
+		if isEmptyTx(tx) {
+			return ErrEmpty // initialised by bbolt, but the first migration never committed
+		}
 		ce.add("bucket %s is missing", meta)
 		return ce
 	}
@@ -345,6 +348,42 @@ func checkTx(path string, tx *bolt.Tx) (err error) {
 		ce.add("walk buckets: %v", err)
 	}
 	return ce.err()
+}
+
+func isEmptyTx(tx *bolt.Tx) bool {
+	k, _ := tx.Cursor().First()
+	return k == nil
+}
+
+// IsEmpty reports whether the store file at path holds no data: it is
+// missing, has 0 bytes, or has bbolt's meta pages but no bucket (a first
+// start that was cut off before its first transaction). It only reads.
+func IsEmpty(path string, lockTimeout time.Duration) (empty bool, err error) {
+	info, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if info.Size() == 0 {
+		return true, nil
+	}
+	if checkFile(path, info.Size()) != nil {
+		return false, nil // damaged: Open says how
+	}
+	defer func() {
+		if recover() != nil {
+			empty, err = false, nil
+		}
+	}()
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	if err != nil {
+		return false, nil
+	}
+	defer b.Close()
+	b.View(func(tx *bolt.Tx) error { empty = isEmptyTx(tx); return nil })
+	return empty, nil
 }
 
 // printable shows a key for a message: text keys as they are, binary ones

@@ -272,3 +272,32 @@ func TestMigrationBacksUpFirst(t *testing.T) {
 		return nil
 	})
 }
+
+// TestFileWithoutDataIsEmpty: a file bbolt initialised but whose first
+// transaction never committed (power lost during the very first start)
+// is empty, not damaged: IsEmpty says so and Open makes it a new store.
+func TestFileWithoutDataIsEmpty(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "loalang.db")
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if empty, err := store.IsEmpty(path, time.Second); !empty || err != nil {
+		t.Fatalf("IsEmpty = %v, %v", empty, err)
+	}
+	if err := store.Verify(path, time.Second); !errors.Is(err, store.ErrEmpty) {
+		t.Fatalf("Verify: %v, want ErrEmpty", err)
+	}
+	db, err := store.Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, _ := db.Schema(); v != store.SchemaVersion {
+		t.Fatalf("schema %d", v)
+	}
+	if empty, _ := store.IsEmpty(fixture(t), time.Second); empty {
+		t.Fatal("a store with data is empty")
+	}
+}

@@ -74,7 +74,9 @@ func Open(path string, lockTimeout time.Duration) (*DB, error) {
 	existed := false
 	if info, err := os.Stat(path); err == nil && info.Size() > 0 {
 		existed = true
-		if err := Verify(path, lockTimeout); err != nil {
+		if err := Verify(path, lockTimeout); errors.Is(err, ErrEmpty) {
+			existed = false // no data yet: a new file
+		} else if err != nil {
 			return nil, err
 		}
 	}
