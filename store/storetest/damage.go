@@ -19,8 +19,8 @@ const (
 	OnePageShort = "one-page-short" // the last page is gone
 	DataPages    = "data-pages"     // random bytes flipped in three leaf pages
 	ZeroedPage   = "zeroed-page"    // one leaf page is all zeros
-	LeafHeader   = "leaf-header"    // a leaf page's header (flags, count, overflow) flipped
-	BranchHeader = "branch-header"  // a branch page's header flipped
+	LeafHeader   = "leaf-header"    // a leaf page's flags flipped
+	BranchHeader = "branch-header"  // a branch page's element count flipped
 	FreelistPage = "freelist"       // the freelist page flipped
 	Meta0        = "meta0"          // the first meta page flipped (bbolt keeps a second)
 	BothMetas    = "both-metas"     // both meta pages flipped
@@ -174,10 +174,19 @@ func Damage(path, kind string, seed uint64) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		for i := 8; i < 16; i++ {
+		// The leaf's flags, the branch's element count, the freelist's
+		// whole header: each reaches a different check.
+		from, to := 8, 16
+		switch kind {
+		case LeafHeader:
+			from, to = 8, 10
+		case BranchHeader:
+			from, to = 10, 12
+		}
+		for i := from; i < to; i++ {
 			raw[id*pageSize+i] ^= byte(1 + rng.IntN(255))
 		}
-		did = fmt.Sprintf("flipped the header of %s page %d", what, id)
+		did = fmt.Sprintf("flipped header bytes %d-%d of %s page %d", from, to-1, what, id)
 	case Value:
 		at := bytes.Index(raw, []byte(`"created_at":"20`))
 		if at < 0 {
