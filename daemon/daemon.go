@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		return nil, err
 	}
 	d.closers = append(d.closers, d.db.Close)
-	d.startStorage(ctx) // storage.go: alarms, retries, backups
+	d.startStorage(ctx) // storage.go: disk and store alarms, retry of held writes
 	if created, err := bootstrapAdmin(d.db, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("create admin: %w", err)
 	} else if created {
