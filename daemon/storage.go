@@ -248,6 +248,7 @@ type retrier struct {
 	mu      sync.Mutex
 	pending []pendingWrite
 	dropped int
+	lastErr error // why the held writes failed
 	wake    chan struct{}
 }
 
@@ -314,6 +315,11 @@ func (r *retrier) Flush() error {
 }
 
 func (r *retrier) reportLocked(err error) {
+	if err != nil {
+		r.lastErr = err
+	} else if len(r.pending) > 0 {
+		err = r.lastErr
+	}
 	switch {
 	case len(r.pending) == 0 && r.dropped == 0:
 		r.report(nil)
