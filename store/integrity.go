@@ -28,6 +28,7 @@ type CorruptError struct {
 
 const maxProblems = 8
 
+// Error names the file and lists what is wrong with it.
 func (e *CorruptError) Error() string {
 	s := fmt.Sprintf("store file %s is damaged: %s", e.Path, strings.Join(e.Problems, "; "))
 	if e.More > 0 {
