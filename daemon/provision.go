@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/loalang/loalang/auth"
@@ -115,6 +116,11 @@ func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Devi
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	if errors.Is(err, os.ErrNotExist) {
+		if err := bundleLost(db, cfg, path); err != nil {
+			return nil, err
+		}
+	}
 	known := map[string]string{}
 	for _, d := range old.Devices {
 		if d.Password != "" {
@@ -203,6 +209,64 @@ func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Devi
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	return devices, nil
+}
+
+// bundleLost refuses to go on when provisioning.json is missing but the
+// store holds credentials of configured devices: issuing new secrets
+// would lock out every device flashed with the lost bundle.
+func bundleLost(db *store.DB, cfg config.Config, path string) error {
+	var have []string
+	db.View(func(tx *store.Tx) error {
+		for _, d := range cfg.Devices {
+			if tx.Exists(store.Creds, d.ID) {
+				have = append(have, d.ID)
+			}
+		}
+		return nil
+	})
+	if len(have) == 0 {
+		return nil
+	}
+	names := strings.Join(have[:min(3, len(have))], ", ")
+	if len(have) > 3 {
+		names += ", …"
+	}
+	return fmt.Errorf("%w: %s is missing but the store holds broker credentials of %d devices (%s): issuing new secrets would lock out every device flashed with it, so loalangd will not start. Put the file back (it is what the devices were flashed with), or, to issue new secrets deliberately and re-flash every device, run `loalangd reissue --config <file>`",
+		ErrBundleMissing, path, len(have), names)
+}
+
+// Reissue deliberately gives every configured device a new broker secret
+// and writes a new provisioning.json, for when the old bundle is lost.
+// Every device must then be flashed with the new bundle. Run it with the
+// daemon stopped (it opens the store).
+func Reissue(cfg config.Config) (bundle string, err error) {
+	db, err := store.Open(filepath.Join(cfg.DataDir, DBFile), lockTimeout)
+	if err != nil {
+		return "", fmt.Errorf("reissue: %w", err)
+	}
+	defer db.Close()
+	bundle = filepath.Join(cfg.DataDir, BundleFile)
+	if _, err := os.Stat(bundle); err == nil {
+		// Keep the old bundle: it may still be needed to reach a device.
+		if err := os.Rename(bundle, bundle+".replaced-"+time.Now().UTC().Format("20060102T150405Z")); err != nil {
+			return "", fmt.Errorf("reissue: %w", err)
+		}
+	}
+	err = db.Update(func(tx *store.Tx) error {
+		for _, d := range cfg.Devices {
+			if err := tx.Delete(store.Creds, d.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		return tx.AppendAudit(store.Event{Actor: "system", Action: "device.reissue", Detail: map[string]any{"devices": len(cfg.Devices)}})
+	})
+	if err != nil {
+		return "", fmt.Errorf("reissue: %w", err)
+	}
+	if _, err := provision(db, cfg, cfg.MQTT.PublicURL); err != nil {
+		return "", fmt.Errorf("reissue: %w", err)
+	}
+	return bundle, nil
 }
 
 // readBundle reads <data_dir>/provisioning.json; a missing file matches

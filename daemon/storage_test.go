@@ -174,3 +174,39 @@ func TestBroadcastEndAuditedOnce(t *testing.T) {
 	}
 	t.Logf("%d broadcasts to 9 speakers: %d broadcast.done entries", len(ids), total)
 }
+
+// TestBundleLostRefused: with provisioning.json gone but the devices'
+// credentials in the store, the old code issued new secrets for every
+// device (locking out every speaker flashed with the lost bundle). Now it
+// refuses and names the deliberate way out, `loalangd reissue`, after
+// which the devices with the new bundle come online.
+func TestBundleLostRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, 3)
+	d, err := daemon.New(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	bundle := filepath.Join(dir, daemon.BundleFile)
+	old, _ := os.ReadFile(bundle)
+	os.Remove(bundle)
+	_, err = daemon.New(context.Background(), cfg, testLogger(t))
+	if !errors.Is(err, daemon.ErrBundleMissing) || !strings.Contains(err.Error(), "loalangd reissue") || !strings.Contains(err.Error(), "3 devices") {
+		t.Fatalf("start without the bundle: %v", err)
+	}
+	if _, err := os.Stat(bundle); !os.IsNotExist(err) {
+		t.Fatal("a new bundle was written")
+	}
+	if _, err := daemon.Reissue(cfg); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := os.ReadFile(bundle)
+	if secrets(t, fresh) == secrets(t, old) {
+		t.Fatal("reissue kept the old secrets")
+	}
+	d2 := startDaemon(t, cfg)
+	c := login(t, "http://"+d2.Ready().HTTP, "admin", adminPassword(t, dir))
+	startSpeakers(t, dir, nil)
+	eventually(t, 10*time.Second, "3 speakers online with the reissued bundle", allOnline(c, 3))
+}

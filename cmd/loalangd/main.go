@@ -8,6 +8,7 @@
 //	loalangd backup [--config FILE] [--data-dir DIR]
 //	loalangd restore [--config FILE] [--data-dir DIR] [--list] [BACKUP]
 //	loalangd reinit --config FILE [--data-dir DIR]
+//	loalangd reissue --config FILE [--data-dir DIR]
 package main
 
 import (
@@ -45,7 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		switch args[0] {
 		case "mosquitto-config":
 			return runMosquittoConfig(args[1:], getenv, stderr)
-		case "backup", "restore", "reinit":
+		case "backup", "restore", "reinit", "reissue":
 			return runStoreCommand(args[0], args[1:], getenv, stderr)
 		}
 	}
@@ -137,7 +138,8 @@ func runMosquittoConfig(args []string, getenv func(string) string, stderr io.Wri
 // stopped: backup writes a consistent copy to <data_dir>/backups, restore
 // brings one back (the newest unless named) keeping the replaced file, and
 // reinit starts a new database that keeps the devices' credentials from
-// the provisioning bundle.
+// the provisioning bundle; reissue gives every device a new secret when the
+// bundle is lost.
 func runStoreCommand(name string, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loalangd "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -203,6 +205,15 @@ func runStoreCommand(name string, args []string, getenv func(string) string, std
 		}
 		fmt.Fprintf(stderr, "created a new database in %s; devices keep their credentials from %s; the new admin password is in %s\n",
 			cfg.DataDir, daemon.BundleFile, pw)
+	case "reissue":
+		if *cfgPath == "" {
+			return errors.New("reissue: --config is required (it lists the devices)")
+		}
+		bundle, err := daemon.Reissue(cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "issued new secrets for %d devices in %s; flash every device with it\n", len(cfg.Devices), bundle)
 	}
 	return nil
 }
