@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
+	"time"
 
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
@@ -28,6 +28,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 	}
 	d.media = lib
 	d.tts = tts{t: media.NewTTS(media.TTSConfig{Voice: bc.TTSVoice, Concurrency: bc.TTSConcurrency, Queue: bc.TTSQueue}), bitrate: bc.BitrateBPS}
+	rec := &recorder{retry: d.retry}
 	eng, err := broadcast.New(broadcast.Config{
 		Site: d.cfg.Site, PacketsPerFrame: bc.PacketsPerFrame, PlayoutDelay: bc.PlayoutDelay, LiveDelay: bc.LiveDelay,
 		MaxDuration: bc.MaxDuration, PreemptPolicy: bc.PreemptPolicy, WiredZones: d.cfg.WiredZones(),
@@ -36,7 +37,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		Media:     libraryMedia{lib},
 		Speaker:   d.tts,
 		Directory: d.devices,
-		Recorder:  &recorder{db: d.db, audit: d.recordAudit, last: map[string]string{}},
+		Recorder:  rec,
 		Output:    d.output(),
 	}, d.base)
 	if err != nil {
@@ -51,7 +52,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		}
 	}()
 	d.closers = append(d.closers, eng.Close)
-	d.web.EnableBroadcasts(web.BroadcastDeps{Engine: eng, Media: lib, MaxUpload: bc.MaxUploadBytes})
+	d.web.EnableBroadcasts(web.BroadcastDeps{Engine: durableStart{eng, rec}, Media: lib, MaxUpload: bc.MaxUploadBytes})
 	return nil
 }
 
@@ -91,37 +92,69 @@ func (t tts) SpeakPackets(ctx context.Context, text string) ([][]byte, error) {
 	return media.EncodePCM(ctx, pcm, t.bitrate)
 }
 
-// recorder keeps the broadcast log in bbolt and audits each state change.
+// recorder keeps the broadcast log in bbolt and audits each change of
+// state in the same transaction. A broadcast's end is audited once: the
+// speakers' delivery reports that arrive after it update the record (which
+// holds the per-device detail) but add no audit entry. A write that fails
+// (a full disk) is held and retried, never dropped.
 type recorder struct {
-	db    *store.DB
-	audit func(store.Event)
-
-	mu   sync.Mutex
-	last map[string]string // broadcast id -> last audited state
+	retry *retrier
 }
 
 func (r *recorder) SaveBroadcast(ctx context.Context, b broadcast.Record) error {
-	if err := store.Put(r.db, store.Broadcasts, b.ID, b); err != nil {
+	at := time.Now()
+	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error { return r.put(tx, b, at) })
+	return nil
+}
+
+// put stores b and audits its state if it changed; a broadcast's end is
+// audited once.
+func (r *recorder) put(tx *store.Tx, b broadcast.Record, at time.Time) error {
+	var prev broadcast.Record
+	had := tx.Get(store.Broadcasts, b.ID, &prev) == nil
+	if err := tx.Put(store.Broadcasts, b.ID, b); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	changed := r.last[b.ID] != b.State
-	r.last[b.ID] = b.State
+	if had && (prev.State == b.State || broadcast.Terminal(prev.State)) {
+		return nil
+	}
+	detail := map[string]any{"zones": b.Zones, "priority": b.Priority, "source": b.Source, "origin": b.Origin}
+	if b.Reason != "" {
+		detail["reason"] = b.Reason
+	}
 	if broadcast.Terminal(b.State) {
-		delete(r.last, b.ID)
+		detail["delivery"] = summary(b.Devices)
 	}
-	r.mu.Unlock()
-	if changed {
-		detail := map[string]any{"zones": b.Zones, "priority": b.Priority, "source": b.Source, "origin": b.Origin}
-		if b.Reason != "" {
-			detail["reason"] = b.Reason
-		}
-		if broadcast.Terminal(b.State) {
-			detail["delivery"] = summary(b.Devices)
-		}
-		r.audit(store.Event{Actor: b.Actor, Action: "broadcast." + b.State, Target: b.ID, Detail: detail})
+	return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: "broadcast." + b.State, Target: b.ID, Detail: detail})
+}
+
+// durableStart is the engine as the API uses it, with one difference: a
+// broadcast's record is in bbolt before its 201 is sent (the engine saves
+// records from its own goroutine, so a crash just after the answer lost
+// an acknowledged broadcast). On a full disk the record is held for retry.
+type durableStart struct {
+	*broadcast.Engine
+	rec *recorder
+}
+
+func (s durableStart) Start(ctx context.Context, req broadcast.Request) (broadcast.Broadcast, error) {
+	b, err := s.Engine.Start(ctx, req)
+	if err == nil {
+		s.rec.saveFirst(b)
 	}
-	return nil
+	return b, err
+}
+
+// saveFirst saves b only if the engine has not saved it yet, so an older
+// state never overwrites a newer one.
+func (r *recorder) saveFirst(b broadcast.Record) {
+	at := time.Now()
+	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error {
+		if tx.Exists(store.Broadcasts, b.ID) {
+			return nil
+		}
+		return r.put(tx, b, at)
+	})
 }
 
 // summary condenses per-device delivery for the audit trail.

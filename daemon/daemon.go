@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,7 @@ type Daemon struct {
 	httpSrv *http.Server
 	ready   Ready
 	audit   chan store.Event
+	retry   *retrier // writes held for retry while the disk is full (storage.go)
 	media   *media.Library
 	tts     tts // one espeak-ng limit for API and scheduled text
 	engine  *broadcast.Engine
@@ -90,16 +92,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	defer func() {
 		if err != nil {
 			d.Close()
+			err = explainStoreError(cfg.DataDir, err) // storage.go
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	os.Remove(filepath.Join(cfg.DataDir, ReadyFile))
-	if d.db, err = store.Open(filepath.Join(cfg.DataDir, DBFile), lockTimeout); err != nil {
+	if d.db, err = openStore(cfg.DataDir); err != nil { // storage.go
 		return nil, err
 	}
 	d.closers = append(d.closers, d.db.Close)
+	d.startStorage(ctx) // storage.go: disk and store alarms, retry of held writes
 	if created, err := bootstrapAdmin(d.db, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("create admin: %w", err)
 	} else if created {
@@ -137,12 +141,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		return nil, err
 	}
 	raw, _ := json.Marshal(d.ready)
-	if err := writeSecretFile(filepath.Join(cfg.DataDir, ReadyFile), raw); err != nil {
+	if err := writeSecretFile(filepath.Join(cfg.DataDir, ReadyFile), raw); errors.Is(err, syscall.ENOSPC) {
+		// A full disk must not stop the daemon: it serves, and the disk
+		// alarm says why (storage.go).
+		d.log.Error("ready file not written: disk full", "err", err)
+	} else if err != nil {
 		return nil, fmt.Errorf("write ready file: %w", err)
 	}
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.sweep(ctx)
-	d.startAudit(ctx) // retention and the size alarm (audit.go)
+	d.startAudit(ctx)     // retention and the size alarm (audit.go)
+	go d.backupDaily(ctx) // storage.go
 	d.log.Info("ready", "http", d.ready.HTTP, "https", d.ready.HTTPS, "mqtt", d.ready.MQTT, "site", cfg.Site)
 	return d, nil
 }
@@ -320,9 +329,7 @@ func (d *Daemon) recordAudit(e store.Event) {
 	select {
 	case d.audit <- e:
 	default:
-		if err := d.db.AppendAudit(e); err != nil {
-			d.log.Error("audit failed", "action", e.Action, "err", err)
-		}
+		d.retry.Do("audit "+e.Action, func(tx *store.Tx) error { return tx.AppendAudit(e) })
 	}
 }
 
@@ -343,9 +350,12 @@ func (d *Daemon) writeAudit() {
 				break more
 			}
 		}
-		if err := d.db.AppendAudit(batch...); err != nil {
-			d.log.Error("audit failed", "events", len(batch), "err", err)
-		}
+		d.retry.Do(fmt.Sprintf("%d audit entries", len(batch)), func(tx *store.Tx) error { return tx.AppendAudit(batch...) })
+	}
+	// Last chance for writes held while the disk was full; what still
+	// fails is named in the log, never dropped silently.
+	if err := d.retry.Flush(); err != nil {
+		d.log.Error("writes lost at shutdown", "pending", d.retry.Pending(), "err", err)
 	}
 }
 

@@ -16,3 +16,11 @@ func SetAuditCheckEvery(d time.Duration) (restore func()) {
 
 // Routes lists the web server's routes for the access-matrix test.
 func (d *Daemon) Routes() []web.Route { return d.web.Routes() }
+
+// SetDiskCheckEvery shortens the disk monitor's interval for a test and
+// returns a function that restores it.
+func SetDiskCheckEvery(d time.Duration) (restore func()) {
+	old := diskCheckEvery
+	diskCheckEvery = d
+	return func() { diskCheckEvery = old }
+}

@@ -1,11 +1,14 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/loalang/loalang/auth"
@@ -35,25 +38,41 @@ type Credential struct {
 	CreatedAt    time.Time `json:"created_at"`
 }
 
-// writeSecretFile writes data atomically with mode 0600.
-func writeSecretFile(path string, data []byte) error {
+// writeSecretFile writes data atomically with mode 0600. The temporary
+// file is removed again if anything fails (a full disk, say), so no
+// half-written .tmp is left in the data dir.
+func writeSecretFile(path string, data []byte) (err error) {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
+	if err = f.Sync(); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
+	if err = f.Close(); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// writeSecretFileIfChanged is writeSecretFile that leaves a file already
+// holding data alone: a start that changes nothing writes nothing, and so
+// can start on a full disk.
+func writeSecretFileIfChanged(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return writeSecretFile(path, data)
 }
 
 // bootstrapAdmin creates the first admin with a random password written
@@ -83,38 +102,75 @@ func bootstrapAdmin(db *store.DB, dataDir string) (created bool, err error) {
 	return err == nil, err
 }
 
-// provision stores the configured devices and gives every device without
-// credentials a fresh random secret. New secrets are merged into the
-// bundle; existing ones are kept from it, since the store holds only hashes.
+// provision stores the configured devices and makes sure each has broker
+// credentials. The bundle (provisioning.json) is what the devices were
+// flashed with, so its secrets are never replaced: a device whose
+// credential is missing from the store (a re-initialised or restored
+// database) gets the bundle's secret back, and only a device the bundle
+// does not hold a secret for gets a fresh one (the secret it had, if any,
+// is lost with the bundle and stops working). The store is written only when
+// something changed, and the bundle only when its content did.
 func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Device, error) {
 	path := filepath.Join(cfg.DataDir, BundleFile)
-	var old wire.Bundle
-	if raw, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(raw, &old); err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+	old, err := readBundle(cfg.DataDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		if err := bundleLost(db, cfg, path); err != nil {
+			return nil, err
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	known := map[string]string{}
 	for _, d := range old.Devices {
-		known[d.ID] = d.Password
+		if d.Password != "" {
+			known[d.ID] = d.Password
+		}
 	}
-	bundle := wire.Bundle{Site: cfg.Site, Broker: brokerURL}
 	var devices []device.Device
-	now := time.Now()
-	err := db.Update(func(tx *store.Tx) error {
-		for _, c := range cfg.Devices {
-			d := device.Device{ID: c.ID, Kind: c.Kind, Name: c.Name, Zones: c.Zones, Lat: c.Lat, Lon: c.Lon}
-			devices = append(devices, d)
-			if err := tx.Put(store.Devices, d.ID, d); err != nil {
-				return err
+	for _, c := range cfg.Devices {
+		devices = append(devices, device.Device{ID: c.ID, Kind: c.Kind, Name: c.Name, Zones: c.Zones, Lat: c.Lat, Lon: c.Lon})
+	}
+	// Find what differs first, in a read-only transaction.
+	var changed []device.Device
+	needCred := map[string]bool{}
+	err = db.View(func(tx *store.Tx) error {
+		for _, d := range devices {
+			var cur device.Device
+			if err := tx.Get(store.Devices, d.ID, &cur); err != nil || !reflect.DeepEqual(normDevice(cur), normDevice(d)) {
+				changed = append(changed, d)
 			}
-			secret, have := known[d.ID]
-			if !tx.Exists(store.Creds, d.ID) || !have {
-				// No credential yet, or its secret was lost from the bundle:
-				// issue a new one (the old one stops working).
-				secret = auth.RandomSecret(deviceSecretLen)
+			if _, have := known[d.ID]; !have || !tx.Exists(store.Creds, d.ID) {
+				needCred[d.ID] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision devices: %w", err)
+	}
+	secrets := map[string]string{}
+	for _, d := range devices {
+		if s, ok := known[d.ID]; ok {
+			secrets[d.ID] = s
+		}
+	}
+	if len(changed) > 0 || len(needCred) > 0 {
+		now := time.Now()
+		err = db.Update(func(tx *store.Tx) error {
+			for _, d := range changed {
+				if err := tx.Put(store.Devices, d.ID, d); err != nil {
+					return err
+				}
+			}
+			for _, d := range devices {
+				if !needCred[d.ID] {
+					continue
+				}
+				secret, kept := known[d.ID]
+				if !kept {
+					secret = auth.RandomSecret(deviceSecretLen)
+				}
 				hash, err := broker.HashPassword(secret)
 				if err != nil {
 					return err
@@ -122,16 +178,21 @@ func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Devi
 				if err := tx.Put(store.Creds, d.ID, Credential{Username: d.ID, PasswordHash: hash, CreatedAt: now}); err != nil {
 					return err
 				}
-				if err := tx.AppendAudit(store.Event{Time: now, Actor: "system", Action: "device.provision", Target: d.ID}); err != nil {
+				if err := tx.AppendAudit(store.Event{Time: now, Actor: "system", Action: "device.provision", Target: d.ID,
+					Detail: map[string]any{"from_bundle": kept}}); err != nil {
 					return err
 				}
+				secrets[d.ID] = secret
 			}
-			bundle.Devices = append(bundle.Devices, wire.BundleDevice{ID: d.ID, Kind: d.Kind, Name: d.Name, Zones: d.Zones, Username: d.ID, Password: secret})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("provision devices: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("provision devices: %w", err)
+	}
+	bundle := wire.Bundle{Site: cfg.Site, Broker: brokerURL}
+	for _, d := range devices {
+		bundle.Devices = append(bundle.Devices, wire.BundleDevice{ID: d.ID, Kind: d.Kind, Name: d.Name, Zones: d.Zones, Username: d.ID, Password: secrets[d.ID]})
 	}
 	for _, c := range cfg.Cameras {
 		bundle.Cameras = append(bundle.Cameras, wire.BundleCamera{ID: c.ID, Name: c.Name, URL: c.URL})
@@ -144,10 +205,92 @@ func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Devi
 		bundle.Relays = append(bundle.Relays, wire.BundleRelay{ID: rb.ID, Port: rb.Port, SlaveID: rb.SlaveID, Coils: max(coils, 8)})
 	}
 	raw, _ := json.MarshalIndent(bundle, "", "  ")
-	if err := writeSecretFile(path, raw); err != nil {
+	if err := writeSecretFileIfChanged(path, raw); err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	return devices, nil
+}
+
+// bundleLost refuses to go on when provisioning.json is missing but the
+// store holds credentials of configured devices: issuing new secrets
+// would lock out every device flashed with the lost bundle.
+func bundleLost(db *store.DB, cfg config.Config, path string) error {
+	var have []string
+	db.View(func(tx *store.Tx) error {
+		for _, d := range cfg.Devices {
+			if tx.Exists(store.Creds, d.ID) {
+				have = append(have, d.ID)
+			}
+		}
+		return nil
+	})
+	if len(have) == 0 {
+		return nil
+	}
+	names := strings.Join(have[:min(3, len(have))], ", ")
+	if len(have) > 3 {
+		names += ", …"
+	}
+	return fmt.Errorf("%w: %s is missing but the store holds broker credentials of %d devices (%s): issuing new secrets would lock out every device flashed with it, so loalangd will not start. Put the file back (it is what the devices were flashed with), or, to issue new secrets deliberately and re-flash every device, run `loalangd reissue --config <file>`",
+		ErrBundleMissing, path, len(have), names)
+}
+
+// Reissue deliberately gives every configured device a new broker secret
+// and writes a new provisioning.json, for when the old bundle is lost.
+// Every device must then be flashed with the new bundle. Run it with the
+// daemon stopped (it opens the store).
+func Reissue(cfg config.Config) (bundle string, err error) {
+	db, err := store.Open(filepath.Join(cfg.DataDir, DBFile), lockTimeout)
+	if err != nil {
+		return "", fmt.Errorf("reissue: %w", err)
+	}
+	defer db.Close()
+	bundle = filepath.Join(cfg.DataDir, BundleFile)
+	if _, err := os.Stat(bundle); err == nil {
+		// Keep the old bundle: it may still be needed to reach a device.
+		if err := os.Rename(bundle, bundle+".replaced-"+time.Now().UTC().Format("20060102T150405Z")); err != nil {
+			return "", fmt.Errorf("reissue: %w", err)
+		}
+	}
+	err = db.Update(func(tx *store.Tx) error {
+		for _, d := range cfg.Devices {
+			if err := tx.Delete(store.Creds, d.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		return tx.AppendAudit(store.Event{Actor: "system", Action: "device.reissue", Detail: map[string]any{"devices": len(cfg.Devices)}})
+	})
+	if err != nil {
+		return "", fmt.Errorf("reissue: %w", err)
+	}
+	if _, err := provision(db, cfg, cfg.MQTT.PublicURL); err != nil {
+		return "", fmt.Errorf("reissue: %w", err)
+	}
+	return bundle, nil
+}
+
+// readBundle reads <data_dir>/provisioning.json; a missing file matches
+// os.ErrNotExist.
+func readBundle(dataDir string) (wire.Bundle, error) {
+	path := filepath.Join(dataDir, BundleFile)
+	var b wire.Bundle
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return b, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return b, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// normDevice makes a stored and a configured device comparable: JSON turns
+// an empty zone list into nil.
+func normDevice(d device.Device) device.Device {
+	if len(d.Zones) == 0 {
+		d.Zones = nil
+	}
+	return d
 }
 
 // brokerRules builds the access rules from the stored credentials and the

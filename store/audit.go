@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Event is one entry of the audit trail: logins, device state changes,
@@ -133,7 +131,8 @@ func (tx *Tx) AppendAudit(events ...Event) error {
 // no upper bound), oldest first, at most limit of them (0 means all).
 func (db *DB) AuditRange(since, until time.Time, limit int) ([]Event, error) {
 	var out []Event
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.View(func(stx *Tx) error {
+		tx := stx.tx
 		c := tx.Bucket([]byte(Audit)).Cursor()
 		start := binary.BigEndian.AppendUint64(nil, uint64(max(since.UnixNano(), 0)))
 		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
@@ -142,7 +141,7 @@ func (db *DB) AuditRange(since, until time.Time, limit int) ([]Event, error) {
 			}
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("audit range: %w", err)
+				return fmt.Errorf("audit range %x: %w", k, undecodable(err))
 			}
 			out = append(out, e)
 			if limit > 0 && len(out) >= limit {

@@ -10,6 +10,15 @@ var (
 	ErrLocked = errors.New("store is locked by another process (is another loalangd running on this data dir?)")
 	// ErrSchema means the file was written by a newer build.
 	ErrSchema = errors.New("unsupported schema")
+	// ErrCorrupt means the file failed the integrity check or bbolt
+	// panicked reading it; *CorruptError says what was found.
+	ErrCorrupt = errors.New("store file is damaged")
+	// ErrEmpty means the store file exists but has no bytes.
+	ErrEmpty = errors.New("store file is empty")
+	// ErrNoSpace means a write failed because the data disk is full
+	// (ENOSPC or EDQUOT). The transaction was rolled back; retrying once
+	// space is free succeeds.
+	ErrNoSpace = errors.New("no space left on the data disk")
 )
 
 // Audit trail alarms (AuditStatus.Problem).

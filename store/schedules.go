@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/loalang/loalang/broadcast/schedule"
 )
 
@@ -64,7 +62,8 @@ func (s *ScheduleStore) ClaimFiring(ctx context.Context, f schedule.Firing) (boo
 		return false, fmt.Errorf("claim firing: %w", err)
 	}
 	claimed := false
-	err = s.db.bolt.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(stx *Tx) error {
+		tx := stx.tx
 		b := tx.Bucket([]byte(Firings))
 		if b.Get(k) != nil {
 			return nil
@@ -95,7 +94,8 @@ func (s *ScheduleStore) UpdateFiring(ctx context.Context, f schedule.Firing) err
 	if err != nil {
 		return fmt.Errorf("update firing: %w", err)
 	}
-	err = s.db.bolt.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(stx *Tx) error {
+		tx := stx.tx
 		b := tx.Bucket([]byte(Firings))
 		if b.Get(k) == nil {
 			return schedule.ErrNotClaimed
@@ -123,7 +123,8 @@ func firingEvent(f schedule.Firing) Event {
 // of the schedule whatever its outcome, found with one reverse seek.
 func (s *ScheduleStore) LastOccurrence(ctx context.Context, scheduleID string) (time.Time, error) {
 	var last time.Time
-	err := s.db.bolt.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(stx *Tx) error {
+		tx := stx.tx
 		c := tx.Bucket([]byte(Firings)).Cursor()
 		prefix := firingPrefix(scheduleID)
 		// Every key of the schedule is below prefix+0xFF…FF (no occurrence
@@ -151,7 +152,8 @@ func (s *ScheduleStore) LastOccurrence(ctx context.Context, scheduleID string) (
 // limit of them (0 means all).
 func (s *ScheduleStore) Firings(scheduleID string, limit int) ([]schedule.Firing, error) {
 	var out []schedule.Firing
-	err := s.db.bolt.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(stx *Tx) error {
+		tx := stx.tx
 		c := tx.Bucket([]byte(Firings)).Cursor()
 		add := func(v []byte) error {
 			var f schedule.Firing

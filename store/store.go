@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -54,43 +55,76 @@ var migrations = []func(tx *bolt.Tx) error{
 
 // DB is an open store.
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt    *bolt.DB
+	path    string
+	onWrite func(err error)
 }
 
 // Open opens or creates the store at path and migrates it. A second process
 // on the same file fails after lockTimeout with ErrLocked instead of hanging.
+//
+// An existing file is verified read-only first (Verify): a damaged one is
+// refused with a *CorruptError and never written. Nothing is written on a
+// start that needs no migration; before a migration the file is backed up
+// to BackupDir(path).
 func Open(path string, lockTimeout time.Duration) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	existed := false
+	if info, err := os.Stat(path); err == nil && info.Size() > 0 {
+		existed = true
+		if err := Verify(path, lockTimeout); errors.Is(err, ErrEmpty) {
+			existed = false // no data yet: a new file
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	b, err := openBolt(path, lockTimeout)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store %s: %w", path, noSpace(err))
 	}
 	db := &DB{bolt: b, path: path}
-	if err := db.migrate(); err != nil {
+	if err := db.migrate(existed); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return db, nil
 }
 
-func (db *DB) migrate() error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+// openBolt opens the file read-write, turning a panic in bbolt into an
+// error.
+func openBolt(path string, lockTimeout time.Duration) (b *bolt.DB, err error) {
+	defer recoverCorrupt(path, &err)
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+}
+
+// migrate brings the file to SchemaVersion. It writes only when there is
+// something to migrate, and backs an existing file up first.
+func (db *DB) migrate(existed bool) error {
+	v, err := db.schema()
+	if err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("%w: file has schema %d, this build knows %d", ErrSchema, v, len(migrations))
+	}
+	if v == len(migrations) {
+		return nil
+	}
+	if existed {
+		if _, err := db.Backup(fmt.Sprintf("schema%d", v), BackupKeep); err != nil {
+			return fmt.Errorf("back up before migrating schema %d: %w", v, err)
+		}
+	}
+	return db.Update(func(stx *Tx) error {
+		tx := stx.tx
 		m, err := tx.CreateBucketIfNotExists([]byte(meta))
 		if err != nil {
 			return err
-		}
-		v := 0
-		if raw := m.Get([]byte("schema")); len(raw) == 8 {
-			v = int(binary.BigEndian.Uint64(raw))
-		}
-		if v > len(migrations) {
-			return fmt.Errorf("%w: file has schema %d, this build knows %d", ErrSchema, v, len(migrations))
 		}
 		for ; v < len(migrations); v++ {
 			if err := migrations[v](tx); err != nil {
@@ -101,18 +135,25 @@ func (db *DB) migrate() error {
 	})
 }
 
-// Path returns the file path.
-func (db *DB) Path() string { return db.path }
-
-// Schema returns the schema version of the open file.
-func (db *DB) Schema() (int, error) {
-	var v int
+// schema reads the schema version; a new file has 0.
+func (db *DB) schema() (int, error) {
+	v := 0
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		v = int(binary.BigEndian.Uint64(tx.Bucket([]byte(meta)).Get([]byte("schema"))))
+		if m := tx.Bucket([]byte(meta)); m != nil {
+			if raw := m.Get([]byte("schema")); len(raw) == 8 {
+				v = int(binary.BigEndian.Uint64(raw))
+			}
+		}
 		return nil
 	})
 	return v, err
 }
+
+// Path returns the file path.
+func (db *DB) Path() string { return db.path }
+
+// Schema returns the schema version of the open file.
+func (db *DB) Schema() (int, error) { return db.schema() }
 
 // Close closes the file. It is safe to call more than once.
 func (db *DB) Close() error {
@@ -126,28 +167,45 @@ func (db *DB) Close() error {
 	return err
 }
 
-// Check runs bbolt's consistency check and returns every problem found.
+// Check runs the integrity check of Verify on the open file: bbolt's
+// consistency check, the schema key and every value's JSON.
 func (db *DB) Check() error {
-	return db.bolt.View(func(tx *bolt.Tx) error {
-		var errs []error
-		for err := range tx.Check() {
-			errs = append(errs, err)
-		}
-		return errors.Join(errs...)
-	})
+	return db.View(func(tx *Tx) error { return checkTx(db.path, tx.tx) })
 }
 
 // Tx is a read-write or read-only transaction over JSON buckets.
 type Tx struct{ tx *bolt.Tx }
 
-// Update runs fn in one durable read-write transaction.
-func (db *DB) Update(fn func(tx *Tx) error) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+// Update runs fn in one durable read-write transaction. A write that
+// failed because the disk is full matches ErrNoSpace; a panic inside bbolt
+// (a damaged page) becomes an ErrCorrupt error instead of killing the
+// process. Either way the transaction was rolled back.
+func (db *DB) Update(fn func(tx *Tx) error) (err error) {
+	defer db.report(&err)
+	// A read through the memory map past a damaged page's end is a fault;
+	// make it a panic that recoverCorrupt turns into an error.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(db.path, &err)
+	return noSpace(db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) }))
 }
 
-// View runs fn in a read-only transaction.
-func (db *DB) View(fn func(tx *Tx) error) error {
+// View runs fn in a read-only transaction. A panic inside bbolt becomes
+// an ErrCorrupt error.
+func (db *DB) View(fn func(tx *Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(db.path, &err)
 	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// OnWrite sets a function told the outcome of every write transaction
+// (nil for success), so the daemon can raise and clear a disk-full or
+// damaged-file alarm. Set it before the store is shared.
+func (db *DB) OnWrite(fn func(err error)) { db.onWrite = fn }
+
+func (db *DB) report(err *error) {
+	if db.onWrite != nil && (*err == nil || errors.Is(*err, ErrNoSpace) || errors.Is(*err, ErrCorrupt)) {
+		db.onWrite(*err)
+	}
 }
 
 func (tx *Tx) bucket(name string) (*bolt.Bucket, error) {
@@ -182,7 +240,7 @@ func (tx *Tx) Get(bucket, key string, v any) error {
 		return fmt.Errorf("get %s/%s: %w", bucket, key, ErrNotFound)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("get %s/%s: %w", bucket, key, err)
+		return fmt.Errorf("get %s/%s: %w", bucket, key, undecodable(err))
 	}
 	return nil
 }
@@ -245,11 +303,18 @@ func List[T any](db *DB, bucket, prefix string) ([]T, error) {
 		return tx.Each(bucket, prefix, func(key string, raw []byte) error {
 			var v T
 			if err := json.Unmarshal(raw, &v); err != nil {
-				return fmt.Errorf("list %s/%s: %w", bucket, key, err)
+				return fmt.Errorf("list %s/%s: %w", bucket, key, undecodable(err))
 			}
 			out = append(out, v)
 			return nil
 		})
 	})
 	return out, err
+}
+
+// undecodable marks a stored value that does not decode: the file passed
+// the structural check, so a byte inside the value was damaged (a
+// timestamp that no longer parses, say).
+func undecodable(err error) error {
+	return fmt.Errorf("%w: the stored value does not decode: %v", ErrCorrupt, err)
 }

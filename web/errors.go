@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
@@ -94,6 +95,10 @@ func status(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, device.ErrRejected):
 		return http.StatusBadGateway
+	case errors.Is(err, store.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// RFC 4918 §11.5: the server is unable to store what the request
+		// needs. Nothing was saved; the client may retry once space is free.
+		return http.StatusInsufficientStorage
 	}
 	for _, m := range domainStatus {
 		if errors.Is(err, m.target) {
@@ -111,6 +116,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusInternalServerError {
 		msg = "internal error"
 		LogFrom(r).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if code == http.StatusInsufficientStorage {
+		// The wrapped error names files in the data dir; say what matters.
+		msg = store.ErrNoSpace.Error() + ": nothing was saved; free space on the controller and retry"
+		LogFrom(r).Error("request failed: disk full", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="loalang"`)

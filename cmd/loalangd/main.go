@@ -5,6 +5,10 @@
 //	loalangd --config FILE [--data-dir DIR] [--http ADDR] [--mqtt ADDR]
 //	loalangd --check-config FILE
 //	loalangd mosquitto-config --config FILE --out DIR [--listen ADDR]
+//	loalangd backup [--config FILE] [--data-dir DIR]
+//	loalangd restore [--config FILE] [--data-dir DIR] [--list] [BACKUP]
+//	loalangd reinit --config FILE [--data-dir DIR]
+//	loalangd reissue --config FILE [--data-dir DIR]
 package main
 
 import (
@@ -16,10 +20,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
+	"github.com/loalang/loalang/store"
 )
 
 func main() {
@@ -35,8 +42,13 @@ func main() {
 // run is main without globals: signals cancel ctx, and a cancelled ctx is
 // a clean stop, not an error.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "mosquitto-config" {
-		return runMosquittoConfig(args[1:], getenv, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "mosquitto-config":
+			return runMosquittoConfig(args[1:], getenv, stderr)
+		case "backup", "restore", "reinit", "reissue":
+			return runStoreCommand(args[0], args[1:], getenv, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("loalangd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -119,5 +131,89 @@ func runMosquittoConfig(args []string, getenv func(string) string, stderr io.Wri
 		return err
 	}
 	fmt.Fprintf(stderr, "wrote Mosquitto configuration to %s\nset mqtt.url: tcp://%s and mqtt.password_file: %s\n", *out, *listen, pwFile)
+	return nil
+}
+
+// runStoreCommand runs the store's maintenance commands, with the daemon
+// stopped: backup writes a consistent copy to <data_dir>/backups, restore
+// brings one back (the newest unless named) keeping the replaced file, and
+// reinit starts a new database that keeps the devices' credentials from
+// the provisioning bundle; reissue gives every device a new secret when the
+// bundle is lost.
+func runStoreCommand(name string, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loalangd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
+	list := fs.Bool("list", false, "restore: list the backups, newest first, and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, getenv, *dataDir, "", "")
+	if err != nil {
+		return err
+	}
+	dbPath := filepath.Join(cfg.DataDir, daemon.DBFile)
+	switch name {
+	case "backup":
+		db, err := store.Open(dbPath, time.Second)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		defer db.Close()
+		path, err := db.Backup("manual", store.BackupKeep)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "wrote backup %s\n", path)
+	case "restore":
+		backups, err := store.Backups(dbPath)
+		if err != nil {
+			return err
+		}
+		if *list {
+			for _, b := range backups {
+				fmt.Fprintln(stderr, b)
+			}
+			return nil
+		}
+		from := fs.Arg(0)
+		if from == "" {
+			if len(backups) == 0 {
+				return fmt.Errorf("restore: no backups in %s", store.BackupDir(dbPath))
+			}
+			from = backups[0]
+		}
+		kept, err := store.Restore(dbPath, from, time.Second)
+		if errors.Is(err, store.ErrLocked) {
+			return fmt.Errorf("%w: stop loalangd before restoring", err)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "restored %s from %s\n", dbPath, from)
+		if kept != "" {
+			fmt.Fprintf(stderr, "the replaced file is kept as %s\n", kept)
+		}
+	case "reinit":
+		if *cfgPath == "" {
+			return errors.New("reinit: --config is required (it lists the devices)")
+		}
+		pw, err := daemon.Reinitialize(cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "created a new database in %s; devices keep their credentials from %s; the new admin password is in %s\n",
+			cfg.DataDir, daemon.BundleFile, pw)
+	case "reissue":
+		if *cfgPath == "" {
+			return errors.New("reissue: --config is required (it lists the devices)")
+		}
+		bundle, err := daemon.Reissue(cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "issued new secrets for %d devices in %s; flash every device with it\n", len(cfg.Devices), bundle)
+	}
 	return nil
 }
