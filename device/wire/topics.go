@@ -84,7 +84,9 @@ func (t Topics) DeviceAll(suffix string) string {
 }
 
 // ZoneStream returns zone/<zone>/stream, the QoS 1 stream control topic.
-func (t Topics) ZoneStream(zone string) string { return t.prefix + "zone/" + zone + "/" + ZoneKindStream }
+func (t Topics) ZoneStream(zone string) string {
+	return t.prefix + "zone/" + zone + "/" + ZoneKindStream
+}
 
 // ZoneAudio returns zone/<zone>/audio, the QoS 0 audio frame topic.
 func (t Topics) ZoneAudio(zone string) string { return t.prefix + "zone/" + zone + "/" + ZoneKindAudio }
