@@ -65,9 +65,9 @@ type Config struct {
 }
 
 // DefaultProbeInterval is the probe period when Config.ProbeInterval is 0:
-// a lost subscription is reported within 6 s, for one tiny QoS 0 message
-// every 3 s.
-const DefaultProbeInterval = 3 * time.Second
+// a lost subscription is reported within two periods (4 s), for one tiny
+// QoS 0 message every 2 s.
+const DefaultProbeInterval = 2 * time.Second
 
 type sub struct {
 	filter  string
@@ -89,9 +89,10 @@ type Client struct {
 
 	queue      chan message
 	connected  atomic.Bool
-	delivering atomic.Bool   // false from a lost probe until one comes back
-	probeNonce string        // tells this client's probes from any other's
-	probeSeen  atomic.Uint64 // highest probe sequence received back
+	delivering atomic.Bool                // false from a lost probe until one comes back
+	probeNonce string                     // tells this client's probes from any other's
+	probeSeen  atomic.Uint64              // highest probe sequence received back
+	probeSub   atomic.Pointer[mqtt.Token] // the latest SUBSCRIBE to ProbeTopic
 	stateMu    sync.Mutex
 	lastState  error
 	stateSet   bool
@@ -206,7 +207,10 @@ func (c *Client) subscribeAll(pc mqtt.Client) {
 	if c.cfg.ProbeTopic != "" {
 		// Handled on paho's goroutine, not queued: a backlog of device
 		// messages must not look like a deaf connection.
+		// It goes last: once its SUBACK is in, the broker has processed
+		// every SUBSCRIBE before it on this connection.
 		tok := pc.Subscribe(c.cfg.ProbeTopic, 0, func(_ mqtt.Client, m mqtt.Message) { c.probeReceived(m.Payload()) })
+		c.probeSub.Store(&tok)
 		c.logSubscribeError(c.cfg.ProbeTopic, tok)
 	}
 }
@@ -246,12 +250,35 @@ func (c *Client) probeReceived(payload []byte) {
 	}
 }
 
+// subscribed reports whether the latest subscriptions were acknowledged,
+// so a probe sent now can only be lost by the broker, not by arriving
+// before its own SUBSCRIBE.
+func (c *Client) subscribed() bool {
+	tok := c.probeSub.Load()
+	if tok == nil {
+		return false
+	}
+	select {
+	case <-(*tok).Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// reconnectDue reports whether the n-th lost probe in a row should make
+// the client reconnect: the 2nd, 4th, 8th, 16th, then every 32nd, so a
+// broker that refuses delivery for good is not hammered with connections.
+func reconnectDue(n int) bool {
+	return n >= 2 && (n&(n-1) == 0 || n%32 == 0)
+}
+
 // probe sends the client a message on ProbeTopic every ProbeInterval and
 // checks at the next tick that it came back. The first lost probe makes it
-// resubscribe (a broker that dropped the subscriptions); a second in a row
-// makes it reconnect (a broker that lost the client itself, as mochi did
-// after a session takeover). Delivery is reported bad from the first loss
-// until a probe comes back.
+// resubscribe (a broker that dropped the subscriptions); later ones make it
+// reconnect, with backoff (a broker that lost the client itself, as mochi
+// did after a session takeover). Delivery is reported bad from the first
+// loss until a probe comes back.
 func (c *Client) probe() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.ProbeInterval)
@@ -270,9 +297,14 @@ func (c *Client) probe() {
 				continue
 			}
 			redialing, sent = false, 0
+			continue
 		}
 		if !c.Connected() {
-			sent, failures = 0, 0 // paho is reconnecting; OnConnect resubscribes
+			sent = 0 // paho is reconnecting; OnConnect resubscribes
+			continue
+		}
+		if !c.subscribed() {
+			sent = 0 // probe only once the broker acknowledged the subscriptions
 			continue
 		}
 		if sent != 0 {
@@ -287,11 +319,16 @@ func (c *Client) probe() {
 				failures++
 				c.delivering.Store(false)
 				c.report()
-				if failures == 1 {
+				switch {
+				case failures == 1:
 					c.log.Warn("probe lost: subscriptions not delivering; resubscribing", "topic", c.cfg.ProbeTopic)
 					c.resubs.Add(1)
 					c.subscribeAll(c.pc)
-				} else {
+					sent = 0
+					continue // probe again once the SUBACK is in
+				case !reconnectDue(failures):
+					c.log.Debug("probe lost", "failed_probes", failures)
+				default:
 					c.log.Warn("probe lost again: reconnecting", "failed_probes", failures)
 					c.redials.Add(1)
 					c.pc.Disconnect(100)
@@ -299,9 +336,9 @@ func (c *Client) probe() {
 					c.report()
 					if !c.redial() {
 						redialing = true
-						continue
 					}
 					sent = 0
+					continue // probe again once the SUBACK is in
 				}
 			}
 		}
