@@ -223,7 +223,7 @@ func TestMQTTOwnIdentityTakeoverRecovers(t *testing.T) {
 	}()
 	end := time.Now().Add(3 * time.Second)
 	for rounds := 0; time.Now().Before(end); rounds++ {
-		dup := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://"+d.Ready().MQTT).SetClientID(id).
+		dup := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + d.Ready().MQTT).SetClientID(id).
 			SetUsername(user).SetPassword(pass).SetProtocolVersion(4).SetAutoReconnect(false))
 		if tok := dup.Connect(); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
 			time.Sleep(300 * time.Millisecond) // hold the session a while, as the intruder did
