@@ -44,9 +44,9 @@ const (
 	// MaxFramePayload is the largest audio frame: the header and
 	// MaxPacketsPerFrame packets of MaxOpusPacket bytes with their lengths.
 	MaxFramePayload = FrameHeaderLen + MaxPacketsPerFrame*(2+MaxOpusPacket)
-	// MaxTopicLen is the longest topic of the protocol:
-	// "loalang/v1/" + site + "/zone/" + zone + "/stream", with 64-byte levels.
-	MaxTopicLen = len("loalang/") + len(Version) + 1 + 64 + len("/zone/") + 64 + len("/stream")
+	// MaxTopicLen is the longest topic of the protocol, 154 bytes:
+	// "loalang/v1/" + site + "/dev/" + id + "/heartbeat", with 64-byte levels.
+	MaxTopicLen = len("loalang/") + len(Version) + 1 + 64 + len("/dev/") + 64 + 1 + len(SufHeartbeat)
 )
 
 // Kinds of zone topic, the last level of zone/<zone>/<kind>.
