@@ -2,8 +2,10 @@ package broker
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -168,4 +170,69 @@ func TestMaxPacketSizeFitsProtocol(t *testing.T) {
 	if n := wire.PublishSize(longest, 1, wire.MaxFramePayload); n > MaxPacketSize {
 		t.Fatalf("largest audio PUBLISH is %d bytes, over MaxPacketSize %d", n, MaxPacketSize)
 	}
+}
+
+// TestEmbeddedRetainedMemory replays the reported memory attack on the
+// embedded broker in this process: 200 retained 512 KiB messages under the
+// device's own tree (which took loalangd from 35 MB to 281 MB), then the
+// same with 60 KiB messages, which fit a packet. Only the device's own
+// small status may stay, and the heap must not grow with the payloads.
+func TestEmbeddedRetainedMemory(t *testing.T) {
+	c := newCreds(t)
+	e := startEmbedded(t, c.rules)
+	before := heapInuse()
+	topic := func(i int) string {
+		if i%2 == 0 {
+			return prefix + "dev/d1/status"
+		}
+		return fmt.Sprintf("%sdev/d1/r%d", prefix, i)
+	}
+	// Over MaxPacketSize: the broker closes each connection.
+	huge := strings.Repeat("m", 512<<10)
+	for i := range 200 {
+		d1 := mustDial(t, e.Addr(), "d1", c.d1)
+		d1.Publish(topic(i), 0, true, huge)
+		select {
+		case <-d1.lost:
+		case <-time.After(waitTimeout):
+			t.Fatalf("message %d: a 512 KiB packet did not close the connection", i)
+		}
+	}
+	// Within a packet, over every device limit: dropped (QoS 0).
+	big := strings.Repeat("m", 60<<10)
+	d1 := mustDial(t, e.Addr(), "d1", c.d1)
+	for i := range 200 {
+		if !d1.publish(topic(i), 0, true, big) {
+			t.Fatalf("message %d: connection lost", i)
+		}
+	}
+	// The device's real status is still kept.
+	if !d1.publish(prefix+"dev/d1/status", 1, true, `{"state":"online","kind":"speaker"}`) {
+		t.Fatal("status publish failed")
+	}
+	d1.Disconnect(0)
+	after := heapInuse()
+	retained := 0
+	for topic := range e.server.Topics.Retained.GetAll() {
+		if strings.HasPrefix(topic, prefix) { // mochi retains its own $SYS topics too
+			retained++
+		}
+	}
+	t.Logf("heap in use %.1f MiB -> %.1f MiB; retained messages in the broker: %d", float64(before)/(1<<20), float64(after)/(1<<20), retained)
+	// The 200 test clients' own buffers account for a few MiB; the old
+	// broker kept about 50 MiB of payloads here (100 distinct topics).
+	if grow := int64(after) - int64(before); grow > 16<<20 {
+		t.Errorf("heap grew by %.1f MiB", float64(grow)/(1<<20))
+	}
+	if retained != 1 {
+		t.Errorf("%d retained messages, want d1's status alone", retained)
+	}
+}
+
+// heapInuse returns the heap in use after a collection.
+func heapInuse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
