@@ -101,6 +101,8 @@ type Client struct {
 	redials    atomic.Uint64
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
+	lifeMu     sync.Mutex // orders wg.Add after Close began against wg.Wait
+	closing    bool
 	done       chan struct{}
 }
 
@@ -218,7 +220,14 @@ func (c *Client) subscribeAll(pc mqtt.Client) {
 // logSubscribeError logs a failed SUBSCRIBE once it completes, from a
 // goroutine the client's wait group owns.
 func (c *Client) logSubscribeError(filter string, tok mqtt.Token) {
+	// paho may call OnConnect while Close waits: no new goroutine then.
+	c.lifeMu.Lock()
+	if c.closing {
+		c.lifeMu.Unlock()
+		return
+	}
 	c.wg.Add(1)
+	c.lifeMu.Unlock()
 	go func() {
 		defer c.wg.Done()
 		select {
@@ -460,6 +469,9 @@ func (c *Client) Recoveries() (resubscribes, reconnects uint64) {
 // It is idempotent.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		c.lifeMu.Lock()
+		c.closing = true
+		c.lifeMu.Unlock()
 		close(c.done)
 		c.wg.Wait()
 		if c.pc != nil {
