@@ -314,7 +314,7 @@ func (h *aclHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if !ends {
 		return
 	}
-	old.Stop(packets.ErrSessionTakenOver)
+	_ = h.server.DisconnectClient(old, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]; v5 clients get a DISCONNECT 0x8E
 	deadline := time.Now().Add(takeoverWait)
 	for time.Now().Before(deadline) {
 		if cur, ok := h.server.Clients.Get(cl.ID); !ok || cur != old {
