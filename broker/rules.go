@@ -168,8 +168,9 @@ func (r Rules) Grants(a Account) []Grant {
 
 // Validate reports whether the rules can be enforced identically by both
 // brokers: every name must be a plain topic level (no MQTT wildcards, no "/",
-// nothing that the Mosquitto password or ACL file syntax would reinterpret),
-// usernames must be unique and every account must have a known role.
+// nothing the Mosquitto configuration files would reinterpret), usernames and
+// client ids must be unique (one session per identity [MQTT-3.1.4-3]) and
+// every account must have a known role.
 func (r Rules) Validate() error {
 	if !validName(r.Site) {
 		return fmt.Errorf("site %q: %w", r.Site, ErrInvalidRules)
