@@ -55,7 +55,7 @@ type Config struct {
 	// reconnects.
 	ProbeTopic string
 	// ProbeInterval is the probe period; 0 means DefaultProbeInterval. A
-	// loss of delivery is reported within two periods.
+	// loss of delivery is reported within three periods.
 	ProbeInterval time.Duration
 	// OnHealth, if set, is called whenever the client's state changes: nil
 	// once it is connected and delivering, else ErrNotConnected or
@@ -65,9 +65,10 @@ type Config struct {
 }
 
 // DefaultProbeInterval is the probe period when Config.ProbeInterval is 0:
-// a lost subscription is reported within two periods (4 s), for one tiny
-// QoS 0 message every 2 s.
-const DefaultProbeInterval = 2 * time.Second
+// a lost subscription is reported within three periods (4.5 s, well inside
+// the 10 s an operator should wait), for one QoS 0 message of about 20
+// bytes every 1.5 s.
+const DefaultProbeInterval = 1500 * time.Millisecond
 
 type sub struct {
 	filter  string
@@ -90,6 +91,7 @@ type Client struct {
 	queue      chan message
 	connected  atomic.Bool
 	delivering atomic.Bool                // false from a lost probe until one comes back
+	strikes    atomic.Int32               // probes lost in a row; health is bad from 2
 	probeNonce string                     // tells this client's probes from any other's
 	probeSeen  atomic.Uint64              // highest probe sequence received back
 	probeSub   atomic.Pointer[mqtt.Token] // the latest SUBSCRIBE to ProbeTopic
@@ -284,10 +286,13 @@ func reconnectDue(n int) bool {
 
 // probe sends the client a message on ProbeTopic every ProbeInterval and
 // checks at the next tick that it came back. The first lost probe makes it
-// resubscribe (a broker that dropped the subscriptions); later ones make it
-// reconnect, with backoff (a broker that lost the client itself, as mochi
-// did after a session takeover). Delivery is reported bad from the first
-// loss until a probe comes back.
+// resubscribe (a broker that dropped the subscriptions) and probe again at
+// once; the second in a row marks it not delivering (ErrNotDelivering) and
+// makes it reconnect, as do later ones, with backoff (a broker that lost
+// the client itself, as mochi did after a session takeover). One late probe
+// on a loaded machine therefore costs a resubscription, not a health alarm,
+// and a real loss is reported within three periods. The first probe that
+// comes back clears the fault.
 func (c *Client) probe() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.ProbeInterval)
@@ -305,8 +310,8 @@ func (c *Client) probe() {
 			if !c.redial() {
 				continue
 			}
-			redialing, sent = false, 0
-			continue
+			redialing = false
+			c.awaitSubscribed()
 		}
 		if !c.Connected() {
 			sent = 0 // paho is reconnecting; OnConnect resubscribes
@@ -323,31 +328,32 @@ func (c *Client) probe() {
 				}
 				failures = 0
 				c.delivering.Store(true)
+				c.strikes.Store(0)
 				c.report()
 			} else {
 				failures++
 				c.delivering.Store(false)
+				c.strikes.Store(int32(min(failures, 1<<20)))
 				c.report()
 				switch {
 				case failures == 1:
-					c.log.Warn("probe lost: subscriptions not delivering; resubscribing", "topic", c.cfg.ProbeTopic)
+					c.log.Info("probe lost: resubscribing", "topic", c.cfg.ProbeTopic)
 					c.resubs.Add(1)
 					c.subscribeAll(c.pc)
-					sent = 0
-					continue // probe again once the SUBACK is in
+					c.awaitSubscribed()
 				case !reconnectDue(failures):
 					c.log.Debug("probe lost", "failed_probes", failures)
 				default:
-					c.log.Warn("probe lost again: reconnecting", "failed_probes", failures)
+					c.log.Warn("subscriptions not delivering: reconnecting", "failed_probes", failures)
 					c.redials.Add(1)
 					c.pc.Disconnect(100)
 					c.connected.Store(false)
 					c.report()
 					if !c.redial() {
-						redialing = true
+						redialing, sent = true, 0
+						continue
 					}
-					sent = 0
-					continue // probe again once the SUBACK is in
+					c.awaitSubscribed()
 				}
 			}
 		}
@@ -360,6 +366,27 @@ func (c *Client) probe() {
 		case <-t.C: // a write stuck for a whole period counts as lost
 		}
 		sent = seq
+	}
+}
+
+// awaitSubscribed waits, at most half a probe period, for the broker to
+// acknowledge the subscriptions just made, so the next probe cannot overtake
+// them.
+func (c *Client) awaitSubscribed() {
+	deadline := time.NewTimer(c.cfg.ProbeInterval / 2)
+	defer deadline.Stop()
+	for !c.subscribed() {
+		tok := c.probeSub.Load()
+		if tok == nil {
+			return
+		}
+		select {
+		case <-(*tok).Done():
+		case <-deadline.C:
+			return
+		case <-c.done:
+			return
+		}
 	}
 }
 
@@ -386,7 +413,7 @@ func (c *Client) health() error {
 	switch {
 	case !c.Connected():
 		return ErrNotConnected
-	case !c.delivering.Load():
+	case c.strikes.Load() >= 2:
 		return ErrNotDelivering
 	}
 	return nil
