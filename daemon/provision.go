@@ -166,7 +166,7 @@ func brokerRules(db *store.DB, site string, devices []device.Device, serviceHash
 }
 
 // WriteMosquittoConfig provisions the configured devices and writes a
-// Mosquitto password file, ACL and configuration with the same rules the
+// Mosquitto account file (client ids bound), ACL and configuration with the same rules the
 // embedded broker enforces, plus the daemon's own password in
 // <out>/loalangd.password. It returns that file's path. Run it with the
 // daemon stopped (it opens the store), then restart Mosquitto: its
