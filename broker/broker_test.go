@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -110,6 +109,8 @@ func startEmbedded(t *testing.T, r Rules) *Embedded {
 type mosquittoProc struct {
 	addr, dir string
 	cmd       *exec.Cmd
+	exited    chan error
+	out       *lockedBuffer
 }
 
 // startMosquitto runs a real Mosquitto with WriteMosquittoConfig's files on a
@@ -131,44 +132,64 @@ func startMosquitto(t *testing.T, r Rules) *mosquittoProc {
 	if err := WriteMosquittoConfig(dir, r, addr); err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
-	cmd := exec.Command(mosquitto, "-c", filepath.Join(dir, MosquittoConfFile))
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	m := &mosquittoProc{addr: addr, dir: dir}
+	m.launch(t)
+	t.Cleanup(func() { m.stop(t) })
+	return m
+}
+
+// launch starts the process on the written config and waits until it accepts.
+func (m *mosquittoProc) launch(t *testing.T) {
+	t.Helper()
+	m.out = &lockedBuffer{}
+	m.cmd = exec.Command(mosquitto, "-c", filepath.Join(m.dir, MosquittoConfFile))
+	m.cmd.Stdout = m.out
+	m.cmd.Stderr = m.out
+	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(waitTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		t.Logf("mosquitto output:\n%s", stderr.String())
-	})
-
+	m.exited = make(chan error, 1)
+	go func(cmd *exec.Cmd, exited chan<- error) { exited <- cmd.Wait() }(m.cmd, m.exited)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", m.addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			break
+			return
 		}
 		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("mosquitto exited early: %v\n%s", err, stderr.String())
+		case err := <-m.exited:
+			m.exited <- err
+			t.Fatalf("mosquitto exited early: %v\n%s", err, m.out.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto not accepting on %s: %v\n%s", addr, err, stderr.String())
+			t.Fatalf("mosquitto not accepting on %s: %v\n%s", m.addr, err, m.out.String())
 		}
 	}
-	return &mosquittoProc{addr: addr, dir: dir, cmd: cmd}
+}
+
+// stop ends the process (by its pid) and logs its output.
+func (m *mosquittoProc) stop(t *testing.T) {
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(waitTimeout):
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	}
+	t.Logf("mosquitto output:\n%s", m.out.String())
+	m.cmd = nil
+}
+
+// restart stops and starts the process on the same address and files.
+func (m *mosquittoProc) restart(t *testing.T) {
+	t.Helper()
+	m.stop(t)
+	m.launch(t)
 }
 
 type lockedBuffer struct {
@@ -252,7 +273,14 @@ type client struct {
 	lost chan struct{}
 }
 
-var clientSeq atomic.Int64
+// ownClientID is the client id the brokers accept for a test account: the
+// service account's ServiceClientID, a device's id, anything for others.
+func ownClientID(user string) string {
+	if user == ServiceUsername {
+		return ServiceClientID("demo")
+	}
+	return user
+}
 
 // dial connects an MQTT 3.1.1 client. user "" connects anonymously.
 func dial(t *testing.T, addr, user, pass string, opt func(*paho.ClientOptions)) (*client, error) {
@@ -261,7 +289,7 @@ func dial(t *testing.T, addr, user, pass string, opt func(*paho.ClientOptions)) 
 	var once sync.Once
 	o := paho.NewClientOptions().
 		AddBroker("tcp://" + addr).
-		SetClientID(fmt.Sprintf("t%d-%s", clientSeq.Add(1), user)).
+		SetClientID(ownClientID(user)).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
 		SetAutoReconnect(false).
@@ -626,30 +654,36 @@ func TestEmbeddedSetRules(t *testing.T) {
 	}
 }
 
-func TestMosquittoReload(t *testing.T) {
+// TestMosquittoAccountChange checks the documented way to change accounts
+// on Mosquitto: rewrite the files, then restart it (the dynamic security
+// plugin reads accounts only at start; a SIGHUP reloads only the acl file).
+func TestMosquittoAccountChange(t *testing.T) {
 	c := newCreds(t)
 	m := startMosquitto(t, c.rules)
 	d3secret := secret(t)
+	if _, err := dial(t, m.addr, "d3", d3secret, nil); err == nil {
+		t.Fatal("unprovisioned d3 accepted")
+	}
 	withD3 := c.rules
 	withD3.Accounts = append(append([]Account(nil), c.rules.Accounts...),
 		Account{Username: "d3", PasswordHash: mustHash(t, d3secret), Role: RoleDevice})
 	if err := WriteMosquittoConfig(m.dir, withD3, m.addr); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	m.restart(t)
+	if _, err := dial(t, m.addr, "d3", d3secret, nil); err != nil {
+		t.Fatalf("d3 refused after restart: %v", err)
+	}
+	if _, err := dial(t, m.addr, "d3", d3secret, func(o *paho.ClientOptions) { o.SetClientID("d1") }); err == nil {
+		t.Fatal("d3 accepted under d1's client id after restart")
+	}
+	// Removing d3 again revokes it at the next restart.
+	if err := WriteMosquittoConfig(m.dir, c.rules, m.addr); err != nil {
 		t.Fatal(err)
 	}
-	// Mosquitto reloads asynchronously; poll until d3 is accepted.
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		_, err := dial(t, m.addr, "d3", d3secret, nil)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("d3 still refused after SIGHUP reload: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, not a readiness guess
+	m.restart(t)
+	if _, err := dial(t, m.addr, "d3", d3secret, nil); err == nil {
+		t.Fatal("removed d3 accepted after restart")
 	}
 }
 

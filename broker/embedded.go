@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -19,9 +20,12 @@ import (
 // device meets the same ceilings on either.
 const (
 	// MaxPacketSize bounds one MQTT packet (MQTT 5 §3.1.2.11.4; mochi applies
-	// it to v3 clients too). Audio frames are a few hundred bytes and commands
-	// small JSON, so 1 MiB leaves ample room while stopping memory abuse.
-	MaxPacketSize = 1 << 20
+	// it to v3 clients too). The largest message of the protocol is a full
+	// audio frame (wire.MaxFramePayload, 63,874 bytes) on the longest topic,
+	// 64,031 bytes as a PUBLISH; everything else is at most 8 KiB of JSON.
+	// On Mosquitto, where per-topic sizes cannot be enforced, this is also
+	// the ceiling of each of a device's few retained messages.
+	MaxPacketSize = 64 << 10
 	// MaxQueuedMessages bounds the messages queued for one slow client
 	// (about a minute of batched audio); beyond it QoS 0 messages are dropped.
 	MaxQueuedMessages = 1024
@@ -66,37 +70,56 @@ type policy struct {
 // handful of topics, so this is only reached by a client probing topics.
 const maxCachedDecisions = 256
 
-// compiledAccount holds one account's hash and its grants from Rules.Grants,
-// with a cache of decisions by topic: the broker checks the ACL for every
-// delivery, and a village's traffic uses few topics.
+// compiledAccount holds one account's hash, client id and grants from
+// Rules.Grants, with a cache of decisions by topic: the broker checks the ACL
+// for every delivery, and a village's traffic uses few topics.
 type compiledAccount struct {
-	hash   string
-	grants []Grant
+	hash     string
+	clientID string
+	grants   []Grant
 
-	mu    sync.RWMutex
-	cache [2]map[string]bool // [0] read, [1] write
+	mu     sync.RWMutex
+	reads  map[string]bool
+	writes map[string]writeRule
 }
 
 // allowed applies the account's grants to a topic, through the cache.
 func (a *compiledAccount) allowed(topic string, write bool) bool {
-	i := 0
 	if write {
-		i = 1
+		return a.writeRule(topic).ok
 	}
 	a.mu.RLock()
-	v, ok := a.cache[i][topic]
+	v, ok := a.reads[topic]
 	a.mu.RUnlock()
 	if ok {
 		return v
 	}
-	v = grantsAllow(a.grants, topic, write)
+	v = grantsAllow(a.grants, topic, false)
 	a.mu.Lock()
-	if a.cache[i] == nil || len(a.cache[i]) >= maxCachedDecisions {
-		a.cache[i] = make(map[string]bool)
+	if a.reads == nil || len(a.reads) >= maxCachedDecisions {
+		a.reads = make(map[string]bool)
 	}
-	a.cache[i][topic] = v
+	a.reads[topic] = v
 	a.mu.Unlock()
 	return v
+}
+
+// writeRule returns what the account may publish on topic, through the cache.
+func (a *compiledAccount) writeRule(topic string) writeRule {
+	a.mu.RLock()
+	w, ok := a.writes[topic]
+	a.mu.RUnlock()
+	if ok {
+		return w
+	}
+	w = writeRuleOf(a.grants, topic)
+	a.mu.Lock()
+	if a.writes == nil || len(a.writes) >= maxCachedDecisions {
+		a.writes = make(map[string]writeRule)
+	}
+	a.writes[topic] = w
+	a.mu.Unlock()
+	return w
 }
 
 // compile validates r and indexes it by username.
@@ -106,7 +129,7 @@ func compile(r Rules) (*policy, error) {
 	}
 	p := &policy{accounts: make(map[string]*compiledAccount, len(r.Accounts))}
 	for _, a := range r.Accounts {
-		p.accounts[a.Username] = &compiledAccount{hash: a.PasswordHash, grants: r.Grants(a)}
+		p.accounts[a.Username] = &compiledAccount{hash: a.PasswordHash, clientID: a.clientID(), grants: r.Grants(a)}
 	}
 	return p, nil
 }
@@ -155,7 +178,7 @@ func (e *Embedded) Start(ctx context.Context) error {
 		Logger:                 slog.New(messageHandler{e.log.Handler()}),
 		SysTopicResendInterval: sysTopicInterval,
 	})
-	if err := s.AddHook(&aclHook{policy: &e.policy}, nil); err != nil {
+	if err := s.AddHook(&aclHook{policy: &e.policy, server: s}, nil); err != nil {
 		return fmt.Errorf("start embedded broker: add hook: %w", err)
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
@@ -193,7 +216,7 @@ func (e *Embedded) Addr() string {
 
 // SetRules replaces the rules at runtime, e.g. after provisioning a device.
 // New rules apply to the next packet of every client; clients whose account
-// was removed or whose password hash changed are disconnected. Invalid rules
+// was removed, or whose password hash or client id changed, are disconnected. Invalid rules
 // are rejected and the old ones stay in force.
 func (e *Embedded) SetRules(r Rules) error {
 	p, err := compile(r)
@@ -214,7 +237,7 @@ func (e *Embedded) SetRules(r Rules) error {
 		user := string(cl.Properties.Username)
 		was, hadOld := old.accounts[user]
 		now, ok := p.accounts[user]
-		if ok && hadOld && was.hash == now.hash {
+		if ok && hadOld && was.hash == now.hash && was.clientID == now.clientID {
 			continue
 		}
 		e.log.Info("client revoked", "client", cl.ID, "user", user)
@@ -249,11 +272,13 @@ func (e *Embedded) Close() error {
 	return e.closeErr
 }
 
-// aclHook is the mochi hook that authenticates CONNECTs and authorises every
-// publish, subscribe and delivery from the current policy.
+// aclHook is the mochi hook that authenticates CONNECTs (credentials and
+// client id) and authorises every publish (topic, size, retain), subscribe
+// and delivery from the current policy.
 type aclHook struct {
 	mqtt.HookBase
 	policy *atomic.Pointer[policy]
+	server *mqtt.Server
 }
 
 // ID returns the hook's name in mochi's logs.
@@ -261,13 +286,50 @@ func (h *aclHook) ID() string { return "loalang-acl" }
 
 // Provides reports the hook methods mochi must call.
 func (h *aclHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublish || b == mqtt.OnSessionEstablish
 }
 
-// OnConnectAuthenticate accepts a CONNECT only with a known username and the
-// right password [MQTT-3.1.4-2]. A will whose topic the account may not publish
-// to is refused at connect, as Mosquitto 2 does, because mochi does not check
-// the will topic when it later publishes the will.
+// takeoverWait bounds how long a new connection waits for the clean session
+// it replaces to be torn down.
+const takeoverWait = 2 * time.Second
+
+// OnSessionEstablish lets the clean session a new connection replaces finish
+// its teardown first. mochi v2.7.9 races here: the old connection's
+// goroutine can decide it was not taken over, then delete the client id from
+// the client map after the new connection was added, and unsubscribe the id's
+// filters. The new client stays connected, answers pings, and receives
+// nothing until it reconnects: the "deaf controller" of the takeover report,
+// which any legitimate quick reconnect can also trigger. Stopping the old
+// connection here and waiting until its goroutine has removed it makes the
+// takeover sequential. Persistent sessions are not removed on disconnect,
+// so for them the wait ends at once and mochi inherits the session as usual.
+func (h *aclHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	old, ok := h.server.Clients.Get(cl.ID)
+	if !ok || cl.Net.Inline {
+		return
+	}
+	// The same test mochi uses to decide that a session ends with its connection.
+	ends := (old.Properties.ProtocolVersion == 5 && old.Properties.Props.SessionExpiryInterval == 0) ||
+		(old.Properties.ProtocolVersion < 5 && old.Properties.Clean)
+	if !ends {
+		return
+	}
+	_ = h.server.DisconnectClient(old, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]; v5 clients get a DISCONNECT 0x8E
+	deadline := time.Now().Add(takeoverWait)
+	for time.Now().Before(deadline) {
+		if cur, ok := h.server.Clients.Get(cl.ID); !ok || cur != old {
+			return
+		}
+		time.Sleep(time.Millisecond) // the old goroutine needs only a few scheduler rounds
+	}
+	h.Log.Warn("session takeover: old session not torn down in time", "client", cl.ID)
+}
+
+// OnConnectAuthenticate accepts a CONNECT only with a known username, the
+// right password [MQTT-3.1.4-2] and the account's own client id, so that no
+// identity can take over another's session [MQTT-3.1.4-3]. A will the
+// account may not publish (topic, size or retain flag) is refused at connect,
+// because mochi does not check the will when it later publishes it.
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
 	acct, ok := h.policy.Load().accounts[user]
@@ -281,11 +343,41 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 	case !VerifyPassword(acct.hash, string(pk.Connect.Password)):
 		h.Log.Info("connect refused", "reason", "bad password", "user", user, "remote", cl.Net.Remote)
 		return false
-	case pk.Connect.WillFlag && !grantsAllow(acct.grants, pk.Connect.WillTopic, true):
-		h.Log.Info("connect refused", "reason", "will topic denied", "user", user, "topic", pk.Connect.WillTopic)
+	case pk.Connect.ClientIdentifier != acct.clientID:
+		h.Log.Warn("connect refused", "reason", "client id of another identity", "user", user, "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote)
+		return false
+	case pk.Connect.WillFlag && !acct.writeRule(pk.Connect.WillTopic).permits(len(pk.Connect.WillPayload), pk.Connect.WillRetain):
+		h.Log.Info("connect refused", "reason", "will denied", "user", user, "topic", pk.Connect.WillTopic,
+			"bytes", len(pk.Connect.WillPayload), "retain", pk.Connect.WillRetain)
 		return false
 	}
 	return true
+}
+
+// OnPublish enforces the size and retain rules of the publish's grant (the
+// topic itself was checked by OnACLCheck just before). A refused QoS 0
+// message is dropped; at QoS 1 and 2 an MQTT 5 client gets a PUBACK with
+// 0x87 Not authorized, and an MQTT 3.1.1 client, which has no negative
+// acknowledgement, is disconnected, as for a denied topic.
+func (h *aclHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	acct, ok := h.policy.Load().accounts[string(cl.Properties.Username)]
+	if ok && acct.writeRule(pk.TopicName).permits(len(pk.Payload), pk.FixedHeader.Retain) {
+		return pk, nil
+	}
+	h.Log.Info("publish refused", "user", string(cl.Properties.Username), "client", cl.ID, "topic", pk.TopicName,
+		"bytes", len(pk.Payload), "retain", pk.FixedHeader.Retain)
+	switch {
+	case pk.FixedHeader.Qos == 0:
+		return pk, packets.ErrRejectPacket
+	case cl.Properties.ProtocolVersion == 5:
+		return pk, packets.ErrNotAuthorized
+	default:
+		cl.Stop(packets.ErrNotAuthorized)
+		return pk, packets.ErrRejectPacket
+	}
 }
 
 // OnACLCheck authorises one publish (write), subscription filter or delivery

@@ -14,4 +14,8 @@ var (
 	ErrClosed = errors.New("broker: closed")
 	// ErrStarted reports a second Start of the same embedded broker.
 	ErrStarted = errors.New("broker: already started")
+	// ErrNoDynsecPlugin reports that Mosquitto's dynamic security plugin,
+	// which the generated configuration needs to bind client ids to
+	// accounts, is not installed where DynsecPluginPaths looks.
+	ErrNoDynsecPlugin = errors.New("broker: mosquitto dynamic security plugin not found")
 )

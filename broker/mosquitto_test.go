@@ -2,11 +2,14 @@ package broker
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -18,7 +21,7 @@ func TestWriteMosquittoConfigFiles(t *testing.T) {
 	if err := WriteMosquittoConfig(dir, r, "127.0.0.1:18830"); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{MosquittoConfFile, MosquittoPasswdFile, MosquittoACLFile} {
+	for _, name := range []string{MosquittoConfFile, MosquittoDynsecFile, MosquittoACLFile} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -30,7 +33,7 @@ func TestWriteMosquittoConfigFiles(t *testing.T) {
 	conf := readFile(t, filepath.Join(dir, MosquittoConfFile))
 	for _, line := range []string{
 		"allow_anonymous false",
-		"password_file " + filepath.Join(dir, MosquittoPasswdFile),
+		"plugin_opt_config_file " + filepath.Join(dir, MosquittoDynsecFile),
 		"acl_file " + filepath.Join(dir, MosquittoACLFile),
 		"persistence false",
 		"listener 18830 127.0.0.1",
@@ -39,15 +42,29 @@ func TestWriteMosquittoConfigFiles(t *testing.T) {
 			t.Errorf("mosquitto.conf lacks %q:\n%s", line, conf)
 		}
 	}
-	if pw := readFile(t, filepath.Join(dir, MosquittoPasswdFile)); !strings.Contains(pw, "d1:"+h+"\n") {
-		t.Errorf("passwd lacks d1's hash:\n%s", pw)
+	if strings.Contains(conf, "password_file") {
+		t.Errorf("mosquitto.conf has a password_file, which would accept any client id:\n%s", conf)
+	}
+	var dyn dynsecFile
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, MosquittoDynsecFile))), &dyn); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, c := range dyn.Clients {
+		ids[c.Username] = c.ClientID
+		if "$7$"+strconv.Itoa(c.Iterations)+"$"+c.Salt+"$"+c.Password != h {
+			t.Errorf("dynamic security client %s: hash fields do not reassemble the account's hash", c.Username)
+		}
+	}
+	if want := map[string]string{ServiceUsername: "loalangd-demo", "d1": "d1", "d2": "d2"}; !maps.Equal(ids, want) {
+		t.Errorf("dynamic security client ids = %v, want %v", ids, want)
 	}
 	acl := readFile(t, filepath.Join(dir, MosquittoACLFile))
 	if first := strings.Index(acl, "\ntopic "); first < strings.Index(acl, "\nuser ") {
 		t.Errorf("a topic line precedes the first user line, granting anonymous access:\n%s", acl)
 	}
 	for _, line := range []string{
-		"user d1\ntopic write loalang/v1/demo/dev/d1/#\ntopic read loalang/v1/demo/dev/d1/cmd\n",
+		"user d1\ntopic write loalang/v1/demo/dev/d1/status\ntopic write loalang/v1/demo/dev/d1/heartbeat\ntopic read loalang/v1/demo/dev/d1/cmd\n",
 		"topic read loalang/v1/demo/zone/z2/audio\n",
 		"user loalangd\ntopic readwrite loalang/v1/demo/#\n",
 	} {

@@ -6,6 +6,8 @@ package broker
 import (
 	"fmt"
 	"strings"
+
+	"github.com/loalang/loalang/device/wire"
 )
 
 // Role says what an account may do on the broker.
@@ -35,6 +37,12 @@ func (r Role) String() string {
 // ServiceUsername is the conventional username of the daemon's service account.
 const ServiceUsername = "loalangd"
 
+// ServiceClientID returns the MQTT client id of the daemon's service account
+// for a site, "loalangd-<site>". It is predictable on purpose: what keeps
+// others from using it is that both brokers bind it to the service account
+// (Account.ClientID).
+func ServiceClientID(site string) string { return "loalangd-" + site }
+
 // Access is a set of permissions on a topic filter.
 type Access uint8
 
@@ -59,10 +67,17 @@ func (a Access) mosquittoWord() string {
 	}
 }
 
-// Grant gives an access set on an MQTT topic filter (MQTT 3.1.1 §4.7).
+// Grant gives an access set on an MQTT topic filter (MQTT 3.1.1 §4.7). For
+// a write grant it also bounds what may be published there.
 type Grant struct {
 	Filter string
 	Access Access
+	// Retain permits the retain flag [MQTT-3.3.1-5] on publishes and wills
+	// under Filter.
+	Retain bool
+	// MaxPayload bounds the payload of a publish or will under Filter, in
+	// bytes; 0 leaves only the broker's MaxPacketSize.
+	MaxPayload int
 }
 
 // Account is one broker login: a device or the daemon's service account.
@@ -76,6 +91,11 @@ type Account struct {
 	Role Role
 	// DeviceID names the device's dev/<id>/ subtree; empty means Username.
 	DeviceID string
+	// ClientID is the only MQTT client identifier the account may connect
+	// under; empty means the device id for a device and Username otherwise.
+	// Binding the id to one account stops one identity from taking over
+	// another's session [MQTT-3.1.4-3].
+	ClientID string
 	// Zones lists the zones whose stream and audio topics the device reads.
 	Zones []string
 }
@@ -86,6 +106,18 @@ func (a Account) deviceID() string {
 		return a.DeviceID
 	}
 	return a.Username
+}
+
+// clientID returns the one client id the account may connect under.
+func (a Account) clientID() string {
+	switch {
+	case a.ClientID != "":
+		return a.ClientID
+	case a.Role == RoleDevice:
+		return a.deviceID()
+	default:
+		return a.Username
+	}
 }
 
 // Rules is the one access model from which both brokers' enforcement derives.
@@ -108,19 +140,25 @@ func (r Rules) Grants(a Account) []Grant {
 	p := r.Prefix()
 	switch a.Role {
 	case RoleService:
-		return []Grant{{Filter: p + "#", Access: AccessReadWrite}}
+		return []Grant{{Filter: p + "#", Access: AccessReadWrite, Retain: true}}
 	case RoleDevice:
+		// Exactly the topics of the protocol (device/wire), each with its
+		// size and retain rule: a device cannot use its subtree as storage.
 		dev := p + "dev/" + a.deviceID() + "/"
-		g := []Grant{
-			{Filter: dev + "#", Access: AccessWrite},
-			{Filter: dev + "cmd", Access: AccessRead},
-			{Filter: dev + "time", Access: AccessRead},
+		var g []Grant
+		for _, t := range wire.DeviceTopicRules {
+			if t.Direction == wire.FromDevice {
+				g = append(g, Grant{Filter: dev + t.Suffix, Access: AccessWrite, Retain: t.Retained, MaxPayload: t.MaxPayload})
+			} else {
+				g = append(g, Grant{Filter: dev + t.Suffix, Access: AccessRead})
+			}
 		}
 		for _, z := range a.Zones {
-			zone := p + "zone/" + z + "/"
-			g = append(g,
-				Grant{Filter: zone + "stream", Access: AccessRead},
-				Grant{Filter: zone + "audio", Access: AccessRead})
+			for _, t := range wire.ZoneTopicRules {
+				if t.Direction == wire.ToDevice {
+					g = append(g, Grant{Filter: p + "zone/" + z + "/" + t.Suffix, Access: AccessRead})
+				}
+			}
 		}
 		return g
 	default:
@@ -130,13 +168,15 @@ func (r Rules) Grants(a Account) []Grant {
 
 // Validate reports whether the rules can be enforced identically by both
 // brokers: every name must be a plain topic level (no MQTT wildcards, no "/",
-// nothing that the Mosquitto password or ACL file syntax would reinterpret),
-// usernames must be unique and every account must have a known role.
+// nothing the Mosquitto configuration files would reinterpret), usernames and
+// client ids must be unique (one session per identity [MQTT-3.1.4-3]) and
+// every account must have a known role.
 func (r Rules) Validate() error {
 	if !validName(r.Site) {
 		return fmt.Errorf("site %q: %w", r.Site, ErrInvalidRules)
 	}
 	seen := make(map[string]bool, len(r.Accounts))
+	ids := make(map[string]string, len(r.Accounts))
 	for i, a := range r.Accounts {
 		if !validName(a.Username) {
 			return fmt.Errorf("account %d username %q: %w", i, a.Username, ErrInvalidRules)
@@ -145,6 +185,14 @@ func (r Rules) Validate() error {
 			return fmt.Errorf("account %q duplicated: %w", a.Username, ErrInvalidRules)
 		}
 		seen[a.Username] = true
+		id := a.clientID()
+		if !validClientID(id) {
+			return fmt.Errorf("account %q client id %q: %w", a.Username, id, ErrInvalidRules)
+		}
+		if other, dup := ids[id]; dup {
+			return fmt.Errorf("accounts %q and %q share client id %q: %w", other, a.Username, id, ErrInvalidRules)
+		}
+		ids[id] = a.Username
 		if _, _, _, err := parseHash(a.PasswordHash); err != nil {
 			return fmt.Errorf("account %q password hash: %w: %w", a.Username, ErrInvalidRules, err)
 		}
@@ -169,8 +217,11 @@ func (r Rules) Validate() error {
 // validName accepts 1 to 64 of [A-Za-z0-9._-]. This keeps names out of MQTT
 // wildcard syntax (MQTT 3.1.1 §4.7.1), out of the "user:hash" password file
 // syntax and free of spaces, which the Mosquitto ACL file cannot quote.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
+func validName(s string) bool { return validToken(s, 64) }
+
+// validToken accepts 1 to maxLen of [A-Za-z0-9._-].
+func validToken(s string, maxLen int) bool {
+	if len(s) == 0 || len(s) > maxLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -182,6 +233,74 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// validClientID accepts 1 to 128 of [A-Za-z0-9._-]: room for
+// ServiceClientID of a 64-byte site, and nothing the Mosquitto
+// configuration would have to quote.
+func validClientID(s string) bool { return validToken(s, 128) }
+
+// ClientIDAllowed reports whether username may connect under clientID: only
+// its own (Account.ClientID). Unknown usernames are denied.
+func (r Rules) ClientIDAllowed(username, clientID string) bool {
+	for _, a := range r.Accounts {
+		if a.Username == username {
+			return username != "" && clientID == a.clientID()
+		}
+	}
+	return false
+}
+
+// PublishAllowed reports whether username may publish (or leave as its will)
+// a payload of size bytes on topic, retained or not: Allowed for writing,
+// within the grant's MaxPayload, and retained only where the grant permits.
+func (r Rules) PublishAllowed(username, topic string, size int, retain bool) bool {
+	if username == "" {
+		return false
+	}
+	for _, a := range r.Accounts {
+		if a.Username == username {
+			return writeRuleOf(r.Grants(a), topic).permits(size, retain)
+		}
+	}
+	return false
+}
+
+// writeRule is what the write grants covering one topic permit together.
+type writeRule struct {
+	ok         bool
+	retain     bool
+	maxPayload int // 0: unbounded by the grants
+}
+
+// permits reports whether a publish of size bytes, retained or not, fits.
+func (w writeRule) permits(size int, retain bool) bool {
+	return w.ok && (!retain || w.retain) && (w.maxPayload == 0 || size <= w.maxPayload)
+}
+
+// writeRuleOf combines the write grants covering topic, most permissive
+// first: any grant covering it allows the publish, and the largest limit wins.
+func writeRuleOf(grants []Grant, topic string) writeRule {
+	var w writeRule
+	if !grantsAllow(grants, topic, true) {
+		return w
+	}
+	w.ok = true
+	bounded := true
+	for _, g := range grants {
+		if g.Access&AccessWrite == 0 || !covers(g.Filter, topic) {
+			continue
+		}
+		w.retain = w.retain || g.Retain
+		if g.MaxPayload == 0 {
+			bounded = false
+		}
+		w.maxPayload = max(w.maxPayload, g.MaxPayload)
+	}
+	if !bounded {
+		w.maxPayload = 0
+	}
+	return w
 }
 
 // Allowed reports whether username may publish to topic (write) or subscribe to

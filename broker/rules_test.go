@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/loalang/loalang/device/wire"
 )
 
 // testRules returns the rule set shared by the table and broker tests: the
@@ -11,7 +13,7 @@ import (
 // needed where a broker checks passwords, so the caller passes them in.
 func testRules(svcHash, d1Hash, d2Hash string) Rules {
 	return Rules{Site: "demo", Accounts: []Account{
-		{Username: ServiceUsername, PasswordHash: svcHash, Role: RoleService},
+		{Username: ServiceUsername, PasswordHash: svcHash, Role: RoleService, ClientID: ServiceClientID("demo")},
 		{Username: "d1", PasswordHash: d1Hash, Role: RoleDevice, DeviceID: "d1", Zones: []string{"z1", "z2"}},
 		{Username: "d2", PasswordHash: d2Hash, Role: RoleDevice, Zones: []string{"z3"}},
 	}}
@@ -24,16 +26,23 @@ func TestRulesAllowed(t *testing.T) {
 		user, topic string
 		write, want bool
 	}{
-		// A device publishes anything under its own dev/<id>/.
+		// A device publishes the protocol's device topics under its own dev/<id>/.
 		{"d1", p + "dev/d1/status", true, true},
 		{"d1", p + "dev/d1/heartbeat", true, true},
 		{"d1", p + "dev/d1/reply", true, true},
 		{"d1", p + "dev/d1/report", true, true},
 		{"d1", p + "dev/d1/clock", true, true},
 		{"d2", p + "dev/d2/status", true, true}, // DeviceID defaults to Username
-		// "#" also matches its parent level (MQTT 3.1.1 §4.7.1.2), in Mosquitto too.
-		{"d1", p + "dev/d1", true, true},
-		// ...but not another device's, a zone or outside the site.
+		// ...and nothing else there: not its own cmd or time, no made-up
+		// suffix, no deeper level, not the parent level.
+		{"d1", p + "dev/d1", true, false},
+		{"d1", p + "dev/d1/cmd", true, false},
+		{"d1", p + "dev/d1/time", true, false},
+		{"d1", p + "dev/d1/junk", true, false},
+		{"d1", p + "dev/d1/status/x", true, false},
+		{"d1", p + "ctl/probe", true, false},
+		{"d1", p + "ctl/probe", false, false},
+		// ...not another device's, a zone or outside the site.
 		{"d1", p + "dev/d2/status", true, false},
 		{"d1", p + "dev/d2/cmd", true, false},
 		{"d1", p + "dev/d10/status", true, false},
@@ -88,6 +97,70 @@ func TestRulesAllowed(t *testing.T) {
 	}
 }
 
+func TestRulesPublishAllowed(t *testing.T) {
+	r := testRules("", "", "")
+	const p = "loalang/v1/demo/"
+	cases := []struct {
+		user, topic string
+		size        int
+		retain      bool
+		want        bool
+	}{
+		// Only status may be retained, within its size.
+		{"d1", p + "dev/d1/status", 90, true, true},
+		{"d1", p + "dev/d1/status", 0, true, true}, // clearing its own retained status
+		{"d1", p + "dev/d1/status", wire.MaxStatusPayload, true, true},
+		{"d1", p + "dev/d1/status", wire.MaxStatusPayload + 1, true, false},
+		{"d1", p + "dev/d1/status", 512 << 10, true, false}, // the reported attack
+		{"d1", p + "dev/d1/heartbeat", 120, false, true},
+		{"d1", p + "dev/d1/heartbeat", 120, true, false},
+		{"d1", p + "dev/d1/heartbeat", wire.MaxHeartbeatPayload + 1, false, false},
+		{"d1", p + "dev/d1/reply", wire.MaxReplyPayload, false, true},
+		{"d1", p + "dev/d1/reply", wire.MaxReplyPayload + 1, false, false},
+		{"d1", p + "dev/d1/reply", 10, true, false},
+		{"d1", p + "dev/d1/report", wire.MaxReportPayload, false, true},
+		{"d1", p + "dev/d1/report", 10, true, false},
+		{"d1", p + "dev/d1/clock", wire.MaxClockPayload, false, true},
+		{"d1", p + "dev/d1/clock", wire.MaxClockPayload + 1, false, false},
+		{"d1", p + "dev/d2/status", 10, true, false},
+		{"d1", p + "dev/d1/junk", 10, false, false},
+		// The service account may retain anything under the prefix.
+		{ServiceUsername, p + "dev/d1/cmd", 512 << 10, true, true},
+		{ServiceUsername, "other/x", 1, false, false},
+		{"", p + "dev/d1/status", 1, false, false},
+		{"d3", p + "dev/d3/status", 1, false, false},
+	}
+	for _, c := range cases {
+		if got := r.PublishAllowed(c.user, c.topic, c.size, c.retain); got != c.want {
+			t.Errorf("PublishAllowed(%q, %q, %d, retain=%v) = %v, want %v", c.user, c.topic, c.size, c.retain, got, c.want)
+		}
+	}
+}
+
+func TestRulesClientIDAllowed(t *testing.T) {
+	r := testRules("", "", "")
+	cases := []struct {
+		user, id string
+		want     bool
+	}{
+		{ServiceUsername, "loalangd-demo", true},
+		{ServiceUsername, ServiceUsername, false},
+		{"d1", "d1", true},
+		{"d2", "d2", true},
+		{"d1", "loalangd-demo", false}, // the reported takeover
+		{"d1", "d2", false},
+		{"d1", "", false},
+		{"d1", "d1-probe", false},
+		{"d3", "d3", false},
+		{"", "", false},
+	}
+	for _, c := range cases {
+		if got := r.ClientIDAllowed(c.user, c.id); got != c.want {
+			t.Errorf("ClientIDAllowed(%q, %q) = %v, want %v", c.user, c.id, got, c.want)
+		}
+	}
+}
+
 func TestCovers(t *testing.T) {
 	cases := []struct {
 		grant, filter string
@@ -138,6 +211,12 @@ func TestRulesValidate(t *testing.T) {
 		"plain password":  func(r *Rules) { r.Accounts[1].PasswordHash = "secret" },
 		"newline in hash": func(r *Rules) { r.Accounts[1].PasswordHash = h + "\nuser evil" },
 		"long name":       func(r *Rules) { r.Accounts[1].Username = strings.Repeat("x", 65) },
+		"bad client id":   func(r *Rules) { r.Accounts[0].ClientID = "loalangd demo" },
+		"long client id":  func(r *Rules) { r.Accounts[0].ClientID = strings.Repeat("x", 129) },
+		"shared id":       func(r *Rules) { r.Accounts[0].ClientID = "d2" },
+		"shared id by device id": func(r *Rules) {
+			r.Accounts[2].ClientID = "d1"
+		},
 	}
 	for name, mutate := range bad {
 		r := testRules(h, h, h)

@@ -2,7 +2,9 @@
 // code path against the embedded broker, Mosquitto or a cluster. It handles
 // the library's known pitfalls (DESIGN.md): subscriptions are renewed in
 // OnConnect, handlers never block paho's router, writes time out,
-// reconnects are jittered, and the protocol is MQTT 3.1.1.
+// reconnects are jittered, and the protocol is MQTT 3.1.1. It also proves,
+// with a probe message to itself, that its subscriptions still deliver: an
+// open connection that answers pings is no proof of that.
 package bus
 
 import (
@@ -11,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,7 +48,27 @@ type Config struct {
 	// Queue bounds messages waiting for handlers; beyond it the newest
 	// QoS 0 messages are dropped (and counted).
 	Queue int
+	// ProbeTopic, if set, is a topic only this client publishes and reads.
+	// Every ProbeInterval the client sends itself a message there; if the
+	// previous one has not come back, its subscriptions are not delivering:
+	// it resubscribes, and if that does not help by the next probe, it
+	// reconnects.
+	ProbeTopic string
+	// ProbeInterval is the probe period; 0 means DefaultProbeInterval. A
+	// loss of delivery is reported within three periods.
+	ProbeInterval time.Duration
+	// OnHealth, if set, is called whenever the client's state changes: nil
+	// once it is connected and delivering, else ErrNotConnected or
+	// ErrNotDelivering. It runs on paho's or the probe's goroutine and
+	// must not block.
+	OnHealth func(err error)
 }
+
+// DefaultProbeInterval is the probe period when Config.ProbeInterval is 0:
+// a lost subscription is reported within three periods (4.5 s, well inside
+// the 10 s an operator should wait), for one QoS 0 message of about 20
+// bytes every 1.5 s.
+const DefaultProbeInterval = 1500 * time.Millisecond
 
 type sub struct {
 	filter  string
@@ -64,12 +88,24 @@ type Client struct {
 	pc   mqtt.Client
 	subs []sub
 
-	queue     chan message
-	connected atomic.Bool
-	dropped   atomic.Uint64
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	done      chan struct{}
+	queue      chan message
+	connected  atomic.Bool
+	delivering atomic.Bool                // false from a lost probe until one comes back
+	strikes    atomic.Int32               // probes lost in a row; health is bad from 2
+	probeNonce string                     // tells this client's probes from any other's
+	probeSeen  atomic.Uint64              // highest probe sequence received back
+	probeSub   atomic.Pointer[mqtt.Token] // the latest SUBSCRIBE to ProbeTopic
+	stateMu    sync.Mutex
+	lastState  error
+	stateSet   bool
+	dropped    atomic.Uint64
+	resubs     atomic.Uint64
+	redials    atomic.Uint64
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	lifeMu     sync.Mutex // orders wg.Add after Close began against wg.Wait
+	closing    bool
+	done       chan struct{}
 }
 
 // New returns a client for cfg; Subscribe before Connect so the first
@@ -78,7 +114,13 @@ func New(cfg Config, log *slog.Logger) *Client {
 	if cfg.Queue == 0 {
 		cfg.Queue = 4096
 	}
-	return &Client{cfg: cfg, log: log.With("component", "bus"), queue: make(chan message, cfg.Queue), done: make(chan struct{})}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
+	}
+	c := &Client{cfg: cfg, log: log.With("component", "bus"), queue: make(chan message, cfg.Queue), done: make(chan struct{}),
+		probeNonce: strconv.FormatUint(rand.Uint64(), 36)}
+	c.delivering.Store(true)
+	return c
 }
 
 // Subscribe registers a handler for filter. It must be called before
@@ -116,24 +158,22 @@ func (c *Client) Connect(ctx context.Context) error {
 	opts.SetOnConnectHandler(func(pc mqtt.Client) {
 		c.connected.Store(true)
 		c.log.Info("connected", "broker", c.cfg.URL)
-		for _, s := range c.subs {
-			s := s
-			tok := pc.Subscribe(s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) { c.enqueue(s.handler, m) })
-			go func() {
-				if tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
-					c.log.Error("subscribe failed", "filter", s.filter, "err", tok.Error())
-				}
-			}()
-		}
+		c.subscribeAll(pc)
+		c.report()
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		c.connected.Store(false)
 		c.log.Warn("connection lost", "err", err)
+		c.report()
 	})
 	c.pc = mqtt.NewClient(opts)
 
 	c.wg.Add(1)
 	go c.work()
+	if c.cfg.ProbeTopic != "" {
+		c.wg.Add(1)
+		go c.probe()
+	}
 
 	backoff := 200 * time.Millisecond
 	for {
@@ -157,6 +197,241 @@ func (c *Client) Connect(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, 10*time.Second)
 	}
+}
+
+// subscribeAll (re)makes every subscription on pc without waiting: it runs
+// in paho's OnConnect, which must not block. Failures are logged; the probe
+// notices what they cost.
+func (c *Client) subscribeAll(pc mqtt.Client) {
+	for _, s := range c.subs {
+		s := s
+		tok := pc.Subscribe(s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) { c.enqueue(s.handler, m) })
+		c.logSubscribeError(s.filter, tok)
+	}
+	if c.cfg.ProbeTopic != "" {
+		// Handled on paho's goroutine, not queued: a backlog of device
+		// messages must not look like a deaf connection.
+		// It goes last: once its SUBACK is in, the broker has processed
+		// every SUBSCRIBE before it on this connection.
+		tok := pc.Subscribe(c.cfg.ProbeTopic, 0, func(_ mqtt.Client, m mqtt.Message) { c.probeReceived(m.Payload()) })
+		c.probeSub.Store(&tok)
+		c.logSubscribeError(c.cfg.ProbeTopic, tok)
+	}
+}
+
+// logSubscribeError logs a failed SUBSCRIBE once it completes, from a
+// goroutine the client's wait group owns.
+func (c *Client) logSubscribeError(filter string, tok mqtt.Token) {
+	// paho may call OnConnect while Close waits: no new goroutine then.
+	c.lifeMu.Lock()
+	if c.closing {
+		c.lifeMu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.lifeMu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				c.log.Error("subscribe failed", "filter", filter, "err", err)
+			}
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+		}
+	}()
+}
+
+// probeReceived records a probe that came back.
+func (c *Client) probeReceived(payload []byte) {
+	nonce, seqStr, ok := strings.Cut(string(payload), " ")
+	if !ok || nonce != c.probeNonce {
+		return
+	}
+	seq, err := strconv.ParseUint(seqStr, 10, 64)
+	if err != nil {
+		return
+	}
+	for {
+		cur := c.probeSeen.Load()
+		if seq <= cur || c.probeSeen.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
+// subscribed reports whether the latest subscriptions were acknowledged,
+// so a probe sent now can only be lost by the broker, not by arriving
+// before its own SUBSCRIBE.
+func (c *Client) subscribed() bool {
+	tok := c.probeSub.Load()
+	if tok == nil {
+		return false
+	}
+	select {
+	case <-(*tok).Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// reconnectDue reports whether the n-th lost probe in a row should make
+// the client reconnect: the 2nd, 4th, 8th, 16th, then every 32nd, so a
+// broker that refuses delivery for good is not hammered with connections.
+func reconnectDue(n int) bool {
+	return n >= 2 && (n&(n-1) == 0 || n%32 == 0)
+}
+
+// probe sends the client a message on ProbeTopic every ProbeInterval and
+// checks at the next tick that it came back. The first lost probe makes it
+// resubscribe (a broker that dropped the subscriptions) and probe again at
+// once; the second in a row marks it not delivering (ErrNotDelivering) and
+// makes it reconnect, as do later ones, with backoff (a broker that lost
+// the client itself, as mochi did after a session takeover). One late probe
+// on a loaded machine therefore costs a resubscription, not a health alarm,
+// and a real loss is reported within three periods. The first probe that
+// comes back clears the fault.
+func (c *Client) probe() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.ProbeInterval)
+	defer t.Stop()
+	var seq, sent uint64
+	failures := 0
+	redialing := false
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		if redialing {
+			if !c.redial() {
+				continue
+			}
+			redialing = false
+			c.awaitSubscribed()
+		}
+		if !c.Connected() {
+			sent = 0 // paho is reconnecting; OnConnect resubscribes
+			continue
+		}
+		if !c.subscribed() {
+			sent = 0 // probe only once the broker acknowledged the subscriptions
+			continue
+		}
+		if sent != 0 {
+			if c.probeSeen.Load() >= sent {
+				if failures > 0 {
+					c.log.Info("subscriptions deliver again", "after_failed_probes", failures)
+				}
+				failures = 0
+				c.delivering.Store(true)
+				c.strikes.Store(0)
+				c.report()
+			} else {
+				failures++
+				c.delivering.Store(false)
+				c.strikes.Store(int32(min(failures, 1<<20)))
+				c.report()
+				switch {
+				case failures == 1:
+					c.log.Info("probe lost: resubscribing", "topic", c.cfg.ProbeTopic)
+					c.resubs.Add(1)
+					c.subscribeAll(c.pc)
+					c.awaitSubscribed()
+				case !reconnectDue(failures):
+					c.log.Debug("probe lost", "failed_probes", failures)
+				default:
+					c.log.Warn("subscriptions not delivering: reconnecting", "failed_probes", failures)
+					c.redials.Add(1)
+					c.pc.Disconnect(100)
+					c.connected.Store(false)
+					c.report()
+					if !c.redial() {
+						redialing, sent = true, 0
+						continue
+					}
+					c.awaitSubscribed()
+				}
+			}
+		}
+		seq++
+		tok := c.pc.Publish(c.cfg.ProbeTopic, 0, false, c.probeNonce+" "+strconv.FormatUint(seq, 10))
+		select {
+		case <-tok.Done():
+		case <-c.done:
+			return
+		case <-t.C: // a write stuck for a whole period counts as lost
+		}
+		sent = seq
+	}
+}
+
+// awaitSubscribed waits, at most half a probe period, for the broker to
+// acknowledge the subscriptions just made, so the next probe cannot overtake
+// them.
+func (c *Client) awaitSubscribed() {
+	deadline := time.NewTimer(c.cfg.ProbeInterval / 2)
+	defer deadline.Stop()
+	for !c.subscribed() {
+		tok := c.probeSub.Load()
+		if tok == nil {
+			return
+		}
+		select {
+		case <-(*tok).Done():
+		case <-deadline.C:
+			return
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// redial connects again after the probe dropped the connection, waiting at
+// most one probe period; it reports whether it is connected.
+func (c *Client) redial() bool {
+	tok := c.pc.Connect()
+	select {
+	case <-tok.Done():
+	case <-c.done:
+		return false
+	case <-time.After(max(c.cfg.ProbeInterval, 5*time.Second)):
+		return false
+	}
+	if err := tok.Error(); err != nil {
+		c.log.Warn("reconnect failed", "err", err)
+		return false
+	}
+	return true
+}
+
+// health returns the client's state as OnHealth reports it.
+func (c *Client) health() error {
+	switch {
+	case !c.Connected():
+		return ErrNotConnected
+	case c.strikes.Load() >= 2:
+		return ErrNotDelivering
+	}
+	return nil
+}
+
+// report calls OnHealth if the state changed since the last call.
+func (c *Client) report() {
+	if c.cfg.OnHealth == nil {
+		return
+	}
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	err := c.health()
+	if c.stateSet && err == c.lastState { // sentinels or nil
+		return
+	}
+	c.stateSet, c.lastState = true, err
+	c.cfg.OnHealth(err)
 }
 
 func isAuthError(err error) bool {
@@ -206,14 +481,29 @@ func (c *Client) Connected() bool {
 // Dropped returns how many messages were dropped because handlers lagged.
 func (c *Client) Dropped() uint64 { return c.dropped.Load() }
 
-// Close disconnects cleanly and stops the handler worker. It is idempotent.
+// Delivering reports whether the client is connected and its latest probe
+// came back (always true while connected if there is no ProbeTopic).
+func (c *Client) Delivering() bool { return c.Connected() && c.delivering.Load() }
+
+// Recoveries returns how often the probe made the client resubscribe and
+// how often it made it reconnect.
+func (c *Client) Recoveries() (resubscribes, reconnects uint64) {
+	return c.resubs.Load(), c.redials.Load()
+}
+
+// Close stops the handler worker and the probe, then disconnects cleanly.
+// The probe stops first so that it cannot dial again after the disconnect.
+// It is idempotent.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		c.lifeMu.Lock()
+		c.closing = true
+		c.lifeMu.Unlock()
+		close(c.done)
+		c.wg.Wait()
 		if c.pc != nil {
 			c.pc.Disconnect(250)
 		}
-		close(c.done)
-		c.wg.Wait()
 	})
 	return nil
 }

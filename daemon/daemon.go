@@ -41,6 +41,14 @@ import (
 // Version is the build's version, set with -ldflags.
 var Version = "dev"
 
+// healthMQTT is the health component of the daemon's MQTT client: bad while
+// it is not connected or its subscriptions do not deliver.
+const healthMQTT = "mqtt"
+
+// mqttProbeInterval is how often the MQTT client proves to itself that its
+// subscriptions deliver; tests shorten it (export_test.go).
+var mqttProbeInterval = bus.DefaultProbeInterval
+
 // Ready is the content of <data_dir>/ready.json: the addresses actually
 // bound, so callers using port 0 can find the daemon.
 type Ready struct {
@@ -59,6 +67,7 @@ type Daemon struct {
 	db      *store.DB
 	broker  *broker.Embedded
 	bus     *bus.Client
+	busCfg  bus.Config // kept for tests (export_test.go)
 	devices *device.Registry
 	cmds    *device.Commander
 	web     *web.Server
@@ -204,7 +213,14 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 		}
 		d.initDevices(devices)
 	}
-	d.bus = bus.New(bus.Config{URL: url, ClientID: "loalangd-" + cfg.Site, Username: user, Password: pass}, d.base)
+	// The client id is bound to the service account on both brokers
+	// (docs/security.md); the probe proves the subscriptions deliver, and
+	// the "mqtt" health component says so while they don't.
+	d.busCfg = bus.Config{URL: url, ClientID: broker.ServiceClientID(cfg.Site), Username: user, Password: pass,
+		ProbeTopic: d.topics.ControllerProbe(), ProbeInterval: mqttProbeInterval,
+		OnHealth: func(err error) { d.health.Set(healthMQTT, err) }}
+	d.health.Set(healthMQTT, bus.ErrNotConnected)
+	d.bus = bus.New(d.busCfg, d.base)
 	d.closers = append(d.closers, d.bus.Close)
 	d.cmds = device.NewCommander(d.bus, d.topics, func(id string) bool { _, ok := d.devices.Get(id); return ok }, 5*time.Second)
 	d.subscribe()
@@ -380,13 +396,11 @@ func (d *Daemon) startWeb() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "loalang_mqtt_connected", Help: "1 when the daemon's MQTT client is connected."},
-			func() float64 {
-				if d.bus.Connected() {
-					return 1
-				}
-				return 0
-			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "loalang_mqtt_connected", Help: "1 when the daemon's MQTT client has an open connection to the broker."},
+			func() float64 { return boolGauge(d.bus.Connected()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "loalang_mqtt_subscriptions_ok", Help: "1 when the daemon's MQTT subscriptions deliver: its latest probe message to itself came back."},
+			func() float64 { return boolGauge(d.bus.Delivering()) }),
+		newMQTTRecoveryCollector(d.bus),
 		newDeviceCollector(d.devices),
 		newHealthCollector(d.health),
 	)

@@ -91,6 +91,9 @@ func startSpeakers(t *testing.T, dataDir string, mutate func(*speaker.Config)) m
 	done := make(chan struct{})
 	out := map[string]*speaker.Speaker{}
 	for _, d := range b.Devices {
+		if strings.HasPrefix(d.ID, "probe-") {
+			continue // a test's own listener (startProbe), not a simulated speaker
+		}
 		c := speaker.Config{ID: d.ID, Site: b.Site, Broker: b.Broker, Username: d.Username, Password: d.Password,
 			Zones: d.Zones, Firmware: "sim-test", HeartbeatEvery: time.Second, KeepPlayed: -1}
 		if mutate != nil {

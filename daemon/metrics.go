@@ -3,9 +3,40 @@ package daemon
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/loalang/loalang/bus"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/health"
 )
+
+// boolGauge maps true to 1 and false to 0.
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// mqttRecoveryCollector counts what the MQTT client's probe did to make
+// its subscriptions deliver again.
+type mqttRecoveryCollector struct {
+	bus  *bus.Client
+	desc *prometheus.Desc
+}
+
+func newMQTTRecoveryCollector(b *bus.Client) *mqttRecoveryCollector {
+	return &mqttRecoveryCollector{bus: b, desc: prometheus.NewDesc("loalang_mqtt_recoveries_total",
+		"Times the MQTT client's probe found its subscriptions not delivering and resubscribed or reconnected.", []string{"action"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *mqttRecoveryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *mqttRecoveryCollector) Collect(ch chan<- prometheus.Metric) {
+	resubs, redials := c.bus.Recoveries()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(resubs), "resubscribe")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(redials), "reconnect")
+}
 
 // deviceCollector reports devices online per kind at scrape time.
 type deviceCollector struct {

@@ -296,7 +296,8 @@ func normDevice(d device.Device) device.Device {
 // brokerRules builds the access rules from the stored credentials and the
 // service account.
 func brokerRules(db *store.DB, site string, devices []device.Device, serviceHash string) (broker.Rules, error) {
-	rules := broker.Rules{Site: site, Accounts: []broker.Account{{Username: broker.ServiceUsername, PasswordHash: serviceHash, Role: broker.RoleService}}}
+	rules := broker.Rules{Site: site, Accounts: []broker.Account{{Username: broker.ServiceUsername, PasswordHash: serviceHash,
+		Role: broker.RoleService, ClientID: broker.ServiceClientID(site)}}}
 	for _, d := range devices {
 		c, err := store.Get[Credential](db, store.Creds, d.ID)
 		if err != nil {
@@ -308,10 +309,11 @@ func brokerRules(db *store.DB, site string, devices []device.Device, serviceHash
 }
 
 // WriteMosquittoConfig provisions the configured devices and writes a
-// Mosquitto password file, ACL and configuration with the same rules the
+// Mosquitto account file (client ids bound), ACL and configuration with the same rules the
 // embedded broker enforces, plus the daemon's own password in
 // <out>/loalangd.password. It returns that file's path. Run it with the
-// daemon stopped (it opens the store), then reload Mosquitto (SIGHUP).
+// daemon stopped (it opens the store), then restart Mosquitto: its
+// dynamic security plugin reads the accounts only at start.
 func WriteMosquittoConfig(cfg config.Config, out, listen string) (string, error) {
 	if err := os.MkdirAll(out, 0o700); err != nil {
 		return "", err

@@ -244,7 +244,7 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	if err != nil {
 		return nil, err
 	}
-	d, err := harness.StartDaemon(ctx, bin, dir, harness.VillageConfig(site, n, o.zones))
+	d, err := harness.StartDaemon(ctx, bin, dir, harness.VillageConfigProbes(site, n, o.zones, min(o.probes, n)))
 	if err != nil {
 		return nil, err
 	}
@@ -362,22 +362,22 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	return fig, nil
 }
 
-// probeConfigs picks k speakers spread over the bundle and returns probe
-// connections with their credentials (a different client id, so the
-// speakers keep their sessions) on their zones' stream and audio topics.
+// probeConfigs returns up to k probe connections, one per probe device of
+// the bundle (harness.ProbePrefix, spread over the zones like the
+// speakers), on their zones' stream and audio topics.
 func probeConfigs(b wire.Bundle, k int) []harness.ProbeConfig {
 	topics := wire.MustTopics(b.Site)
 	var out []harness.ProbeConfig
-	n := len(b.Devices)
-	k = min(k, n)
-	for i := 0; i < k; i++ {
-		d := b.Devices[i*n/k]
+	for _, d := range b.Devices {
+		if len(out) == k || !strings.HasPrefix(d.ID, harness.ProbePrefix) {
+			continue
+		}
 		filters := map[string]byte{}
 		for _, z := range d.Zones {
 			filters[topics.ZoneAudio(z)] = 0
 			filters[topics.ZoneStream(z)] = 1
 		}
-		out = append(out, harness.ProbeConfig{Broker: b.Broker, ClientID: "probe-" + d.ID,
+		out = append(out, harness.ProbeConfig{Broker: b.Broker, ClientID: d.ID,
 			Username: d.Username, Password: d.Password, Filters: filters})
 	}
 	return out

@@ -75,6 +75,9 @@ func summarise(d []time.Duration) stats {
 	return stats{Packets: len(d), P50: ms(q(0.5)), P99: ms(q(0.99)), Max: ms(d[len(d)-1])}
 }
 
+// probeID is the device the benchmark's MQTT probe connects as.
+const probeID = "bench-probe"
+
 func run(seconds, nSpeakers int, resultsPath string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -91,6 +94,9 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 	for i := range nSpeakers {
 		cfg.Devices = append(cfg.Devices, config.Device{ID: fmt.Sprintf("spk-%03d", i+1), Kind: "speaker", Zones: []string{"a"}})
 	}
+	// The MQTT probe is a device of its own: a login may use only its own
+	// client id, so it cannot listen under a simulated speaker's.
+	cfg.Devices = append(cfg.Devices, config.Device{ID: probeID, Kind: "speaker", Zones: []string{"a"}})
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -113,7 +119,12 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 	spkCtx, stopSpeakers := context.WithCancel(ctx)
 	defer func() { stopSpeakers(); wg.Wait() }()
 	var spks []*speaker.Speaker
+	var dev wire.BundleDevice
 	for _, dv := range bundle.Devices {
+		if dv.ID == probeID {
+			dev = dv
+			continue
+		}
 		s, err := speaker.New(speaker.Config{ID: dv.ID, Site: bundle.Site, Broker: bundle.Broker, Username: dv.Username, Password: dv.Password,
 			Zones: dv.Zones, HeartbeatEvery: time.Second})
 		if err != nil {
@@ -142,8 +153,7 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 	var mu sync.Mutex
 	var frames []rx
 	var baseline []time.Duration
-	dev := bundle.Devices[0]
-	probe := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(bundle.Broker).SetClientID("bench-probe").
+	probe := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(bundle.Broker).SetClientID(dev.ID).
 		SetUsername(dev.Username).SetPassword(dev.Password).SetProtocolVersion(4))
 	if tok := probe.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		return fmt.Errorf("probe: %v", tok.Error())
@@ -169,7 +179,7 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 	}
 	for range 50 {
 		start := time.Now()
-		if out, err := apiDo(base, token, "POST", "/api/v1/devices/"+dev.ID+"/ping", "", nil); err == nil && bytes.Contains(out, []byte("rtt_ms")) {
+		if out, err := apiDo(base, token, "POST", "/api/v1/devices/"+bundle.Devices[0].ID+"/ping", "", nil); err == nil && bytes.Contains(out, []byte("rtt_ms")) {
 			baseline = append(baseline, time.Since(start))
 		}
 	}

@@ -114,7 +114,7 @@ func runMosquittoConfig(args []string, getenv func(string) string, stderr io.Wri
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
-	out := fs.String("out", "", "directory for mosquitto.conf, passwd, acl and the daemon's password")
+	out := fs.String("out", "", "directory for mosquitto.conf, dynamic-security.json, acl and the daemon's password")
 	listen := fs.String("listen", "127.0.0.1:1883", "address Mosquitto listens on")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -130,7 +130,7 @@ func runMosquittoConfig(args []string, getenv func(string) string, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "wrote Mosquitto configuration to %s\nset mqtt.url: tcp://%s and mqtt.password_file: %s\n", *out, *listen, pwFile)
+	fmt.Fprintf(stderr, "wrote Mosquitto configuration to %s (restart Mosquitto to apply it)\nset mqtt.url: tcp://%s and mqtt.password_file: %s\n", *out, *listen, pwFile)
 	return nil
 }
 

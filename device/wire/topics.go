@@ -84,10 +84,12 @@ func (t Topics) DeviceAll(suffix string) string {
 }
 
 // ZoneStream returns zone/<zone>/stream, the QoS 1 stream control topic.
-func (t Topics) ZoneStream(zone string) string { return t.prefix + "zone/" + zone + "/stream" }
+func (t Topics) ZoneStream(zone string) string {
+	return t.prefix + "zone/" + zone + "/" + ZoneKindStream
+}
 
 // ZoneAudio returns zone/<zone>/audio, the QoS 0 audio frame topic.
-func (t Topics) ZoneAudio(zone string) string { return t.prefix + "zone/" + zone + "/audio" }
+func (t Topics) ZoneAudio(zone string) string { return t.prefix + "zone/" + zone + "/" + ZoneKindAudio }
 
 // ParseDevice splits a device topic into its device id and suffix. It reports
 // false for any topic that is not exactly prefix + dev/<id>/<suffix>.
@@ -110,7 +112,7 @@ func (t Topics) ParseZone(topic string) (zone, kind string, ok bool) {
 		return "", "", false
 	}
 	zone, kind, found = strings.Cut(rest, "/")
-	if !found || ValidLevel(zone) != nil || (kind != "stream" && kind != "audio") {
+	if !found || ValidLevel(zone) != nil || (kind != ZoneKindStream && kind != ZoneKindAudio) {
 		return "", "", false
 	}
 	return zone, kind, true

@@ -46,6 +46,14 @@ func (l *safeTCP) Close(listeners.CloseFn) {
 // StartBroker runs a broker on a free loopback port until the test ends
 // and returns its tcp:// URL.
 func StartBroker(t testing.TB) string {
+	url, _ := StartServer(t)
+	return url
+}
+
+// StartServer is StartBroker that also returns the mochi server, for tests
+// that must put the broker into a state no client can cause (for instance
+// a client dropped from its client map while still connected).
+func StartServer(t testing.TB) (string, *mochi.Server) {
 	t.Helper()
 	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
@@ -59,5 +67,5 @@ func StartBroker(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return "tcp://" + l.Address()
+	return "tcp://" + l.Address(), srv
 }

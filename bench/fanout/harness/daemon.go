@@ -29,6 +29,19 @@ const (
 // speakers spread round-robin over the zones z1..zZones, every listener on
 // a loopback port 0.
 func VillageConfig(site string, n, zones int) string {
+	return VillageConfigProbes(site, n, zones, 0)
+}
+
+// ProbePrefix starts the id of every probe device: provisioned like a
+// speaker, but not simulated (StartFleet skips it) and left out of the
+// broadcast's delivery list (GetBroadcast), because a benchmark probe
+// connects as it. Each login may use only its own MQTT client id, so a probe
+// cannot borrow a simulated speaker's credentials.
+const ProbePrefix = "probe-"
+
+// VillageConfigProbes is VillageConfig with probes extra devices
+// (ProbePrefix ids) spread over the zones like the speakers.
+func VillageConfigProbes(site string, n, zones, probes int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "site: %s\nhttp:\n  addr: 127.0.0.1:0\nmqtt:\n  listen: 127.0.0.1:0\n", site)
 	b.WriteString("webrtc:\n  udp_port: 0\n  loopback_candidates: true\nsound:\n  enabled: false\n")
@@ -40,6 +53,9 @@ func VillageConfig(site string, n, zones int) string {
 	b.WriteString("devices:\n")
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "  - id: spk-%04d\n    kind: speaker\n    name: Loa %d\n    zones: [z%d]\n", i+1, i+1, i%zones+1)
+	}
+	for i := 0; i < probes; i++ {
+		fmt.Fprintf(&b, "  - id: %s%04d\n    kind: speaker\n    name: Probe %d\n    zones: [z%d]\n", ProbePrefix, i+1, i+1, i%zones+1)
 	}
 	return b.String()
 }
@@ -277,6 +293,13 @@ func (d *Daemon) StartBroadcast(ctx context.Context, mediaID string, zones []str
 func (d *Daemon) GetBroadcast(ctx context.Context, id string) (Broadcast, error) {
 	var b Broadcast
 	err := d.call(ctx, "GET", "/api/v1/broadcasts/"+id, nil, &b)
+	kept := b.Devices[:0]
+	for _, dv := range b.Devices {
+		if !strings.HasPrefix(dv.ID, ProbePrefix) {
+			kept = append(kept, dv)
+		}
+	}
+	b.Devices = kept
 	return b, err
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +43,7 @@ func StartFleet(b wire.Bundle, mutate func(i int, c *speaker.Config)) (*Fleet, e
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Fleet{cancel: cancel}
 	for i, d := range b.Devices {
-		if d.Kind != wire.KindSpeaker {
+		if d.Kind != wire.KindSpeaker || strings.HasPrefix(d.ID, ProbePrefix) {
 			continue
 		}
 		c := speaker.Config{ID: d.ID, Site: b.Site, Broker: b.Broker, Username: d.Username, Password: d.Password,
