@@ -176,6 +176,9 @@ func TestProbeResubscribes(t *testing.T) {
 	c, h, rec := startClient(t, url)
 	dev := devicePublisher(t, url)
 	waitDelivered(t, dev, rec, 5*time.Second)
+	// Every SUBSCRIBE must have reached the broker before the test removes
+	// the subscriptions; a late one would restore what the test took away.
+	waitProbeBack(t, c)
 
 	cl, _ := srv.Clients.Get("loalangd-demo")
 	for filter := range cl.State.Subscriptions.GetAll() {
@@ -231,4 +234,17 @@ func TestCloseStopsProbe(t *testing.T) {
 		t.Fatal("Close hung")
 	}
 	c.Close() // idempotent
+}
+
+// waitProbeBack waits until one of the client's probes has come back, which
+// shows that its subscriptions were acknowledged and deliver.
+func waitProbeBack(t *testing.T, c *Client) {
+	t.Helper()
+	deadline := time.Now().Add(detectDeadline)
+	for c.probeSeen.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no probe came back")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
 }
