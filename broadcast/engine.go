@@ -350,7 +350,8 @@ type bcast struct {
 	zones    []string
 	rank     int
 	volume   int
-	packets  [][]byte
+	packets  [][]byte // nil once terminal (finish): see npackets
+	npackets int      // len(packets) when it was released
 	live     *Live
 	liveSeg  *segment
 	sent     int
@@ -370,6 +371,7 @@ type bcast struct {
 
 type segment struct {
 	b       *bcast
+	packets [][]byte // b's audio, held by the segment while it streams
 	id      uint32
 	base    int
 	live    bool
@@ -744,7 +746,7 @@ func (e *Engine) snapshot(b *bcast) Broadcast {
 		Actor:      b.req.Actor,
 		Origin:     b.req.Origin,
 		ScheduleID: b.req.ScheduleID,
-		Packets:    len(b.packets),
+		Packets:    max(len(b.packets), b.npackets),
 		StreamIDs:  append([]uint32(nil), b.streams...),
 		Created:    b.created,
 		Started:    b.started,

@@ -279,15 +279,16 @@ func (e *Engine) admit(b *bcast, zones []string, now time.Time) {
 func (e *Engine) launch(b *bcast, base int, zones []string) *segment {
 	ctx, cancel := context.WithCancel(e.ctx)
 	s := &segment{
-		b:      b,
-		id:     e.newStreamID(),
-		base:   base,
-		live:   b.live != nil,
-		zones:  map[string]bool{},
-		starts: append([]string(nil), zones...),
-		ctx:    ctx,
-		cancel: cancel,
-		kick:   make(chan struct{}, 1),
+		b:       b,
+		packets: b.packets,
+		id:      e.newStreamID(),
+		base:    base,
+		live:    b.live != nil,
+		zones:   map[string]bool{},
+		starts:  append([]string(nil), zones...),
+		ctx:     ctx,
+		cancel:  cancel,
+		kick:    make(chan struct{}, 1),
 	}
 	for _, z := range zones {
 		s.zones[z] = true
@@ -415,6 +416,11 @@ func (e *Engine) finish(b *bcast, state, reason string, now time.Time) {
 	b.state = state
 	b.reason = reason
 	b.ended = now
+	// An ended broadcast stays in memory for Get and List (keepFinished of
+	// them) but its audio is never sent again: keeping it held up to 500
+	// clips' worth of Opus, which is what made the heap grow in a soak.
+	b.npackets = len(b.packets)
+	b.packets, b.req.Packets = nil, nil
 	if b.live != nil {
 		b.live.markEnded()
 	}

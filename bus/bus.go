@@ -44,6 +44,12 @@ type Config struct {
 	// Queue bounds messages waiting for handlers; beyond it the newest
 	// QoS 0 messages are dropped (and counted).
 	Queue int
+	// OnChange, if set, is told the connection state: nil once connected,
+	// the reason whenever the client is not (before the first connection,
+	// after a failed attempt, on a lost connection), so the owner can
+	// report it. It runs on paho's and the dialler's goroutines and must
+	// not block.
+	OnChange func(err error)
 }
 
 type sub struct {
@@ -72,6 +78,28 @@ type Client struct {
 	done      chan struct{}
 }
 
+// Reconnect backoff. A broker that comes back (a restart, an outage at
+// boot) is found again within about maxBackoff, whatever the outage's
+// length: a village hall has one broker, and a 30 s back-off kept speakers
+// silent long after it was back. Every wait is jittered.
+const (
+	minBackoff = 200 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// ErrNotConnected is the state reported to Config.OnChange before the
+// first connection.
+var ErrNotConnected = errors.New("not connected yet")
+
+// ErrClosed ends a connection attempt interrupted by Close.
+var ErrClosed = errors.New("client closed")
+
+func (c *Client) changed(err error) {
+	if c.cfg.OnChange != nil {
+		c.cfg.OnChange(err)
+	}
+}
+
 // New returns a client for cfg; Subscribe before Connect so the first
 // connection already carries every subscription.
 func New(cfg Config, log *slog.Logger) *Client {
@@ -91,6 +119,32 @@ func (c *Client) Subscribe(filter string, qos byte, h Handler) {
 // Connect dials the broker and returns once connected (or ctx ends). Later
 // connection losses are repaired in the background with jittered backoff.
 func (c *Client) Connect(ctx context.Context) error {
+	c.prepare()
+	return c.dial(ctx)
+}
+
+// ConnectBackground prepares the client at once, so Publish and Connected
+// may be called right away, and dials in the background until connected,
+// ctx ends or Close. It returns a channel closed once the first connection
+// is made, and one that receives the error that ended the dialling, if
+// any (a refused login is not retried). Close waits for the dialler.
+func (c *Client) ConnectBackground(ctx context.Context) (connected <-chan struct{}, failed <-chan error) {
+	c.prepare()
+	up, fail := make(chan struct{}), make(chan error, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.dial(ctx); err != nil {
+			fail <- err
+			return
+		}
+		close(up)
+	}()
+	return up, fail
+}
+
+// prepare builds the paho client and starts the handler worker.
+func (c *Client) prepare() {
 	opts := mqtt.NewClientOptions().
 		AddBroker(c.cfg.URL).
 		SetClientID(c.cfg.ClientID).
@@ -103,18 +157,20 @@ func (c *Client) Connect(ctx context.Context) error {
 		SetConnectTimeout(5 * time.Second).
 		SetKeepAlive(15 * time.Second).
 		SetAutoReconnect(true).
-		SetMaxReconnectInterval(30 * time.Second).
+		SetMaxReconnectInterval(maxBackoff).
 		SetConnectRetry(false)
 	// paho has no jitter of its own; a village of speakers reconnecting to
-	// a restarted broker must not arrive in lockstep.
+	// a restarted broker must not arrive in lockstep. The cap stays near
+	// maxBackoff (see there).
 	opts.SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
-		o.MaxReconnectInterval = 20*time.Second + time.Duration(rand.Int64N(int64(10*time.Second)))
+		o.MaxReconnectInterval = maxBackoff*3/4 + time.Duration(rand.Int64N(int64(maxBackoff/2)))
 	})
 	if c.cfg.WillTopic != "" {
 		opts.SetBinaryWill(c.cfg.WillTopic, c.cfg.WillPayload, 1, true)
 	}
 	opts.SetOnConnectHandler(func(pc mqtt.Client) {
 		c.connected.Store(true)
+		c.changed(nil)
 		c.log.Info("connected", "broker", c.cfg.URL)
 		for _, s := range c.subs {
 			s := s
@@ -128,35 +184,60 @@ func (c *Client) Connect(ctx context.Context) error {
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		c.connected.Store(false)
+		c.changed(fmt.Errorf("connection to %s lost: %w", c.cfg.URL, err))
 		c.log.Warn("connection lost", "err", err)
 	})
 	c.pc = mqtt.NewClient(opts)
 
 	c.wg.Add(1)
 	go c.work()
+}
 
-	backoff := 200 * time.Millisecond
+// dial connects, retrying with capped, jittered backoff until ctx ends.
+func (c *Client) dial(ctx context.Context) error {
+	c.changed(ErrNotConnected)
+	backoff := minBackoff
 	for {
 		tok := c.pc.Connect()
 		select {
 		case <-tok.Done():
 		case <-ctx.Done():
-			return fmt.Errorf("connect %s: %w", c.cfg.URL, ctx.Err())
+			return c.abandon(tok, ctx.Err())
+		case <-c.done:
+			return c.abandon(tok, ErrClosed)
 		}
 		if tok.Error() == nil {
 			return nil
 		}
 		if isAuthError(tok.Error()) {
-			return fmt.Errorf("connect %s: %w", c.cfg.URL, tok.Error())
+			err := fmt.Errorf("connect %s: %w", c.cfg.URL, tok.Error())
+			c.changed(err)
+			return err
 		}
+		c.changed(fmt.Errorf("connect %s: %w", c.cfg.URL, tok.Error()))
 		c.log.Warn("connect failed", "broker", c.cfg.URL, "err", tok.Error(), "retry_in", backoff)
+		t := time.NewTimer(backoff + time.Duration(rand.Int64N(int64(backoff/2))))
 		select {
-		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff/2)))):
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return fmt.Errorf("connect %s: %w", c.cfg.URL, ctx.Err())
+		case <-c.done:
+			t.Stop()
+			return fmt.Errorf("connect %s: %w", c.cfg.URL, ErrClosed)
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		backoff = min(backoff*2, maxBackoff)
 	}
+}
+
+// abandon gives up a connection attempt still under way: it waits for
+// paho to finish it (bounded by the connect timeout) and disconnects, so
+// no connection outlives the caller's interest.
+func (c *Client) abandon(tok mqtt.Token, cause error) error {
+	if tok.WaitTimeout(6*time.Second) && tok.Error() == nil {
+		c.pc.Disconnect(0)
+	}
+	return fmt.Errorf("connect %s: %w", c.cfg.URL, cause)
 }
 
 func isAuthError(err error) bool {

@@ -24,6 +24,7 @@ type Config struct {
 	Sound     Sound     `yaml:"sound"`
 	WebRTC    WebRTC    `yaml:"webrtc"`
 	Auth      Auth      `yaml:"auth"`
+	Debug     Debug     `yaml:"debug"`
 	Zones     []Zone    `yaml:"zones"`
 	Devices   []Device  `yaml:"devices"`
 	Cameras   []Camera  `yaml:"cameras"`
@@ -125,6 +126,15 @@ type Auth struct {
 	// LoginEvery throttles them.
 	LoginBurst int           `yaml:"login_burst"`
 	LoginEvery time.Duration `yaml:"login_every"`
+}
+
+// Debug configures diagnostics for operators.
+type Debug struct {
+	// PprofAddr, when set, serves Go's net/http/pprof profiles (heap,
+	// goroutines, CPU) on a listener of its own. It must be a loopback
+	// address (127.0.0.1:6060, [::1]:0): profiles show internals, so they
+	// are reached only from the box itself, e.g. over SSH. Empty is off.
+	PprofAddr string `yaml:"pprof_addr"`
 }
 
 // Zone is a broadcast zone: IP speakers subscribe to it, or a wired line on

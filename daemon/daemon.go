@@ -47,6 +47,8 @@ type Ready struct {
 	MQTT string `json:"mqtt"`
 	// HTTPS is the TLS listener's address, when one is on (tls.go).
 	HTTPS string `json:"https,omitempty"`
+	// Pprof is the profiling listener's address, when debug.pprof_addr is set.
+	Pprof string `json:"pprof,omitempty"`
 }
 
 // Daemon is a running loalangd.
@@ -73,6 +75,12 @@ type Daemon struct {
 	hall    *hall.Hall
 	cameras *camera.Relay
 
+	opts        options
+	pprofSrv    *http.Server       // debug.pprof_addr (pprof.go)
+	auditCancel context.CancelFunc // ends the audit writer's supervision
+	mqttTried   chan struct{}      // closed at the first connection result
+	mqttOnce    sync.Once
+
 	closers   []func() error
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
@@ -81,11 +89,15 @@ type Daemon struct {
 }
 
 // New starts every part of the daemon and writes ready.json. On error,
-// whatever was started is closed again.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, err error) {
+// whatever was started is closed again. Options are for tests and tools
+// (WithClock); production passes none.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (_ *Daemon, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	d := &Daemon{cfg: cfg, base: log, log: log.With("component", "daemon"), topics: wire.MustTopics(cfg.Site), cancel: cancel,
-		audit: make(chan store.Event, 1024), health: health.New()}
+		audit: make(chan store.Event, 1024), health: health.New(), mqttTried: make(chan struct{})}
+	for _, o := range opts {
+		o(&d.opts)
+	}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -104,8 +116,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	} else if created {
 		d.log.Info("created admin user", "password_file", filepath.Join(cfg.DataDir, AdminPassFile))
 	}
-	d.wg.Add(1)
-	go d.writeAudit()
+	// The audit writer drains its queue after ctx ends (Close), so it has
+	// a context of its own, cancelled just before the queue is closed.
+	auditCtx, auditCancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.auditCancel = auditCancel
+	d.supervise(auditCtx, "audit", d.writeAudit)
 
 	if err := d.startMQTT(ctx); err != nil {
 		return nil, err
@@ -135,12 +150,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if err := d.listenTLS(); err != nil { // http.tls_addr (tls.go)
 		return nil, err
 	}
+	if err := d.listenPprof(); err != nil { // debug.pprof_addr (pprof.go)
+		return nil, err
+	}
 	raw, _ := json.Marshal(d.ready)
 	if err := writeSecretFile(filepath.Join(cfg.DataDir, ReadyFile), raw); err != nil {
 		return nil, fmt.Errorf("write ready file: %w", err)
 	}
-	d.wg.Add(1)
-	go d.sweep(ctx)
+	d.supervise(ctx, "presence", d.sweep)
 	d.log.Info("ready", "http", d.ready.HTTP, "https", d.ready.HTTPS, "mqtt", d.ready.MQTT, "site", cfg.Site)
 	return d, nil
 }
@@ -161,7 +178,10 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
-		if err := emb.Start(ctx); err != nil {
+		// Not ctx: the broker must outlive the signal that ends the daemon
+		// until the engine has told every speaker to stop (Close closes it,
+		// last but the store).
+		if err := emb.Start(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
 		d.broker = emb
@@ -193,23 +213,68 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 		}
 		d.initDevices(devices)
 	}
-	d.bus = bus.New(bus.Config{URL: url, ClientID: "loalangd-" + cfg.Site, Username: user, Password: pass}, d.base)
+	d.bus = bus.New(bus.Config{URL: url, ClientID: "loalangd-" + cfg.Site, Username: user, Password: pass, OnChange: d.mqttState}, d.base)
 	d.closers = append(d.closers, d.bus.Close)
 	d.cmds = device.NewCommander(d.bus, d.topics, func(id string) bool { _, ok := d.devices.Get(id); return ok }, 5*time.Second)
 	d.subscribe()
 	return nil
 }
 
-// connectMQTT connects the daemon's client. It runs once the engine is
-// wired, so no device message is handled before everything it reaches
-// exists, and before the scheduler, so a catch-up firing can publish.
+// connectMQTT connects the daemon's client in the background: the HTTP API
+// and ready.json never wait for a broker that is down (it may be an
+// external one, restarting or not yet booted), and while it is, /healthz
+// names "mqtt". It runs once the engine is wired, so no device message is
+// handled before everything it reaches exists, and it waits for the first
+// attempt's answer (a few ms on a reachable broker), so a catch-up firing
+// of the scheduler started next can usually publish. A refused login at
+// that first attempt is a configuration error and fails the start.
 func (d *Daemon) connectMQTT(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := d.bus.Connect(cctx); err != nil {
+	up, failed := d.bus.ConnectBackground(ctx)
+	t := time.NewTimer(mqttFirstWait)
+	defer t.Stop()
+	select {
+	case <-up:
+		return nil
+	case err := <-failed:
 		return fmt.Errorf("mqtt: %w", err)
+	case <-d.mqttTried:
+	case <-t.C:
 	}
+	d.log.Warn("mqtt broker not reachable; serving degraded, connecting in the background", "broker", d.ready.MQTT)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		select {
+		case <-up:
+		case err := <-failed:
+			if ctx.Err() == nil {
+				d.log.Error("mqtt connection abandoned", "err", err)
+			}
+		}
+	}()
 	return nil
+}
+
+// mqttFirstWait bounds how long New waits for the first MQTT attempt.
+const mqttFirstWait = 3 * time.Second
+
+// mqttState is the bus's connection-state callback: the one writer of the
+// "mqtt" health component.
+func (d *Daemon) mqttState(err error) {
+	d.health.Set("mqtt", err)
+	if !errors.Is(err, bus.ErrNotConnected) {
+		d.mqttOnce.Do(func() { close(d.mqttTried) })
+	}
+}
+
+// supervise runs a background service under health.Supervise: restarted
+// with backoff when it fails or panics, and named in /healthz while down.
+func (d *Daemon) supervise(ctx context.Context, name string, run func(context.Context) error) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.health.Supervise(ctx, d.base.With("component", name), name, run)
+	}()
 }
 
 func firstNonEmpty(a, b string) string {
@@ -324,9 +389,10 @@ func (d *Daemon) recordAudit(e store.Event) {
 	}
 }
 
-// writeAudit batches queued audit events into one transaction each.
-func (d *Daemon) writeAudit() {
-	defer d.wg.Done()
+// writeAudit batches queued audit events into one transaction each, until
+// the queue is closed. A failed write is reported as the "audit"
+// component's fault until a later write succeeds.
+func (d *Daemon) writeAudit(context.Context) error {
 	for e := range d.audit {
 		batch := []store.Event{e}
 	more:
@@ -341,20 +407,24 @@ func (d *Daemon) writeAudit() {
 				break more
 			}
 		}
-		if err := d.db.AppendAudit(batch...); err != nil {
+		err := d.db.AppendAudit(batch...)
+		if err != nil {
 			d.log.Error("audit failed", "events", len(batch), "err", err)
+			err = fmt.Errorf("write %d audit events: %w", len(batch), err)
 		}
+		d.health.Set("audit", err)
 	}
+	return nil
 }
 
-func (d *Daemon) sweep(ctx context.Context) {
-	defer d.wg.Done()
+// sweep marks silent devices offline, once a second.
+func (d *Daemon) sweep(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 			d.devices.Sweep()
 		}
@@ -377,7 +447,10 @@ func (d *Daemon) startWeb() {
 		newDeviceCollector(d.devices),
 		newHealthCollector(d.health),
 	)
-	d.metrics.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information.", ConstLabels: prometheus.Labels{"version": Version}}))
+	// An info metric reads 1; its labels carry the information.
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information: always 1, with the version as a label.", ConstLabels: prometheus.Labels{"version": Version}})
+	buildInfo.Set(1)
+	d.metrics.MustRegister(buildInfo)
 	d.web = web.New(web.Config{TokenTTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery},
 		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health}, d.base)
 }
@@ -427,7 +500,11 @@ func (d *Daemon) Close() error {
 			}
 			cancel()
 		}
-		// The audit writer drains before the store closes.
+		d.closePprof()
+		// Closers run in reverse order of start, so the engine tells the
+		// speakers to stop while the MQTT client and broker are still up,
+		// and the broker closes last but the store. The audit writer
+		// drains before the store closes.
 		var storeClose func() error
 		for i := len(d.closers) - 1; i >= 0; i-- {
 			if i == 0 && d.db != nil {
@@ -437,6 +514,9 @@ func (d *Daemon) Close() error {
 			if err := d.closers[i](); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if d.auditCancel != nil {
+			d.auditCancel()
 		}
 		close(d.audit)
 		d.wg.Wait()
