@@ -216,7 +216,7 @@ func (c *Client) dial(ctx context.Context) error {
 		}
 		c.changed(fmt.Errorf("connect %s: %w", c.cfg.URL, tok.Error()))
 		c.log.Warn("connect failed", "broker", c.cfg.URL, "err", tok.Error(), "retry_in", backoff)
-		t := time.NewTimer(backoff + time.Duration(rand.Int64N(int64(backoff/2))))
+		t := time.NewTimer(backoff*3/4 + time.Duration(rand.Int64N(int64(backoff/2))))
 		select {
 		case <-t.C:
 		case <-ctx.Done():

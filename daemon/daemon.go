@@ -238,6 +238,9 @@ func (d *Daemon) connectMQTT(ctx context.Context) error {
 	case err := <-failed:
 		return fmt.Errorf("mqtt: %w", err)
 	case <-d.mqttTried:
+		if d.bus.Connected() {
+			return nil
+		}
 	case <-t.C:
 	}
 	d.log.Warn("mqtt broker not reachable; serving degraded, connecting in the background", "broker", d.ready.MQTT)
