@@ -366,4 +366,3 @@ func TestShutdownStopsSpeakers(t *testing.T) {
 		})
 	}
 }
-
