@@ -76,6 +76,7 @@ type Daemon struct {
 	cameras *camera.Relay
 
 	opts        options
+	brokerRules broker.Rules       // the embedded broker's, for a restart in tests
 	pprofSrv    *http.Server       // debug.pprof_addr (pprof.go)
 	auditCancel context.CancelFunc // ends the audit writer's supervision
 	mqttTried   chan struct{}      // closed at the first connection result
@@ -185,7 +186,7 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 			return err
 		}
 		d.broker = emb
-		d.closers = append(d.closers, emb.Close)
+		d.closers = append(d.closers, func() error { return d.broker.Close() }) // the broker in place at Close
 		url = "tcp://" + emb.Addr()
 		d.ready.MQTT = emb.Addr()
 		devices, err := provision(d.db, cfg, firstNonEmpty(cfg.MQTT.PublicURL, url))
@@ -199,6 +200,7 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 		if err := emb.SetRules(rules); err != nil {
 			return fmt.Errorf("embedded broker rules: %w", err)
 		}
+		d.brokerRules = rules
 		d.initDevices(devices)
 	} else {
 		raw, err := os.ReadFile(cfg.MQTT.PasswordFile)
