@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -370,7 +371,10 @@ func (e *Engine) dropSegment(s *segment) {
 	b := s.b
 	for i, x := range b.segs {
 		if x == s {
-			b.segs = append(b.segs[:i], b.segs[i+1:]...)
+			// slices.Delete clears the freed slot: append(segs[:i],
+			// segs[i+1:]...) left the segment, and with it the clip's
+			// audio, reachable from every ended broadcast kept in memory.
+			b.segs = slices.Delete(b.segs, i, i+1)
 			break
 		}
 	}

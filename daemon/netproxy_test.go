@@ -154,4 +154,3 @@ func (p *netProxy) close() {
 	}
 	p.wg.Wait()
 }
-

@@ -8,14 +8,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
+	"github.com/loalang/loalang/firmware-sim/camsim"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 )
 
@@ -377,4 +384,108 @@ func TestReliabilitySlowSpeaker(t *testing.T) {
 type speakerReportFull struct {
 	played uint32
 	final  bool
+}
+
+// usage is one reading of the daemon process's resources.
+type usage struct {
+	rss, heap  float64 // bytes; heap is in use after a forced GC
+	goroutines int
+	fds        int
+}
+
+// readUsage reads RSS and open fds from /proc and the heap in use (after
+// a GC forced through the pprof endpoint) and goroutines from /metrics.
+func readUsage(t *testing.T, pid int, pprof string, c *client) usage {
+	t.Helper()
+	var u usage
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			u.rss = kb * 1024
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.fds = len(fds)
+	resp, err := http.Get("http://" + pprof + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	u.heap, _ = strconv.ParseFloat(metric(c, "go_memstats_heap_inuse_bytes"), 64)
+	g, _ := strconv.ParseFloat(metric(c, "go_goroutines"), 64)
+	u.goroutines = int(g)
+	return u
+}
+
+// TestReliabilitySoak runs the real loalangd with a village of simulated
+// speakers, broadcasts back to back in every zone and one camera always
+// relayed, and compares RSS, heap (after GC), goroutines and fds at the
+// start and end: ~1 min light, 10 min full, with the growth per hour.
+func TestReliabilitySoak(t *testing.T) {
+	n, dur := pick(20, 50), pick(time.Minute, 10*time.Minute)
+	bin := filepath.Join(t.TempDir(), "loalangd")
+	if out, err := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, "github.com/loalang/loalang/cmd/loalangd").CombinedOutput(); err != nil {
+		t.Fatalf("build loalangd: %v\n%s", err, out)
+	}
+	_, camURL := startCam(t, camsim.Options{})
+	dir := t.TempDir()
+	var y strings.Builder
+	y.WriteString("site: soak\nzones:\n  - id: a\n  - id: b\n  - id: c\ndebug:\n  pprof_addr: 127.0.0.1:0\nwebrtc:\n  loopback_candidates: true\n")
+	fmt.Fprintf(&y, "cameras:\n  - id: cam-01\n    name: Cong\n    url: %s\n    on_demand: false\ndevices:\n", camURL)
+	for i := range n {
+		fmt.Fprintf(&y, "  - id: spk-%02d\n    kind: speaker\n    zones: [%c]\n", i+1, 'a'+i%3)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "soak.yaml")
+	os.WriteFile(cfgFile, []byte(y.String()), 0o644)
+	p := startLoalangd(t, bin, cfgFile, dir)
+	var ready daemon.Ready
+	raw, _ := os.ReadFile(filepath.Join(dir, daemon.ReadyFile))
+	json.Unmarshal(raw, &ready)
+	speakers := startSpeakers(t, dir, nil)
+	c := login(t, p.base, "admin", adminPassword(t, dir))
+	waitReady(t, speakers)
+	tone := uploadTone(t, c, 440, 15000)
+	broadcasts := 0
+	play := func() {
+		code, body := c.do("POST", "/api/v1/broadcasts", map[string]any{"media_id": tone.ID, "zones": []string{"a", "b", "c"}})
+		if code != 201 {
+			t.Fatalf("broadcast: %d %s", code, body)
+		}
+		var b broadcastView
+		json.Unmarshal(body, &b)
+		eventually(t, time.Minute, "broadcast done", func() bool { return c.broadcast(b.ID).State == "done" })
+		broadcasts++
+	}
+	play() // warm up: first broadcast, camera relay running
+	start, t0 := readUsage(t, p.cmd.Process.Pid, ready.Pprof, c), time.Now()
+	for time.Since(t0) < dur {
+		play()
+	}
+	end, el := readUsage(t, p.cmd.Process.Pid, ready.Pprof, c), time.Since(t0)
+	perHour := func(a, b float64) float64 { return (b - a) / el.Hours() }
+	mb := func(v float64) string { return fmt.Sprintf("%.1f MB", v/1e6) }
+	t.Logf("soak %v, %d speakers, %d broadcasts back to back, 1 camera always on:", el.Round(time.Second), n, broadcasts)
+	t.Logf("  RSS        %s -> %s (%+.1f MB/h)", mb(start.rss), mb(end.rss), perHour(start.rss, end.rss)/1e6)
+	t.Logf("  heap (GC)  %s -> %s (%+.1f MB/h)", mb(start.heap), mb(end.heap), perHour(start.heap, end.heap)/1e6)
+	t.Logf("  goroutines %d -> %d (%+.0f/h)", start.goroutines, end.goroutines, perHour(float64(start.goroutines), float64(end.goroutines)))
+	t.Logf("  fds        %d -> %d (%+.0f/h)", start.fds, end.fds, perHour(float64(start.fds), float64(end.fds)))
+	if end.goroutines > start.goroutines+10 {
+		t.Errorf("goroutines grew %d -> %d", start.goroutines, end.goroutines)
+	}
+	if end.fds > start.fds+5 {
+		t.Errorf("fds grew %d -> %d", start.fds, end.fds)
+	}
+	// The in-memory history is bounded (500 ended broadcasts, without
+	// their audio); anything close to a clip per broadcast is a leak.
+	if grow := end.heap - start.heap; grow > float64(broadcasts)*20e3+2e6 {
+		t.Errorf("heap after GC grew %s over %d broadcasts", mb(grow), broadcasts)
+	}
 }
