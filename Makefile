@@ -12,7 +12,7 @@ LDFLAGS := -X github.com/loalang/loalang/daemon.Version=$(VERSION)
 APT_PACKAGES := mosquitto mosquitto-clients libopus-dev libopusfile-dev libasound2-dev pkg-config \
 	chromium ffmpeg espeak-ng sox socat iproute2 procps ca-certificates
 
-.PHONY: all deps build test vet run bench fuzz clean
+.PHONY: all deps build test vet run bench fuzz reliability clean
 
 all: build
 
@@ -48,6 +48,12 @@ run: build
 # table and merges its figures into bench/results.json.
 bench: build
 	./scripts/bench.sh
+
+# reliability runs the TestReliability* suite in its full form (broker
+# restarts, slow peers, network impairment, clock steps, a 10-minute soak),
+# each printing its figure; make test runs the same tests in a light form.
+reliability: deps
+	./scripts/reliability.sh
 
 # fuzz runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s

@@ -464,12 +464,27 @@ func TestReliabilitySoak(t *testing.T) {
 		eventually(t, time.Minute, "broadcast done", func() bool { return c.broadcast(b.ID).State == "done" })
 		broadcasts++
 	}
+	// LOALANG_SOAK_PROFILES=DIR keeps heap profiles of the start and the
+	// end: go tool pprof -base DIR/start.heap DIR/end.heap shows the growth.
+	profile := func(name string) {
+		if out := os.Getenv("LOALANG_SOAK_PROFILES"); out != "" {
+			resp, err := http.Get("http://" + ready.Pprof + "/debug/pprof/heap")
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			os.WriteFile(filepath.Join(out, name+".heap"), raw, 0o644)
+		}
+	}
 	play() // warm up: first broadcast, camera relay running
 	start, t0 := readUsage(t, p.cmd.Process.Pid, ready.Pprof, c), time.Now()
+	profile("start")
 	for time.Since(t0) < dur {
 		play()
 	}
 	end, el := readUsage(t, p.cmd.Process.Pid, ready.Pprof, c), time.Since(t0)
+	profile("end")
 	perHour := func(a, b float64) float64 { return (b - a) / el.Hours() }
 	mb := func(v float64) string { return fmt.Sprintf("%.1f MB", v/1e6) }
 	t.Logf("soak %v, %d speakers, %d broadcasts back to back, 1 camera always on:", el.Round(time.Second), n, broadcasts)

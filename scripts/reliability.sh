@@ -1,0 +1,3 @@
+#!/bin/sh
+# make reliability: every TestReliability* test in its full form (each prints its figure and can fail).
+cd "$(dirname "$0")/.." && LOALANG_RELIABILITY=full exec go test -race -run 'Reliability' -timeout 15m ./...
