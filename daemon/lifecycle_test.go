@@ -184,6 +184,56 @@ func TestBuildInfoAndPprof(t *testing.T) {
 	}
 }
 
+// damageSchedules writes a schedule record that does not decode into the
+// store of data dir dir: valid JSON of the wrong shape, a damaged record
+// rather than a torn page.
+func damageSchedules(t *testing.T, dir string) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(dir, daemon.DBFile), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(db, store.Schedules, "hong", json.RawMessage(`{"id":42,"zones":"a"}`)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+}
+
+// TestHealthBannerChromium: while a background service is down, every
+// page of the web app shows a banner naming it, and the home page lists
+// it among the alarms.
+func TestHealthBannerChromium(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("chromium not installed (apt install chromium)")
+	}
+	if os.Getenv(netnsEnv) == "" && exec.Command("unshare", "-n", "true").Run() == nil {
+		reexecInNetns(t, "TestHealthBannerChromium")
+		return
+	}
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, 1)
+	damageSchedules(t, dir)
+	d := startDaemon(t, cfg)
+	b := &browser{t: t, ctx: startChromium(t, chromium, 60*time.Second), base: "http://" + d.Ready().HTTP, out: outputDir(t)}
+	b.signIn("admin", adminPassword(t, dir))
+	for _, page := range []string{"home", "schedules"} {
+		b.open("/app/" + page)
+		var text string
+		eventually(t, 15*time.Second, page+": banner names the scheduler", func() bool {
+			text = eval[string](b, `(() => { const el = document.getElementById("health-banner"); return el && !el.hidden ? el.textContent : ""; })()`)
+			return strings.Contains(text, "Bộ lịch phát") && strings.Contains(text, "hong")
+		})
+		t.Logf("%s banner: %s", page, text)
+		if page == "home" {
+			eventually(t, 10*time.Second, "home alarms list the scheduler", func() bool {
+				return strings.Contains(eval[string](b, `document.getElementById("alarms").textContent`), "Bộ lịch phát")
+			})
+			b.screenshot("health-banner")
+		}
+	}
+}
+
 // TestDamagedStoreSchedulerVisible is the issue's item 2: on a store whose
 // schedule record does not decode, the scheduler used to stop for good
 // after one ERROR line while /healthz said ok. Now it is retried, /healthz
@@ -191,15 +241,7 @@ func TestBuildInfoAndPprof(t *testing.T) {
 func TestDamagedStoreSchedulerVisible(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir, 1)
-	db, err := store.Open(filepath.Join(dir, daemon.DBFile), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Valid JSON of the wrong shape: a damaged record, not a torn page.
-	if err := store.Put(db, store.Schedules, "hong", json.RawMessage(`{"id":42,"zones":"a"}`)); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	damageSchedules(t, dir)
 
 	var mu sync.Mutex
 	restarts := 0
