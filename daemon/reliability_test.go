@@ -23,6 +23,7 @@ import (
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/firmware-sim/camsim"
+	"github.com/loalang/loalang/firmware-sim/relayboard"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 )
 
@@ -502,5 +503,104 @@ func TestReliabilitySoak(t *testing.T) {
 	// their audio); anything close to a clip per broadcast is a leak.
 	if grow := end.heap - start.heap; grow > float64(broadcasts)*20e3+2e6 {
 		t.Errorf("heap after GC grew %s over %d broadcasts", mb(grow), broadcasts)
+	}
+}
+
+// TestReliabilitySlowViewer: one WHEP viewer of a camera stops reading
+// its track; the other viewer of the same camera keeps receiving video at
+// the camera's rate, and the relay stays live.
+func TestReliabilitySlowViewer(t *testing.T) {
+	_, camURL := startCam(t, camsim.Options{})
+	cfg := cameraConfig(t, t.TempDir(), config.Camera{ID: "cam-01", Name: "Cong", URL: camURL})
+	d := startDaemon(t, cfg)
+	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
+	slow, _ := watchPion(t, c, "cam-01")
+	good, _ := watchPion(t, c, "cam-01")
+	slow.WaitAUs(10, 20*time.Second)
+	good.WaitAUs(10, 20*time.Second)
+	pause := pick(5*time.Second, 30*time.Second)
+	slow.Pause(true)
+	before, t0 := good.Count(), time.Now()
+	slowBefore := slow.Count()
+	time.Sleep(pause) // the impairment lasts this long; nothing is awaited
+	got, el := good.Count()-before, time.Since(t0)
+	fps := float64(got) / el.Seconds()
+	slow.Pause(false)
+	_, list, _ := cameraList(c)
+	state := ""
+	for _, cv := range list {
+		if cv.ID == "cam-01" {
+			state = cv.State
+		}
+	}
+	t.Logf("slow WHEP viewer (stopped reading %v): the other viewer got %d access units (%.1f/s, camera 15/s), the slow one %d; camera %s",
+		el.Round(time.Millisecond), got, fps, slow.Count()-slowBefore, state)
+	if fps < 15*0.9 {
+		t.Errorf("the healthy viewer got %.1f frames/s while a peer stalled, want ≥ 13.5", fps)
+	}
+	if state != "live" {
+		t.Errorf("camera %q while one viewer stalled, want live", state)
+	}
+}
+
+// TestReliabilityStalledBoard: the hall's relay board stops answering in
+// the middle of the day; a broadcast to an IP zone and the wired zone
+// starts at once and plays fully on the IP speakers, and the hall reports
+// the board.
+func TestReliabilityStalledBoard(t *testing.T) {
+	board, err := relayboard.New(relayboard.Options{Link: filepath.Join(t.TempDir(), "relay0"), Coils: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer board.Close()
+	cfg := testConfig(t, t.TempDir(), 3)
+	cfg.Zones = append(cfg.Zones, config.Zone{ID: "hall-line", Wired: true})
+	cfg.RelayBoards = []config.RelayBoard{{ID: "relay-01", Port: board.Path(), Baud: 9600, SlaveID: 1, AmpCoil: 0,
+		ZoneCoils: map[string]int{"hall-line": 1}, Warmup: 300 * time.Millisecond, Tail: 200 * time.Millisecond, IdleOff: 400 * time.Millisecond}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, cfg)
+	speakers := startSpeakers(t, cfg.DataDir, nil)
+	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
+	waitReady(t, speakers)
+	tone := uploadTone(t, c, 440, pick(5000, 20000))
+	board.InjectTimeouts(1 << 30) // it never answers again
+	t0 := time.Now()
+	code, body := c.do("POST", "/api/v1/broadcasts", map[string]any{"media_id": tone.ID, "zones": []string{"a", "hall-line"}})
+	api := time.Since(t0)
+	if code != 201 {
+		t.Fatalf("broadcast: %d %s", code, body)
+	}
+	var b broadcastView
+	json.Unmarshal(body, &b)
+	eventually(t, time.Minute, "broadcast ends", func() bool { st := c.broadcast(b.ID).State; return st != "playing" && st != "queued" })
+	var hallBody []byte
+	eventually(t, 20*time.Second, "hall reports the board", func() bool {
+		_, hallBody = c.do("GET", "/api/v1/hall", nil)
+		var st struct{ Board struct{ OK, Alarm bool } }
+		json.Unmarshal(hallBody, &st)
+		return !st.Board.OK || st.Board.Alarm
+	})
+	pkts := c.broadcast(b.ID).Packets
+	worst := 1.0
+	for _, dev := range cfg.Devices {
+		if dev.Zones[0] != "a" {
+			continue
+		}
+		var r speakerReportFull
+		eventually(t, 15*time.Second, dev.ID+" final report", func() bool {
+			rep, _ := speakers[dev.ID].Stats(b.StreamIDs[0])
+			r = speakerReportFull{rep.Played, rep.Final}
+			return rep.Final
+		})
+		worst = min(worst, float64(r.played)/float64(pkts))
+	}
+	t.Logf("stalled relay board: broadcast API answered in %v, state %s, IP speakers played ≥ %.2f%%; hall: %.200s", api.Round(time.Millisecond), c.broadcast(b.ID).State, 100*worst, hallBody)
+	if api > time.Second {
+		t.Errorf("broadcast API took %v with the board stalled", api)
+	}
+	if worst < 0.99 {
+		t.Errorf("an IP speaker played %.2f%% with the board stalled", 100*worst)
 	}
 }
