@@ -296,7 +296,7 @@ func TestReliabilityImpairment(t *testing.T) {
 		}
 		return true
 	})
-	tone := uploadTone(t, c, 440, pick(10000, 30000))
+	tone := uploadTone(t, c, 440, pick(10000, 20000))
 	stream, ids := playEverywhere(t, c, cfg, tone.ID)
 	var errs []time.Duration
 	deadline := time.Now().Add(2 * time.Minute)
@@ -351,7 +351,7 @@ func TestReliabilitySlowSpeaker(t *testing.T) {
 	})
 	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
 	waitReady(t, speakers)
-	tone := uploadTone(t, c, 440, pick(10000, 30000))
+	tone := uploadTone(t, c, 440, pick(10000, 15000))
 	stream, ids := playEverywhere(t, c, cfg, tone.ID)
 	pollStreams(t, time.Now(), 10*time.Second, "every speaker playing", keys(stream), func(id string) bool {
 		r, ok := speakers[id].Stats(stream[id])
@@ -518,7 +518,7 @@ func TestReliabilitySlowViewer(t *testing.T) {
 	good, _ := watchPion(t, c, "cam-01")
 	slow.WaitAUs(10, 20*time.Second)
 	good.WaitAUs(10, 20*time.Second)
-	pause := pick(5*time.Second, 30*time.Second)
+	pause := pick(5*time.Second, 10*time.Second)
 	slow.Pause(true)
 	before, t0 := good.Count(), time.Now()
 	slowBefore := slow.Count()
@@ -564,7 +564,7 @@ func TestReliabilityStalledBoard(t *testing.T) {
 	speakers := startSpeakers(t, cfg.DataDir, nil)
 	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
 	waitReady(t, speakers)
-	tone := uploadTone(t, c, 440, pick(5000, 20000))
+	tone := uploadTone(t, c, 440, pick(5000, 10000))
 	board.InjectTimeouts(1 << 30) // it never answers again
 	t0 := time.Now()
 	code, body := c.do("POST", "/api/v1/broadcasts", map[string]any{"media_id": tone.ID, "zones": []string{"a", "hall-line"}})
