@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -406,5 +407,54 @@ func TestShutdownStopsSpeakers(t *testing.T) {
 				t.Errorf("speakers played on for %v after SIGTERM", worst)
 			}
 		})
+	}
+}
+
+// TestShutdownStopsSpeakersBinary is item 4 as observed: the real loalangd
+// with its embedded broker gets SIGTERM while 60 speakers play; every one
+// is told to stop (it was 0 of 60) and the process exits 0.
+func TestShutdownStopsSpeakersBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "loalangd")
+	if out, err := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, "github.com/loalang/loalang/cmd/loalangd").CombinedOutput(); err != nil {
+		t.Fatalf("build loalangd: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, 60)
+	var y strings.Builder
+	y.WriteString("site: test\nzones:\n  - id: a\n  - id: b\n  - id: c\ndevices:\n")
+	for _, dev := range cfg.Devices {
+		fmt.Fprintf(&y, "  - id: %s\n    kind: speaker\n    zones: [%s]\n", dev.ID, dev.Zones[0])
+	}
+	cfgFile := filepath.Join(t.TempDir(), "village.yaml")
+	os.WriteFile(cfgFile, []byte(y.String()), 0o644)
+	p := startLoalangd(t, bin, cfgFile, dir)
+	speakers := startSpeakers(t, dir, nil)
+	c := login(t, p.base, "admin", adminPassword(t, dir))
+	waitReady(t, speakers)
+	long := uploadTone(t, c, 440, 20000)
+	stream, _ := playEverywhere(t, c, cfg, long.ID)
+	ids := keys(stream)
+	pollStreams(t, time.Now(), 10*time.Second, "every speaker playing", ids, func(id string) bool {
+		r, ok := speakers[id].Stats(stream[id])
+		return ok && r.Played > 10
+	})
+	t0 := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.log)
+	}
+	exited := time.Since(t0)
+	ended := pollStreams(t, t0, 10*time.Second, "every stream ended", ids, func(id string) bool {
+		return speakers[id].EndReason(stream[id]) != ""
+	})
+	reasons := map[string]int{}
+	var worst time.Duration
+	for _, id := range ids {
+		reasons[speakers[id].EndReason(stream[id])]++
+		worst = max(worst, ended[id])
+	}
+	t.Logf("loalangd SIGTERM: exited 0 in %v; %d/%d speakers told to stop (%v), last silent after %v", exited, reasons["stopped"], len(ids), reasons, worst)
+	if reasons["stopped"] != len(ids) {
+		t.Fatalf("%d of %d speakers got stop: %v", reasons["stopped"], len(ids), reasons)
 	}
 }
