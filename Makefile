@@ -49,9 +49,10 @@ run: build
 bench: build
 	./scripts/bench.sh
 
-# reliability runs the TestReliability* tests in their long form (damaged
-# files, kill -9 crash loop, full disk, ...); each prints its figures and can
-# fail. make test runs their light form.
+# reliability runs the TestReliability* suite in its full form (damaged
+# files, kill -9 crash loop, full disk, broker restarts, slow peers, network
+# impairment, clock steps, a 10-minute soak); each prints its figures and
+# can fail. make test runs the same tests in their light form.
 reliability: deps
 	./scripts/reliability.sh
 

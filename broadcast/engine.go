@@ -354,9 +354,35 @@ type leg struct {
 	stream uint32
 }
 
+// devReports holds one speaker's latest report of each of a broadcast's
+// streams. A slice, not a map: a broadcast has one stream, two after a
+// resume, and keepFinished ended broadcasts × every speaker stay in
+// memory, where a map cost about 1 KB per speaker and broadcast (the
+// soak's heap growth).
 type devReports struct {
-	byStream map[uint32]wire.Report
+	byStream []wire.Report
 	last     time.Time
+}
+
+// set keeps r as the latest report of its stream.
+func (d *devReports) set(r wire.Report) {
+	for i := range d.byStream {
+		if d.byStream[i].StreamID == r.StreamID {
+			d.byStream[i] = r
+			return
+		}
+	}
+	d.byStream = append(d.byStream, r)
+}
+
+// get returns the latest report of stream id.
+func (d *devReports) get(id uint32) (wire.Report, bool) {
+	for _, r := range d.byStream {
+		if r.StreamID == id {
+			return r, true
+		}
+	}
+	return wire.Report{}, false
 }
 
 type bcast struct {
@@ -366,7 +392,8 @@ type bcast struct {
 	zones    []string
 	rank     int
 	volume   int
-	packets  [][]byte
+	packets  [][]byte // nil once terminal (finish): see npackets
+	npackets int      // len(packets) when it was released
 	live     *Live
 	liveSeg  *segment
 	sent     int
@@ -386,6 +413,7 @@ type bcast struct {
 
 type segment struct {
 	b       *bcast
+	packets [][]byte // b's audio, held by the segment while it streams
 	id      uint32
 	base    int
 	live    bool
@@ -680,10 +708,10 @@ func (e *Engine) HandleReport(deviceID string, r wire.Report) {
 	}
 	dr := b.reports[deviceID]
 	if dr == nil {
-		dr = &devReports{byStream: map[uint32]wire.Report{}}
+		dr = &devReports{byStream: make([]wire.Report, 0, 1)}
 		b.reports[deviceID] = dr
 	}
-	dr.byStream[r.StreamID] = r
+	dr.set(r)
 	dr.last = now
 	if r.Final && b.terminal {
 		e.record(b)
@@ -760,7 +788,7 @@ func (e *Engine) snapshot(b *bcast) Broadcast {
 		Actor:      b.req.Actor,
 		Origin:     b.req.Origin,
 		ScheduleID: b.req.ScheduleID,
-		Packets:    len(b.packets),
+		Packets:    max(len(b.packets), b.npackets),
 		StreamIDs:  append([]uint32(nil), b.streams...),
 		Created:    b.created,
 		Started:    b.started,
@@ -786,7 +814,7 @@ func (e *Engine) snapshot(b *bcast) Broadcast {
 		if dr := b.reports[id]; dr != nil {
 			d.LastReport = dr.last
 			for _, sid := range b.streams {
-				r, ok := dr.byStream[sid]
+				r, ok := dr.get(sid)
 				if !ok {
 					continue
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -296,15 +297,16 @@ func (e *Engine) admit(b *bcast, zones []string, now time.Time) {
 func (e *Engine) launch(b *bcast, base int, zones []string) *segment {
 	ctx, cancel := context.WithCancel(e.ctx)
 	s := &segment{
-		b:      b,
-		id:     e.newStreamID(),
-		base:   base,
-		live:   b.live != nil,
-		zones:  map[string]bool{},
-		starts: append([]string(nil), zones...),
-		ctx:    ctx,
-		cancel: cancel,
-		kick:   make(chan struct{}, 1),
+		b:       b,
+		packets: b.packets,
+		id:      e.newStreamID(),
+		base:    base,
+		live:    b.live != nil,
+		zones:   map[string]bool{},
+		starts:  append([]string(nil), zones...),
+		ctx:     ctx,
+		cancel:  cancel,
+		kick:    make(chan struct{}, 1),
 	}
 	for _, z := range zones {
 		s.zones[z] = true
@@ -386,7 +388,10 @@ func (e *Engine) dropSegment(s *segment) {
 	b := s.b
 	for i, x := range b.segs {
 		if x == s {
-			b.segs = append(b.segs[:i], b.segs[i+1:]...)
+			// slices.Delete clears the freed slot: append(segs[:i],
+			// segs[i+1:]...) left the segment, and with it the clip's
+			// audio, reachable from every ended broadcast kept in memory.
+			b.segs = slices.Delete(b.segs, i, i+1)
 			break
 		}
 	}
@@ -432,6 +437,11 @@ func (e *Engine) finish(b *bcast, state, reason string, now time.Time) {
 	b.state = state
 	b.reason = reason
 	b.ended = now
+	// An ended broadcast stays in memory for Get and List (keepFinished of
+	// them) but its audio is never sent again: keeping it held up to 500
+	// clips' worth of Opus, which is what made the heap grow in a soak.
+	b.npackets = len(b.packets)
+	b.packets, b.req.Packets = nil, nil
 	if b.live != nil {
 		b.live.markEnded()
 	}

@@ -217,8 +217,7 @@ func (h *hall) stop() {
 // played, stop (reason "done").
 func (e *Engine) runFile(seg *segment) {
 	defer e.wg.Done()
-	b := seg.b
-	total := len(b.packets) - seg.base
+	total := len(seg.packets) - seg.base
 	ppf := e.cfg.PacketsPerFrame
 
 	_, wired := e.owned(seg)
@@ -265,7 +264,7 @@ func (e *Engine) runFile(seg *segment) {
 			Seq:      uint32(seq),
 			PlayAt:   seg.startAt.Add(time.Duration(seq) * packetDur).UnixMicro(),
 			DelayMS:  delayMS,
-			Packets:  b.packets[seg.base+seq : seg.base+seq+n],
+			Packets:  seg.packets[seg.base+seq : seg.base+seq+n],
 		}
 		if seq+n == total {
 			f.Flags |= wire.FlagLast

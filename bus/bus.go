@@ -58,9 +58,10 @@ type Config struct {
 	// loss of delivery is reported within three periods.
 	ProbeInterval time.Duration
 	// OnHealth, if set, is called whenever the client's state changes: nil
-	// once it is connected and delivering, else ErrNotConnected or
-	// ErrNotDelivering. It runs on paho's or the probe's goroutine and
-	// must not block.
+	// once it is connected and delivering, else ErrNotConnected (wrapped
+	// with the reason: a refused dial, a lost connection) or
+	// ErrNotDelivering. It runs on paho's, the dialler's or the probe's
+	// goroutine and must not block.
 	OnHealth func(err error)
 }
 
@@ -69,6 +70,15 @@ type Config struct {
 // the 10 s an operator should wait), for one QoS 0 message of about 20
 // bytes every 1.5 s.
 const DefaultProbeInterval = 1500 * time.Millisecond
+
+// Reconnect backoff. A broker that comes back (a restart, an outage at
+// boot) is found again within about maxBackoff, whatever the outage's
+// length: a village hall has one broker, and a 30 s back-off kept speakers
+// silent long after it was back. Every wait is jittered.
+const (
+	minBackoff = 200 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
 
 type sub struct {
 	filter  string
@@ -96,8 +106,11 @@ type Client struct {
 	probeSeen  atomic.Uint64              // highest probe sequence received back
 	probeSub   atomic.Pointer[mqtt.Token] // the latest SUBSCRIBE to ProbeTopic
 	stateMu    sync.Mutex
-	lastState  error
+	lastState  string // the last state reported to OnHealth ("" = healthy)
 	stateSet   bool
+	connErr    atomic.Pointer[error] // why the client is not connected, for OnHealth
+	attempted  chan struct{}         // closed when the first connection attempt has an answer
+	attemptOne sync.Once
 	dropped    atomic.Uint64
 	resubs     atomic.Uint64
 	redials    atomic.Uint64
@@ -118,7 +131,7 @@ func New(cfg Config, log *slog.Logger) *Client {
 		cfg.ProbeInterval = DefaultProbeInterval
 	}
 	c := &Client{cfg: cfg, log: log.With("component", "bus"), queue: make(chan message, cfg.Queue), done: make(chan struct{}),
-		probeNonce: strconv.FormatUint(rand.Uint64(), 36)}
+		attempted: make(chan struct{}), probeNonce: strconv.FormatUint(rand.Uint64(), 36)}
 	c.delivering.Store(true)
 	return c
 }
@@ -133,6 +146,38 @@ func (c *Client) Subscribe(filter string, qos byte, h Handler) {
 // Connect dials the broker and returns once connected (or ctx ends). Later
 // connection losses are repaired in the background with jittered backoff.
 func (c *Client) Connect(ctx context.Context) error {
+	c.prepare()
+	return c.dial(ctx)
+}
+
+// ConnectBackground prepares the client at once, so Publish and Connected
+// may be called right away, and dials in the background until connected,
+// ctx ends or Close. It returns a channel closed once the first connection
+// is made, and one that receives the error that ended the dialling, if
+// any (a refused login is not retried). Close waits for the dialler.
+func (c *Client) ConnectBackground(ctx context.Context) (connected <-chan struct{}, failed <-chan error) {
+	c.prepare()
+	up, fail := make(chan struct{}), make(chan error, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.dial(ctx); err != nil {
+			fail <- err
+			return
+		}
+		close(up)
+	}()
+	return up, fail
+}
+
+// Attempted is closed once the first connection attempt has an answer,
+// success or failure, so a caller can tell "the broker is down" from "not
+// tried yet" without waiting out a timeout.
+func (c *Client) Attempted() <-chan struct{} { return c.attempted }
+
+// prepare builds the paho client and starts the handler worker and the
+// probe.
+func (c *Client) prepare() {
 	opts := mqtt.NewClientOptions().
 		AddBroker(c.cfg.URL).
 		SetClientID(c.cfg.ClientID).
@@ -145,24 +190,27 @@ func (c *Client) Connect(ctx context.Context) error {
 		SetConnectTimeout(5 * time.Second).
 		SetKeepAlive(15 * time.Second).
 		SetAutoReconnect(true).
-		SetMaxReconnectInterval(30 * time.Second).
+		SetMaxReconnectInterval(maxBackoff).
 		SetConnectRetry(false)
 	// paho has no jitter of its own; a village of speakers reconnecting to
-	// a restarted broker must not arrive in lockstep.
+	// a restarted broker must not arrive in lockstep. The cap stays near
+	// maxBackoff (see there).
 	opts.SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
-		o.MaxReconnectInterval = 20*time.Second + time.Duration(rand.Int64N(int64(10*time.Second)))
+		o.MaxReconnectInterval = maxBackoff*3/4 + time.Duration(rand.Int64N(int64(maxBackoff/2)))
 	})
 	if c.cfg.WillTopic != "" {
 		opts.SetBinaryWill(c.cfg.WillTopic, c.cfg.WillPayload, 1, true)
 	}
 	opts.SetOnConnectHandler(func(pc mqtt.Client) {
 		c.connected.Store(true)
+		c.connErr.Store(nil)
 		c.log.Info("connected", "broker", c.cfg.URL)
 		c.subscribeAll(pc)
 		c.report()
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		c.connected.Store(false)
+		c.setConnErr(fmt.Errorf("connection to %s lost: %w", c.cfg.URL, err))
 		c.log.Warn("connection lost", "err", err)
 		c.report()
 	})
@@ -174,30 +222,59 @@ func (c *Client) Connect(ctx context.Context) error {
 		c.wg.Add(1)
 		go c.probe()
 	}
+}
 
-	backoff := 200 * time.Millisecond
+// dial connects, retrying with capped, jittered backoff until ctx ends or
+// Close. A refused login is not retried: it is a configuration error.
+func (c *Client) dial(ctx context.Context) error {
+	c.report()
+	backoff := minBackoff
 	for {
 		tok := c.pc.Connect()
 		select {
 		case <-tok.Done():
 		case <-ctx.Done():
-			return fmt.Errorf("connect %s: %w", c.cfg.URL, ctx.Err())
+			return c.abandon(tok, ctx.Err())
+		case <-c.done:
+			return c.abandon(tok, ErrClosed)
 		}
+		c.attemptOne.Do(func() { close(c.attempted) })
 		if tok.Error() == nil {
 			return nil
 		}
+		err := fmt.Errorf("connect %s: %w", c.cfg.URL, tok.Error())
+		c.setConnErr(err)
+		c.report()
 		if isAuthError(tok.Error()) {
-			return fmt.Errorf("connect %s: %w", c.cfg.URL, tok.Error())
+			return err
 		}
 		c.log.Warn("connect failed", "broker", c.cfg.URL, "err", tok.Error(), "retry_in", backoff)
+		t := time.NewTimer(backoff*3/4 + time.Duration(rand.Int64N(int64(backoff/2))))
 		select {
-		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff/2)))):
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return fmt.Errorf("connect %s: %w", c.cfg.URL, ctx.Err())
+		case <-c.done:
+			t.Stop()
+			return fmt.Errorf("connect %s: %w", c.cfg.URL, ErrClosed)
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		backoff = min(backoff*2, maxBackoff)
 	}
 }
+
+// abandon gives up a connection attempt still under way: it waits for
+// paho to finish it (bounded by the connect timeout) and disconnects, so
+// no connection outlives the caller's interest.
+func (c *Client) abandon(tok mqtt.Token, cause error) error {
+	if tok.WaitTimeout(6*time.Second) && tok.Error() == nil {
+		c.pc.Disconnect(0)
+	}
+	return fmt.Errorf("connect %s: %w", c.cfg.URL, cause)
+}
+
+// setConnErr records why the client is not connected.
+func (c *Client) setConnErr(err error) { c.connErr.Store(&err) }
 
 // subscribeAll (re)makes every subscription on pc without waiting: it runs
 // in paho's OnConnect, which must not block. Failures are logged; the probe
@@ -412,6 +489,9 @@ func (c *Client) redial() bool {
 func (c *Client) health() error {
 	switch {
 	case !c.Connected():
+		if why := c.connErr.Load(); why != nil {
+			return fmt.Errorf("%w: %v", ErrNotConnected, *why)
+		}
 		return ErrNotConnected
 	case c.strikes.Load() >= 2:
 		return ErrNotDelivering
@@ -427,10 +507,14 @@ func (c *Client) report() {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	err := c.health()
-	if c.stateSet && err == c.lastState { // sentinels or nil
+	state := ""
+	if err != nil {
+		state = err.Error()
+	}
+	if c.stateSet && state == c.lastState {
 		return
 	}
-	c.stateSet, c.lastState = true, err
+	c.stateSet, c.lastState = true, state
 	c.cfg.OnHealth(err)
 }
 

@@ -10,4 +10,6 @@ var (
 	// subscriptions deliver nothing: the client's probe message to itself
 	// did not come back.
 	ErrNotDelivering = errors.New("connected, but subscriptions deliver nothing (probe to itself lost)")
+	// ErrClosed ends a connection attempt interrupted by Close.
+	ErrClosed = errors.New("client closed")
 )

@@ -25,6 +25,7 @@ type Config struct {
 	WebRTC    WebRTC    `yaml:"webrtc"`
 	Auth      Auth      `yaml:"auth"`
 	Audit     Audit     `yaml:"audit"`
+	Debug     Debug     `yaml:"debug"`
 	Zones     []Zone    `yaml:"zones"`
 	Devices   []Device  `yaml:"devices"`
 	Cameras   []Camera  `yaml:"cameras"`
@@ -159,6 +160,15 @@ type Audit struct {
 // AuditMinRetentionDays is the shortest audit retention: 12 months, a leap
 // year included.
 const AuditMinRetentionDays = 366
+
+// Debug configures diagnostics for operators.
+type Debug struct {
+	// PprofAddr, when set, serves Go's net/http/pprof profiles (heap,
+	// goroutines, CPU) on a listener of its own. It must be a loopback
+	// address (127.0.0.1:6060, [::1]:0): profiles show internals, so they
+	// are reached only from the box itself, e.g. over SSH. Empty is off.
+	PprofAddr string `yaml:"pprof_addr"`
+}
 
 // Zone is a broadcast zone: IP speakers subscribe to it, or a wired line on
 // the hall's relay board.

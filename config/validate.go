@@ -47,6 +47,11 @@ func (c *Config) Validate() error {
 			return bad("mqtt.password_file", "required with an external broker (see `loalangd mosquitto-config`)")
 		}
 	}
+	if c.Debug.PprofAddr != "" {
+		if err := loopback(c.Debug.PprofAddr); err != nil {
+			return bad("debug.pprof_addr", "%v", err)
+		}
+	}
 	if c.MQTT.OfflineAfter < time.Second {
 		return bad("mqtt.offline_after", "must be at least 1s")
 	}
@@ -200,6 +205,19 @@ func hostPort(addr string) error {
 	}
 	if strings.ContainsAny(host, " /") || port == "" {
 		return fmt.Errorf("%q is not host:port", addr)
+	}
+	return nil
+}
+
+// loopback accepts host:port whose host is a loopback address or
+// "localhost".
+func loopback(addr string) error {
+	if err := hostPort(addr); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%q is not a loopback address (127.0.0.1 or [::1]): profiles are for this box only", addr)
 	}
 	return nil
 }

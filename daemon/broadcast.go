@@ -49,6 +49,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		defer d.wg.Done()
 		if err := eng.Run(ctx); err != nil {
 			d.log.Error("broadcast engine stopped", "err", err)
+			d.health.Set("broadcast", err) // not restartable: its parts heal themselves; a stop must not be silent
 		}
 	}()
 	d.closers = append(d.closers, eng.Close)

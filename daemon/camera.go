@@ -47,6 +47,7 @@ func (d *Daemon) startCameras(ctx context.Context) error {
 		defer d.wg.Done()
 		if err := relay.Run(ctx); err != nil {
 			d.log.Error("camera relay stopped", "err", err)
+			d.health.Set("cameras", err) // not restartable: its parts heal themselves; a stop must not be silent
 		}
 	}()
 	base := make([]camera.Camera, 0, len(d.cfg.Cameras))

@@ -56,6 +56,8 @@ type Ready struct {
 	MQTT string `json:"mqtt"`
 	// HTTPS is the TLS listener's address, when one is on (tls.go).
 	HTTPS string `json:"https,omitempty"`
+	// Pprof is the profiling listener's address, when debug.pprof_addr is set.
+	Pprof string `json:"pprof,omitempty"`
 }
 
 // Daemon is a running loalangd.
@@ -85,6 +87,11 @@ type Daemon struct {
 	hall    *hall.Hall
 	cameras *camera.Relay
 
+	opts        options
+	brokerRules broker.Rules       // the embedded broker's, for a restart in tests
+	pprofSrv    *http.Server       // debug.pprof_addr (pprof.go)
+	auditCancel context.CancelFunc // ends the audit writer's supervision
+
 	closers   []func() error
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
@@ -93,11 +100,15 @@ type Daemon struct {
 }
 
 // New starts every part of the daemon and writes ready.json. On error,
-// whatever was started is closed again.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, err error) {
+// whatever was started is closed again. Options are for tests and tools
+// (WithClock); production passes none.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (_ *Daemon, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	d := &Daemon{cfg: cfg, base: log, log: log.With("component", "daemon"), topics: wire.MustTopics(cfg.Site), cancel: cancel,
 		audit: make(chan store.Event, 1024), health: health.New()}
+	for _, o := range opts {
+		o(&d.opts)
+	}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -118,8 +129,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	} else if created {
 		d.log.Info("created admin user", "password_file", filepath.Join(cfg.DataDir, AdminPassFile))
 	}
-	d.wg.Add(1)
-	go d.writeAudit()
+	// The audit writer drains its queue after ctx ends (Close), so it has
+	// a context of its own, cancelled just before the queue is closed.
+	auditCtx, auditCancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.auditCancel = auditCancel
+	d.supervise(auditCtx, "audit-writer", d.writeAudit)
 
 	if err := d.startMQTT(ctx); err != nil {
 		return nil, err
@@ -149,6 +163,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if err := d.listenTLS(); err != nil { // http.tls_addr (tls.go)
 		return nil, err
 	}
+	if err := d.listenPprof(); err != nil { // debug.pprof_addr (pprof.go)
+		return nil, err
+	}
 	raw, _ := json.Marshal(d.ready)
 	if err := writeSecretFile(filepath.Join(cfg.DataDir, ReadyFile), raw); errors.Is(err, syscall.ENOSPC) {
 		// A full disk must not stop the daemon: it serves, and the disk
@@ -157,9 +174,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	} else if err != nil {
 		return nil, fmt.Errorf("write ready file: %w", err)
 	}
-	d.wg.Add(2)
-	go d.sweep(ctx)
-	d.startAudit(ctx)     // retention and the size alarm (audit.go)
+	d.supervise(ctx, "presence", d.sweep)
+	d.startAudit(ctx) // retention and the size alarm (audit.go)
+	d.wg.Add(1)
 	go d.backupDaily(ctx) // storage.go
 	d.log.Info("ready", "http", d.ready.HTTP, "https", d.ready.HTTPS, "mqtt", d.ready.MQTT, "site", cfg.Site)
 	return d, nil
@@ -181,11 +198,14 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
-		if err := emb.Start(ctx); err != nil {
+		// Not ctx: the broker must outlive the signal that ends the daemon
+		// until the engine has told every speaker to stop (Close closes it,
+		// last but the store).
+		if err := emb.Start(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
 		d.broker = emb
-		d.closers = append(d.closers, emb.Close)
+		d.closers = append(d.closers, func() error { return d.broker.Close() }) // the broker in place at Close
 		url = "tcp://" + emb.Addr()
 		d.ready.MQTT = emb.Addr()
 		devices, err := provision(d.db, cfg, firstNonEmpty(cfg.MQTT.PublicURL, url))
@@ -199,6 +219,7 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 		if err := emb.SetRules(rules); err != nil {
 			return fmt.Errorf("embedded broker rules: %w", err)
 		}
+		d.brokerRules = rules
 		d.initDevices(devices)
 	} else {
 		raw, err := os.ReadFile(cfg.MQTT.PasswordFile)
@@ -227,16 +248,55 @@ func (d *Daemon) startMQTT(ctx context.Context) error {
 	return nil
 }
 
-// connectMQTT connects the daemon's client. It runs once the engine is
-// wired, so no device message is handled before everything it reaches
-// exists, and before the scheduler, so a catch-up firing can publish.
+// connectMQTT connects the daemon's client in the background: the HTTP API
+// and ready.json never wait for a broker that is down (it may be an
+// external one, restarting or not yet booted), and while it is, /healthz
+// names "mqtt". It runs once the engine is wired, so no device message is
+// handled before everything it reaches exists, and it waits for the first
+// attempt's answer (a few ms on a reachable broker), so a catch-up firing
+// of the scheduler started next can usually publish. A refused login at
+// that first attempt is a configuration error and fails the start.
 func (d *Daemon) connectMQTT(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := d.bus.Connect(cctx); err != nil {
+	up, failed := d.bus.ConnectBackground(ctx)
+	t := time.NewTimer(mqttFirstWait)
+	defer t.Stop()
+	select {
+	case <-up:
+		return nil
+	case err := <-failed:
 		return fmt.Errorf("mqtt: %w", err)
+	case <-d.bus.Attempted():
+		if d.bus.Connected() {
+			return nil
+		}
+	case <-t.C:
 	}
+	d.log.Warn("mqtt broker not reachable; serving degraded, connecting in the background", "broker", d.ready.MQTT)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		select {
+		case <-up:
+		case err := <-failed:
+			if ctx.Err() == nil {
+				d.log.Error("mqtt connection abandoned", "err", err)
+			}
+		}
+	}()
 	return nil
+}
+
+// mqttFirstWait bounds how long New waits for the first MQTT attempt.
+const mqttFirstWait = 3 * time.Second
+
+// supervise runs a background service under health.Supervise: restarted
+// with backoff when it fails or panics, and named in /healthz while down.
+func (d *Daemon) supervise(ctx context.Context, name string, run func(context.Context) error) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.health.Supervise(ctx, d.base.With("component", name), name, run)
+	}()
 }
 
 func firstNonEmpty(a, b string) string {
@@ -349,9 +409,10 @@ func (d *Daemon) recordAudit(e store.Event) {
 	}
 }
 
-// writeAudit batches queued audit events into one transaction each.
-func (d *Daemon) writeAudit() {
-	defer d.wg.Done()
+// writeAudit batches queued audit events into one transaction each, until
+// the queue is closed. A failed write is held and retried by d.retry, which
+// reports it as the "store" component's fault until it succeeds.
+func (d *Daemon) writeAudit(context.Context) error {
 	for e := range d.audit {
 		batch := []store.Event{e}
 	more:
@@ -373,16 +434,17 @@ func (d *Daemon) writeAudit() {
 	if err := d.retry.Flush(); err != nil {
 		d.log.Error("writes lost at shutdown", "pending", d.retry.Pending(), "err", err)
 	}
+	return nil
 }
 
-func (d *Daemon) sweep(ctx context.Context) {
-	defer d.wg.Done()
+// sweep marks silent devices offline, once a second.
+func (d *Daemon) sweep(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 			d.devices.Sweep()
 			d.web.FlushAudit(false) // summaries of throttled sign-ins
@@ -404,7 +466,10 @@ func (d *Daemon) startWeb() {
 		newDeviceCollector(d.devices),
 		newHealthCollector(d.health),
 	)
-	d.metrics.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information.", ConstLabels: prometheus.Labels{"version": Version}}))
+	// An info metric reads 1; its labels carry the information.
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information: always 1, with the version as a label.", ConstLabels: prometheus.Labels{"version": Version}})
+	buildInfo.Set(1)
+	d.metrics.MustRegister(buildInfo)
 	d.web = web.New(web.Config{TokenTTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery},
 		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health}, d.base)
 }
@@ -454,10 +519,15 @@ func (d *Daemon) Close() error {
 			}
 			cancel()
 		}
-		// The audit writer drains before the store closes.
+		d.closePprof()
+		// Summaries of throttled sign-ins are written while the store is open.
 		if d.web != nil && d.db != nil {
 			d.web.FlushAudit(true)
 		}
+		// Closers run in reverse order of start, so the engine tells the
+		// speakers to stop while the MQTT client and broker are still up,
+		// and the broker closes last but the store. The audit writer
+		// drains before the store closes.
 		var storeClose func() error
 		for i := len(d.closers) - 1; i >= 0; i-- {
 			if i == 0 && d.db != nil {
@@ -467,6 +537,9 @@ func (d *Daemon) Close() error {
 			if err := d.closers[i](); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if d.auditCancel != nil {
+			d.auditCancel()
 		}
 		close(d.audit)
 		d.wg.Wait()

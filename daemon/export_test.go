@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/loalang/loalang/broker"
 	"github.com/loalang/loalang/web"
 )
 
@@ -40,3 +42,26 @@ func SetMQTTProbeInterval(t testing.TB, d time.Duration) {
 func MQTTIdentity(d *Daemon) (user, pass, clientID string) {
 	return d.busCfg.Username, d.busCfg.Password, d.busCfg.ClientID
 }
+
+// RestartBroker closes the embedded broker, waits down, and starts a new
+// one on the same address with the same rules: what its clients see when
+// the broker crashes and systemd restarts it.
+func (d *Daemon) RestartBroker(down time.Duration) error {
+	addr := d.broker.Addr()
+	if err := d.broker.Close(); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: addr}, d.brokerRules, d.base)
+	if err != nil {
+		return err
+	}
+	if err := emb.Start(context.Background()); err != nil {
+		return err
+	}
+	d.broker = emb
+	return nil
+}
+
+// Healthy reports whether no component is down (what /healthz says).
+func (d *Daemon) Healthy() bool { return len(d.health.Problems()) == 0 }

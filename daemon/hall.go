@@ -39,6 +39,7 @@ func (d *Daemon) startHall(ctx context.Context) error {
 		defer d.wg.Done()
 		if err := h.Run(ctx); err != nil {
 			d.log.Error("hall output stopped", "err", err)
+			d.health.Set("hall", err) // not restartable: its parts heal themselves; a stop must not be silent
 		}
 	}()
 	d.closers = append(d.closers, h.Close)

@@ -25,8 +25,6 @@ import (
 	"github.com/loalang/loalang/store"
 )
 
-func fullReliability() bool { return os.Getenv("LOALANG_RELIABILITY") == "full" }
-
 // mountTmpfs mounts a tmpfs of size at a new directory for the test, or
 // skips it when that is impossible (mount needs root).
 func mountTmpfs(t *testing.T, size string) string {

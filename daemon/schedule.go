@@ -48,12 +48,13 @@ const (
 )
 
 // startSchedule wires the timetable: schedules and firing records in bbolt,
-// the scheduler on the real clock with quiet hours from the config, the
+// the scheduler on the real clock (or WithClock's) with quiet hours from
+// the config, supervised, the
 // trigger that turns firings into broadcasts, and the schedule API.
 // See docs/scheduling.md.
 func (d *Daemon) startSchedule(ctx context.Context) error {
 	sc := d.cfg.Schedule
-	cfg := schedule.Config{Grace: sc.Grace}
+	cfg := schedule.Config{Grace: sc.Grace, Fault: func(err error) { d.health.Set("scheduler", err) }}
 	if sc.QuietFrom != "" {
 		cfg.QuietHours = &schedule.QuietHours{Start: sc.QuietFrom, End: sc.QuietTo, TimeZone: sc.TimeZone}
 	}
@@ -69,14 +70,15 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	trig.minInterval = sc.MinInterval
 	d.closers = append(d.closers, trig.Close)
 	st := store.NewScheduleStore(d.db)
-	d.sched = schedule.New(cfg, st, trig, schedule.NewRealClock(), d.base)
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		if err := d.sched.Run(ctx); err != nil {
-			d.log.Error("scheduler stopped", "err", err)
-		}
-	}()
+	clock := d.opts.clock
+	if clock == nil {
+		clock = schedule.NewRealClock()
+	}
+	d.sched = schedule.New(cfg, st, trig, clock, d.base)
+	// A scheduler that cannot read its store (a damaged record, a disk
+	// error) is restarted with backoff and named in /healthz meanwhile;
+	// it once stopped for good after one log line.
+	d.supervise(ctx, "scheduler", d.sched.Run)
 	known := func(z string) bool { return d.devices.ZoneExists(z) || slices.Contains(d.cfg.WiredZones(), z) }
 	d.web.EnableSchedules(web.ScheduleDeps{Store: st, Reload: d.sched.Reload, KnownZone: known, TimeZone: sc.TimeZone,
 		MaxRelay: d.cfg.Broadcast.MaxDuration, MinInterval: sc.MinInterval, CheckRelayURL: policy.CheckURL})

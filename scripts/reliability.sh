@@ -11,6 +11,11 @@
 # disk on a real tmpfs (needs root to mount; skipped with a message
 # otherwise).
 #
+# Lifecycle (daemon/): broker restarts mid-broadcast on both brokers, slow
+# peers (speaker, WHEP viewer, relay board), network impairment through an
+# in-process proxy, clock steps through the daemon, and a 10-minute soak of
+# the real binary.
+#
 # RELIABILITY_RUN narrows the run with a -run pattern, e.g.
 #   RELIABILITY_RUN='Reliability(Damage|CrashLoop)' ./scripts/reliability.sh
 set -euo pipefail

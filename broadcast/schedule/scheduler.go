@@ -50,6 +50,11 @@ type Config struct {
 	QuietHours *QuietHours
 	// Tick is the longest sleep between checks (default 1 s).
 	Tick time.Duration
+	// Fault, if set, is told whether the scheduler can do its work: the
+	// error while re-reading the schedules or recording a firing fails (it
+	// retries every Tick), then nil once a check succeeds again. The
+	// daemon shows it in /healthz, so a damaged store is never silent.
+	Fault func(err error)
 }
 
 // Scheduler fires schedules from a Store into a Trigger. See
@@ -73,6 +78,7 @@ type Scheduler struct {
 	prevMono      time.Duration
 	monoBase      time.Time
 	jump          time.Duration // wall-clock step seen on this wake, or 0
+	faulted       bool          // the last check reported a Fault
 }
 
 type entry struct {
@@ -118,7 +124,9 @@ func (s *Scheduler) Reload() {
 
 // Run fires schedules until ctx is cancelled, then waits for in-flight
 // Trigger calls and returns nil. It fails only on a bad Config or when the
-// first read of the store fails.
+// first read of the store fails; its owner restarts it (the daemon does
+// with health.Supervise). Later store faults are retried and reported to
+// Config.Fault.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if !s.run.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -141,12 +149,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for {
 		now = s.clock.Now()
 		s.observe(now)
+		var fault error
 		if s.reloadPending {
 			if err := s.load(ctx, now); err != nil {
 				s.log.Error("reload schedules failed", "err", err)
+				fault = fmt.Errorf("reload schedules: %w", err)
 			}
 		}
-		s.evaluate(ctx, now)
+		if err := s.evaluate(ctx, now); err != nil && fault == nil {
+			fault = err
+		}
+		s.report(fault)
 		timer := s.clock.NewTimer(s.wait(s.clock.Now()))
 		select {
 		case <-ctx.Done():
@@ -259,15 +272,31 @@ func (s *Scheduler) wait(now time.Time) time.Duration {
 	return w
 }
 
-func (s *Scheduler) evaluate(ctx context.Context, now time.Time) {
+// report tells Config.Fault about a change of state.
+func (s *Scheduler) report(err error) {
+	if s.cfg.Fault == nil || (err == nil && !s.faulted) {
+		return
+	}
+	s.faulted = err != nil
+	s.cfg.Fault(err)
+}
+
+// evaluate handles every due entry and returns the first error, after
+// trying them all.
+func (s *Scheduler) evaluate(ctx context.Context, now time.Time) error {
+	var first error
 	for _, e := range s.entries {
 		if e.next.IsZero() || e.next.After(now) {
 			continue
 		}
 		if err := s.handle(ctx, e, now); err != nil {
 			s.log.Error("schedule not handled, retrying", "schedule", e.s.ID, "err", err)
+			if first == nil {
+				first = fmt.Errorf("schedule %s: %w", e.s.ID, err)
+			}
 		}
 	}
+	return first
 }
 
 // handle applies the grace rule to the occurrences in (cursor, now].

@@ -444,6 +444,7 @@ func (f *flakyStore) ClaimFiring(ctx context.Context, fr Firing) (bool, error) {
 
 // TestClaimFailureRetries: nothing plays without a durable claim, the claim
 // is retried every Tick (no busy loop), and the firing then plays once.
+// Config.Fault hears of the failure once and of the recovery once.
 func TestClaimFailureRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		clock := NewFakeClock(at(10, 5, 59))
@@ -452,7 +453,14 @@ func TestClaimFailureRetries(t *testing.T) {
 		store := &flakyStore{MemStore: mem, fails: 2}
 		trig := &recorder{clock: clock}
 		ctx, cancel := context.WithCancel(t.Context())
-		s := New(Config{}, store, trig, clock, testLogger())
+		var faultMu sync.Mutex
+		var faults []string
+		cfg := Config{Fault: func(err error) {
+			faultMu.Lock()
+			defer faultMu.Unlock()
+			faults = append(faults, fmt.Sprint(err))
+		}}
+		s := New(cfg, store, trig, clock, testLogger())
 		done := make(chan error, 1)
 		go func() { done <- s.Run(ctx) }()
 		h := &harness{t: t, clock: clock}
@@ -461,6 +469,11 @@ func TestClaimFailureRetries(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+		faultMu.Lock()
+		if len(faults) != 3 || !strings.Contains(faults[0], "disk full") || !strings.Contains(faults[1], "disk full") || faults[2] != "<nil>" {
+			t.Errorf("faults reported %q, want the claim error twice then <nil>", faults)
+		}
+		faultMu.Unlock()
 		fires := trig.take()
 		checkFires(t, fires, "morning@Mar 10 06:00")
 		if len(fires) == 1 && fires[0].now.Sub(fires[0].occ) != 2*time.Second {

@@ -350,6 +350,19 @@ func (s *Speaker) Stats(streamID uint32) (wire.Report, bool) {
 	return r, true
 }
 
+// EndReason returns why a stream ended: the stop's reason ("stopped",
+// "stop_all", "preempted"), "done", or "timeout" when no stop came and the
+// frames ran dry; "" while it plays or for a stream never seen. A test
+// tells a speaker that was told to stop from one that merely went quiet.
+func (s *Speaker) EndReason(streamID uint32) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.streams[streamID]; ok && st.final {
+		return st.endReason
+	}
+	return ""
+}
+
 // Played returns a copy of the 48 kHz mono samples the speaker played for a
 // stream, after concealment and volume, up to Config.KeepPlayed.
 func (s *Speaker) Played(streamID uint32) []float32 {

@@ -8,6 +8,7 @@ package whepview
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,8 @@ type Viewer struct {
 	t    testing.TB
 	pc   *webrtc.PeerConnection
 	done chan struct{}
+
+	paused atomic.Bool
 
 	mu      sync.Mutex
 	aus     []AU
@@ -115,6 +118,11 @@ func New(t testing.TB, codecs []Codec) *Viewer {
 	return v
 }
 
+// Pause stops (true) or resumes (false) reading the track, as a viewer
+// whose tab froze would: packets pile up in its receive buffer until
+// they are dropped there.
+func (v *Viewer) Pause(on bool) { v.paused.Store(on) }
+
 // Accept applies the server's SDP answer.
 func (v *Viewer) Accept(answer string) {
 	v.t.Helper()
@@ -141,6 +149,12 @@ func (v *Viewer) read(tr *webrtc.TrackRemote) {
 	var cur []byte
 	var first *rtp.Packet
 	for {
+		for v.paused.Load() {
+			time.Sleep(10 * time.Millisecond)
+			if v.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+				return
+			}
+		}
 		p, _, err := tr.ReadRTP()
 		if err != nil {
 			return

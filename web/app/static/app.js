@@ -79,6 +79,34 @@ function every(ms, f) {
   refreshTimer = setInterval(f, ms);
 }
 
+// ---------- health banner ----------
+
+// healthProblems are the components /healthz names as down, refreshed
+// every few seconds on every page: a stopped background service (the
+// scheduler, the MQTT connection) is never silent.
+let healthProblems = [];
+
+function serviceAlarm(p) {
+  const key = "svc." + p.component;
+  const name = t(key) === key ? p.component : t(key);
+  return t("alarm.service", { name, reason: p.reason });
+}
+
+async function refreshHealth() {
+  try {
+    const r = await fetch("/healthz", { credentials: "same-origin", cache: "no-store" });
+    healthProblems = [];
+    if (r.status === 503) {
+      const out = await r.json();
+      healthProblems = (out && out.problems) || [];
+    }
+  } catch (e) { healthProblems = [{ component: "loalangd", reason: t("err.network") }]; }
+  const banner = $("#health-banner");
+  if (!banner) return;
+  banner.replaceChildren(...healthProblems.map((p) => h("p", {}, "⚠ " + serviceAlarm(p))));
+  banner.hidden = healthProblems.length === 0;
+}
+
 // ---------- shared data ----------
 
 async function zonesFromDevices() {
@@ -124,7 +152,8 @@ const pagesImpl = {
     main.append(alarms, active);
     if (ROLE !== "police") main.append(zones, next);
     every(2000, async () => {
-      const problems = [];
+      await refreshHealth();
+      const problems = healthProblems.map(serviceAlarm);
       if (ROLE !== "police") {
         try {
           const devs = await api("GET", "/api/v1/devices");
@@ -628,6 +657,8 @@ document.addEventListener("DOMContentLoaded", async () => {
     nav.append(h("a", { href: "/app/" + name, class: name === PAGE ? "active" : "", "aria-current": name === PAGE ? "page" : false, i18n: "nav." + name }));
   }
   $("#lang-switch").addEventListener("click", I18N.toggle);
+  refreshHealth();
+  setInterval(refreshHealth, 5000);
   const main = $("#main");
   main.append(h("h1", { i18n: "nav." + PAGE }));
   try {
