@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/loalang/loalang/internal/atomicfile"
 )
 
 // Names of the files WriteMosquittoConfig writes into its directory.
@@ -204,30 +206,8 @@ func mosquittoConf(dir, plugin, host string, port int) string {
 	return b.String()
 }
 
-// writeFileAtomic writes data to path with mode 0600 via a synced temporary
-// file and a rename, so readers see either the old or the new file.
+// writeFileAtomic writes data to path with mode 0600, so Mosquitto reading
+// it on SIGHUP sees either the old or the new file.
 func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(0o600)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.WriteBytes(path, 0o600, data)
 }

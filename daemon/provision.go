@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/internal/atomicfile"
 	"github.com/loalang/loalang/store"
 )
 
@@ -38,41 +38,17 @@ type Credential struct {
 	CreatedAt    time.Time `json:"created_at"`
 }
 
-// writeSecretFile writes data atomically with mode 0600. The temporary
-// file is removed again if anything fails (a full disk, say), so no
-// half-written .tmp is left in the data dir.
-func writeSecretFile(path string, data []byte) (err error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+// writeSecretFile writes data atomically with mode 0600, leaving no
+// temporary file behind if anything fails (a full disk, say).
+func writeSecretFile(path string, data []byte) error {
+	return atomicfile.WriteBytes(path, 0o600, data)
 }
 
 // writeSecretFileIfChanged is writeSecretFile that leaves a file already
 // holding data alone: a start that changes nothing writes nothing, and so
 // can start on a full disk.
 func writeSecretFileIfChanged(path string, data []byte) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		return nil
-	}
-	return writeSecretFile(path, data)
+	return atomicfile.WriteIfChanged(path, 0o600, data)
 }
 
 // bootstrapAdmin creates the first admin with a random password written

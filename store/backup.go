@@ -11,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/loalang/loalang/internal/atomicfile"
 )
 
 // BackupKeep is how many backups BackupDir keeps; the oldest beyond it are
@@ -42,42 +44,13 @@ func (db *DB) Backup(reason string, keep int) (path string, err error) {
 	return path, pruneBackups(dir, keep)
 }
 
-// writeCopy writes tx's snapshot to path through a temporary file that is
-// synced before the rename, and removed if anything fails.
-func writeCopy(tx *bolt.Tx, path string) (err error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+// writeCopy writes tx's snapshot to path atomically: a backup is either
+// whole or absent.
+func writeCopy(tx *bolt.Tx, path string) error {
+	return atomicfile.Write(path, 0o600, func(w io.Writer) error {
+		_, err := tx.WriteTo(w)
 		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = tx.WriteTo(f); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	})
 }
 
 // Backups lists the backups of the store at path, newest first.
@@ -154,35 +127,15 @@ func Restore(path, from string, lockTimeout time.Duration) (kept string, err err
 	return kept, nil
 }
 
-// copyFile copies src to dst through a synced temporary file.
-func copyFile(src, dst string) (err error) {
+// copyFile copies src to dst atomically.
+func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	return atomicfile.Write(dst, 0o600, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
 		return err
-	}
-	defer func() {
-		if err != nil {
-			out.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = io.Copy(out, in); err != nil {
-		return err
-	}
-	if err = out.Sync(); err != nil {
-		return err
-	}
-	if err = out.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, dst); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	})
 }

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/loalang/loalang/internal/atomicfile"
 )
 
 // Library limits and defaults.
@@ -294,7 +296,7 @@ func (l *Library) store(ctx context.Context, sourceName string, srcSum [32]byte,
 		l.log.Info("clip already stored", "clip", id, "source", sourceName)
 		return info, nil
 	}
-	if err := writeFileAtomic(l.cfg.Dir, path, file.Bytes()); err != nil {
+	if err := writeFileAtomic(path, file.Bytes()); err != nil {
 		return Info{}, err
 	}
 	l.log.Info("clip imported", "clip", id, "source", sourceName, "duration_ms", info.DurationMS,
@@ -302,47 +304,10 @@ func (l *Library) store(ctx context.Context, sourceName string, srcSum [32]byte,
 	return info, nil
 }
 
-// writeFileAtomic writes data to a temporary file in dir, fsyncs it, renames
-// it over path and fsyncs the directory, so after a power cut the clip is
-// either wholly there or absent.
-func writeFileAtomic(dir, path string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, ".tmp-*"+fileExt)
-	if err != nil {
-		return fmt.Errorf("create temp file in %s: %w", dir, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err = f.Chmod(0o640); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
+// writeFileAtomic writes a clip so that after a power cut it is either
+// wholly there or absent.
+func writeFileAtomic(path string, data []byte) error {
+	return atomicfile.WriteBytes(path, 0o640, data)
 }
 
 // validID reports whether id looks like a clip ID (64 lowercase hex digits),
