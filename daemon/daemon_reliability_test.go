@@ -431,6 +431,9 @@ func readUsage(t *testing.T, pid int, pprof string, c *client) usage {
 // relayed, and compares RSS, heap (after GC), goroutines and fds at the
 // start and end: ~1 min light, 10 min full, with the growth per hour.
 func TestReliabilitySoak(t *testing.T) {
+	// A real binary in a process of its own: it runs beside the damage
+	// matrix and the crash loop, so make reliability stays within 15 min.
+	t.Parallel()
 	n, dur := pick(20, 50), pick(time.Minute, 10*time.Minute)
 	bin := filepath.Join(t.TempDir(), "loalangd")
 	if out, err := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, "github.com/loalang/loalang/cmd/loalangd").CombinedOutput(); err != nil {

@@ -135,6 +135,7 @@ func writeCrashConfig(t *testing.T, speakers int) string {
 // a read-only data dir is refused naming it; only a damaged first meta
 // page, which bbolt's second meta page covers, starts.
 func TestReliabilityDamage(t *testing.T) {
+	t.Parallel() // real binaries only: it overlaps the soak (make reliability ≤ 15 min)
 	bin, _ := buildTools(t)
 	cfgFile := writeCrashConfig(t, 6)
 	template := t.TempDir()
@@ -279,6 +280,7 @@ func (a *acked) count() int {
 // every kill bbolt's check passes and every write the daemon acknowledged
 // with 2xx is in the file. 30 rounds in the long form, 3 in the light.
 func TestReliabilityCrashLoop(t *testing.T) {
+	t.Parallel() // real binaries only: it overlaps the soak (make reliability ≤ 15 min)
 	rounds := 3
 	if fullReliability() {
 		rounds = 30
