@@ -147,6 +147,7 @@ func (c *Client) Subscribe(filter string, qos byte, h Handler) {
 // connection losses are repaired in the background with jittered backoff.
 func (c *Client) Connect(ctx context.Context) error {
 	c.prepare()
+	defer c.markAttempted()
 	return c.dial(ctx)
 }
 
@@ -161,6 +162,7 @@ func (c *Client) ConnectBackground(ctx context.Context) (connected <-chan struct
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer c.markAttempted() // after the outcome is on its channel
 		if err := c.dial(ctx); err != nil {
 			fail <- err
 			return
@@ -171,9 +173,13 @@ func (c *Client) ConnectBackground(ctx context.Context) (connected <-chan struct
 }
 
 // Attempted is closed once the first connection attempt has an answer,
-// success or failure, so a caller can tell "the broker is down" from "not
-// tried yet" without waiting out a timeout.
+// so a caller can tell "the broker is down" from "not tried yet" without
+// waiting out a timeout. When that answer ends ConnectBackground's dialling
+// (connected, or a refused login), its channel is ready before Attempted
+// closes.
 func (c *Client) Attempted() <-chan struct{} { return c.attempted }
+
+func (c *Client) markAttempted() { c.attemptOne.Do(func() { close(c.attempted) }) }
 
 // prepare builds the paho client and starts the handler worker and the
 // probe.
@@ -238,7 +244,6 @@ func (c *Client) dial(ctx context.Context) error {
 		case <-c.done:
 			return c.abandon(tok, ErrClosed)
 		}
-		c.attemptOne.Do(func() { close(c.attempted) })
 		if tok.Error() == nil {
 			return nil
 		}
@@ -248,6 +253,7 @@ func (c *Client) dial(ctx context.Context) error {
 		if isAuthError(tok.Error()) {
 			return err
 		}
+		c.markAttempted() // the broker is unreachable: dialling goes on
 		c.log.Warn("connect failed", "broker", c.cfg.URL, "err", tok.Error(), "retry_in", backoff)
 		t := time.NewTimer(backoff*3/4 + time.Duration(rand.Int64N(int64(backoff/2))))
 		select {

@@ -11,6 +11,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/loalang/loalang/broker"
 	"github.com/loalang/loalang/internal/mqtttest"
 )
 
@@ -246,5 +247,45 @@ func waitProbeBack(t *testing.T, c *Client) {
 			t.Fatal("no probe came back")
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
+// TestConnectBackgroundRefusedLogin checks that a refused login ends the
+// background dialling and is on the failed channel before Attempted
+// closes, so loalangd fails its start on a wrong password instead of
+// serving "degraded" for ever.
+func TestConnectBackgroundRefusedLogin(t *testing.T) {
+	hash, err := broker.HashPassword("the-right-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := broker.NewEmbedded(broker.EmbeddedConfig{Addr: "127.0.0.1:0"}, broker.Rules{Site: "demo", Accounts: []broker.Account{
+		{Username: "loalangd", PasswordHash: hash, Role: broker.RoleService, ClientID: "loalangd-demo"},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emb.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	c := New(Config{URL: "tcp://" + emb.Addr(), ClientID: "loalangd-demo", Username: "loalangd", Password: "a-wrong-secret"},
+		slog.New(slog.DiscardHandler))
+	t.Cleanup(func() { c.Close() })
+	up, failed := c.ConnectBackground(context.Background())
+	select {
+	case <-c.Attempted():
+	case <-time.After(10 * time.Second):
+		t.Fatal("first attempt never answered")
+	}
+	select {
+	case err := <-failed:
+		if !isAuthError(errors.Unwrap(err)) {
+			t.Fatalf("failed with %v, want a refused login", err)
+		}
+	case <-up:
+		t.Fatal("connected with a wrong password")
+	default:
+		t.Fatal("Attempted closed before the refusal was on its channel")
 	}
 }

@@ -266,8 +266,13 @@ func (d *Daemon) connectMQTT(ctx context.Context) error {
 	case err := <-failed:
 		return fmt.Errorf("mqtt: %w", err)
 	case <-d.bus.Attempted():
-		if d.bus.Connected() {
+		// A first attempt that ended the dialling has its outcome ready.
+		select {
+		case <-up:
 			return nil
+		case err := <-failed:
+			return fmt.Errorf("mqtt: %w", err)
+		default:
 		}
 	case <-t.C:
 	}
