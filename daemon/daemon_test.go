@@ -11,10 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -251,38 +249,8 @@ func TestPresenceEmbeddedBroker(t *testing.T) {
 }
 
 func TestPresenceMosquitto(t *testing.T) {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-		if _, err := os.Stat(bin); err != nil {
-			t.Skip("mosquitto is not installed (make test installs it)")
-		}
-	}
 	cfg := testConfig(t, t.TempDir(), 20)
-	addr := freePort(t)
-	mqDir := filepath.Join(t.TempDir(), "mosquitto")
-	pwFile, err := daemon.WriteMosquittoConfig(cfg, mqDir, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", filepath.Join(mqDir, "mosquitto.conf"))
-	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	eventually(t, 10*time.Second, "mosquitto listening", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	cfg.MQTT.URL = "tcp://" + addr
-	cfg.MQTT.PasswordFile = pwFile
+	externalMosquitto(t, &cfg) // mqtt_test.go
 	d := startDaemon(t, cfg)
 	presence(t, cfg, d)
 }

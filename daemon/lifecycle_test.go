@@ -34,15 +34,15 @@ type mosquitto struct {
 }
 
 // newMosquitto writes the daemon's Mosquitto config for cfg on a free
-// port and points cfg at it, without starting it. It skips the test when
-// mosquitto is not installed.
+// port and points cfg at it, without starting it. Mosquitto must be
+// installed (make deps does it): a missing one fails the test.
 func newMosquitto(t *testing.T, cfg *config.Config) *mosquitto {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		bin = "/usr/sbin/mosquitto"
 		if _, err := os.Stat(bin); err != nil {
-			t.Skip("mosquitto is not installed (make test installs it)")
+			t.Fatalf("mosquitto is not installed (make deps installs it): %v", err)
 		}
 	}
 	addr := freePort(t)
@@ -62,7 +62,7 @@ func newMosquitto(t *testing.T, cfg *config.Config) *mosquitto {
 func (m *mosquitto) start() {
 	m.t.Helper()
 	m.cmd = exec.Command(m.bin, "-c", m.conf)
-	m.cmd.Stderr = io.Discard
+	m.cmd.Stderr = testWriter{m.t}
 	if err := m.cmd.Start(); err != nil {
 		m.t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,38 +45,12 @@ func metricLine(c *client, line string) bool {
 
 // externalMosquitto runs a real Mosquitto on the configuration loalangd
 // writes for cfg and points cfg at it. It returns the config directory and
-// the process, which the test stops by pid.
+// the process, which the test stops by pid (lifecycle_test.go).
 func externalMosquitto(t *testing.T, cfg *config.Config) (string, *exec.Cmd) {
 	t.Helper()
-	bin := "/usr/sbin/mosquitto"
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s missing (make deps installs it): %v", bin, err)
-	}
-	addr := freePort(t)
-	dir := filepath.Join(t.TempDir(), "mosquitto")
-	pwFile, err := daemon.WriteMosquittoConfig(*cfg, dir, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", filepath.Join(dir, "mosquitto.conf"))
-	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	eventually(t, 10*time.Second, "mosquitto listening", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	cfg.MQTT.URL = "tcp://" + addr
-	cfg.MQTT.PasswordFile = pwFile
-	return dir, cmd
+	m := newMosquitto(t, cfg)
+	m.start()
+	return filepath.Dir(m.conf), m.cmd
 }
 
 // TestMQTTDeafControllerMosquitto takes the controller's read access away
