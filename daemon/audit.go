@@ -75,9 +75,7 @@ func (d *Daemon) startAudit(ctx context.Context) {
 		}
 		return st.Problem()
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
+	d.supervise(ctx, "audit-retention", func(ctx context.Context) error {
 		t := time.NewTicker(auditCheckEvery)
 		defer t.Stop()
 		for {
@@ -89,9 +87,9 @@ func (d *Daemon) startAudit(ctx context.Context) {
 			}
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-t.C:
 			}
 		}
-	}()
+	})
 }

@@ -175,9 +175,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, fmt.Errorf("write ready file: %w", err)
 	}
 	d.supervise(ctx, "presence", d.sweep)
-	d.startAudit(ctx) // retention and the size alarm (audit.go)
-	d.wg.Add(1)
-	go d.backupDaily(ctx) // storage.go
+	d.startAudit(ctx)                                   // retention and the size alarm (audit.go)
+	d.supervise(ctx, "backup-scheduler", d.backupDaily) // storage.go
 	d.log.Info("ready", "http", d.ready.HTTP, "https", d.ready.HTTPS, "mqtt", d.ready.MQTT, "site", cfg.Site)
 	return d, nil
 }

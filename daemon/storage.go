@@ -151,12 +151,11 @@ func Reinitialize(cfg config.Config) (adminPasswordFile string, err error) {
 func (d *Daemon) startStorage(ctx context.Context) {
 	d.retry = newRetrier(d.db, func(err error) { d.health.Set("store", err) }, d.log)
 	d.watchStore()
-	d.wg.Add(2)
-	go func() {
-		defer d.wg.Done()
+	d.supervise(ctx, "store-retry", func(ctx context.Context) error {
 		d.retry.Run(ctx, time.Second)
-	}()
-	go d.monitorDisk(ctx)
+		return nil
+	})
+	d.supervise(ctx, "disk-monitor", d.monitorDisk)
 }
 
 // watchStore reports the store's write failures to the health registry: a
@@ -177,15 +176,14 @@ func (d *Daemon) watchStore() {
 // monitorDisk raises the "disk" alarm while the data dir's file system is
 // full or nearly full (under 5% or 256 MiB free, whichever is smaller),
 // and clears it when space returns.
-func (d *Daemon) monitorDisk(ctx context.Context) {
-	defer d.wg.Done()
+func (d *Daemon) monitorDisk(ctx context.Context) error {
 	t := time.NewTicker(diskCheckEvery)
 	defer t.Stop()
 	for {
 		d.health.Set("disk", diskState(d.cfg.DataDir))
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}
@@ -214,8 +212,7 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 // backupDaily backs the store up when the newest backup is older than
 // backupEvery, checking every hour; a failed backup is the "backup" alarm.
 // The caller adds it to d.wg.
-func (d *Daemon) backupDaily(ctx context.Context) {
-	defer d.wg.Done()
+func (d *Daemon) backupDaily(ctx context.Context) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -230,7 +227,7 @@ func (d *Daemon) backupDaily(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}
