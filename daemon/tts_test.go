@@ -1,40 +1,19 @@
 package daemon_test
 
 import (
-	"bytes"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/loalang/loalang/internal/proctest"
 )
 
 // espeakProcs counts this process's espeak-ng children in /proc: the real
 // processes the daemon (in-process here) started.
-func espeakProcs() int {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	me := strconv.Itoa(os.Getpid())
-	n := 0
-	for _, p := range stats {
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		open, close := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		f := strings.Fields(string(raw[close+1:]))
-		if string(raw[open+1:close]) == "espeak-ng" && len(f) > 1 && f[1] == me {
-			n++
-		}
-	}
-	return n
-}
+func espeakProcs() int { return len(proctest.Children("espeak-ng")) }
 
 // TestTextBroadcastsShareOneSpeechEngine is issue 10 through the API: six
 // simultaneous text broadcasts (before: six espeak-ng processes at once,

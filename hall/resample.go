@@ -1,6 +1,10 @@
 package hall
 
-import "math"
+import (
+	"math"
+
+	"github.com/loalang/loalang/internal/dsp"
+)
 
 // The sink corrects the sound card's clock drift by reading the timeline
 // at a fractional position that advances by slightly more or less than one
@@ -29,16 +33,16 @@ const (
 // i + p/interpPhases. Each row sums to 1, so a constant passes unchanged.
 var interpTable = func() [][2 * interpHalf]float32 {
 	t := make([][2 * interpHalf]float32, interpPhases+1)
-	i0 := besselI0(interpBeta)
+	i0 := dsp.BesselI0(interpBeta)
 	for p := range t {
 		mu := float64(p) / interpPhases
 		var row [2 * interpHalf]float64
 		sum := 0.0
 		for j := range row {
 			x := float64(j-interpHalf+1) - mu // input offset from the output instant
-			v := interpCutoff * sinc(interpCutoff*x)
+			v := interpCutoff * dsp.Sinc(interpCutoff*x)
 			if r := x / interpHalf; math.Abs(r) < 1 {
-				v *= besselI0(interpBeta*math.Sqrt(1-r*r)) / i0
+				v *= dsp.BesselI0(interpBeta*math.Sqrt(1-r*r)) / i0
 			} else {
 				v = 0
 			}
@@ -51,27 +55,6 @@ var interpTable = func() [][2 * interpHalf]float32 {
 	}
 	return t
 }()
-
-func sinc(x float64) float64 {
-	if x == 0 {
-		return 1
-	}
-	return math.Sin(math.Pi*x) / (math.Pi * x)
-}
-
-// besselI0 is the modified Bessel function of the first kind, order 0, by
-// its power series (converges fast for the β used here).
-func besselI0(x float64) float64 {
-	sum, term := 1.0, 1.0
-	for k := 1; k < 50; k++ {
-		term *= (x / (2 * float64(k))) * (x / (2 * float64(k)))
-		sum += term
-		if term < 1e-12*sum {
-			break
-		}
-	}
-	return sum
-}
 
 // interpolate writes len(out) samples read from in at positions
 // first + j·step (j = 0, 1, …), where position x means in[x+interpHalf-1]:

@@ -1,6 +1,10 @@
 package media
 
-import "math"
+import (
+	"math"
+
+	"github.com/loalang/loalang/internal/dsp"
+)
 
 // Resampler converts a mono stream from one sample rate to another with a
 // Kaiser-windowed sinc low-pass filter evaluated in polyphase form (J. O.
@@ -52,7 +56,7 @@ func NewResampler(inRate, outRate int) *Resampler {
 	// sampled at the offsets of the taps for fractional position p/phases.
 	// Row `phases` (one whole sample later) is kept for interpolation.
 	r.table = make([][]float32, r.phases+1)
-	i0 := besselI0(resampleBeta)
+	i0 := dsp.BesselI0(resampleBeta)
 	for p := 0; p <= r.phases; p++ {
 		row := make([]float32, taps)
 		frac := float64(p) / float64(r.phases)
@@ -62,8 +66,8 @@ func NewResampler(inRate, outRate int) *Resampler {
 			if x <= -1 || x >= 1 {
 				continue
 			}
-			w := besselI0(resampleBeta*math.Sqrt(1-x*x)) / i0
-			row[j] = float32(fc * sinc(fc*t) * w)
+			w := dsp.BesselI0(resampleBeta*math.Sqrt(1-x*x)) / i0
+			row[j] = float32(fc * dsp.Sinc(fc*t) * w)
 		}
 		r.table[p] = row
 	}
@@ -150,27 +154,6 @@ func Resample(in []float32, inRate, outRate int) []float32 {
 	out := make([]float32, 0, int64(len(in))*int64(outRate)/int64(inRate)+2)
 	out = r.Process(out, in)
 	return r.Flush(out)
-}
-
-func sinc(x float64) float64 {
-	if x == 0 {
-		return 1
-	}
-	return math.Sin(math.Pi*x) / (math.Pi * x)
-}
-
-// besselI0 is the zeroth-order modified Bessel function of the first kind,
-// by its power series (converges quickly for the β used here).
-func besselI0(x float64) float64 {
-	sum, term := 1.0, 1.0
-	for k := 1; k < 50; k++ {
-		term *= (x / (2 * float64(k))) * (x / (2 * float64(k)))
-		sum += term
-		if term < sum*1e-12 {
-			break
-		}
-	}
-	return sum
 }
 
 func gcd(a, b int) int {

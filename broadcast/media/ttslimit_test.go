@@ -1,46 +1,25 @@
 package media
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/loalang/loalang/internal/proctest"
 )
 
-// espeakChildren lists the pids of this process's espeak-ng children, read
-// from /proc: the test observes the real processes, not a counter of the
-// code under test.
+// espeakChildren lists this process's espeak-ng children, read from /proc:
+// the test observes the real processes, not a counter of the code under
+// test.
 func espeakChildren(t *testing.T) []int {
 	t.Helper()
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	me := strconv.Itoa(os.Getpid())
-	var out []int
-	for _, p := range stats {
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// pid (comm) state ppid ...
-		open, close := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		f := strings.Fields(string(raw[close+1:]))
-		if string(raw[open+1:close]) == espeakBinary && len(f) > 1 && f[1] == me {
-			pid, _ := strconv.Atoi(strings.TrimSpace(string(raw[:open])))
-			out = append(out, pid)
-		}
-	}
-	return out
+	return proctest.Children(espeakBinary)
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
