@@ -74,10 +74,13 @@ const DefaultProbeInterval = 1500 * time.Millisecond
 // Reconnect backoff. A broker that comes back (a restart, an outage at
 // boot) is found again within about maxBackoff, whatever the outage's
 // length: a village hall has one broker, and a 30 s back-off kept speakers
-// silent long after it was back. Every wait is jittered.
+// silent long after it was back. Every wait is jittered. The client redials
+// by itself rather than through paho's auto-reconnect, whose first retry
+// waits a fixed second and whose backoff is reset by its own rules: a
+// broker restarted in one second was found again only 2-2.6 s later.
 const (
-	minBackoff = 200 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	minBackoff = 150 * time.Millisecond
+	maxBackoff = time.Second
 )
 
 type sub struct {
@@ -118,6 +121,7 @@ type Client struct {
 	closeOnce  sync.Once
 	lifeMu     sync.Mutex // orders wg.Add after Close began against wg.Wait
 	closing    bool
+	redialing  atomic.Bool // a reconnect loop runs
 	done       chan struct{}
 }
 
@@ -195,15 +199,8 @@ func (c *Client) prepare() {
 		SetWriteTimeout(5 * time.Second).
 		SetConnectTimeout(5 * time.Second).
 		SetKeepAlive(15 * time.Second).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(maxBackoff).
+		SetAutoReconnect(false). // reconnect() does it, see maxBackoff
 		SetConnectRetry(false)
-	// paho has no jitter of its own; a village of speakers reconnecting to
-	// a restarted broker must not arrive in lockstep. The cap stays near
-	// maxBackoff (see there).
-	opts.SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
-		o.MaxReconnectInterval = maxBackoff*3/4 + time.Duration(rand.Int64N(int64(maxBackoff/2)))
-	})
 	if c.cfg.WillTopic != "" {
 		opts.SetBinaryWill(c.cfg.WillTopic, c.cfg.WillPayload, 1, true)
 	}
@@ -219,6 +216,7 @@ func (c *Client) prepare() {
 		c.setConnErr(fmt.Errorf("connection to %s lost: %w", c.cfg.URL, err))
 		c.log.Warn("connection lost", "err", err)
 		c.report()
+		c.reconnect()
 	})
 	c.pc = mqtt.NewClient(opts)
 
@@ -236,6 +234,9 @@ func (c *Client) dial(ctx context.Context) error {
 	c.report()
 	backoff := minBackoff
 	for {
+		if c.pc.IsConnectionOpen() {
+			return nil // connected meanwhile (paho refuses a second CONNECT)
+		}
 		tok := c.pc.Connect()
 		select {
 		case <-tok.Done():
@@ -277,6 +278,40 @@ func (c *Client) abandon(tok mqtt.Token, cause error) error {
 		c.pc.Disconnect(0)
 	}
 	return fmt.Errorf("connect %s: %w", c.cfg.URL, cause)
+}
+
+// reconnect dials again, in the background, after the connection was lost
+// or dropped by the probe. One loop runs at a time; a loss that comes while
+// it finishes starts it again.
+func (c *Client) reconnect() {
+	if !c.redialing.CompareAndSwap(false, true) {
+		return
+	}
+	c.lifeMu.Lock()
+	if c.closing {
+		c.lifeMu.Unlock()
+		c.redialing.Store(false)
+		return
+	}
+	c.wg.Add(1)
+	c.lifeMu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		for {
+			err := c.dial(context.Background())
+			c.redialing.Store(false)
+			if err != nil {
+				if !errors.Is(err, ErrClosed) {
+					c.log.Error("reconnect abandoned", "err", err)
+				}
+				return
+			}
+			// Connected() would lag: OnConnect runs on its own goroutine.
+			if c.pc.IsConnectionOpen() || !c.redialing.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
 
 // setConnErr records why the client is not connected.
@@ -382,22 +417,14 @@ func (c *Client) probe() {
 	defer t.Stop()
 	var seq, sent uint64
 	failures := 0
-	redialing := false
 	for {
 		select {
 		case <-c.done:
 			return
 		case <-t.C:
 		}
-		if redialing {
-			if !c.redial() {
-				continue
-			}
-			redialing = false
-			c.awaitSubscribed()
-		}
 		if !c.Connected() {
-			sent = 0 // paho is reconnecting; OnConnect resubscribes
+			sent = 0 // reconnect() runs; OnConnect resubscribes
 			continue
 		}
 		if !c.subscribed() {
@@ -432,11 +459,9 @@ func (c *Client) probe() {
 					c.pc.Disconnect(100)
 					c.connected.Store(false)
 					c.report()
-					if !c.redial() {
-						redialing, sent = true, 0
-						continue
-					}
-					c.awaitSubscribed()
+					c.reconnect()
+					sent = 0
+					continue
 				}
 			}
 		}
@@ -471,24 +496,6 @@ func (c *Client) awaitSubscribed() {
 			return
 		}
 	}
-}
-
-// redial connects again after the probe dropped the connection, waiting at
-// most one probe period; it reports whether it is connected.
-func (c *Client) redial() bool {
-	tok := c.pc.Connect()
-	select {
-	case <-tok.Done():
-	case <-c.done:
-		return false
-	case <-time.After(max(c.cfg.ProbeInterval, 5*time.Second)):
-		return false
-	}
-	if err := tok.Error(); err != nil {
-		c.log.Warn("reconnect failed", "err", err)
-		return false
-	}
-	return true
 }
 
 // health returns the client's state as OnHealth reports it.

@@ -78,12 +78,6 @@ func keys[V any](m map[string]V) []string {
 func TestReliabilityBrokerRestart(t *testing.T) {
 	for _, kind := range []string{"embedded", "mosquitto"} {
 		t.Run(kind, func(t *testing.T) {
-			if kind == "embedded" && !fullReliability() {
-				// Known open fault: about 1 run in 4, no speaker resumes
-				// within 10 s after the embedded broker restarts. It stays
-				// in make reliability until it is fixed (closing note).
-				t.Skip("embedded broker restart is intermittent (1 in 4); run with LOALANG_RELIABILITY=full")
-			}
 			n := pick(6, 20)
 			cfg := testConfig(t, t.TempDir(), n)
 			var mq *mosquitto
@@ -162,7 +156,11 @@ func TestReliabilityBrokerRestart(t *testing.T) {
 			if worst > 3*time.Second {
 				t.Errorf("stream resumed %v after the broker came back, want ≤ 3 s", worst)
 			}
-			if late > n*pickFrames() {
+			// A message in flight at the restart, or one delayed while a
+			// speaker's new session settles on a loaded machine, may arrive
+			// late: up to two per speaker. A replay of what was sent during
+			// the 1 s outage would be 50 packets at every speaker.
+			if late > 2*n*pickFrames() {
 				t.Errorf("%d stale frames arrived after their play-at time", late)
 			}
 		})
