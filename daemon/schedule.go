@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +71,13 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	trig.minInterval = sc.MinInterval
 	d.closers = append(d.closers, trig.Close)
 	st := store.NewScheduleStore(d.db)
+	st.OnDamaged = func(ids []string) {
+		var err error
+		if len(ids) > 0 {
+			err = fmt.Errorf("schedule records that do not decode are not run: %s; delete them (DELETE /api/v1/schedules/<id>) and create them again, or restore a backup (loalangd restore)", strings.Join(ids, ", "))
+		}
+		d.health.Set("schedules", err)
+	}
 	clock := d.opts.clock
 	if clock == nil {
 		clock = schedule.NewRealClock()

@@ -20,7 +20,13 @@ const SchedulerActor = "scheduler"
 // bucket under FiringKey. It implements schedule.Store. Every outcome other
 // than "claimed" is audited in the transaction that records it, so the
 // firing log and the audit trail never disagree.
-type ScheduleStore struct{ db *DB }
+type ScheduleStore struct {
+	db *DB
+	// OnDamaged, if set, is called after every read of the schedules with
+	// the ids of those that do not decode (nil when none): the scheduler
+	// runs the others, and the daemon reports these in /healthz.
+	OnDamaged func(ids []string)
+}
 
 // NewScheduleStore returns the scheduler's store over db.
 func NewScheduleStore(db *DB) *ScheduleStore { return &ScheduleStore{db: db} }
@@ -40,11 +46,15 @@ func FiringKey(scheduleID string, occurrence time.Time) ([]byte, error) {
 
 func firingPrefix(scheduleID string) []byte { return append([]byte(scheduleID), 0) }
 
-// Schedules implements schedule.Store: every schedule, ordered by id.
+// Schedules implements schedule.Store: every schedule that decodes,
+// ordered by id; the damaged ones go to OnDamaged.
 func (s *ScheduleStore) Schedules(ctx context.Context) ([]schedule.Schedule, error) {
-	list, err := List[schedule.Schedule](s.db, Schedules, "")
+	list, damaged, err := ListDecodable[schedule.Schedule](s.db, Schedules, "")
 	if err != nil {
 		return nil, fmt.Errorf("list schedules: %w", err)
+	}
+	if s.OnDamaged != nil {
+		s.OnDamaged(damaged)
 	}
 	return list, nil
 }

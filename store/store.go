@@ -312,6 +312,24 @@ func List[T any](db *DB, bucket, prefix string) ([]T, error) {
 	return out, err
 }
 
+// ListDecodable is List that skips values which do not decode, returning
+// their keys as damaged, so one damaged record does not hide the others
+// (a scheduler that stopped for one record silenced every schedule).
+func ListDecodable[T any](db *DB, bucket, prefix string) (out []T, damaged []string, err error) {
+	err = db.View(func(tx *Tx) error {
+		return tx.Each(bucket, prefix, func(key string, raw []byte) error {
+			var v T
+			if err := json.Unmarshal(raw, &v); err != nil {
+				damaged = append(damaged, key)
+				return nil
+			}
+			out = append(out, v)
+			return nil
+		})
+	})
+	return out, damaged, err
+}
+
 // undecodable marks a stored value that does not decode: the file passed
 // the structural check, so a byte inside the value was damaged (a
 // timestamp that no longer parses, say).

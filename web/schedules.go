@@ -286,7 +286,9 @@ func newScheduleID() string {
 }
 
 func (a *scheduleAPI) list(w http.ResponseWriter, r *http.Request) {
-	list, err := store.List[schedule.Schedule](a.s.db, store.Schedules, "")
+	// A damaged record is left out here and named in /healthz, from
+	// where DELETE removes it.
+	list, _, err := store.ListDecodable[schedule.Schedule](a.s.db, store.Schedules, "")
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -401,14 +403,19 @@ func (a *scheduleAPI) remove(w http.ResponseWriter, r *http.Request) {
 	user := UserFrom(r.Context()).Username
 	err := a.s.db.Update(func(tx *store.Tx) error {
 		var old schedule.Schedule
-		if err := tx.Get(store.Schedules, id, &old); err != nil {
+		detail := map[string]any{}
+		switch err := tx.Get(store.Schedules, id, &old); {
+		case errors.Is(err, store.ErrCorrupt):
+			detail["damaged"] = true // removable, so it can be re-created
+		case err != nil:
 			return err
+		default:
+			detail["name"], detail["version"] = old.Name, old.Version
 		}
 		if err := tx.Delete(store.Schedules, id); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: "schedule.delete", Target: id,
-			Detail: map[string]any{"name": old.Name, "version": old.Version}})
+		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: "schedule.delete", Target: id, Detail: detail})
 	})
 	if err != nil {
 		writeError(w, r, err)
