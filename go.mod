@@ -24,6 +24,7 @@ require (
 	github.com/teambition/rrule-go v1.8.2
 	go.bug.st/serial v1.8.0
 	go.etcd.io/bbolt v1.5.0
+	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.59.0
 	golang.org/x/sys v0.50.0
