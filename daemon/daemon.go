@@ -91,6 +91,8 @@ type Daemon struct {
 	brokerRules broker.Rules       // the embedded broker's, for a restart in tests
 	pprofSrv    *http.Server       // debug.pprof_addr (pprof.go)
 	auditCancel context.CancelFunc // ends the audit writer's supervision
+	auditMu     sync.RWMutex       // orders recordAudit's sends against close(audit)
+	auditClosed bool               // the queue is closed: record synchronously
 
 	closers   []func() error
 	wg        sync.WaitGroup
@@ -122,7 +124,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if d.db, err = openStore(cfg.DataDir); err != nil { // storage.go
 		return nil, err
 	}
-	d.closers = append(d.closers, d.db.Close)
+	// The store is not among the closers: it closes last, after every
+	// goroutine that writes to it has ended (Close).
 	d.startStorage(ctx) // storage.go: disk and store alarms, retry of held writes
 	if created, err := bootstrapAdmin(d.db, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("create admin: %w", err)
@@ -406,11 +409,16 @@ func (d *Daemon) recordAudit(e store.Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	select {
-	case d.audit <- e:
-	default:
-		d.retry.Do("audit "+e.Action, func(tx *store.Tx) error { return tx.AppendAudit(e) })
+	d.auditMu.RLock()
+	defer d.auditMu.RUnlock()
+	if !d.auditClosed {
+		select {
+		case d.audit <- e:
+			return
+		default:
+		}
 	}
+	d.retry.Do("audit "+e.Action, func(tx *store.Tx) error { return tx.AppendAudit(e) })
 }
 
 // writeAudit batches queued audit events into one transaction each, until
@@ -530,14 +538,11 @@ func (d *Daemon) Close() error {
 		}
 		// Closers run in reverse order of start, so the engine tells the
 		// speakers to stop while the MQTT client and broker are still up,
-		// and the broker closes last but the store. The audit writer
-		// drains before the store closes.
-		var storeClose func() error
+		// and the broker closes last. The audit queue closes under auditMu,
+		// so a service still stopping records synchronously instead of
+		// sending on a closed channel; the writer drains it, and the store
+		// closes once every goroutine that writes to it has ended.
 		for i := len(d.closers) - 1; i >= 0; i-- {
-			if i == 0 && d.db != nil {
-				storeClose = d.closers[0]
-				break
-			}
 			if err := d.closers[i](); err != nil {
 				errs = append(errs, err)
 			}
@@ -545,10 +550,15 @@ func (d *Daemon) Close() error {
 		if d.auditCancel != nil {
 			d.auditCancel()
 		}
-		close(d.audit)
+		d.auditMu.Lock()
+		if !d.auditClosed {
+			d.auditClosed = true
+			close(d.audit)
+		}
+		d.auditMu.Unlock()
 		d.wg.Wait()
-		if storeClose != nil {
-			if err := storeClose(); err != nil {
+		if d.db != nil {
+			if err := d.db.Close(); err != nil {
 				errs = append(errs, err)
 			}
 		}
