@@ -151,8 +151,8 @@ shows URLs redacted.`,
 
 	watch := &cobra.Command{
 		Use:   "watch ID",
-		Short: "Print where to watch a camera: the web app page and the WHEP endpoint",
-		Long: `Print where to watch a camera: the web app's camera page (open it in a browser
+		Short: "Print where to watch a camera: the web app camera grid and the WHEP endpoint",
+		Long: `Print where to watch a camera: the web app's camera grid (open it in a browser
 and sign in) and the WHEP endpoint (RFC 9725 style WebRTC playback) for
 players that speak it, such as GStreamer's whepsrc, with your token.`,
 		Example: `  loalang cameras watch cam-01
@@ -178,7 +178,7 @@ players that speak it, such as GStreamer's whepsrc, with your token.`,
 				"id":    cam.ID,
 				"name":  cam.Name,
 				"state": cam.State,
-				"page":  base + "/app/cameras#" + url.PathEscape(cam.ID),
+				"page":  base + "/app/cameras", // the grid; the app has no per-camera page
 				"whep":  base + "/api/v1/cameras/" + url.PathEscape(cam.ID) + "/whep",
 			}
 			return c.emit(v, func() {

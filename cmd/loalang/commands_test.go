@@ -177,6 +177,10 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Shell completion offers the server's ids once signed in.
+	if r := admin("__complete", "devices", "ping", ""); !strings.Contains(r.out, "spk-1\n") {
+		t.Fatalf("completion of device ids: %v %q", r.err, r.out)
+	}
 	var ping api.PingResponse
 	ok(&ping, "devices", "ping", "spk-1")
 	if ping.ID != "spk-1" || ping.RTTMS <= 0 {
