@@ -20,20 +20,43 @@ import (
 	"github.com/loalang/loalang/device/wire"
 )
 
-// buildBins builds the demo's three programs into a temporary BIN_DIR.
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// buildBins builds the demo's three programs once per test binary into a
+// temporary BIN_DIR.
 func buildBins(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, p := range []string{"loalangd", "firmware-sim", "loalang"} {
-		pkg := "../cmd/" + p
-		if p == "firmware-sim" {
-			pkg = "../firmware-sim"
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "loalang-demo-bin-")
+		for _, p := range []string{"loalangd", "firmware-sim", "loalang"} {
+			if binErr != nil {
+				return
+			}
+			pkg := "../cmd/" + p
+			if p == "firmware-sim" {
+				pkg = "../firmware-sim"
+			}
+			if out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, p), pkg).CombinedOutput(); err != nil {
+				binErr = fmt.Errorf("build %s: %v\n%s", p, err, out)
+			}
 		}
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, p), pkg).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", p, err, out)
-		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
 	}
-	return dir
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.

@@ -55,29 +55,26 @@ holder() {
 	fi
 }
 taken=" "
-# pick PROTO PORT WHAT prints PORT if it is free, else the first free port
-# from PORT+10000 up, and says on stderr who holds PORT.
+moved=""
+# pick PROTO PORT WHAT sets picked to PORT if it is free, else to the first
+# free port from PORT+10000 up, and notes who holds PORT in $moved. (It
+# runs in this shell, not in $(...), so that taken remembers every pick.)
 pick() {
-	local p=$2
-	if ! busy "$1" "$p" && [[ $taken != *" $p "* ]]; then
-		taken+="$p "
-		echo "$p"
-		return
+	picked=$2
+	if busy "$1" "$2" || [[ $taken == *" $2 "* ]]; then
+		local who="another part of the demo"
+		busy "$1" "$2" && who=$(holder "$1" "$2")
+		picked=$(($2 + 10000))
+		while busy "$1" "$picked" || [[ $taken == *" $picked "* ]]; do picked=$((picked + 1)); done
+		moved+="  port $2/$1 ($3) is held by $who; the demo uses $picked instead"$'\n'
 	fi
-	local who="$(holder "$1" "$p")"
-	busy "$1" "$p" || who="another part of the demo"
-	local q=$((p + 10000))
-	while busy "$1" "$q" || [[ $taken == *" $q "* ]]; do q=$((q + 1)); done
-	taken+="$q "
-	echo "  port $p/$1 ($3) is held by $who; the demo uses $q instead" >&2
-	echo "$q"
+	taken+="$picked "
 }
 
 # The run config: the demo config with busy ports moved and the relay
 # board's link in the data dir, so that firmware-sim finds it from anywhere.
 run_config="$data/demo.run.yaml"
 cp "$config" "$run_config"
-moved=$(mktemp)
 for p in $(grep -o '127\.0\.0\.1:[0-9]\+' "$config" | cut -d: -f2 | awk '!seen[$0]++'); do
 	line=$(grep -m1 "127\.0\.0\.1:$p" "$config")
 	case $line in
@@ -86,13 +83,13 @@ for p in $(grep -o '127\.0\.0\.1:[0-9]\+' "$config" | cut -d: -f2 | awk '!seen[$
 	*addr:*) what="HTTP, the web app and API" ;;
 	*) what="demo" ;;
 	esac
-	q=$(pick tcp "$p" "$what" 2>>"$moved")
-	[ "$q" = "$p" ] || sed -i "s/127\.0\.0\.1:$p\b/127.0.0.1:$q/g" "$run_config"
+	pick tcp "$p" "$what"
+	[ "$picked" = "$p" ] || sed -i "s/127\.0\.0\.1:$p\b/127.0.0.1:$picked/g" "$run_config"
 done
 udp=$(sed -n 's/^ *udp_port: *\([0-9]\+\).*/\1/p' "$config" | head -1)
 if [ -n "$udp" ] && [ -z "${LOALANG_WEBRTC_UDP_PORT:-}" ]; then
-	q=$(pick udp "$udp" "WebRTC media" 2>>"$moved")
-	[ "$q" = "$udp" ] || sed -i "s/^\( *udp_port: *\)$udp\b/\1$q/" "$run_config"
+	pick udp "$udp" "WebRTC media"
+	[ "$picked" = "$udp" ] || sed -i "s/^\( *udp_port: *\)$udp\b/\1$picked/" "$run_config"
 fi
 sed -i "s#^\( *port: *\)var/demo/#\1$data/#" "$run_config"
 
@@ -101,13 +98,12 @@ sed -i "s#^\( *port: *\)var/demo/#\1$data/#" "$run_config"
 # kept in the data dir; its fingerprint is in the log.
 lan=$(hostname -I 2>/dev/null | awk '{print $1}')
 if [ -n "$lan" ] && [ -z "${LOALANG_HTTP_TLS_ADDR:-}" ]; then
-	export LOALANG_HTTP_TLS_ADDR="$lan:$(pick tcp 8443 "HTTPS on the LAN" 2>>"$moved")"
+	pick tcp 8443 "HTTPS on the LAN"
+	export LOALANG_HTTP_TLS_ADDR="$lan:$picked"
 fi
-if [ -s "$moved" ]; then
-	echo "Some of the demo's ports are busy:" >&2
-	cat "$moved" >&2
+if [ -n "$moved" ]; then
+	printf "Some of the demo's ports are busy:\n%s" "$moved" >&2
 fi
-rm -f "$moved"
 
 "$bin/loalangd" --config "$run_config" --data-dir "$data" &
 daemon=$!
