@@ -90,7 +90,24 @@ func newMedia(c *cli) *cobra.Command {
 			})
 		}),
 	}
-	cmd.AddCommand(list, upload)
+	show := &cobra.Command{
+		Use:               "show ID",
+		Short:             "Show one media item: source, duration, loudness",
+		Example:           `  loalang media show d7d5d114…`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: c.completeFrom("/api/v1/media", "id"),
+		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			var m api.Media
+			if err := c.json(cmd.Context(), "GET", "/api/v1/media/"+url.PathEscape(args[0]), nil, &m); err != nil {
+				return err
+			}
+			return c.emit(m, func() {
+				fmt.Fprintf(c.out, "%s  %.1f s  %s  %d kbit/s %s  %.1f LUFS (gain %.1f dB)\n", m.ID, float64(m.DurationMS)/1000, m.SourceName,
+					m.Bitrate/1000, m.Codec, m.LoudnessLUFS, m.GainDB)
+			})
+		}),
+	}
+	cmd.AddCommand(list, upload, show)
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/firmware-sim/speaker"
+	"github.com/loalang/loalang/health"
 	"github.com/loalang/loalang/internal/audiotest"
 	"github.com/loalang/loalang/web/api"
 )
@@ -259,6 +261,12 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 	if m.DurationMS != 500 || len(m.ID) != 64 {
 		t.Fatalf("media upload: %+v", m)
 	}
+	var m2 api.Media
+	ok(&m2, "media", "show", m.ID)
+	if m2 != m {
+		t.Fatalf("media show: %+v, uploaded %+v", m2, m)
+	}
+	code(exitNotFound, "media", "show", strings.Repeat("0", 64))
 	var media []api.Media
 	ok(&media, "media")
 	if len(media) != 1 || media[0].ID != m.ID {
@@ -321,6 +329,16 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		t.Fatalf("hall: %s", r.out)
 	}
 
+	// Health, without signing in (a relay alarm is not a part down).
+	r := as(t.TempDir(), "", "--json", "health")
+	var hs api.Health
+	if r.code != exitOK || json.Unmarshal([]byte(r.out), &hs) != nil || hs.Status != "ok" || len(hs.Problems) != 0 {
+		t.Fatalf("health: exit %d %v\n%s", r.code, r.err, r.out)
+	}
+	if r := as(t.TempDir(), "", "health"); r.out != "ok\n" {
+		t.Fatalf("health: %q", r.out)
+	}
+
 	// Audit: JSON, CSV to a file, bad times.
 	var events []api.AuditEvent
 	ok(&events, "audit", "--since", "1h")
@@ -368,5 +386,37 @@ func TestErrorsAsJSON(t *testing.T) {
 	}
 	if exitCode(errors.New("x")) != exitError || exitCode(nil) != exitOK {
 		t.Fatal("exitCode")
+	}
+}
+
+// TestHealthDegraded: a daemon whose external broker is unreachable is
+// degraded; `loalang health` names the part and exits 1.
+func TestHealthDegraded(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens here: the broker is down
+	pw := filepath.Join(dir, "mqtt-pw")
+	os.WriteFile(pw, []byte("daemon-secret\n"), 0o600)
+	cfg := config.Default()
+	cfg.Site, cfg.DataDir, cfg.HTTP.Addr, cfg.WebRTC.UDPPort = "cli", dir, "127.0.0.1:0", 0
+	cfg.MQTT.URL, cfg.MQTT.Username, cfg.MQTT.PasswordFile = "tcp://"+closed, "loalangd", pw
+	cfg.Zones = []config.Zone{{ID: "a"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := daemon.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"--server", "http://" + d.Ready().HTTP, "--json", "health"}, noEnv, strings.NewReader(""), &out)
+	var hs api.Health
+	if exitCode(err) != exitError || json.Unmarshal(out.Bytes(), &hs) != nil || hs.Status != "degraded" ||
+		!slices.ContainsFunc(hs.Problems, func(p health.Problem) bool { return p.Component == "mqtt" }) {
+		t.Fatalf("health: exit %d %v\n%s", exitCode(err), err, out.String())
 	}
 }

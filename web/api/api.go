@@ -15,6 +15,7 @@ import (
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/schedule"
+	"github.com/loalang/loalang/health"
 )
 
 // Error is the body of every non-2xx answer. Field names the request field
@@ -238,3 +239,10 @@ type ScheduleNext struct {
 
 // Firing is one entry of GET /api/v1/schedules/{id}/firings.
 type Firing = schedule.Firing
+
+// Health is the body of GET /healthz when a part is down (503); a healthy
+// daemon answers 200 with the text "ok".
+type Health struct {
+	Status   string           `json:"status"`
+	Problems []health.Problem `json:"problems"`
+}
