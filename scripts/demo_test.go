@@ -77,16 +77,18 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// hold listens on 127.0.0.1:port for the test's duration. A port another
-// program already holds is just as busy, so that is fine too.
-func hold(t *testing.T, port int) {
+// hold listens on 127.0.0.1:port for the test's duration and reports
+// whether this process holds it. A port another program already holds is
+// just as busy, so that is fine too.
+func hold(t *testing.T, port int) bool {
 	t.Helper()
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Logf("port %d is already held elsewhere: %v", port, err)
-		return
+		return false
 	}
 	t.Cleanup(func() { ln.Close() })
+	return true
 }
 
 // login signs in as admin with the password file's content.
@@ -157,8 +159,9 @@ func waitSpeakers(t *testing.T, base, tok string, want int, logs fmt.Stringer) {
 // attached.
 func TestDemoSurvivesBusyPorts(t *testing.T) {
 	bin := buildBins(t)
+	mine := map[int]bool{}
 	for _, p := range []int{8554, 8555, 1883, 8080} {
-		hold(t, p)
+		mine[p] = hold(t, p)
 	}
 	data := t.TempDir()
 	cmd := exec.Command("bash", "./run-demo.sh")
@@ -212,12 +215,18 @@ func TestDemoSurvivesBusyPorts(t *testing.T) {
 	if strings.HasSuffix(base, ":8080") {
 		t.Fatalf("the demo printed the busy port: %s", base)
 	}
-	for _, want := range []string{
-		"port 8554/tcp (RTSP, simulated camera cam-01) is held by",
-		"port 8555/tcp (RTSP, simulated camera cam-02) is held by",
-		"port 1883/tcp (MQTT, the embedded broker) is held by",
-		"port 8080/tcp (HTTP, the web app and API) is held by",
+	// The holder is named: this test binary, where it holds the port.
+	comm, _ := os.ReadFile("/proc/self/comm")
+	me := fmt.Sprintf("%s (pid %d)", strings.TrimSpace(string(comm)), os.Getpid())
+	for p, want := range map[int]string{
+		8554: "port 8554/tcp (RTSP, simulated camera cam-01) is held by ",
+		8555: "port 8555/tcp (RTSP, simulated camera cam-02) is held by ",
+		1883: "port 1883/tcp (MQTT, the embedded broker) is held by ",
+		8080: "port 8080/tcp (HTTP, the web app and API) is held by ",
 	} {
+		if mine[p] {
+			want += me
+		}
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the demo did not say %q:\n%s", want, stderr.String())
 		}
