@@ -6,6 +6,11 @@
 //	firmware-sim --provisioning FILE [--record-dir DIR] [--churn 0.1 --churn-every 30s]
 //	             [--scenario FILE] [--no-cameras] [--no-relay]
 //
+// Each device stands alone: one that cannot start (a camera port another
+// program holds, a relay link in a missing folder) is logged with its kind,
+// id and reason, and the others run on; it exits with an error only when
+// no device could start.
+//
 // It imports only the device/wire contract of the daemon, never its
 // internals: a simulator sharing the daemon's code could only agree with it.
 package main
