@@ -379,4 +379,15 @@ func TestFailedSimulatedDeviceIsIsolated(t *testing.T) {
 		t.Fatalf("firmware-sim stopped: %v\n%s", err, slog.String())
 	default:
 	}
+
+	// With nothing that can start, firmware-sim says so and exits 1.
+	only := wire.Bundle{Site: b.Site, Broker: b.Broker, Relays: b.Relays}
+	raw, _ = json.Marshal(only)
+	os.WriteFile(bundle, raw, 0o600)
+	none := exec.Command(filepath.Join(bin, "firmware-sim"), "--provisioning", bundle)
+	none.Dir = sim.Dir
+	out, err := none.CombinedOutput()
+	if code := none.ProcessState.ExitCode(); err == nil || code != 1 || !strings.Contains(string(out), "no simulated device could start (failed: [relay-01])") {
+		t.Fatalf("firmware-sim with no device that can start: exit %d %v\n%s", code, err, out)
+	}
 }
