@@ -6,7 +6,8 @@ GO ?= go
 # hraban/opus needs only libopus (not libopusfile) with this tag.
 export GOFLAGS := -buildvcs=false -tags=nolibopusfile
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/loalang/loalang/daemon.Version=$(VERSION)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/loalang/loalang/daemon.Version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := mosquitto mosquitto-clients libopus-dev libopusfile-dev libasound2-dev pkg-config \

@@ -6,6 +6,11 @@
 //	firmware-sim --provisioning FILE [--record-dir DIR] [--churn 0.1 --churn-every 30s]
 //	             [--scenario FILE] [--no-cameras] [--no-relay]
 //
+// Each device stands alone: one that cannot start (a camera port another
+// program holds, a relay link in a missing folder) is logged with its kind,
+// id and reason, and the others run on; it exits with an error only when
+// no device could start.
+//
 // It imports only the device/wire contract of the daemon, never its
 // internals: a simulator sharing the daemon's code could only agree with it.
 package main
@@ -23,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -115,30 +121,44 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	speakers, err := startSpeakers(ctx, &wg, b, sc, *recordDir, base)
-	if err != nil {
-		return err
+	// Each simulated device stands alone: one that cannot start (a busy
+	// camera port, a relay link in a missing folder) is reported and the
+	// rest of the village runs on.
+	var failed []string
+	fail := func(kind, id string, err error) {
+		failed = append(failed, id)
+		log.Error("simulated device failed; the others run on", "kind", kind, "device", id, "err", err)
 	}
+	speakers := startSpeakers(ctx, &wg, b, sc, *recordDir, base, fail)
+	cameras := 0
 	if !*noCameras {
 		for _, c := range b.Cameras {
 			cam, err := startCamera(c, base, log)
 			if err != nil {
-				return err
+				fail("camera", c.ID, err)
+				continue
 			}
+			cameras++
 			defer cam.Close()
 		}
 	}
+	relays := 0
 	if !*noRelay {
 		for _, r := range b.Relays {
-			board, err := relayboard.New(relayboard.Options{Link: r.Port, SlaveID: uint8(r.SlaveID), Coils: r.Coils})
+			board, err := startRelay(r)
 			if err != nil {
-				return fmt.Errorf("relay board %s: %w", r.ID, err)
+				fail("relay board", r.ID, err)
+				continue
 			}
+			relays++
 			defer board.Close()
 			log.Info("relay board attached", "board", r.ID, "port", r.Port)
 		}
 	}
-	log.Info("village simulated", "speakers", len(speakers), "cameras", len(b.Cameras), "relay_boards", len(b.Relays))
+	if len(speakers)+cameras+relays == 0 && len(failed) > 0 {
+		return fmt.Errorf("no simulated device could start (failed: %v)", failed)
+	}
+	log.Info("village simulated", "speakers", len(speakers), "cameras", cameras, "relay_boards", relays, "failed", failed)
 	if sc.Churn > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); churn(ctx, speakers, sc, log) }()
@@ -160,7 +180,9 @@ func loadScenario(path string, sc *Scenario) error {
 	return nil
 }
 
-func startSpeakers(ctx context.Context, wg *sync.WaitGroup, b wire.Bundle, sc Scenario, recordDir string, log *slog.Logger) ([]*speaker.Speaker, error) {
+// startSpeakers starts every speaker of the bundle; one that cannot start
+// is passed to fail and skipped.
+func startSpeakers(ctx context.Context, wg *sync.WaitGroup, b wire.Bundle, sc Scenario, recordDir string, log *slog.Logger, fail func(kind, id string, err error)) []*speaker.Speaker {
 	var out []*speaker.Speaker
 	for i, d := range b.Devices {
 		if d.Kind != wire.KindSpeaker {
@@ -182,13 +204,30 @@ func startSpeakers(ctx context.Context, wg *sync.WaitGroup, b wire.Bundle, sc Sc
 		}
 		s, err := speaker.New(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("speaker %s: %w", d.ID, err)
+			fail("speaker", d.ID, err)
+			continue
 		}
 		out = append(out, s)
 		wg.Add(1)
 		go func() { defer wg.Done(); s.Run(ctx) }()
 	}
-	return out, nil
+	return out
+}
+
+// startRelay plugs in a simulated relay board at its link path, saying what
+// to do when the link's folder is missing (a relative path in the bundle is
+// taken from the current directory).
+func startRelay(r wire.BundleRelay) (*relayboard.Board, error) {
+	if dir := filepath.Dir(r.Port); dir != "" {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("link %s: folder %s: %w (run firmware-sim from the folder the relative path is meant from, or use an absolute relay port path)", r.Port, dir, err)
+		}
+	}
+	board, err := relayboard.New(relayboard.Options{Link: r.Port, SlaveID: uint8(r.SlaveID), Coils: r.Coils})
+	if err != nil {
+		return nil, fmt.Errorf("link %s: %w", r.Port, err)
+	}
+	return board, nil
 }
 
 func startCamera(c wire.BundleCamera, base, log *slog.Logger) (*camsim.Sim, error) {
@@ -201,7 +240,7 @@ func startCamera(c wire.BundleCamera, base, log *slog.Logger) (*camsim.Sim, erro
 		return nil, fmt.Errorf("camera %s: %w", c.ID, err)
 	}
 	if _, err := cam.Start(u.Host); err != nil {
-		return nil, fmt.Errorf("camera %s: %w", c.ID, err)
+		return nil, fmt.Errorf("camera %s: RTSP on %s: %w", c.ID, u.Host, err)
 	}
 	log.Info("camera streaming", "camera", c.ID, "addr", u.Host, "path", u.Path)
 	return cam, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/web/api"
 )
 
 // Relay is the camera relay as the API uses it.
@@ -218,27 +219,12 @@ func (c *cameraAPI) apply() error {
 
 // cameraView is a camera as the API shows it. URL is the redacted main
 // stream URL, for admins only.
-type cameraView struct {
-	ID        string       `json:"id"`
-	Name      string       `json:"name"`
-	URL       string       `json:"url,omitempty"`
-	HasSecret bool         `json:"has_secret,omitempty"`
-	OnDemand  bool         `json:"on_demand"`
-	Substream bool         `json:"substream"`
-	State     camera.State `json:"state"`
-	Reason    string       `json:"reason,omitempty"`
-	Codec     string       `json:"codec,omitempty"`
-	Width     int          `json:"width,omitempty"`
-	Height    int          `json:"height,omitempty"`
-	FPS       float64      `json:"fps"`
-	Bitrate   float64      `json:"bitrate"`
-	Viewers   int          `json:"viewers"`
-}
+type cameraView = api.Camera
 
 func cameraViewOf(st camera.Status, admin bool) cameraView {
 	v := cameraView{
 		ID: st.ID, Name: st.Name, OnDemand: !st.AlwaysOn, Substream: st.Substream != nil,
-		State: st.State, Reason: st.Reason, Codec: st.Codec, Width: st.Width, Height: st.Height,
+		State: string(st.State), Reason: st.Reason, Codec: st.Codec, Width: st.Width, Height: st.Height,
 		FPS: st.FPS, Bitrate: st.Bitrate, Viewers: st.Viewers,
 	}
 	if admin {
@@ -268,15 +254,7 @@ func (c *cameraAPI) handleList(w http.ResponseWriter, r *http.Request) {
 // back keeps the stored value. Username and password, when given, set the
 // user information of both streams (one device, one account); an empty
 // string clears it.
-type cameraRequest struct {
-	ID           string  `json:"id"`
-	Name         *string `json:"name"`
-	URL          *string `json:"url"`
-	SubstreamURL *string `json:"substream_url"`
-	Username     *string `json:"username"`
-	Password     *string `json:"password"`
-	OnDemand     *bool   `json:"on_demand"`
-}
+type cameraRequest = api.CameraRequest
 
 // checkRTSP validates a camera URL without ever echoing it: it may hold
 // credentials.
@@ -320,7 +298,8 @@ func sameHost(a, b string) bool {
 	return err1 == nil && err2 == nil && ua.Host != "" && strings.EqualFold(ua.Host, ub.Host)
 }
 
-func (req cameraRequest) applyTo(rec *CameraRecord) error {
+// applyCameraRequest applies a POST or PUT body to rec.
+func applyCameraRequest(req cameraRequest, rec *CameraRecord) error {
 	if req.Name != nil {
 		rec.Name = strings.TrimSpace(*req.Name)
 	}
@@ -384,7 +363,7 @@ func (c *cameraAPI) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := CameraRecord{ID: req.ID}
-	if err := req.applyTo(&rec); err != nil {
+	if err := applyCameraRequest(req, &rec); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -422,7 +401,7 @@ func (c *cameraAPI) handleUpdate(w http.ResponseWriter, r *http.Request) {
 	cur := cams[i]
 	rec := CameraRecord{ID: id, Name: cur.Name, URL: cur.URL, SubstreamURL: cur.SubstreamURL,
 		Secret: cur.Credentials, SubstreamSecret: cur.SubstreamCredentials, AlwaysOn: cur.AlwaysOn}
-	if err := req.applyTo(&rec); err != nil {
+	if err := applyCameraRequest(req, &rec); err != nil {
 		writeError(w, r, err)
 		return
 	}

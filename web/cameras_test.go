@@ -79,7 +79,7 @@ func TestCameraRequestSecrets(t *testing.T) {
 	str := func(s string) *string { return &s }
 	rec := CameraRecord{ID: "c"}
 	req := cameraRequest{URL: str("rtsp://admin:S3cr3t@10.0.0.5/live?channel=1&pw=S3cr3t")}
-	if err := req.applyTo(&rec); err != nil {
+	if err := applyCameraRequest(req, &rec); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(rec.URL, "S3cr3t") || rec.Secret.Password != "S3cr3t" || rec.URL != "rtsp://10.0.0.5/live?channel=1&pw=***" {
@@ -87,7 +87,7 @@ func TestCameraRequestSecrets(t *testing.T) {
 	}
 	// Sent back as shown, with a new path: everything kept.
 	req = cameraRequest{URL: str("rtsp://***@10.0.0.5/live2?channel=1&pw=***")}
-	if err := req.applyTo(&rec); err != nil {
+	if err := applyCameraRequest(req, &rec); err != nil {
 		t.Fatal(err)
 	}
 	if dial, _ := rec.Secret.Join(rec.URL); dial != "rtsp://admin:S3cr3t@10.0.0.5/live2?channel=1&pw=S3cr3t" {
@@ -95,22 +95,22 @@ func TestCameraRequestSecrets(t *testing.T) {
 	}
 	// Without user information, same host: kept. Another host: dropped.
 	req = cameraRequest{URL: str("rtsp://10.0.0.5/live3")}
-	if err := req.applyTo(&rec); err != nil || rec.Secret.Username != "admin" {
+	if err := applyCameraRequest(req, &rec); err != nil || rec.Secret.Username != "admin" {
 		t.Fatalf("same host: %v, user kept %v", err, rec.Secret.Username == "admin")
 	}
 	req = cameraRequest{URL: str("rtsp://10.0.0.6/live3")}
-	if err := req.applyTo(&rec); err != nil || !rec.Secret.IsZero() {
+	if err := applyCameraRequest(req, &rec); err != nil || !rec.Secret.IsZero() {
 		t.Fatalf("another host: %v, secret kept %v", err, !rec.Secret.IsZero())
 	}
 	// The write-only fields.
 	req = cameraRequest{Username: str("viewer"), Password: str("Mat-Khau-9")}
-	if err := req.applyTo(&rec); err != nil || rec.Secret.Password != "Mat-Khau-9" || strings.Contains(rec.URL, "Mat-Khau") {
+	if err := applyCameraRequest(req, &rec); err != nil || rec.Secret.Password != "Mat-Khau-9" || strings.Contains(rec.URL, "Mat-Khau") {
 		t.Fatalf("fields: %v %+v", err, rec.URL)
 	}
 	// A placeholder with nothing stored.
 	rec = CameraRecord{ID: "d"}
 	req = cameraRequest{URL: str("rtsp://10.0.0.5/x?token=***")}
-	err := req.applyTo(&rec)
+	err := applyCameraRequest(req, &rec)
 	if status(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "url: token=***") {
 		t.Fatalf("placeholder without a stored value: %v", err)
 	}

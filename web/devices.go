@@ -9,24 +9,12 @@ import (
 	"time"
 
 	"github.com/loalang/loalang/device/wire"
+	"github.com/loalang/loalang/web/api"
 )
 
 var jsonUnmarshal = json.Unmarshal
 
-type deviceView struct {
-	ID        string     `json:"id"`
-	Kind      string     `json:"kind"`
-	Name      string     `json:"name"`
-	Zones     []string   `json:"zones"`
-	Online    bool       `json:"online"`
-	LastSeen  *time.Time `json:"last_seen"`
-	Firmware  string     `json:"firmware"`
-	Volume    int        `json:"volume"`
-	UptimeS   int64      `json:"uptime_s"`
-	SignalDBm int        `json:"signal_dbm"`
-	Lat       float64    `json:"lat"`
-	Lon       float64    `json:"lon"`
-}
+type deviceView = api.Device
 
 func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 	states := s.devices.List()

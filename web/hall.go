@@ -6,6 +6,7 @@ import (
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/hall"
+	"github.com/loalang/loalang/web/api"
 )
 
 // Hall is the hall output (sound card and relay board) as the API shows it.
@@ -14,24 +15,7 @@ type Hall interface {
 	Delivery(streamID uint32) hall.Delivery
 }
 
-type hallStatusView struct {
-	Sink struct {
-		Configured bool   `json:"configured"`
-		OK         bool   `json:"ok"`
-		Reason     string `json:"reason,omitempty"`
-		Playing    bool   `json:"playing"`
-	} `json:"sink"`
-	Board struct {
-		Configured bool            `json:"configured"`
-		Port       string          `json:"port,omitempty"`
-		OK         bool            `json:"ok"`
-		Alarm      bool            `json:"alarm"`
-		Reason     string          `json:"reason,omitempty"`
-		Since      time.Time       `json:"since,omitzero"`
-		Faults     uint64          `json:"faults"`
-		Coils      map[string]bool `json:"coils,omitempty"`
-	} `json:"board"`
-}
+type hallStatusView = api.Hall
 
 type stepView struct {
 	Name string    `json:"name"`

@@ -10,16 +10,11 @@ import (
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/web/api"
 )
 
 // userView is a user as the API shows it: never the password hash.
-type userView struct {
-	Username  string    `json:"username"`
-	Role      auth.Role `json:"role"`
-	Cameras   []string  `json:"cameras,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
+type userView = api.User
 
 func viewOf(u auth.User) userView {
 	return userView{Username: u.Username, Role: u.Role, Cameras: u.Cameras, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
@@ -190,12 +185,7 @@ func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-type userRequest struct {
-	Username string    `json:"username"`
-	Password string    `json:"password"`
-	Role     auth.Role `json:"role"`
-	Cameras  []string  `json:"cameras"`
-}
+type userRequest = api.UserRequest
 
 func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	var req userRequest

@@ -1,30 +1,38 @@
 // Command loalang is the operator's CLI, a thin client of loalangd's HTTP
-// API.
+// API (its types come from web/api, shared with the server).
 //
-//	loalang [--server URL] login [--username admin] [--password-file FILE]
-//	loalang devices
-//	loalang devices ping ID
+//	loalang [--server URL] [--json] COMMAND ...
+//	loalang login --password-file FILE
+//	loalang devices | users | cameras | audit | hall | media | broadcast | schedules ...
+//	loalang completion bash|zsh|fish
+//
+// `loalang --help` and `loalang COMMAND --help` list the commands, flags and
+// examples. Exit codes (see exitCode): 0 ok, 1 error, 2 usage, 3 not signed
+// in or not allowed, 4 not found or conflict. docs/cli.md has the details.
 //
 // The server URL and token are kept in $XDG_CONFIG_HOME/loalang/cli.json
 // (mode 0600) after login; LOALANG_SERVER and LOALANG_TOKEN override them.
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
-	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in docs/cli.md and `loalang --help`.
+const (
+	exitOK       = 0
+	exitError    = 1 // the server refused the request, or it could not be sent
+	exitUsage    = 2 // bad flags or arguments; nothing was sent
+	exitAuth     = 3 // not signed in, the session ended, or the role may not do this
+	exitNotFound = 4 // no such item, or it already exists / is in use
 )
 
 func main() {
@@ -32,260 +40,174 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "loalang:", err)
-		os.Exit(1)
+		printError(os.Stderr, err, jsonRequested(os.Args[1:]))
 	}
+	os.Exit(exitCode(err))
 }
 
-// session is what login stores.
-type session struct {
-	Server string `json:"server"`
-	Token  string `json:"token"`
-}
-
-type cli struct {
-	getenv func(string) string
-	out    io.Writer
-	in     io.Reader
-	sess   session
-	http   *http.Client
-}
-
+// run is main without globals; the error decides the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
-	fs := flag.NewFlagSet("loalang", flag.ContinueOnError)
-	server := fs.String("server", "", "loalangd URL, e.g. http://127.0.0.1:8080")
-	insecure := fs.Bool("insecure", false, "accept a self-signed certificate (check its fingerprint first)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	c := &cli{getenv: getenv, out: stdout, in: stdin}
+	root := newRoot(c)
+	root.SetArgs(args)
+	_, err := root.ExecuteContextC(ctx)
+	if err != nil && !isClassified(err) {
+		// Cobra's own errors (unknown command or flag, wrong number of
+		// arguments) are usage errors.
+		err = &usageError{err}
 	}
-	c := &cli{getenv: getenv, out: stdout, in: stdin, http: &http.Client{Timeout: 5 * time.Minute}}
-	if *insecure {
-		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	return err
+}
+
+// usageError is a command line that could not be understood: exit 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef makes a usage error.
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// errNotSignedIn is returned before a request that needs a token when
+// there is none.
+var errNotSignedIn = errors.New("not signed in: run `loalang login` (or set LOALANG_TOKEN)")
+
+// runError marks an error that happened while running a command (not
+// while parsing its command line).
+type runError struct{ err error }
+
+func (e *runError) Error() string { return e.err.Error() }
+func (e *runError) Unwrap() error { return e.err }
+
+func isClassified(err error) bool {
+	var u *usageError
+	var r *runError
+	return errors.As(err, &u) || errors.As(err, &r)
+}
+
+// exitCode maps an error to the documented exit codes.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
 	}
-	c.sess, _ = c.loadSession()
-	if v := getenv("LOALANG_SERVER"); v != "" {
-		c.sess.Server = v
+	var u *usageError
+	if errors.As(err, &u) {
+		return exitUsage
 	}
-	if v := getenv("LOALANG_TOKEN"); v != "" {
-		c.sess.Token = v
+	if errors.Is(err, errNotSignedIn) {
+		return exitAuth
 	}
-	if *server != "" {
-		c.sess.Server = *server
-	}
-	if c.sess.Server == "" {
-		c.sess.Server = "http://127.0.0.1:8080"
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		return errors.New("usage: loalang [--server URL] login|devices|media|broadcast|stop-all|schedules [args]")
-	}
-	cmd, rest := rest[0], rest[1:]
-	for _, sc := range commands {
-		if sc.name == cmd {
-			return sc.run(ctx, c, rest)
+	var a *apiError
+	if errors.As(err, &a) {
+		switch a.Status {
+		case 401, 403:
+			return exitAuth
+		case 404, 409:
+			return exitNotFound
 		}
 	}
-	return fmt.Errorf("unknown command %q", cmd)
+	return exitError
 }
 
-type subcommand struct {
-	name string
-	run  func(ctx context.Context, c *cli, args []string) error
-}
-
-// commands is the CLI's command table; each feature file adds its entries.
-var commands = []subcommand{
-	{"login", cmdLogin},
-	{"devices", cmdDevices},
-}
-
-func (c *cli) sessionPath() (string, error) {
-	dir := c.getenv("XDG_CONFIG_HOME")
-	if dir == "" {
-		home := c.getenv("HOME")
-		if home == "" {
-			return "", errors.New("neither XDG_CONFIG_HOME nor HOME is set")
+// printError reports err on w, as JSON when the command line asked for it.
+func printError(w io.Writer, err error, asJSON bool) {
+	if !asJSON {
+		fmt.Fprintln(w, "loalang:", err)
+		return
+	}
+	v := map[string]any{"error": err.Error(), "exit_code": exitCode(err)}
+	var a *apiError
+	if errors.As(err, &a) {
+		v["status"] = a.Status
+		if a.Field != "" {
+			v["field"] = a.Field
 		}
-		dir = filepath.Join(home, ".config")
 	}
-	return filepath.Join(dir, "loalang", "cli.json"), nil
+	json.NewEncoder(w).Encode(v)
 }
 
-func (c *cli) loadSession() (session, error) {
-	var s session
-	p, err := c.sessionPath()
-	if err != nil {
-		return s, err
-	}
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		return s, err
-	}
-	return s, json.Unmarshal(raw, &s)
-}
-
-func (c *cli) saveSession() error {
-	p, err := c.sessionPath()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	raw, _ := json.Marshal(c.sess)
-	return os.WriteFile(p, raw, 0o600)
-}
-
-// apiError is a non-2xx answer.
-type apiError struct {
-	Status int
-	Msg    string
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Msg) }
-
-// do sends a request with the stored token and decodes a JSON answer into out.
-func (c *cli) do(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.sess.Server, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if c.sess.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.sess.Token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
+// jsonRequested reports whether --json is on the command line (for
+// errors that happen before or during flag parsing).
+func jsonRequested(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
 		}
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(raw))
+		if a == "--json" || a == "--json=true" {
+			return true
 		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			e.Error += " (run `loalang login`)"
-		}
-		return &apiError{resp.StatusCode, e.Error}
 	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return false
 }
 
-func (c *cli) json(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		raw, err := json.Marshal(in)
-		if err != nil {
+const rootLong = `loalang is the operator's command line for loalangd, the village hall's
+loudspeaker and camera controller. It talks to the daemon's HTTP API with the
+token 'loalang login' stores (mode 0600 in $XDG_CONFIG_HOME/loalang/cli.json);
+LOALANG_SERVER and LOALANG_TOKEN override it.
+
+Every command takes --json to print the API's JSON for scripts (errors too,
+on standard error).
+
+Exit codes:
+  0  ok
+  1  error: the server refused the request (bad input, busy, unavailable) or could not be reached
+  2  usage: unknown command or flag, missing or extra arguments; nothing was sent
+  3  auth: not signed in, the session ended, or your role may not do this
+  4  not found, or a conflict (already exists, in use, changed meanwhile)`
+
+const rootExample = `  loalang --server http://127.0.0.1:8080 login --password-file var/demo/initial-admin-password
+  loalang devices
+  loalang --json cameras list | jq '.[].id'
+  loalang completion bash > /etc/bash_completion.d/loalang`
+
+// newRoot builds the command tree. Each command file registers its
+// commands with register in an init function; a new command group (such as
+// an uplink command) is one more file doing the same.
+func newRoot(c *cli) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "loalang",
+		Short:         "Operate a loalang village hall controller from the command line",
+		Long:          rootLong,
+		Example:       rootExample,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return c.setup()
+		},
+	}
+	root.PersistentFlags().StringVar(&c.server, "server", "", "loalangd URL, e.g. http://127.0.0.1:8080 (default: the one you logged in to)")
+	root.PersistentFlags().BoolVar(&c.insecure, "insecure", false, "accept a self-signed certificate (check its fingerprint first)")
+	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the API's JSON instead of tables, for scripts")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &usageError{err} })
+	for _, g := range groups {
+		root.AddCommand(g(c))
+	}
+	root.SetIn(c.in)
+	root.SetOut(c.out)
+	root.SetErr(c.out)
+	// The built-in commands, added now rather than on Execute so that the
+	// tree (and TestEveryCommandHasHelp) sees them: `completion bash|zsh|
+	// fish|powershell` and `help`.
+	root.InitDefaultCompletionCmd()
+	root.InitDefaultHelpCmd()
+	return root
+}
+
+// groups are the top-level commands, added by each command file's init.
+var groups []func(*cli) *cobra.Command
+
+func register(g func(*cli) *cobra.Command) { groups = append(groups, g) }
+
+// wrap turns a command's RunE error into a runError (exit 1, 3 or 4),
+// keeping usage errors as they are.
+func wrap(f func(cmd *cobra.Command, args []string) error) func(cmd *cobra.Command, args []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		err := f(cmd, args)
+		if err == nil || isClassified(err) {
 			return err
 		}
-		body = bytes.NewReader(raw)
-	}
-	return c.do(ctx, method, path, "application/json", body, out)
-}
-
-func cmdLogin(ctx context.Context, c *cli, args []string) error {
-	fs := flag.NewFlagSet("login", flag.ContinueOnError)
-	user := fs.String("username", "admin", "user name")
-	pwFile := fs.String("password-file", "", "read the password from this file instead of standard input")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var pw string
-	if *pwFile != "" {
-		raw, err := os.ReadFile(*pwFile)
-		if err != nil {
-			return err
-		}
-		pw = strings.TrimSpace(string(raw))
-	} else {
-		fmt.Fprint(c.out, "password: ")
-		line, err := bufio.NewReader(c.in).ReadString('\n')
-		if err != nil && line == "" {
-			return fmt.Errorf("read password: %w", err)
-		}
-		pw = strings.TrimSpace(line)
-	}
-	var resp struct {
-		Token string `json:"token"`
-	}
-	if err := c.json(ctx, "POST", "/api/v1/login", map[string]string{"username": *user, "password": pw}, &resp); err != nil {
-		return fmt.Errorf("login: %w", err)
-	}
-	c.sess.Token = resp.Token
-	if err := c.saveSession(); err != nil {
-		return fmt.Errorf("save token: %w", err)
-	}
-	fmt.Fprintf(c.out, "logged in to %s as %s\n", c.sess.Server, *user)
-	return nil
-}
-
-func cmdDevices(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 2 && args[0] == "ping" {
-		var resp struct {
-			RTT float64 `json:"rtt_ms"`
-		}
-		if err := c.json(ctx, "POST", "/api/v1/devices/"+args[1]+"/ping", nil, &resp); err != nil {
-			return fmt.Errorf("ping %s: %w", args[1], err)
-		}
-		fmt.Fprintf(c.out, "%s answered in %.1f ms\n", args[1], resp.RTT)
-		return nil
-	}
-	if len(args) != 0 {
-		return errors.New("usage: loalang devices [ping ID]")
-	}
-	var devs []struct {
-		ID       string     `json:"id"`
-		Kind     string     `json:"kind"`
-		Name     string     `json:"name"`
-		Zones    []string   `json:"zones"`
-		Online   bool       `json:"online"`
-		LastSeen *time.Time `json:"last_seen"`
-		Firmware string     `json:"firmware"`
-		Volume   int        `json:"volume"`
-	}
-	if err := c.json(ctx, "GET", "/api/v1/devices", nil, &devs); err != nil {
-		return err
-	}
-	rows := [][]string{{"ID", "KIND", "ZONES", "STATE", "LAST SEEN", "FIRMWARE", "VOL", "NAME"}}
-	for _, d := range devs {
-		state, seen := "offline", "-"
-		if d.Online {
-			state = "online"
-		}
-		if d.LastSeen != nil {
-			seen = d.LastSeen.Local().Format("15:04:05")
-		}
-		rows = append(rows, []string{d.ID, d.Kind, strings.Join(d.Zones, ","), state, seen, d.Firmware, fmt.Sprint(d.Volume), d.Name})
-	}
-	printTable(c.out, rows)
-	return nil
-}
-
-// printTable prints rows as aligned columns.
-func printTable(w io.Writer, rows [][]string) {
-	widths := map[int]int{}
-	for _, r := range rows {
-		for i, cell := range r {
-			widths[i] = max(widths[i], len([]rune(cell)))
-		}
-	}
-	for _, r := range rows {
-		var b strings.Builder
-		for i, cell := range r {
-			b.WriteString(cell)
-			if i < len(r)-1 {
-				b.WriteString(strings.Repeat(" ", widths[i]-len([]rune(cell))+2))
-			}
-		}
-		fmt.Fprintln(w, b.String())
+		return &runError{err}
 	}
 }

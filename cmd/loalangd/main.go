@@ -4,6 +4,7 @@
 //
 //	loalangd --config FILE [--data-dir DIR] [--http ADDR] [--mqtt ADDR]
 //	loalangd --check-config FILE
+//	loalangd --version
 //	loalangd mosquitto-config --config FILE --out DIR [--listen ADDR]
 //	loalangd backup [--config FILE] [--data-dir DIR]
 //	loalangd restore [--config FILE] [--data-dir DIR] [--list] [BACKUP]
@@ -21,6 +22,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -28,6 +31,30 @@ import (
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/store"
 )
+
+// commit is the source revision, set with -ldflags "-X main.commit=..." by
+// the Makefile; builds without it fall back to the VCS stamp Go records.
+var commit = ""
+
+// stdout receives --version's line, so that scripts can capture it.
+var stdout io.Writer = os.Stdout
+
+// versionString is what --version prints: the release, the commit and the
+// Go toolchain that built the binary.
+func versionString() string {
+	c := commit
+	if c == "" {
+		c = "unknown"
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					c = s.Value
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("loalangd %s (commit %s, %s, %s/%s)", daemon.Version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -58,8 +85,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	httpAddr := fs.String("http", "", "HTTP listen address (overrides http.addr)")
 	mqttAddr := fs.String("mqtt", "", "embedded broker listen address (overrides mqtt.listen)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	version := fs.Bool("version", false, "print the version, commit and Go version, and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *version {
+		fmt.Fprintln(stdout, versionString())
+		return nil
 	}
 	if *check != "" {
 		if _, err := config.Load(*check, getenv); err != nil {
