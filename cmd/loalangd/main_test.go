@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/web/api"
 )
 
 // buildBinary builds loalangd once per test run.
@@ -117,15 +120,17 @@ func TestKillDuringChurn(t *testing.T) {
 	dir := t.TempDir()
 	onlineBefore := 0
 	for round := range 3 {
-		cmd, _, _ := startBinary(t, bin, dir)
+		cmd, ready, _ := startBinary(t, bin, dir)
 		sim := exec.Command(fsim, "--provisioning", filepath.Join(dir, daemon.BundleFile), "--no-cameras", "--no-relay",
 			"--churn", "0.5", "--churn-every", "150ms", "--churn-down", "100ms", "--log-level", "error")
 		if err := sim.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Let churn write audit entries for a while, then pull the plug at
-		// a different moment each round.
-		time.Sleep(time.Duration(400+round*300) * time.Millisecond)
+		// Once presence changes are flowing (a device is online), let churn
+		// write audit entries for a while, then pull the plug at a
+		// different moment each round.
+		waitDeviceOnline(t, "http://"+ready.HTTP, dir)
+		time.Sleep(time.Duration(200+round*300) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		sim.Process.Signal(syscall.SIGKILL)
@@ -156,4 +161,31 @@ func TestKillDuringChurn(t *testing.T) {
 		}
 		onlineBefore = online
 	}
+}
+
+// waitDeviceOnline polls the devices API until one device is online: a
+// fixed wait was too short on a loaded machine, and the kill came before
+// any presence change.
+func waitDeviceOnline(t *testing.T, base, dataDir string) {
+	t.Helper()
+	pw, err := os.ReadFile(filepath.Join(dataDir, daemon.AdminPassFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := login(t, base, "admin", strings.TrimSpace(string(pw)))
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", base+"/api/v1/devices", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			var devices []api.Device
+			err := json.NewDecoder(resp.Body).Decode(&devices)
+			resp.Body.Close()
+			if err == nil && slices.ContainsFunc(devices, func(d api.Device) bool { return d.Online }) {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no device came online within 30 s")
 }
