@@ -15,8 +15,8 @@ import (
 
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
-	"github.com/loalang/loalang/internal/whepview"
 	"github.com/loalang/loalang/firmware-sim/camsim"
+	"github.com/loalang/loalang/internal/whepview"
 )
 
 // hostCandidates returns the sorted, distinct addresses of an SDP's host
