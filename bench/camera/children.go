@@ -50,20 +50,20 @@ func runCams(clipPath string, n, fps int) error {
 
 // msg is the line protocol between the orchestrator and the viewers child.
 type msg struct {
-	Op    string             `json:"op"`
-	ID    string             `json:"id,omitempty"`
-	SDP   string             `json:"sdp,omitempty"`
+	Op  string `json:"op"`
+	ID  string `json:"id,omitempty"`
+	SDP string `json:"sdp,omitempty"`
 	// HTTP: the request of "watch", "unwatch" and "http" ops, and the
 	// status, body and Location of their replies.
-	Method string `json:"method,omitempty"`
-	URL    string `json:"url,omitempty"`
-	Token  string `json:"token,omitempty"`
-	Body   string `json:"body,omitempty"`
-	Status int    `json:"status,omitempty"`
-	Loc    string `json:"loc,omitempty"`
-	Lat   []float64          `json:"lat_ms,omitempty"`
-	First map[string]float64 `json:"first_ms,omitempty"`
-	Err   string             `json:"err,omitempty"`
+	Method string             `json:"method,omitempty"`
+	URL    string             `json:"url,omitempty"`
+	Token  string             `json:"token,omitempty"`
+	Body   string             `json:"body,omitempty"`
+	Status int                `json:"status,omitempty"`
+	Loc    string             `json:"loc,omitempty"`
+	Lat    []float64          `json:"lat_ms,omitempty"`
+	First  map[string]float64 `json:"first_ms,omitempty"`
+	Err    string             `json:"err,omitempty"`
 }
 
 type benchViewer struct {
