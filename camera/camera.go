@@ -215,6 +215,7 @@ type Relay struct {
 	se         webrtc.SettingEngine
 	iceServers []webrtc.ICEServer
 	udpConns   []net.PacketConn
+	batch      []*batchConn
 	udpMux     ice.UDPMux
 	tcpLn      net.Listener
 	tcpMux     ice.TCPMux

@@ -105,8 +105,9 @@ func (r *Relay) openUDPMux() error {
 		if err != nil {
 			return fmt.Errorf("listen ICE UDP %s: %w", addr, err)
 		}
-		r.udpConns = append(r.udpConns, conn)
-		r.udpMux = webrtc.NewICEUDPMux(nil, conn)
+		bc := newBatchConn(conn.(*net.UDPConn))
+		r.udpConns, r.batch = append(r.udpConns, bc), append(r.batch, bc)
+		r.udpMux = webrtc.NewICEUDPMux(nil, bc)
 		return nil
 	}
 	port := cfg.UDPPort
@@ -124,11 +125,25 @@ func (r *Relay) openUDPMux() error {
 		// Port 0: the first socket's ephemeral port is used for the others,
 		// so the relay still has one port number (firewall rules).
 		port = conn.LocalAddr().(*net.UDPAddr).Port
-		r.udpConns = append(r.udpConns, conn)
-		muxes = append(muxes, ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn}))
+		bc := newBatchConn(conn.(*net.UDPConn))
+		r.udpConns, r.batch = append(r.udpConns, bc), append(r.batch, bc)
+		muxes = append(muxes, ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: bc}))
 	}
 	r.udpMux = ice.NewMultiUDPMuxDefault(muxes...)
 	return nil
+}
+
+// cork queues the ICE sockets' writes until uncork (see batchConn).
+func (r *Relay) cork() {
+	for _, b := range r.batch {
+		b.cork()
+	}
+}
+
+func (r *Relay) uncork() {
+	for _, b := range r.batch {
+		b.uncork()
+	}
 }
 
 // tuneICE applies the settings shared by camera viewing and live speech.

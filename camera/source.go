@@ -21,6 +21,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 )
 
 // Codec names as reported in Status.
@@ -57,13 +58,32 @@ type streamInfo struct {
 	spsFPS        float64
 }
 
-// frame is one access unit in Annex B form, shared read-only by all viewers.
+// frame is one access unit, shared read-only by all viewers: in Annex B form
+// (data) until the first viewer needs it, then as RTP payloads (payloads).
 type frame struct {
 	data    []byte
 	pts     int64 // 90 kHz, from the RTSP session (RFC 3550 §5.1 timestamp)
 	key     bool
 	discont bool // first frame of a new RTSP session
 	recv    time.Time
+
+	payOnce sync.Once
+	pays    [][]byte
+}
+
+// payloads returns the frame cut into RTP payloads of at most rtpMTU bytes
+// with the header (H.264 FU-A/STAP-A, RFC 6184; H.265 FU/AP, RFC 7798),
+// computed once and shared read-only by every viewer.
+func (f *frame) payloads(codec string) [][]byte {
+	f.payOnce.Do(func() {
+		var pl rtp.Payloader = &codecs.H264Payloader{}
+		if codec == codecH265 {
+			pl = &codecs.H265Payloader{}
+		}
+		f.pays = pl.Payload(rtpMTU-12, f.data)
+		f.data = nil // the GOP cache keeps one copy, not two
+	})
+	return f.pays
 }
 
 // source is one RTSP ingest (a camera's main stream or its substream) and

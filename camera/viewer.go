@@ -10,7 +10,6 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -110,7 +109,8 @@ type viewer struct {
 	pc     *webrtc.PeerConnection
 	track  *webrtc.TrackLocalStaticRTP
 	sender *webrtc.RTPSender
-	pz     rtp.Packetizer
+	seq    rtp.Sequencer
+	pkt    rtp.Packet // reused for every packet sent
 	q      *queue
 
 	connected, failed, stopCh, finished chan struct{}
@@ -128,16 +128,12 @@ type viewer struct {
 }
 
 func newViewer(r *Relay, id, who string, e *camEntry, src *source, codec string, sub bool) *viewer {
-	var pl rtp.Payloader = &codecs.H264Payloader{}
-	if codec == codecH265 {
-		pl = &codecs.H265Payloader{}
-	}
 	return &viewer{
 		r: r, id: id, who: who, entry: e, camID: e.cam.ID, src: src, sub: sub, codec: codec,
 		log:     r.log.With("camera", e.cam.ID, "session", id),
 		created: time.Now(),
-		// PT and SSRC are rewritten per binding by TrackLocalStaticRTP.
-		pz:        rtp.NewPacketizer(rtpMTU, 0, 0, pl, rtp.NewRandomSequencer(), 90000),
+		// PT and SSRC are set per binding by TrackLocalStaticRTP.
+		seq:       rtp.NewRandomSequencer(),
 		q:         newQueue(r.cfg.ViewerQueueFrames, r.cfg.ViewerQueueDelay),
 		connected: make(chan struct{}),
 		failed:    make(chan struct{}),
@@ -230,12 +226,9 @@ func (v *viewer) run() {
 		select {
 		case <-v.q.notify:
 			buf = v.q.take(buf)
-			for i := range buf {
-				if err := v.send(buf[i]); err != nil {
-					v.setReason("write: " + err.Error())
-					return
-				}
-				buf[i] = qitem{}
+			if err := v.sendAll(buf); err != nil {
+				v.setReason("write: " + err.Error())
+				return
 			}
 		case <-v.failed:
 			v.setReason("ICE/DTLS failed")
@@ -247,6 +240,20 @@ func (v *viewer) run() {
 			return
 		}
 	}
+}
+
+// sendAll sends queued frames as one burst of the ICE socket (one
+// sendmmsg per batch instead of a sendto per packet, see batchConn).
+func (v *viewer) sendAll(buf []qitem) error {
+	v.r.cork()
+	defer v.r.uncork()
+	for i := range buf {
+		if err := v.send(buf[i]); err != nil {
+			return err
+		}
+		buf[i] = qitem{}
+	}
+	return nil
 }
 
 // send packetizes one frame. Timestamps follow the camera clock (so B-frame
@@ -281,9 +288,17 @@ func (v *viewer) send(it qitem) error {
 		v.sentKey = true
 		v.log.Debug("first keyframe sent", "since_offer", time.Since(v.created).Round(time.Millisecond))
 	}
-	for _, p := range v.pz.Packetize(f.data, 0) {
-		p.Timestamp = ts
-		if err := v.track.WriteRTP(p); err != nil {
+	// The payloads (RFC 6184 §5.8 / RFC 7798 §4.4.3 fragments) are cut once
+	// per frame and shared by every viewer; only the 12-byte header is this
+	// viewer's. pion copies header and payload before SRTP, so sharing is safe.
+	pays := f.payloads(v.codec)
+	for i, pl := range pays {
+		v.pkt.Header = rtp.Header{
+			Version: 2, Marker: i == len(pays)-1,
+			SequenceNumber: v.seq.NextSequenceNumber(), Timestamp: ts,
+		}
+		v.pkt.Payload = pl
+		if err := v.track.WriteRTP(&v.pkt); err != nil {
 			if errors.Is(err, io.ErrClosedPipe) {
 				return err
 			}
