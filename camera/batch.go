@@ -38,6 +38,9 @@ type batchConn struct {
 	corked  int
 	pending []ipv4.Message
 	spare   []ipv4.Message
+	// held are the pool buffers of pending (and, during a flush, of the
+	// batch being sent), returned to bufs after the send.
+	held, spareHeld []*[]byte
 	addrs   map[netip.AddrPort]*net.UDPAddr
 
 	flushMu sync.Mutex
@@ -74,9 +77,9 @@ func (b *batchConn) flush() {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
 	b.mu.Lock()
-	batch := b.pending
-	b.pending = b.spare[:0]
-	b.spare = nil
+	batch, held := b.pending, b.held
+	b.pending, b.held = b.spare[:0], b.spareHeld[:0]
+	b.spare, b.spareHeld = nil, nil
 	b.mu.Unlock()
 	for rest := batch; len(rest) > 0; {
 		n, err := b.pc.WriteBatch(rest, 0)
@@ -93,16 +96,18 @@ func (b *batchConn) flush() {
 		rest = rest[n:]
 	}
 	for i := range batch {
-		for _, buf := range batch[i].Buffers {
-			buf = buf[:0]
-			b.bufs.Put(&buf)
-		}
+		batch[i].Buffers[0] = nil
 		batch[i].Buffers = batch[i].Buffers[:0]
 		batch[i].Addr = nil
 	}
+	for i, bp := range held {
+		*bp = (*bp)[:0]
+		b.bufs.Put(bp)
+		held[i] = nil
+	}
 	b.mu.Lock()
 	if b.spare == nil {
-		b.spare = batch[:0]
+		b.spare, b.spareHeld = batch[:0], held[:0]
 	}
 	b.mu.Unlock()
 }
@@ -129,6 +134,8 @@ func (b *batchConn) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) 
 	}
 	bp := b.bufs.Get().(*[]byte)
 	buf := append((*bp)[:0], p...)
+	*bp = buf
+	b.held = append(b.held, bp)
 	if n := len(b.pending); n < cap(b.pending) {
 		b.pending = b.pending[:n+1]
 		m := &b.pending[n]

@@ -21,7 +21,6 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 )
 
 // Codec names as reported in Status.
@@ -58,32 +57,15 @@ type streamInfo struct {
 	spsFPS        float64
 }
 
-// frame is one access unit, shared read-only by all viewers: in Annex B form
-// (data) until the first viewer needs it, then as RTP payloads (payloads).
+// frame is one access unit as RTP payloads (see packetize), cut once in the
+// ingest and shared read-only by all viewers, which write only their own
+// RTP headers.
 type frame struct {
-	data    []byte
+	pays    [][]byte
 	pts     int64 // 90 kHz, from the RTSP session (RFC 3550 §5.1 timestamp)
 	key     bool
 	discont bool // first frame of a new RTSP session
 	recv    time.Time
-
-	payOnce sync.Once
-	pays    [][]byte
-}
-
-// payloads returns the frame cut into RTP payloads of at most rtpMTU bytes
-// with the header (H.264 FU-A/STAP-A, RFC 6184; H.265 FU/AP, RFC 7798),
-// computed once and shared read-only by every viewer.
-func (f *frame) payloads(codec string) [][]byte {
-	f.payOnce.Do(func() {
-		var pl rtp.Payloader = &codecs.H264Payloader{}
-		if codec == codecH265 {
-			pl = &codecs.H265Payloader{}
-		}
-		f.pays = pl.Payload(rtpMTU-12, f.data)
-		f.data = nil // the GOP cache keeps one copy, not two
-	})
-	return f.pays
 }
 
 // source is one RTSP ingest (a camera's main stream or its substream) and
@@ -626,7 +608,7 @@ func (s *source) onAU(au [][]byte, pts int64) {
 	} else {
 		key = h264.IsRandomAccess(au)
 	}
-	have := map[byte]bool{}
+	var have [256]bool // parameter-set kinds present (paramKind)
 	nalus := make([][]byte, 0, len(au)+3)
 	changed := false
 	for _, n := range au {
@@ -673,14 +655,9 @@ func (s *source) onAU(au [][]byte, pts int64) {
 
 	size := 0
 	for _, n := range nalus {
-		size += 4 + len(n)
+		size += 4 + len(n) // as Annex B, the unit of the bitrate
 	}
-	data := make([]byte, 0, size)
-	for _, n := range nalus {
-		data = append(data, 0, 0, 0, 1)
-		data = append(data, n...)
-	}
-	f := &frame{data: data, pts: pts, key: key, discont: s.discont, recv: now}
+	f := &frame{pays: packetize(codec, nalus), pts: pts, key: key, discont: s.discont, recv: now}
 	s.discont = false
 
 	if key {
@@ -697,7 +674,7 @@ func (s *source) onAU(au [][]byte, pts int64) {
 		s.statStart = now
 	}
 	s.statFrames++
-	s.statBytes += len(data)
+	s.statBytes += size
 	s.lastFrame = now
 	if el := now.Sub(s.statStart); el >= time.Second {
 		s.fps = float64(s.statFrames) / el.Seconds()

@@ -288,10 +288,10 @@ func (v *viewer) send(it qitem) error {
 		v.sentKey = true
 		v.log.Debug("first keyframe sent", "since_offer", time.Since(v.created).Round(time.Millisecond))
 	}
-	// The payloads (RFC 6184 §5.8 / RFC 7798 §4.4.3 fragments) are cut once
-	// per frame and shared by every viewer; only the 12-byte header is this
-	// viewer's. pion copies header and payload before SRTP, so sharing is safe.
-	pays := f.payloads(v.codec)
+	// The payloads are cut once per frame in the ingest (packetize) and
+	// shared by every viewer; only the 12-byte header is this viewer's. pion
+	// encrypts into its own buffer, so sharing is safe.
+	pays := f.pays
 	for i, pl := range pays {
 		v.pkt.Header = rtp.Header{
 			Version: 2, Marker: i == len(pays)-1,

@@ -31,6 +31,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -658,7 +659,9 @@ func percentiles(lat []float64) (p50, p95, mx float64) {
 		return 0, 0, 0
 	}
 	slices.Sort(lat)
-	at := func(q float64) float64 { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	// Nearest rank: the smallest sample with at least q of all at or below
+	// it (with 20 samples p95 is the 19th, not the maximum).
+	at := func(q float64) float64 { return lat[max(0, int(math.Ceil(q*float64(len(lat))))-1)] }
 	return at(0.5), at(0.95), lat[len(lat)-1]
 }
 
