@@ -41,7 +41,7 @@ type batchConn struct {
 	// held are the pool buffers of pending (and, during a flush, of the
 	// batch being sent), returned to bufs after the send.
 	held, spareHeld []*[]byte
-	addrs   map[netip.AddrPort]*net.UDPAddr
+	addrs           map[netip.AddrPort]*net.UDPAddr
 
 	flushMu sync.Mutex
 	bufs    sync.Pool

@@ -2,8 +2,8 @@ package camera
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"errors"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
@@ -13,7 +13,7 @@ import (
 
 // TestPacketizeRoundTrip cuts access units with packetize and puts them
 // back together with independent depacketizers (pion's for RFC 6184,
-// gortsplib's for RFC 7798): the NAL units must come back unchanged, every
+// gortsplib's for RFC 7798): the NAL units must come back unchanged and every
 // payload must fit maxPayload.
 func TestPacketizeRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
