@@ -11,22 +11,20 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// flushAt is the queue length at which a corked writer sends the batch
-// itself, so that overlapping bursts cannot hold packets back for long.
+// flushAt is the queue length at which a corked destination's packets are
+// sent at once, so that a frame burst stays a handful of batches.
 const flushAt = 64
 
-// maxPending bounds the packets queued while corked; beyond it a write is
-// dropped, as a full socket buffer would drop it (UDP, RFC 768), and NACK or
-// the next keyframe repairs it.
-const maxPending = 4096
-
-// batchConn is the ICE UDP socket with batched writes. While any viewer is
-// sending a frame (cork ... uncork) the packets every peer connection
-// writes (SRTP, and the odd STUN or DTLS packet) are queued, and the last
-// uncork sends them all with one sendmmsg(2) per batch (x/net's
+// batchConn is the ICE UDP socket with batched writes. While a viewer sends
+// the frames it took from its queue it corks its own destination (the
+// remote address of its selected ICE pair); the packets pion writes to that
+// address meanwhile (SRTP, and any RTCP or STUN in between) are queued, and
+// uncork sends them with one sendmmsg(2) per batch (x/net's
 // ipv4.PacketConn.WriteBatch) instead of one sendto(2) per packet: the
 // per-packet system call was the relay's largest cost (issue 16 profile).
-// Uncorked writes go straight to the socket. Reads pass through.
+// Corking is per destination, so a viewer descheduled in the middle of a
+// burst holds back only its own packets. Writes to an uncorked destination
+// go straight to the socket. Reads pass through.
 //
 // It implements pion's ice.AddrPortReaderWriter so the UDP mux keeps its
 // allocation-free path.
@@ -34,53 +32,61 @@ type batchConn struct {
 	conn *net.UDPConn
 	pc   *ipv4.PacketConn
 
-	mu      sync.Mutex
-	corked  int
-	pending []ipv4.Message
-	spare   []ipv4.Message
-	// held are the pool buffers of pending (and, during a flush, of the
-	// batch being sent), returned to bufs after the send.
-	held, spareHeld []*[]byte
-	addrs           map[netip.AddrPort]*net.UDPAddr
-
-	flushMu sync.Mutex
-	bufs    sync.Pool
+	mu    sync.Mutex
+	dests map[netip.AddrPort]*dest
+	bufs  sync.Pool
 
 	batches, packets, dropped atomic.Uint64
 }
 
+// dest is one corked destination's queue.
+type dest struct {
+	corked  int
+	ua      *net.UDPAddr
+	pending []ipv4.Message
+	held    []*[]byte // the pool buffers of pending
+}
+
 func newBatchConn(c *net.UDPConn) *batchConn {
-	b := &batchConn{conn: c, pc: ipv4.NewPacketConn(c), addrs: map[netip.AddrPort]*net.UDPAddr{}}
+	b := &batchConn{conn: c, pc: ipv4.NewPacketConn(c), dests: map[netip.AddrPort]*dest{}}
 	b.bufs.New = func() any { s := make([]byte, 0, 1500); return &s }
 	return b
 }
 
-// cork starts a burst: writes are queued until the matching uncork.
-func (b *batchConn) cork() {
+// cork starts a burst to addr: writes to it are queued until the matching
+// uncork.
+func (b *batchConn) cork(addr netip.AddrPort) {
 	b.mu.Lock()
-	b.corked++
-	b.mu.Unlock()
-}
-
-// uncork ends a burst; the last one sends everything queued.
-func (b *batchConn) uncork() {
-	b.mu.Lock()
-	b.corked--
-	flush := b.corked == 0 && len(b.pending) > 0
-	b.mu.Unlock()
-	if flush {
-		b.flush()
+	d := b.dests[addr]
+	if d == nil {
+		d = &dest{ua: net.UDPAddrFromAddrPort(addr)}
+		b.dests[addr] = d
 	}
+	d.corked++
+	b.mu.Unlock()
 }
 
-func (b *batchConn) flush() {
-	b.flushMu.Lock()
-	defer b.flushMu.Unlock()
+// uncork ends a burst to addr and sends what was queued.
+func (b *batchConn) uncork(addr netip.AddrPort) {
 	b.mu.Lock()
-	batch, held := b.pending, b.held
-	b.pending, b.held = b.spare[:0], b.spareHeld[:0]
-	b.spare, b.spareHeld = nil, nil
+	d := b.dests[addr]
+	if d == nil {
+		b.mu.Unlock()
+		return
+	}
+	d.corked--
+	var batch []ipv4.Message
+	var held []*[]byte
+	if d.corked <= 0 {
+		delete(b.dests, addr)
+		batch, held = d.pending, d.held
+	}
 	b.mu.Unlock()
+	b.send(batch, held)
+}
+
+// send writes batch with sendmmsg and returns the buffers to the pool.
+func (b *batchConn) send(batch []ipv4.Message, held []*[]byte) {
 	for rest := batch; len(rest) > 0; {
 		n, err := b.pc.WriteBatch(rest, 0)
 		if n > 0 {
@@ -88,67 +94,39 @@ func (b *batchConn) flush() {
 			b.packets.Add(uint64(n))
 		}
 		if err != nil && n <= 0 {
-			// The first message failed (e.g. an unreachable network for
-			// that viewer); drop it and go on with the others.
+			// The first message failed (e.g. the viewer's network is
+			// unreachable); drop it and go on, as UDP would.
 			b.dropped.Add(1)
 			n = 1
 		}
 		rest = rest[n:]
 	}
-	for i := range batch {
-		batch[i].Buffers[0] = nil
-		batch[i].Buffers = batch[i].Buffers[:0]
-		batch[i].Addr = nil
-	}
-	for i, bp := range held {
+	for _, bp := range held {
 		*bp = (*bp)[:0]
 		b.bufs.Put(bp)
-		held[i] = nil
 	}
-	b.mu.Lock()
-	if b.spare == nil {
-		b.spare, b.spareHeld = batch[:0], held[:0]
-	}
-	b.mu.Unlock()
 }
 
-// WriteToAddrPort queues b while corked, else writes it at once.
+// WriteToAddrPort queues p while addr is corked, else writes it at once.
 func (b *batchConn) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) {
 	b.mu.Lock()
-	if b.corked == 0 {
+	d := b.dests[addr]
+	if d == nil || d.corked == 0 {
 		b.mu.Unlock()
 		return b.conn.WriteToUDPAddrPort(p, addr)
 	}
-	if len(b.pending) >= maxPending {
-		b.mu.Unlock()
-		b.dropped.Add(1)
-		return len(p), nil
-	}
-	ua := b.addrs[addr]
-	if ua == nil {
-		if len(b.addrs) > 4096 {
-			clear(b.addrs) // viewers come and go; keep the cache bounded
-		}
-		ua = net.UDPAddrFromAddrPort(addr)
-		b.addrs[addr] = ua
-	}
 	bp := b.bufs.Get().(*[]byte)
-	buf := append((*bp)[:0], p...)
-	*bp = buf
-	b.held = append(b.held, bp)
-	if n := len(b.pending); n < cap(b.pending) {
-		b.pending = b.pending[:n+1]
-		m := &b.pending[n]
-		m.Buffers = append(m.Buffers[:0], buf)
-		m.Addr = ua
-	} else {
-		b.pending = append(b.pending, ipv4.Message{Buffers: [][]byte{buf}, Addr: ua})
+	*bp = append((*bp)[:0], p...)
+	d.pending = append(d.pending, ipv4.Message{Buffers: [][]byte{*bp}, Addr: d.ua})
+	d.held = append(d.held, bp)
+	var batch []ipv4.Message
+	var held []*[]byte
+	if len(d.pending) >= flushAt {
+		batch, held = d.pending, d.held
+		d.pending, d.held = nil, nil
 	}
-	full := len(b.pending) >= flushAt
 	b.mu.Unlock()
-	if full {
-		b.flush()
-	}
+	b.send(batch, held)
 	return len(p), nil
 }
 

@@ -133,16 +133,16 @@ func (r *Relay) openUDPMux() error {
 	return nil
 }
 
-// cork queues the ICE sockets' writes until uncork (see batchConn).
-func (r *Relay) cork() {
+// cork queues the ICE sockets' writes to addr until uncork (see batchConn).
+func (r *Relay) cork(addr netip.AddrPort) {
 	for _, b := range r.batch {
-		b.cork()
+		b.cork(addr)
 	}
 }
 
-func (r *Relay) uncork() {
+func (r *Relay) uncork(addr netip.AddrPort) {
 	for _, b := range r.batch {
-		b.uncork()
+		b.uncork(addr)
 	}
 }
 

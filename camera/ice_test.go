@@ -147,3 +147,25 @@ func TestParseListenIPsAndNAT(t *testing.T) {
 		}
 	}
 }
+
+// TestFramesSentInBatches checks that a viewer's frames leave through
+// sendmmsg batches of several packets (batchConn), not one write per
+// packet, and still arrive whole and keyframe first.
+func TestFramesSentInBatches(t *testing.T) {
+	_, url := startSim(t, camsim.Options{})
+	r := newRelay(t, testConfig(), Camera{ID: "cam", URL: url})
+	v, _, _ := watch(t, r, "cam", whepview.BrowserH264)
+	aus := v.WaitAUs(30, 30*time.Second)
+	whepview.AssertKeyframeFirst(t, aus[0].AnnexB)
+	var batches, packets uint64
+	for _, b := range r.batch {
+		batches += b.batches.Load()
+		packets += b.packets.Load()
+	}
+	// The test clip's frames are small (one packet each but the keyframes),
+	// so only some batches hold more than one packet.
+	if batches == 0 || packets <= batches {
+		t.Errorf("%d packets in %d batches: frames are not sent in batches", packets, batches)
+	}
+	t.Logf("%d packets in %d sendmmsg batches", packets, batches)
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -118,6 +119,10 @@ type viewer struct {
 	reasonMu                            sync.Mutex
 	reason                              string
 
+	// remote is the viewer's address on the selected ICE pair, whose
+	// writes sendAll batches; invalid (no batching) if unknown.
+	remote netip.AddrPort
+
 	// Timestamp rewriting state, owned by run.
 	haveTS  bool
 	lastOut uint32
@@ -214,6 +219,7 @@ func (v *viewer) run() {
 		return
 	}
 	connectedAt = time.Now()
+	v.remote = v.remoteAddr()
 	if !v.src.attach(v) {
 		v.setReason("camera removed")
 		return
@@ -242,11 +248,26 @@ func (v *viewer) run() {
 	}
 }
 
+// remoteAddr returns the remote address of the selected ICE candidate pair.
+func (v *viewer) remoteAddr() netip.AddrPort {
+	pair, err := v.sender.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Remote == nil {
+		return netip.AddrPort{}
+	}
+	ip, err := netip.ParseAddr(pair.Remote.Address)
+	if err != nil || pair.Remote.Port == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip.Unmap(), pair.Remote.Port)
+}
+
 // sendAll sends queued frames as one burst of the ICE socket (one
 // sendmmsg per batch instead of a sendto per packet, see batchConn).
 func (v *viewer) sendAll(buf []qitem) error {
-	v.r.cork()
-	defer v.r.uncork()
+	if v.remote.IsValid() {
+		v.r.cork(v.remote)
+		defer v.r.uncork(v.remote)
+	}
 	for i := range buf {
 		if err := v.send(buf[i]); err != nil {
 			return err
