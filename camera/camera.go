@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -27,7 +28,14 @@ type Config struct {
 	// UDPPort is the single UDP port all WebRTC media uses (ICE UDP mux,
 	// RFC 8445 host candidates). DefaultConfig sets 8189; 0 picks a free port.
 	UDPPort int
-	// ListenIP restricts the ICE sockets to one local address; "" means all.
+	// ListenIPs are the local IPv4 addresses the ICE sockets listen on, all
+	// on UDPPort; the answer carries exactly these as host candidates
+	// (RFC 8445 §5.1.1.1). Empty means every address, and then pion offers
+	// a host candidate per interface, which slows the first frame: the
+	// viewer checks every pair before ICE settles.
+	ListenIPs []string
+	// ListenIP is a one-address ListenIPs, kept for callers that set it;
+	// ignored when ListenIPs is set.
 	ListenIP string
 	// ICETCP also accepts ICE over TCP (RFC 6544 passive candidates) on the
 	// same port number, for networks that block UDP.
@@ -206,7 +214,8 @@ type Relay struct {
 
 	se         webrtc.SettingEngine
 	iceServers []webrtc.ICEServer
-	udpConn    net.PacketConn
+	udpConns   []net.PacketConn
+	batch      []*batchConn
 	udpMux     ice.UDPMux
 	tcpLn      net.Listener
 	tcpMux     ice.TCPMux
@@ -252,21 +261,22 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 
 func (r *Relay) setupICE() error {
 	cfg := r.cfg
-	udpAddr := net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.UDPPort))
 	// UDP4 only: pion's loopback candidates and the UDP mux are reliable on
 	// IPv4 here (DESIGN.md, platform facts).
-	conn, err := net.ListenPacket("udp4", udpAddr)
-	if err != nil {
-		return fmt.Errorf("listen ICE UDP %s: %w", udpAddr, err)
+	if err := r.openUDPMux(); err != nil {
+		return err
 	}
-	r.udpConn = conn
-	r.udpMux = webrtc.NewICEUDPMux(nil, conn)
+	conn := r.udpConns[0]
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(r.udpMux)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	if cfg.ICETCP {
 		port := conn.LocalAddr().(*net.UDPAddr).Port
-		tcpAddr := net.JoinHostPort(cfg.ListenIP, strconv.Itoa(port))
+		tcpIP := ""
+		if ips := cfg.listenIPs(); len(ips) == 1 {
+			tcpIP = ips[0]
+		}
+		tcpAddr := net.JoinHostPort(tcpIP, strconv.Itoa(port))
 		ln, err := net.Listen("tcp4", tcpAddr)
 		if err != nil {
 			return fmt.Errorf("listen ICE TCP %s: %w", tcpAddr, err)
@@ -278,16 +288,25 @@ func (r *Relay) setupICE() error {
 	}
 	se.SetNetworkTypes(networks)
 	se.SetIncludeLoopbackCandidate(cfg.LoopbackCandidates)
+	if ips, _ := ParseListenIPs(cfg.listenIPs()); len(ips) > 0 {
+		// TCP candidates (gathered per interface address) only on the
+		// configured addresses too.
+		se.SetIPFilter(func(ip net.IP) bool {
+			a, ok := netip.AddrFromSlice(ip)
+			return ok && slices.Contains(ips, a.Unmap())
+		})
+	}
+	tuneICE(&se)
 	// mDNS candidates are useless to a server and cost a multicast socket.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	// A viewer whose browser vanished without DELETE is dropped after ~10 s.
 	se.SetICETimeouts(4*time.Second, 10*time.Second, 2*time.Second)
 	if len(cfg.NAT1To1IPs) > 0 {
-		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
-			External:        cfg.NAT1To1IPs,
-			AsCandidateType: webrtc.ICECandidateTypeHost,
-			Mode:            webrtc.ICEAddressRewriteReplace,
-		}); err != nil {
+		rules, err := NATRewriteRules(cfg.NAT1To1IPs)
+		if err != nil {
+			return fmt.Errorf("NAT 1:1 IPs: %w", err)
+		}
+		if err := se.SetICEAddressRewriteRules(rules...); err != nil {
 			return fmt.Errorf("set NAT 1:1 IPs: %w", err)
 		}
 	}
@@ -304,7 +323,8 @@ func (r *Relay) setupICE() error {
 }
 
 // ICEAddr reports the local address of the ICE UDP socket (useful with UDPPort 0).
-func (r *Relay) ICEAddr() net.Addr { return r.udpConn.LocalAddr() }
+// With several listen addresses it is the first one's.
+func (r *Relay) ICEAddr() net.Addr { return r.udpConns[0].LocalAddr() }
 
 func (r *Relay) closeICE() error {
 	var errs []error
@@ -315,8 +335,10 @@ func (r *Relay) closeICE() error {
 	}
 	if r.udpMux != nil {
 		errs = append(errs, r.udpMux.Close())
-	} else if r.udpConn != nil {
-		errs = append(errs, r.udpConn.Close())
+	} else {
+		for _, c := range r.udpConns {
+			errs = append(errs, c.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -325,9 +325,15 @@ func (r *Relay) negotiate(ctx context.Context, v *viewer, chosen offeredCodec, o
 	// The responder keeps sent packets for retransmission; pion's default
 	// of 1024 is ~1.2 MB per viewer. 256 packets is over a second of 1080p
 	// at 2 Mbit/s, several round trips even over 4G.
-	if err := webrtc.ConfigureNackWithOptions(m, reg, nil, nack.ResponderSize(nackHistory)); err != nil {
+	// Only the responder: the relay sends and never receives media, so
+	// pion's NACK generator (a 100 ms ticker per session) has nothing to do.
+	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(nackHistory))
+	if err != nil {
 		return "", fmt.Errorf("configure nack: %w", err)
 	}
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	reg.Add(responder)
 	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
 		return "", fmt.Errorf("configure rtcp reports: %w", err)
 	}

@@ -57,9 +57,11 @@ type streamInfo struct {
 	spsFPS        float64
 }
 
-// frame is one access unit in Annex B form, shared read-only by all viewers.
+// frame is one access unit as RTP payloads (see packetize), cut once in the
+// ingest and shared read-only by all viewers, which write only their own
+// RTP headers.
 type frame struct {
-	data    []byte
+	pays    [][]byte
 	pts     int64 // 90 kHz, from the RTSP session (RFC 3550 §5.1 timestamp)
 	key     bool
 	discont bool // first frame of a new RTSP session
@@ -606,7 +608,7 @@ func (s *source) onAU(au [][]byte, pts int64) {
 	} else {
 		key = h264.IsRandomAccess(au)
 	}
-	have := map[byte]bool{}
+	var have [256]bool // parameter-set kinds present (paramKind)
 	nalus := make([][]byte, 0, len(au)+3)
 	changed := false
 	for _, n := range au {
@@ -653,14 +655,9 @@ func (s *source) onAU(au [][]byte, pts int64) {
 
 	size := 0
 	for _, n := range nalus {
-		size += 4 + len(n)
+		size += 4 + len(n) // as Annex B, the unit of the bitrate
 	}
-	data := make([]byte, 0, size)
-	for _, n := range nalus {
-		data = append(data, 0, 0, 0, 1)
-		data = append(data, n...)
-	}
-	f := &frame{data: data, pts: pts, key: key, discont: s.discont, recv: now}
+	f := &frame{pays: packetize(codec, nalus), pts: pts, key: key, discont: s.discont, recv: now}
 	s.discont = false
 
 	if key {
@@ -677,7 +674,7 @@ func (s *source) onAU(au [][]byte, pts int64) {
 		s.statStart = now
 	}
 	s.statFrames++
-	s.statBytes += len(data)
+	s.statBytes += size
 	s.lastFrame = now
 	if el := now.Sub(s.statStart); el >= time.Second {
 		s.fps = float64(s.statFrames) / el.Seconds()

@@ -5,12 +5,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -110,13 +110,18 @@ type viewer struct {
 	pc     *webrtc.PeerConnection
 	track  *webrtc.TrackLocalStaticRTP
 	sender *webrtc.RTPSender
-	pz     rtp.Packetizer
+	seq    rtp.Sequencer
+	pkt    rtp.Packet // reused for every packet sent
 	q      *queue
 
 	connected, failed, stopCh, finished chan struct{}
 	connOnce, failOnce, stopOnce        sync.Once
 	reasonMu                            sync.Mutex
 	reason                              string
+
+	// remote is the viewer's address on the selected ICE pair, whose
+	// writes sendAll batches; invalid (no batching) if unknown.
+	remote netip.AddrPort
 
 	// Timestamp rewriting state, owned by run.
 	haveTS  bool
@@ -128,16 +133,12 @@ type viewer struct {
 }
 
 func newViewer(r *Relay, id, who string, e *camEntry, src *source, codec string, sub bool) *viewer {
-	var pl rtp.Payloader = &codecs.H264Payloader{}
-	if codec == codecH265 {
-		pl = &codecs.H265Payloader{}
-	}
 	return &viewer{
 		r: r, id: id, who: who, entry: e, camID: e.cam.ID, src: src, sub: sub, codec: codec,
 		log:     r.log.With("camera", e.cam.ID, "session", id),
 		created: time.Now(),
-		// PT and SSRC are rewritten per binding by TrackLocalStaticRTP.
-		pz:        rtp.NewPacketizer(rtpMTU, 0, 0, pl, rtp.NewRandomSequencer(), 90000),
+		// PT and SSRC are set per binding by TrackLocalStaticRTP.
+		seq:       rtp.NewRandomSequencer(),
 		q:         newQueue(r.cfg.ViewerQueueFrames, r.cfg.ViewerQueueDelay),
 		connected: make(chan struct{}),
 		failed:    make(chan struct{}),
@@ -218,6 +219,7 @@ func (v *viewer) run() {
 		return
 	}
 	connectedAt = time.Now()
+	v.remote = v.remoteAddr()
 	if !v.src.attach(v) {
 		v.setReason("camera removed")
 		return
@@ -230,12 +232,9 @@ func (v *viewer) run() {
 		select {
 		case <-v.q.notify:
 			buf = v.q.take(buf)
-			for i := range buf {
-				if err := v.send(buf[i]); err != nil {
-					v.setReason("write: " + err.Error())
-					return
-				}
-				buf[i] = qitem{}
+			if err := v.sendAll(buf); err != nil {
+				v.setReason("write: " + err.Error())
+				return
 			}
 		case <-v.failed:
 			v.setReason("ICE/DTLS failed")
@@ -247,6 +246,35 @@ func (v *viewer) run() {
 			return
 		}
 	}
+}
+
+// remoteAddr returns the remote address of the selected ICE candidate pair.
+func (v *viewer) remoteAddr() netip.AddrPort {
+	pair, err := v.sender.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Remote == nil {
+		return netip.AddrPort{}
+	}
+	ip, err := netip.ParseAddr(pair.Remote.Address)
+	if err != nil || pair.Remote.Port == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip.Unmap(), pair.Remote.Port)
+}
+
+// sendAll sends queued frames as one burst of the ICE socket (one
+// sendmmsg per batch instead of a sendto per packet, see batchConn).
+func (v *viewer) sendAll(buf []qitem) error {
+	if v.remote.IsValid() {
+		v.r.cork(v.remote)
+		defer v.r.uncork(v.remote)
+	}
+	for i := range buf {
+		if err := v.send(buf[i]); err != nil {
+			return err
+		}
+		buf[i] = qitem{}
+	}
+	return nil
 }
 
 // send packetizes one frame. Timestamps follow the camera clock (so B-frame
@@ -281,9 +309,17 @@ func (v *viewer) send(it qitem) error {
 		v.sentKey = true
 		v.log.Debug("first keyframe sent", "since_offer", time.Since(v.created).Round(time.Millisecond))
 	}
-	for _, p := range v.pz.Packetize(f.data, 0) {
-		p.Timestamp = ts
-		if err := v.track.WriteRTP(p); err != nil {
+	// The payloads are cut once per frame in the ingest (packetize) and
+	// shared by every viewer; only the 12-byte header is this viewer's. pion
+	// encrypts into its own buffer, so sharing is safe.
+	pays := f.pays
+	for i, pl := range pays {
+		v.pkt.Header = rtp.Header{
+			Version: 2, Marker: i == len(pays)-1,
+			SequenceNumber: v.seq.NextSequenceNumber(), Timestamp: ts,
+		}
+		v.pkt.Payload = pl
+		if err := v.track.WriteRTP(&v.pkt); err != nil {
 			if errors.Is(err, io.ErrClosedPipe) {
 				return err
 			}

@@ -135,6 +135,11 @@ type WebRTC struct {
 	IdleClose        time.Duration `yaml:"idle_close"`
 	TURNUsername     string        `yaml:"turn_username"`
 	TURNPasswordFile string        `yaml:"turn_password_file"`
+
+	// ListenIPs are the IPv4 addresses the ICE UDP port listens on; WHEP
+	// and WHIP answers carry exactly these as host candidates. Empty means
+	// every address (docs/cameras.md, "ICE addresses").
+	ListenIPs []string `yaml:"listen_ips"`
 }
 
 // Auth configures user sessions.

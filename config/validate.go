@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -103,6 +104,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WebRTC.UDPPort < 0 || c.WebRTC.UDPPort > 65535 {
 		return bad("webrtc.udp_port", "%d is not a port", c.WebRTC.UDPPort)
+	}
+	if key, reason := validICEAddrs(c.WebRTC); key != "" {
+		return bad(key, "%s", reason)
 	}
 	if c.Auth.LoginBurst < 1 {
 		return bad("auth.login_burst", "must be at least 1")
@@ -238,4 +242,42 @@ func (c *Config) WiredZones() []string {
 		}
 	}
 	return out
+}
+
+// validICEAddrs checks webrtc.listen_ips (literal IPv4 addresses, not
+// 0.0.0.0, no duplicates) and webrtc.nat_1to1_ips ("external" or
+// "external/local" IPv4 entries, one form only). It returns the bad key.
+func validICEAddrs(w WebRTC) (key, reason string) {
+	seen := map[netip.Addr]bool{}
+	for i, s := range w.ListenIPs {
+		key := fmt.Sprintf("webrtc.listen_ips[%d]", i)
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil || !a.Is4():
+			return key, fmt.Sprintf("%q is not an IPv4 address (ICE runs on UDP4)", s)
+		case a.IsUnspecified():
+			return key, "0.0.0.0 is what an empty list means; list the addresses viewers reach"
+		case seen[a]:
+			return key, fmt.Sprintf("%s is listed twice", s)
+		}
+		seen[a] = true
+	}
+	paired := 0
+	for i, s := range w.NAT1To1IPs {
+		key := fmt.Sprintf("webrtc.nat_1to1_ips[%d]", i)
+		ext, local, ok := strings.Cut(s, "/")
+		if a, err := netip.ParseAddr(ext); err != nil || !a.Is4() {
+			return key, fmt.Sprintf("%q is not an IPv4 address or external/local pair", s)
+		}
+		if ok {
+			paired++
+			if a, err := netip.ParseAddr(local); err != nil || !a.Is4() {
+				return key, fmt.Sprintf("local address %q of %q is not IPv4", local, s)
+			}
+		}
+	}
+	if paired > 0 && paired < len(w.NAT1To1IPs) {
+		return "webrtc.nat_1to1_ips", "mixes \"external\" and \"external/local\" entries: use one form"
+	}
+	return "", ""
 }

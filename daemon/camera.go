@@ -35,7 +35,11 @@ func (d *Daemon) startCameras(ctx context.Context) error {
 	}
 	relay, err := camera.New(cfg, d.base)
 	if err != nil {
-		return &config.Error{File: "config", Key: "webrtc.udp_port", Reason: err.Error()}
+		key := "webrtc.udp_port"
+		if len(cfg.ListenIPs) > 0 && strings.Contains(err.Error(), "assign requested address") {
+			key = "webrtc.listen_ips" // not an address of this host
+		}
+		return &config.Error{File: "config", Key: key, Reason: err.Error()}
 	}
 	d.cameras = relay
 	d.closers = append(d.closers, relay.Close)
@@ -81,6 +85,7 @@ func relayConfig(w config.WebRTC) (camera.Config, error) {
 	cfg.ICETCP = w.TCP
 	cfg.LoopbackCandidates = w.LoopbackCandidates
 	cfg.NAT1To1IPs = w.NAT1To1IPs
+	cfg.ListenIPs = w.ListenIPs
 	cfg.MaxViewers = w.MaxViewers
 	cfg.MaxViewersPerCamera = w.MaxViewersPerCam
 	if w.IdleClose > 0 {

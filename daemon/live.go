@@ -13,7 +13,8 @@ import (
 
 // startLive wires live speech over WHIP (web/live.go) to the broadcast
 // engine. It shares the camera relay's ICE UDP mux, so all WebRTC traffic
-// uses the one port webrtc.udp_port, with the same loopback/NAT settings,
+// uses the one port webrtc.udp_port, with the same listen addresses
+// (webrtc.listen_ips), loopback and NAT settings,
 // and archives each live broadcast under <data_dir>/archive. See
 // docs/webapp.md.
 func (d *Daemon) startLive(ctx context.Context) error {
@@ -25,6 +26,10 @@ func (d *Daemon) startLive(ctx context.Context) error {
 		LoopbackCandidates: w.LoopbackCandidates,
 		NAT1To1IPs:         w.NAT1To1IPs,
 	}
+	// The relay's ICE setup (listen addresses, NAT 1:1, timers), so WHIP
+	// answers carry the same candidates as WHEP answers.
+	se := d.cameras.ICESettingEngine()
+	cfg.ICE = &se
 	if rc, err := relayConfig(w); err == nil {
 		if len(rc.STUNServers) > 0 {
 			cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: rc.STUNServers})

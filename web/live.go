@@ -50,6 +50,11 @@ type LiveConfig struct {
 	LoopbackCandidates bool
 	NAT1To1IPs         []string
 	ICEServers         []webrtc.ICEServer
+	// ICE, when set, is the camera relay's ICE setup (its UDP mux, listen
+	// addresses, loopback and NAT 1:1 rules: camera.Relay.ICESettingEngine),
+	// so WHIP answers carry the same candidates as WHEP answers; UDPMux,
+	// ListenIP, UDPPort, LoopbackCandidates and NAT1To1IPs are then unused.
+	ICE *webrtc.SettingEngine
 	// MaxOffer bounds an offer in bytes; 0 means 64 KiB.
 	MaxOffer int64
 }
@@ -92,11 +97,34 @@ func (s *Server) EnableLive(cfg LiveConfig) (*LiveService, error) {
 		return nil, fmt.Errorf("live archive dir: %w", err)
 	}
 	l := &LiveService{s: s, cfg: cfg, log: s.log.With("component", "live"), mux: cfg.UDPMux, sessions: map[string]*liveSession{}}
+	if cfg.ICE != nil {
+		l.se = *cfg.ICE
+		// A phone that vanished (no DELETE) is noticed within ~5 s.
+		l.se.SetICETimeouts(2*time.Second, 5*time.Second, time.Second)
+	} else if err := l.ownICE(); err != nil {
+		return nil, err
+	}
+	heads := []auth.Role{auth.RoleAdmin, auth.RoleHead}
+	s.Handle("POST /api/v1/live/whip", l.handlePost, heads...)
+	s.Handle("DELETE /api/v1/live/whip/{id}", l.handleDelete, heads...)
+	s.Handle("PATCH /api/v1/live/whip/{id}", func(w http.ResponseWriter, r *http.Request) {
+		// No trickle ICE or ICE restart (RFC 9725 §4.3.1): candidates are
+		// all in the offer and the answer.
+		w.Header().Set("Allow", "DELETE")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	}, heads...)
+	return l, nil
+}
+
+// ownICE sets up ICE from the LiveConfig fields when the camera relay's
+// setup is not shared (tests, a daemon without cameras).
+func (l *LiveService) ownICE() error {
+	cfg := l.cfg
 	if l.mux == nil {
 		addr := net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.UDPPort))
 		conn, err := net.ListenPacket("udp4", addr)
 		if err != nil {
-			return nil, fmt.Errorf("listen live ICE UDP %s: %w", addr, err)
+			return fmt.Errorf("listen live ICE UDP %s: %w", addr, err)
 		}
 		l.mux, l.ownMux = webrtc.NewICEUDPMux(nil, conn), true
 	}
@@ -113,19 +141,10 @@ func (s *Server) EnableLive(cfg LiveConfig) (*LiveService, error) {
 			External: cfg.NAT1To1IPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
 		}); err != nil {
 			l.closeMux()
-			return nil, fmt.Errorf("set NAT 1:1 IPs: %w", err)
+			return fmt.Errorf("set NAT 1:1 IPs: %w", err)
 		}
 	}
-	heads := []auth.Role{auth.RoleAdmin, auth.RoleHead}
-	s.Handle("POST /api/v1/live/whip", l.handlePost, heads...)
-	s.Handle("DELETE /api/v1/live/whip/{id}", l.handleDelete, heads...)
-	s.Handle("PATCH /api/v1/live/whip/{id}", func(w http.ResponseWriter, r *http.Request) {
-		// No trickle ICE or ICE restart (RFC 9725 §4.3.1): candidates are
-		// all in the offer and the answer.
-		w.Header().Set("Allow", "DELETE")
-		w.WriteHeader(http.StatusMethodNotAllowed)
-	}, heads...)
-	return l, nil
+	return nil
 }
 
 // Addr is the ICE UDP socket's address.

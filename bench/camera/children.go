@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,12 +50,20 @@ func runCams(clipPath string, n, fps int) error {
 
 // msg is the line protocol between the orchestrator and the viewers child.
 type msg struct {
-	Op    string             `json:"op"`
-	ID    string             `json:"id,omitempty"`
-	SDP   string             `json:"sdp,omitempty"`
-	Lat   []float64          `json:"lat_ms,omitempty"`
-	First map[string]float64 `json:"first_ms,omitempty"`
-	Err   string             `json:"err,omitempty"`
+	Op  string `json:"op"`
+	ID  string `json:"id,omitempty"`
+	SDP string `json:"sdp,omitempty"`
+	// HTTP: the request of "watch", "unwatch" and "http" ops, and the
+	// status, body and Location of their replies.
+	Method string             `json:"method,omitempty"`
+	URL    string             `json:"url,omitempty"`
+	Token  string             `json:"token,omitempty"`
+	Body   string             `json:"body,omitempty"`
+	Status int                `json:"status,omitempty"`
+	Loc    string             `json:"loc,omitempty"`
+	Lat    []float64          `json:"lat_ms,omitempty"`
+	First  map[string]float64 `json:"first_ms,omitempty"`
+	Err    string             `json:"err,omitempty"`
 }
 
 type benchViewer struct {
@@ -65,7 +75,11 @@ type benchViewer struct {
 
 // runViewers is the child process holding the pion viewers (browsers
 // stand-ins), so their CPU is not counted as the relay's.
-func runViewers() error {
+// It reaches loalangd itself over HTTP ("watch": POST the offer to a WHEP
+// URL; "http": any API call), so that it can run in another network
+// namespace. iface names the one interface its ICE agent uses (lo: loopback
+// candidates only).
+func runViewers(iface string) error {
 	var (
 		outMu sync.Mutex
 		mu    sync.Mutex
@@ -88,10 +102,10 @@ func runViewers() error {
 		return err
 	}
 	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
+	se.SetIncludeLoopbackCandidate(iface == "lo")
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetInterfaceFilter(func(name string) bool { return name == iface })
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
 
 	read := func(id string, v *benchViewer, tr *webrtc.TrackRemote) {
@@ -136,6 +150,72 @@ func runViewers() error {
 			return err
 		}
 		switch in.Op {
+		case "http":
+			go func(in msg) {
+				st, body, loc, err := httpDo(in.Method, in.URL, in.Token, "application/json", in.Body)
+				out := msg{Op: "http", ID: in.ID, Status: st, Body: body, Loc: loc}
+				if err != nil {
+					out.Err = err.Error()
+				}
+				send(out)
+			}(in)
+		case "watch":
+			pc, err := api.NewPeerConnection(webrtc.Configuration{})
+			if err != nil {
+				send(msg{Op: "watching", ID: in.ID, Err: err.Error()})
+				continue
+			}
+			v := &benchViewer{pc: pc, done: make(chan struct{})}
+			var once sync.Once
+			id := in.ID
+			pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+				once.Do(func() { go read(id, v, tr) })
+			})
+			if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+				webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				return err
+			}
+			offer, err := pc.CreateOffer(nil)
+			if err != nil {
+				return err
+			}
+			g := webrtc.GatheringCompletePromise(pc)
+			if err := pc.SetLocalDescription(offer); err != nil {
+				return err
+			}
+			<-g
+			go func(in msg) {
+				mu.Lock()
+				views[in.ID] = v
+				v.offered = time.Now() // the WHEP POST (RFC 9725 §4.2), as a browser's
+				mu.Unlock()
+				st, body, loc, err := httpDo("POST", in.URL, in.Token, "application/sdp", pc.LocalDescription().SDP)
+				if err == nil && st != http.StatusCreated {
+					err = fmt.Errorf("WHEP POST: HTTP %d: %s", st, body)
+				}
+				if err == nil {
+					err = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body})
+				}
+				out := msg{Op: "watching", ID: in.ID, Loc: loc, SDP: body}
+				if err != nil {
+					out.Err = err.Error()
+				}
+				send(out)
+			}(in)
+		case "unwatch":
+			mu.Lock()
+			v := views[in.ID]
+			delete(views, in.ID)
+			mu.Unlock()
+			if v != nil {
+				_ = v.pc.Close()
+			}
+			go func(in msg) {
+				if in.URL != "" {
+					_, _, _, _ = httpDo("DELETE", in.URL, in.Token, "", "")
+				}
+				send(msg{Op: "unwatched", ID: in.ID})
+			}(in)
 		case "new":
 			pc, err := api.NewPeerConnection(webrtc.Configuration{})
 			if err != nil {
@@ -243,4 +323,27 @@ func splitNALUs(b []byte) [][]byte {
 		out = append(out, b[start:])
 	}
 	return out
+}
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+// httpDo makes one API request and returns status, body and Location.
+func httpDo(method, url, token, ctype, body string) (int, string, string, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, "", "", err
+	}
+	if ctype != "" && body != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Location"), err
 }

@@ -1,26 +1,38 @@
-// Command camera benchmarks the camera relay (`go run ./bench/camera`):
+// Command camera benchmarks the camera relay as deployed: bin/loalangd runs
+// as its own process, the RTSP cameras (firmware-sim's camsim, 1080p H.264
+// over TCP) are added through its HTTP API, and the viewers are pion WHEP
+// clients in a child process that decode enough to find the first
+// keyframe (`go run ./bench/camera`):
 //
-//  1. 20 simulated 1080p cameras at ~2 Mbit/s, one WebRTC viewer each;
-//  2. one camera with 10 viewers;
-//  3. time from WHEP offer to the first decodable frame at a new viewer.
+//  1. 20 cameras, one viewer each: loalangd's CPU and RSS against plain
+//     gortsplib readers of the same cameras (a child process), in the same run;
+//  2. one camera, ten viewers: loalangd against one raw reader forwarding its
+//     RTP packets to ten bare pion SRTP senders (no interceptors, no GOP
+//     cache, no repacketising), a child process;
+//  3. WHEP POST -> first decodable keyframe at a new viewer of a live
+//     camera, with webrtc.listen_ips set and with the default (every
+//     address), on loopback and on a LAN: a veth pair between two network
+//     namespaces the benchmark creates and removes (root needed);
+//  4. the in-process relay (camera package, no HTTP) for 20 x 1, as a second line.
 //
-// The cameras (camsim) and the viewers (pion) run in child processes, so
-// this process's CPU (getrusage) is the relay's. Each camera stamps every
-// access unit with its send time (an SEI message the relay forwards
-// untouched), so latency is camera send -> viewer receipt of the complete
-// frame. The baseline, in the same run, is plain gortsplib clients reading
-// the cameras directly. Results are merged into bench/results.json under
-// "camera".
+// Each camera stamps every access unit with its send time (an SEI message
+// the relay forwards untouched), so latency is camera send -> complete frame
+// at the viewer. Everything runs -runs times; the table gives the median and
+// the min-max, with the load average before each run. Results are merged
+// into bench/results.json under "camera".
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
+	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,21 +44,26 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v5"
-	"github.com/bluenviron/gortsplib/v5/pkg/base"
-	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/loalang/loalang/bench/results"
 	"github.com/loalang/loalang/camera"
-	"github.com/pion/rtp"
 )
 
 func main() {
-	role := flag.String("role", "", "internal: cams or viewers")
+	role := flag.String("role", "", "internal: cams, viewers, readers or srtpbase")
 	clip := flag.String("clip", "", "internal: clip path for -role=cams")
+	urls := flag.String("urls", "", "internal: camera URLs for -role=readers/srtpbase, comma-separated")
+	per := flag.Int("per", 1, "internal: readers per camera for -role=readers")
+	iface := flag.String("iface", "lo", "internal: the viewers' ICE interface")
 	n := flag.Int("n", 20, "number of cameras in scenario 1")
 	fps := flag.Int("fps", 25, "camera frame rate")
 	window := flag.Duration("window", 10*time.Second, "measurement window per scenario")
-	tries := flag.Int("tries", 20, "offers measured in scenario 3")
+	tries := flag.Int("tries", 20, "offers measured per first-frame case")
+	runs := flag.Int("runs", 3, "runs")
+	bin := flag.String("loalangd", "bin/loalangd", "loalangd binary (built from ./cmd/loalangd if missing)")
+	before := flag.String("before", "", "optional second loalangd binary (e.g. the previous commit's) measured in the same runs")
+	lanOn := flag.Bool("lan", true, "also measure the first frame across a veth pair between two network namespaces (needs root)")
+	inproc := flag.Bool("inprocess", true, "also measure the in-process relay (20 x 1)")
+	profile := flag.String("cpuprofile", "", "write loalangd's CPU profile of the first run's 20 x 1 window here")
 	resultsPath := flag.String("results", "bench/results.json", "results file to merge into")
 	flag.Parse()
 	var err error
@@ -54,9 +71,14 @@ func main() {
 	case "cams":
 		err = runCams(*clip, *n, *fps)
 	case "viewers":
-		err = runViewers()
+		err = runViewers(*iface)
+	case "readers":
+		err = runReaders(strings.Split(*urls, ","), *per)
+	case "srtpbase":
+		err = runSRTPBase(*urls)
 	default:
-		err = run(*n, *fps, *window, *tries, *resultsPath)
+		err = run(benchOpts{nCams: *n, fps: *fps, window: *window, tries: *tries, runs: *runs, bin: *bin, before: *before,
+			lan: *lanOn, inproc: *inproc, profile: *profile, results: *resultsPath})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/camera:", err)
@@ -77,7 +99,31 @@ type figures struct {
 	FramesPct float64 `json:"frames_received_pct"`
 }
 
-func run(nCams, fps int, window time.Duration, tries int, resultsPath string) error {
+type benchOpts struct {
+	nCams, fps, tries, runs int
+	window                  time.Duration
+	bin, before, profile    string
+	lan, inproc             bool
+	results                 string
+}
+
+// runResult is one run's figures by row name.
+type runResult struct {
+	Load   string                        `json:"load_average_before"`
+	Rows   map[string]figures            `json:"rows"`
+	Firsts map[string]map[string]float64 `json:"first_frame_ms"`
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func run(o benchOpts) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -87,96 +133,493 @@ func run(nCams, fps int, window time.Duration, tries int, resultsPath string) er
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if _, err := os.Stat(o.bin); err != nil {
+		o.bin = filepath.Join(dir, "loalangd")
+		fmt.Fprintln(os.Stderr, "building loalangd...")
+		b := exec.Command("go", "build", "-buildvcs=false", "-tags=nolibopusfile", "-o", o.bin, "./cmd/loalangd")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("build loalangd: %w", err)
+		}
+	}
+	if o.lan && os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "not root: skipping the LAN (network namespace) case")
+		o.lan = false
+	}
 	clip := filepath.Join(dir, "clip1080.h264")
 	fmt.Fprintln(os.Stderr, "generating 1080p clip with ffmpeg...")
 	gen := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-		"-i", fmt.Sprintf("testsrc2=size=1920x1080:rate=%d", fps), "-t", "4",
+		"-i", fmt.Sprintf("testsrc2=size=1920x1080:rate=%d", o.fps), "-t", "4",
 		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-profile:v", "baseline",
-		"-b:v", "2M", "-maxrate", "2M", "-bufsize", "1M", "-g", strconv.Itoa(fps), "-keyint_min", strconv.Itoa(fps),
+		"-b:v", "2M", "-maxrate", "2M", "-bufsize", "1M", "-g", strconv.Itoa(o.fps), "-keyint_min", strconv.Itoa(o.fps),
 		"-sc_threshold", "0", "-bf", "0", "-x264-params", "repeat-headers=1", "-f", "h264", clip)
 	if out, err := gen.CombinedOutput(); err != nil {
 		return fmt.Errorf("ffmpeg: %v: %s", err, out)
 	}
 	st, _ := os.Stat(clip)
 	clipKbps := float64(st.Size()*8) / 4 / 1000
+	cmdline := "go run ./bench/camera " + strings.Join(os.Args[1:], " ")
 
-	cams, err := startCams(self, clip, nCams, fps)
-	if err != nil {
-		return err
+	var all []runResult
+	for i := 1; i <= o.runs; i++ {
+		load := loadAvg()
+		fmt.Fprintf(os.Stderr, "run %d/%d, load average %s\n", i, o.runs, load)
+		rr, err := oneRun(self, clip, o, i == 1)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i, err)
+		}
+		rr.Load = load
+		all = append(all, rr)
+		printRun(i, rr)
 	}
-	defer cams.close()
-	views, err := startViewers(self)
-	if err != nil {
-		return err
-	}
-	defer views.close()
 
+	clipDesc := fmt.Sprintf("1080p %d fps, GOP 1 s, %.0f kbit/s H.264 baseline", o.fps, clipKbps)
+	fmt.Printf("\ncamera relay benchmark: %s; %d runs, median [min-max]; %d CPUs, %s\n", clipDesc, o.runs, runtime.NumCPU(), runtime.Version())
+	fmt.Printf("command: %s\nload average before each run: ", cmdline)
+	for _, r := range all {
+		fmt.Printf("[%s] ", r.Load)
+	}
+	fmt.Println()
+	summary := summarize(all)
+	printSummary(summary, o.tries)
 	out := map[string]any{
 		"date":     time.Now().UTC().Format(time.RFC3339),
 		"go":       runtime.Version(),
 		"cpus":     runtime.NumCPU(),
-		"clip":     fmt.Sprintf("1080p %d fps, GOP 1 s, %.0f kbit/s H.264 baseline", fps, clipKbps),
+		"clip":     clipDesc,
 		"rtsp":     "TCP interleaved, loopback",
-		"window_s": window.Seconds(),
-		"note":     "latency = camera send -> complete frame at the reader; relay CPU/RSS is this process only (cameras and viewers run in child processes)",
-		"runs":     1,
+		"window_s": o.window.Seconds(),
+		"command":  cmdline,
+		"runs":     o.runs,
+		"note": "loalangd rows: the daemon process (bin/loalangd) with cameras added through the API and pion WHEP viewers in a child process; " +
+			"baseline 20x1 = plain gortsplib readers (child process); baseline 1x10 = one gortsplib reader forwarding its RTP to 10 bare pion SRTP senders " +
+			"(no interceptors, no GOP cache, no repacketising; child process); first frame = WHEP POST -> first complete IDR access unit at the viewer",
+		"per_run": all,
+		"summary": summary,
 	}
-	expected := func(streams, readers int) float64 { return float64(streams*readers*fps) * window.Seconds() }
+	return results.Merge(o.results, "camera", out)
+}
+
+// Row names.
+const (
+	rowBase20   = "baseline raw RTSP readers 20x1"
+	rowD20      = "loalangd 20 cams x 1 viewer"
+	rowOld20    = "loalangd -before 20 cams x 1 viewer"
+	rowBase10   = "baseline 1 reader + 10 bare SRTP senders"
+	rowD10      = "loalangd 1 cam x 10 viewers"
+	rowOld10    = "loalangd -before 1 cam x 10 viewers"
+	rowInproc20 = "in-process relay 20 cams x 1 viewer"
+	ffLoopList  = "loopback, listen_ips [127.0.0.1]"
+	ffLoopDef   = "loopback, default (every address)"
+	ffLoopOld   = "loopback, -before binary, default"
+	ffLANList   = "LAN veth, listen_ips [10.77.0.1]"
+	ffLANDef    = "LAN veth, default (every address)"
+)
+
+func oneRun(self, clip string, o benchOpts, first bool) (runResult, error) {
+	rr := runResult{Rows: map[string]figures{}, Firsts: map[string]map[string]float64{}}
+	cams, err := startCams(self, "", clip, o.nCams, o.fps)
+	if err != nil {
+		return rr, err
+	}
+	defer cams.close()
+	views, err := startViewers(self, "", "lo")
+	if err != nil {
+		return rr, err
+	}
+	defer views.close()
+	expected := func(streams, readers int) float64 { return float64(streams*readers*o.fps) * o.window.Seconds() }
 
 	// Baseline 1: one raw RTSP reader per camera.
 	fmt.Fprintln(os.Stderr, "baseline: raw RTSP readers, one per camera...")
-	b1, err := rawReaders(cams.urls, 1, window, expected(nCams, 1))
+	b, err := startBase(self, "-role=readers", "-urls", strings.Join(cams.urls, ","), "-per", "1")
 	if err != nil {
-		return err
+		return rr, err
 	}
-	// Scenario 1: relay, one viewer per camera.
-	fmt.Fprintln(os.Stderr, "scenario 1: relay, one viewer per camera...")
-	s1, err := relayScenario(cams.urls, 1, views, window, expected(nCams, 1))
-	if err != nil {
-		return err
+	rr.Rows[rowBase20] = measurePid(b.child.pid(), 2*time.Second, o.window, b.stats, expected(o.nCams, 1))
+	b.close()
+
+	bins := []struct {
+		bin        string
+		row20, r10 string
+		ffDef      string
+	}{{o.bin, rowD20, rowD10, ffLoopDef}}
+	if o.before != "" {
+		bins = append(bins, struct {
+			bin        string
+			row20, r10 string
+			ffDef      string
+		}{o.before, rowOld20, rowOld10, ffLoopOld})
 	}
-	// Baseline 2: ten raw RTSP readers of one camera.
-	fmt.Fprintln(os.Stderr, "baseline: ten raw RTSP readers of one camera...")
-	b2, err := rawReaders(cams.urls[:1], 10, window, expected(1, 10))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(os.Stderr, "scenario 2: relay, one camera, ten viewers...")
-	s2, err := relayScenario(cams.urls[:1], 10, views, window, expected(1, 10))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(os.Stderr, "scenario 3: offer to first decodable frame...")
-	s3, err := offerScenario(cams.urls[0], views, tries)
-	if err != nil {
-		return err
+	for bi, bb := range bins {
+		// The new binary runs with webrtc.listen_ips; the -before binary
+		// has no such key and runs with its default.
+		opts := daemonOpts{httpIP: "127.0.0.1", loopback: true}
+		if bi == 0 {
+			opts.listenIPs = []string{"127.0.0.1"}
+			if first && o.profile != "" {
+				opts.pprof = "127.0.0.1:16061"
+			}
+		}
+		fmt.Fprintf(os.Stderr, "%s: 20 cameras x 1 viewer...\n", bb.row20)
+		d, err := startDaemon(bb.bin, opts, views)
+		if err != nil {
+			return rr, err
+		}
+		f, err := daemonScenario(d, cams.urls, 1, o.window, expected(o.nCams, 1), opts.pprof, o.profile)
+		if err != nil {
+			d.close()
+			return rr, err
+		}
+		rr.Rows[bb.row20] = f
+		fmt.Fprintf(os.Stderr, "%s: 1 camera x 10 viewers...\n", bb.r10)
+		if f, err = daemonScenario(d, cams.urls[:1], 10, o.window, expected(1, 10), "", ""); err != nil {
+			d.close()
+			return rr, err
+		}
+		rr.Rows[bb.r10] = f
+		if bi == 0 {
+			fmt.Fprintln(os.Stderr, "first frame:", ffLoopList)
+			if rr.Firsts[ffLoopList], err = firstFrames(d, cams.urls[0], o.tries); err != nil {
+				d.close()
+				return rr, err
+			}
+		}
+		d.close()
+		fmt.Fprintln(os.Stderr, "first frame:", bb.ffDef)
+		d, err = startDaemon(bb.bin, daemonOpts{httpIP: "127.0.0.1", loopback: true}, views)
+		if err != nil {
+			return rr, err
+		}
+		rr.Firsts[bb.ffDef], err = firstFrames(d, cams.urls[0], o.tries)
+		d.close()
+		if err != nil {
+			return rr, err
+		}
 	}
 
-	out["baseline_raw_rtsp_20x1"] = b1
-	out["relay_20_cameras_1_viewer"] = s1
-	out["baseline_raw_rtsp_1x10"] = b2
-	out["relay_1_camera_10_viewers"] = s2
-	out["offer_to_first_frame_ms"] = s3
-	out["relay_added_latency_p50_ms_20x1"] = s1.LatP50 - b1.LatP50
-	out["relay_added_latency_p50_ms_1x10"] = s2.LatP50 - b2.LatP50
-
-	fmt.Printf("\ncamera relay benchmark (%s, %d CPUs, %s)\n", out["clip"], runtime.NumCPU(), runtime.Version())
-	fmt.Printf("%-34s %7s %7s %8s %8s %8s %8s %8s\n", "scenario", "CPU%", "RSS MiB", "p50 ms", "p95 ms", "max ms", "frames%", "samples")
-	for _, row := range []struct {
-		name string
-		f    figures
-	}{
-		{"baseline raw RTSP 20 cams x 1", b1}, {"relay 20 cams x 1 viewer", s1},
-		{"baseline raw RTSP 1 cam x 10", b2}, {"relay 1 cam x 10 viewers", s2},
-	} {
-		fmt.Printf("%-34s %7.1f %7.1f %8.2f %8.2f %8.2f %8.1f %8d\n", row.name, row.f.CPUPct, row.f.RSSMiB,
-			row.f.LatP50, row.f.LatP95, row.f.LatMax, row.f.FramesPct, row.f.Samples)
+	// Baseline 2: one reader, ten bare SRTP senders.
+	fmt.Fprintln(os.Stderr, "baseline: one raw reader + 10 bare SRTP senders...")
+	b, err = startBase(self, "-role=srtpbase", "-urls", cams.urls[0])
+	if err != nil {
+		return rr, err
 	}
-	fmt.Printf("relay added latency p50: %.2f ms (20x1), %.2f ms (1x10); relay/baseline CPU: %.1fx (20x1), %.1fx (1x10)\n",
-		s1.LatP50-b1.LatP50, s2.LatP50-b2.LatP50, ratio(s1.CPUPct, b1.CPUPct), ratio(s2.CPUPct, b2.CPUPct))
-	fmt.Printf("offer -> first decodable frame (GOP cache, live camera): p50 %.1f ms, p95 %.1f ms, max %.1f ms over %d tries\n",
-		s3["p50"], s3["p95"], s3["max"], tries)
-	return results.Merge(resultsPath, "camera", out)
+	var ids []string
+	for k := 0; k < 10; k++ {
+		id := views.nextID()
+		if _, err := views.call(msg{Op: "watch", ID: id, URL: b.url}, "watching"); err != nil {
+			b.close()
+			return rr, err
+		}
+		ids = append(ids, id)
+	}
+	rr.Rows[rowBase10] = measurePid(b.child.pid(), 3*time.Second, o.window, viewerLat(views), expected(1, 10))
+	for _, id := range ids {
+		_, _ = views.call(msg{Op: "unwatch", ID: id}, "unwatched")
+	}
+	b.close()
+
+	if o.inproc {
+		fmt.Fprintln(os.Stderr, "in-process relay: 20 cameras x 1 viewer...")
+		f, err := relayScenario(cams.urls, 1, views, o.window, expected(o.nCams, 1))
+		if err != nil {
+			return rr, err
+		}
+		rr.Rows[rowInproc20] = f
+	}
+
+	if o.lan {
+		if err := lanFirstFrames(self, clip, o, rr.Firsts); err != nil {
+			return rr, err
+		}
+	}
+	return rr, nil
+}
+
+func viewerLat(views *viewersChild) func() []float64 {
+	return func() []float64 {
+		st, err := views.stats()
+		if err != nil {
+			return nil
+		}
+		return st.Lat
+	}
+}
+
+// measurePid measures pid's CPU and RSS over window after warm-up, and
+// the latencies collect returns.
+func measurePid(pid int, warm, window time.Duration, collect func() []float64, expectedFrames float64) figures {
+	time.Sleep(warm)
+	collect() // drop warm-up samples
+	c0, t0 := cpuOf(pid), time.Now()
+	time.Sleep(window)
+	c1, t1 := cpuOf(pid), time.Now()
+	lat := collect()
+	f := figures{CPUPct: 100 * float64(c1-c0) / float64(t1.Sub(t0)), RSSMiB: rssOf(pid), Samples: len(lat)}
+	f.LatP50, f.LatP95, f.LatMax = percentiles(lat)
+	if expectedFrames > 0 {
+		f.FramesPct = 100 * float64(len(lat)) / expectedFrames
+	}
+	return f
+}
+
+// daemonScenario adds the cameras through the API (on demand), opens
+// perCam WHEP viewers on each and measures loalangd; then it closes the
+// viewers and deletes the cameras.
+func daemonScenario(d *loalangd, urls []string, perCam int, window time.Duration, expectedFrames float64, pprofAddr, profilePath string) (figures, error) {
+	var camIDs []string
+	for i, u := range urls {
+		id := fmt.Sprintf("cam%02d", i)
+		if err := d.addCamera(id, u, false); err != nil {
+			return figures{}, err
+		}
+		camIDs = append(camIDs, id)
+	}
+	type sess struct{ id, loc string }
+	var ss []sess
+	for _, c := range camIDs {
+		for k := 0; k < perCam; k++ {
+			id, loc, err := d.watch(c)
+			if err != nil {
+				return figures{}, err
+			}
+			ss = append(ss, sess{id, loc})
+		}
+	}
+	var profDone chan error
+	if pprofAddr != "" && profilePath != "" {
+		profDone = make(chan error, 1)
+		go func() {
+			time.Sleep(3 * time.Second)
+			profDone <- fetchProfile(pprofAddr, window, profilePath)
+		}()
+	}
+	f := measurePid(d.proc.pid(), 3*time.Second, window, viewerLat(d.views), expectedFrames)
+	f.Streams, f.Viewers = len(urls), len(ss)
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		} else {
+			fmt.Fprintln(os.Stderr, "loalangd CPU profile written to", profilePath)
+		}
+	}
+	for _, s := range ss {
+		d.unwatch(s.id, s.loc)
+	}
+	for _, c := range camIDs {
+		_ = d.api("DELETE", "/api/v1/cameras/"+c, "", nil)
+	}
+	return f, nil
+}
+
+// fetchProfile saves loalangd's CPU profile (net/http/pprof) over window.
+func fetchProfile(addr string, window time.Duration, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(window.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// firstFrames adds an always-on camera, waits until its GOP cache is
+// filled, and measures WHEP POST -> first decodable keyframe tries times.
+func firstFrames(d *loalangd, url string, tries int) (map[string]float64, error) {
+	if err := d.addCamera("ff", url, true); err != nil {
+		return nil, err
+	}
+	if err := d.waitLive("ff", 20*time.Second); err != nil {
+		return nil, err
+	}
+	time.Sleep(1500 * time.Millisecond) // a filled GOP cache at a random point of the GOP
+	var firsts []float64
+	failed := 0
+	for i := 0; i < tries; i++ {
+		id, loc, err := d.watch("ff")
+		if err != nil {
+			return nil, err
+		}
+		var ms float64
+		got := false
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !got; {
+			st, err := d.views.stats()
+			if err != nil {
+				return nil, err
+			}
+			ms, got = st.First[id]
+			if !got {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		d.unwatch(id, loc)
+		if got {
+			firsts = append(firsts, ms)
+		} else {
+			failed++
+		}
+		time.Sleep(137 * time.Millisecond) // land at different points of the GOP
+	}
+	p50, p95, mx := percentiles(firsts)
+	return map[string]float64{"p50": p50, "p95": p95, "max": mx, "n": float64(len(firsts)), "failed": float64(failed)}, nil
+}
+
+// lanFirstFrames runs the first-frame cases across a veth pair: camera and
+// loalangd in namespace A, viewers in namespace B.
+func lanFirstFrames(self, clip string, o benchOpts, out map[string]map[string]float64) error {
+	l, err := setupLAN()
+	if err != nil {
+		return err
+	}
+	defer l.remove()
+	cams, err := startCams(self, l.a, clip, 1, o.fps)
+	if err != nil {
+		return err
+	}
+	defer cams.close()
+	views, err := startViewers(self, l.b, l.vethB)
+	if err != nil {
+		return err
+	}
+	defer views.close()
+	for _, c := range []struct {
+		name   string
+		listen []string
+	}{{ffLANList, []string{"10.77.0.1"}}, {ffLANDef, nil}} {
+		fmt.Fprintln(os.Stderr, "first frame:", c.name)
+		d, err := startDaemon(o.bin, daemonOpts{netns: l.a, httpIP: "10.77.0.1", listenIPs: c.listen}, views)
+		if err != nil {
+			return err
+		}
+		out[c.name], err = firstFrames(d, cams.urls[0], o.tries)
+		d.close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printRun(i int, rr runResult) {
+	fmt.Fprintf(os.Stderr, "run %d (load %s):", i, rr.Load)
+	for _, k := range slices.Sorted(maps.Keys(rr.Rows)) {
+		fmt.Fprintf(os.Stderr, " [%s: %.1f%% %.0f MiB]", k, rr.Rows[k].CPUPct, rr.Rows[k].RSSMiB)
+	}
+	for _, k := range slices.Sorted(maps.Keys(rr.Firsts)) {
+		fmt.Fprintf(os.Stderr, " [%s: p50 %.0f p95 %.0f ms]", k, rr.Firsts[k]["p50"], rr.Firsts[k]["p95"])
+	}
+	fmt.Fprintln(os.Stderr)
+}
+
+// stat is a median with its min-max over the runs.
+type stat struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+func statOf(xs []float64) stat {
+	if len(xs) == 0 {
+		return stat{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return stat{Median: m, Min: s[0], Max: s[len(s)-1]}
+}
+
+func (s stat) String() string { return fmt.Sprintf("%.1f [%.1f-%.1f]", s.Median, s.Min, s.Max) }
+
+type summaryT struct {
+	Rows   map[string]map[string]stat `json:"rows"`
+	Firsts map[string]map[string]stat `json:"first_frame_ms"`
+	Ratios map[string]stat            `json:"ratios"`
+}
+
+func summarize(all []runResult) summaryT {
+	s := summaryT{Rows: map[string]map[string]stat{}, Firsts: map[string]map[string]stat{}, Ratios: map[string]stat{}}
+	rows := map[string]bool{}
+	ffs := map[string]bool{}
+	for _, r := range all {
+		for k := range r.Rows {
+			rows[k] = true
+		}
+		for k := range r.Firsts {
+			ffs[k] = true
+		}
+	}
+	pick := func(get func(runResult) (float64, bool)) stat {
+		var xs []float64
+		for _, r := range all {
+			if v, ok := get(r); ok {
+				xs = append(xs, v)
+			}
+		}
+		return statOf(xs)
+	}
+	for k := range rows {
+		s.Rows[k] = map[string]stat{}
+		for name, fn := range map[string]func(figures) float64{
+			"cpu_pct": func(f figures) float64 { return f.CPUPct }, "rss_mib": func(f figures) float64 { return f.RSSMiB },
+			"lat_p50_ms": func(f figures) float64 { return f.LatP50 }, "lat_p95_ms": func(f figures) float64 { return f.LatP95 },
+			"frames_pct": func(f figures) float64 { return f.FramesPct },
+		} {
+			s.Rows[k][name] = pick(func(r runResult) (float64, bool) { f, ok := r.Rows[k]; return fn(f), ok })
+		}
+	}
+	for k := range ffs {
+		s.Firsts[k] = map[string]stat{}
+		for _, q := range []string{"p50", "p95", "max", "failed"} {
+			s.Firsts[k][q] = pick(func(r runResult) (float64, bool) { f, ok := r.Firsts[k]; return f[q], ok })
+		}
+	}
+	ratio := func(name, a, b string) {
+		st := pick(func(r runResult) (float64, bool) {
+			x, ok1 := r.Rows[a]
+			y, ok2 := r.Rows[b]
+			return ratio(x.CPUPct, y.CPUPct), ok1 && ok2 && y.CPUPct > 0
+		})
+		if st != (stat{}) {
+			s.Ratios[name] = st
+		}
+	}
+	ratio("loalangd/baseline CPU 20x1 (goal <= 1.6)", rowD20, rowBase20)
+	ratio("loalangd/baseline CPU 1x10 (goal <= 1.3)", rowD10, rowBase10)
+	ratio("-before/baseline CPU 20x1", rowOld20, rowBase20)
+	ratio("-before/baseline CPU 1x10", rowOld10, rowBase10)
+	ratio("in-process relay/baseline CPU 20x1", rowInproc20, rowBase20)
+	return s
+}
+
+func printSummary(s summaryT, tries int) {
+	fmt.Printf("%-44s %-20s %-20s %-20s %-20s %-20s\n", "scenario", "CPU % of a core", "RSS MiB", "lat p50 ms", "lat p95 ms", "frames %")
+	for _, k := range []string{rowBase20, rowD20, rowOld20, rowInproc20, rowBase10, rowD10, rowOld10} {
+		r, ok := s.Rows[k]
+		if !ok {
+			continue
+		}
+		fmt.Printf("%-44s %-20s %-20s %-20s %-20s %-20s\n", k, r["cpu_pct"], r["rss_mib"], r["lat_p50_ms"], r["lat_p95_ms"], r["frames_pct"])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Ratios)) {
+		fmt.Printf("ratio %-50s %s\n", k, s.Ratios[k])
+	}
+	fmt.Printf("WHEP POST -> first decodable keyframe, live camera, %d tries per run (goal p95 <= 150 ms):\n", tries)
+	for _, k := range []string{ffLoopList, ffLoopDef, ffLoopOld, ffLANList, ffLANDef} {
+		f, ok := s.Firsts[k]
+		if !ok {
+			continue
+		}
+		fmt.Printf("  %-40s p50 %-20s p95 %-20s max %-20s no frame in 5 s: %s\n", k, f["p50"], f["p95"], f["max"], f["failed"])
+	}
 }
 
 func ratio(a, b float64) float64 {
@@ -216,7 +659,9 @@ func percentiles(lat []float64) (p50, p95, mx float64) {
 		return 0, 0, 0
 	}
 	slices.Sort(lat)
-	at := func(q float64) float64 { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	// Nearest rank: the smallest sample with at least q of all at or below
+	// it (with 20 samples p95 is the 19th, not the maximum).
+	at := func(q float64) float64 { return lat[max(0, int(math.Ceil(q*float64(len(lat))))-1)] }
 	return at(0.5), at(0.95), lat[len(lat)-1]
 }
 
@@ -237,77 +682,6 @@ func measure(window time.Duration, collect func() []float64, expectedFrames floa
 		f.FramesPct = 100 * float64(len(lat)) / expectedFrames
 	}
 	return f
-}
-
-// rawReaders is the baseline: plain gortsplib clients reading the cameras.
-func rawReaders(urls []string, perCam int, window time.Duration, expectedFrames float64) (figures, error) {
-	var mu sync.Mutex
-	var lat []float64
-	var clients []*gortsplib.Client
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	for _, raw := range urls {
-		for k := 0; k < perCam; k++ {
-			u, err := base.ParseURL(raw)
-			if err != nil {
-				return figures{}, err
-			}
-			c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, OnTransportSwitch: func(error) {}}
-			if err := c.Start(); err != nil {
-				return figures{}, err
-			}
-			clients = append(clients, c)
-			desc, _, err := c.Describe(u)
-			if err != nil {
-				return figures{}, err
-			}
-			var f *format.H264
-			medi := desc.FindFormat(&f)
-			if medi == nil {
-				return figures{}, errors.New("no H.264")
-			}
-			dec, err := f.CreateDecoder()
-			if err != nil {
-				return figures{}, err
-			}
-			if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
-				return figures{}, err
-			}
-			c.OnPacketRTP(medi, f, func(p *rtp.Packet) {
-				au, err := dec.Decode(p)
-				if err != nil {
-					return
-				}
-				now := time.Now()
-				var buf []byte
-				for _, n := range au {
-					buf = append(append(buf, 0, 0, 1), n...)
-				}
-				if sent, _ := auInfo(buf); !sent.IsZero() {
-					mu.Lock()
-					lat = append(lat, float64(now.Sub(sent))/1e6)
-					mu.Unlock()
-				}
-			})
-			if _, err := c.Play(nil); err != nil {
-				return figures{}, err
-			}
-		}
-	}
-	time.Sleep(2 * time.Second) // warm-up
-	collect := func() []float64 {
-		mu.Lock()
-		defer mu.Unlock()
-		out := lat
-		lat = nil
-		return out
-	}
-	f := measure(window, collect, expectedFrames)
-	f.Streams, f.Viewers = len(urls), len(urls)*perCam
-	return f, nil
 }
 
 // relayScenario runs the relay in this process with viewers in the child.
@@ -349,73 +723,19 @@ func relayScenario(urls []string, perCam int, views *viewersChild, window time.D
 	return f, nil
 }
 
-// offerScenario measures offer -> first keyframe at a new viewer of a live camera.
-func offerScenario(url string, views *viewersChild, tries int) (map[string]float64, error) {
-	r, err := camera.New(camera.Config{UDPPort: 0, ListenIP: "127.0.0.1", LoopbackCandidates: true}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	r.SetCameras([]camera.Camera{{ID: "cam", URL: url, AlwaysOn: true}})
-	deadline := time.Now().Add(10 * time.Second)
-	for r.List()[0].State != camera.StateLive {
-		if time.Now().After(deadline) {
-			return nil, errors.New("camera never went live")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(1500 * time.Millisecond) // fill the GOP cache at a random point of the GOP
-	var firsts []float64
-	for i := 0; i < tries; i++ {
-		id, err := views.watch(r, "cam")
-		if err != nil {
-			return nil, err
-		}
-		var ms float64
-		got := false
-		for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !got; {
-			st, err := views.stats()
-			if err != nil {
-				return nil, err
-			}
-			ms, got = st.First[id]
-			if !got {
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
-		views.closeViewer(id)
-		if got {
-			firsts = append(firsts, ms)
-		}
-		time.Sleep(137 * time.Millisecond) // land at different points of the GOP
-	}
-	p50, p95, mx := percentiles(firsts)
-	return map[string]float64{"p50": p50, "p95": p95, "max": mx, "n": float64(len(firsts))}, nil
-}
-
 // camsChild is the camera simulator child process.
 type camsChild struct {
-	cmd  *exec.Cmd
-	in   interface{ Close() error }
+	proc *childProc
+	in   io.WriteCloser
 	urls []string
 }
 
-func startCams(self, clip string, n, fps int) (*camsChild, error) {
-	cmd := exec.Command(self, "-role=cams", "-clip", clip, "-n", strconv.Itoa(n), "-fps", strconv.Itoa(fps))
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+func startCams(self, netns, clip string, n, fps int) (*camsChild, error) {
+	p, in, sc, err := startChildProc(self, netns, "-role=cams", "-clip", clip, "-n", strconv.Itoa(n), "-fps", strconv.Itoa(fps))
 	if err != nil {
 		return nil, err
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &camsChild{cmd: cmd, in: in}
-	sc := bufio.NewScanner(out)
+	c := &camsChild{proc: p, in: in}
 	for sc.Scan() {
 		if sc.Text() == "ready" {
 			return c, nil
@@ -428,37 +748,26 @@ func startCams(self, clip string, n, fps int) (*camsChild, error) {
 
 func (c *camsChild) close() {
 	_ = c.in.Close()
-	_ = c.cmd.Wait()
+	c.proc.close()
 }
 
 // viewersChild drives the pion viewers child process.
 type viewersChild struct {
-	cmd   *exec.Cmd
+	proc  *childProc
 	enc   *json.Encoder
-	in    interface{ Close() error }
+	in    io.WriteCloser
 	mu    sync.Mutex
 	next  int
 	waits map[string]chan msg
 }
 
-func startViewers(self string) (*viewersChild, error) {
-	cmd := exec.Command(self, "-role=viewers")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+func startViewers(self, netns, iface string) (*viewersChild, error) {
+	p, in, sc, err := startChildProc(self, netns, "-role=viewers", "-iface", iface)
 	if err != nil {
 		return nil, err
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	v := &viewersChild{cmd: cmd, enc: json.NewEncoder(in), in: in, waits: map[string]chan msg{}}
-	go func() { // ends when the child's stdout closes (close waits for the child)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
+	v := &viewersChild{proc: p, enc: json.NewEncoder(in), in: in, waits: map[string]chan msg{}}
+	go func() { // ends when the child's stdout closes
 		for sc.Scan() {
 			var m msg
 			if json.Unmarshal(sc.Bytes(), &m) != nil {
@@ -475,6 +784,13 @@ func startViewers(self string) (*viewersChild, error) {
 		}
 	}()
 	return v, nil
+}
+
+func (v *viewersChild) nextID() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.next++
+	return "v" + strconv.Itoa(v.next)
 }
 
 func (v *viewersChild) call(req msg, replyOp string) (msg, error) {
@@ -499,10 +815,7 @@ func (v *viewersChild) call(req msg, replyOp string) (msg, error) {
 
 // watch creates a viewer in the child and connects it through r.Offer.
 func (v *viewersChild) watch(r *camera.Relay, camID string) (string, error) {
-	v.mu.Lock()
-	v.next++
-	id := "v" + strconv.Itoa(v.next)
-	v.mu.Unlock()
+	id := v.nextID()
 	offer, err := v.call(msg{Op: "new", ID: id}, "offer")
 	if err != nil {
 		return "", err
@@ -525,5 +838,5 @@ func (v *viewersChild) closeViewer(id string) { _, _ = v.call(msg{Op: "close", I
 
 func (v *viewersChild) close() {
 	_ = v.in.Close()
-	_ = v.cmd.Wait()
+	v.proc.close()
 }

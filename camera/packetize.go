@@ -1,0 +1,90 @@
+package camera
+
+// maxPayload is the largest RTP payload sent: rtpMTU less the 12-byte
+// fixed RTP header (RFC 3550 §5.1).
+const maxPayload = rtpMTU - 12
+
+// packetize cuts one access unit (its NAL units, without start codes) into
+// RTP payloads for codec, in one backing array: a NAL unit that fits is a
+// single NAL unit packet (RFC 6184 §5.6, RFC 7798 §4.4.1), a larger one is
+// split into fragmentation units (H.264 FU-A, RFC 6184 §5.8; H.265 FU, RFC
+// 7798 §4.4.3). No aggregation: every receiver of packetization-mode=1
+// accepts single NAL units, and parameter sets are small. Working from the
+// NAL units avoids building an Annex B stream only to search it for start
+// codes again.
+func packetize(codec string, nalus [][]byte) [][]byte {
+	hdr := 2 // FU-A indicator + header
+	if codec == codecH265 {
+		hdr = 3 // payload header (2) + FU header
+	}
+	size, count := 0, 0
+	for _, n := range nalus {
+		if len(n) == 0 {
+			continue
+		}
+		if len(n) <= maxPayload {
+			size += len(n)
+			count++
+			continue
+		}
+		body := len(n) - (hdr - 1) // the NAL header is not repeated
+		frags := (body + maxPayload - hdr - 1) / (maxPayload - hdr)
+		size += body + frags*hdr
+		count += frags
+	}
+	buf := make([]byte, 0, size)
+	out := make([][]byte, 0, count)
+	for _, n := range nalus {
+		if len(n) == 0 {
+			continue
+		}
+		if len(n) <= maxPayload {
+			start := len(buf)
+			buf = append(buf, n...)
+			out = append(out, buf[start:len(buf):len(buf)])
+			continue
+		}
+		if codec == codecH265 {
+			if len(n) < 3 {
+				continue
+			}
+			typ := (n[0] >> 1) & 0x3f
+			ph0 := n[0]&0x81 | 49<<1 // F and the top bit of LayerId kept, Type = 49 (FU)
+			ph1 := n[1]
+			rest := n[2:]
+			for first := true; len(rest) > 0; first = false {
+				k := min(len(rest), maxPayload-3)
+				fu := typ
+				if first {
+					fu |= 0x80
+				}
+				if k == len(rest) {
+					fu |= 0x40
+				}
+				start := len(buf)
+				buf = append(append(buf, ph0, ph1, fu), rest[:k]...)
+				out = append(out, buf[start:len(buf):len(buf)])
+				rest = rest[k:]
+			}
+			continue
+		}
+		ind := n[0]&0xe0 | 28 // F and NRI kept, type 28 (FU-A)
+		typ := n[0] & 0x1f
+		rest := n[1:]
+		for first := true; len(rest) > 0; first = false {
+			k := min(len(rest), maxPayload-2)
+			fu := typ
+			if first {
+				fu |= 0x80
+			}
+			if k == len(rest) {
+				fu |= 0x40
+			}
+			start := len(buf)
+			buf = append(append(buf, ind, fu), rest[:k]...)
+			out = append(out, buf[start:len(buf):len(buf)])
+			rest = rest[k:]
+		}
+	}
+	return out
+}
