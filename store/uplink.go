@@ -207,3 +207,25 @@ func (tx *Tx) OutboxEpoch(newEpoch func() string) (string, error) {
 	raw, _ := json.Marshal(s)
 	return s, m.Put([]byte("epoch"), raw)
 }
+
+// AuditSince calls fn with every audit entry whose time is at or after
+// since, in key order, with its key (unique in the file), until fn
+// returns an error. The uplink tails the audit trail with it.
+func (tx *Tx) AuditSince(since time.Time, fn func(key []byte, e Event) error) error {
+	b, err := tx.bucket(Audit)
+	if err != nil {
+		return err
+	}
+	c := b.Cursor()
+	start := binary.BigEndian.AppendUint64(nil, uint64(max(since.UnixNano(), 0)))
+	for k, v := c.Seek(start); k != nil; k, v = c.Next() {
+		var e Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("audit %x: %w", k, undecodable(err))
+		}
+		if err := fn(k, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}

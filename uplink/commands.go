@@ -243,6 +243,18 @@ func (c *Commands) BroadcastEnded(id, state string, devices any) {
 	}
 }
 
+// Pending returns the ids of the broadcasts started for commands and not
+// yet reported as played.
+func (c *Commands) Pending() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.pending))
+	for id := range c.pending {
+		out = append(out, id)
+	}
+	return out
+}
+
 // Seen counts commands by outcome ("accepted", "refused:<reason>", ...).
 func (c *Commands) Seen() map[string]int {
 	c.mu.Lock()

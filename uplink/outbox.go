@@ -99,6 +99,12 @@ func (o *Outbox) Append(kind, class string, data any) error {
 // AppendTx adds one event inside tx, so a change and its upward event
 // commit together. When the outbox is full it first drops per the policy.
 func (o *Outbox) AppendTx(tx *store.Tx, kind, class string, data any) error {
+	return o.appendTx(tx, kind, class, data, "")
+}
+
+// appendTx is AppendTx with an optional id; an empty id is derived from
+// the epoch and the sequence number.
+func (o *Outbox) appendTx(tx *store.Tx, kind, class string, data any, id string) error {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("outbox %s: %w", kind, err)
@@ -108,7 +114,10 @@ func (o *Outbox) AppendTx(tx *store.Tx, kind, class string, data any) error {
 		return err
 	}
 	at := o.now().UTC()
-	ev := Event{ID: o.epoch + "-" + strconv.FormatUint(seq, 10), Seq: seq, Province: o.topics.Province, Commune: o.topics.Commune,
+	if id == "" {
+		id = o.epoch + "-" + strconv.FormatUint(seq, 10)
+	}
+	ev := Event{ID: id, Seq: seq, Province: o.topics.Province, Commune: o.topics.Commune,
 		Site: o.topics.Site, Kind: kind, Class: class, Time: at, Data: raw}
 	payload, err := json.Marshal(ev)
 	if err != nil {
