@@ -269,4 +269,18 @@ func TestUplinkEmergencyPreemptsOverMosquitto(t *testing.T) {
 			t.Errorf("metrics lack %q", m)
 		}
 	}
+
+	// The home page shows it, in Vietnamese by default.
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium not installed (make deps): %v", err)
+	}
+	b := &browser{t: t, ctx: startChromium(t, chromium, 60*time.Second), base: "http://" + d.Ready().HTTP, out: outputDir(t)}
+	b.signIn("admin", adminPassword(t, cfg.DataDir))
+	b.open("/app/home")
+	eventually(t, 15*time.Second, "the uplink card on the home page", func() bool {
+		return eval[string](b, `(document.getElementById("uplink-state") || {}).textContent || ""`) == "Đã kết nối" &&
+			strings.Contains(eval[string](b, `document.getElementById("uplink").textContent`), "accepted 1")
+	})
+	b.screenshot("home-uplink")
 }
