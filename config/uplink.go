@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/loalang/loalang/device/wire"
@@ -15,7 +16,9 @@ import (
 // broker (docs/uplink.md). An empty URL turns the uplink off.
 type Uplink struct {
 	// URL is the upstream broker: tcp://host:port, or ssl://host:port for
-	// TLS (mqtts:// and tls:// are accepted too).
+	// TLS (mqtts:// and tls:// are accepted too). A comma-separated list
+	// names the nodes of a clustered broker, tried in order on each
+	// connection attempt.
 	URL string `yaml:"url"`
 	// CAFile is a PEM bundle the broker's certificate must chain to; empty
 	// uses the system roots.
@@ -56,14 +59,16 @@ func (u *Uplink) validate() error {
 	if u.URL == "" {
 		return nil
 	}
-	p, err := url.Parse(u.URL)
-	if err != nil || p.Host == "" {
-		return bad("url", "%q is not a broker URL (tcp://host:port or ssl://host:port)", u.URL)
-	}
-	switch p.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts":
-	default:
-		return bad("url", "scheme %q: use tcp, mqtt, ssl, tls or mqtts", p.Scheme)
+	for _, one := range strings.Split(u.URL, ",") {
+		p, err := url.Parse(strings.TrimSpace(one))
+		if err != nil || p.Host == "" {
+			return bad("url", "%q is not a broker URL (tcp://host:port or ssl://host:port)", one)
+		}
+		switch p.Scheme {
+		case "tcp", "mqtt", "ssl", "tls", "mqtts":
+		default:
+			return bad("url", "scheme %q: use tcp, mqtt, ssl, tls or mqtts", p.Scheme)
+		}
 	}
 	if u.ClientID == "" {
 		return bad("client_id", "must not be empty when uplink.url is set")

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,8 @@ import (
 
 // Config configures the uplink client.
 type Config struct {
-	// URL is the upstream broker (tcp://, mqtt://, ssl://, tls://, mqtts://).
+	// URL is the upstream broker (tcp://, mqtt://, ssl://, tls://, mqtts://),
+	// or a comma-separated list of a cluster's nodes, tried in order.
 	URL string
 	// CAFile, when set, is the PEM bundle the broker's certificate must
 	// chain to.
@@ -94,7 +96,7 @@ func New(cfg Config, outbox *Outbox, cmds *Commands, log *slog.Logger) (*Client,
 		cfg.Now = time.Now
 	}
 	c := &Client{cfg: cfg, log: log.With("component", "uplink"), outbox: outbox, cmds: cmds}
-	u, err := url.Parse(cfg.URL)
+	u, err := url.Parse(strings.TrimSpace(strings.Split(cfg.URL, ",")[0]))
 	if err != nil {
 		return nil, fmt.Errorf("uplink url: %w", err)
 	}
@@ -124,6 +126,9 @@ func (c *Client) Run(ctx context.Context) error {
 		pc, lost, err := c.dial(ctx)
 		if err != nil {
 			c.setErr(err)
+			if fails == 0 || fails%10 == 0 {
+				c.log.Warn("uplink connect failed", "attempt", fails+1, "err", err)
+			}
 			fails++
 			if !sleep(ctx, backoff(fails, c.cfg.MinBackoff, c.cfg.MaxBackoff)) {
 				return nil
@@ -181,7 +186,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (c *Client) dial(ctx context.Context) (mqtt.Client, <-chan error, error) {
 	lost := make(chan error, 1)
 	t := c.cfg.Topics
-	opts := mqtt.NewClientOptions().AddBroker(c.cfg.URL).SetClientID(c.cfg.ClientID).
+	opts := mqtt.NewClientOptions()
+	for _, u := range strings.Split(c.cfg.URL, ",") {
+		opts.AddBroker(strings.TrimSpace(u))
+	}
+	opts.SetClientID(c.cfg.ClientID).
 		SetUsername(c.cfg.Username).SetPassword(c.cfg.Password).
 		SetCleanSession(false).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(10*time.Second).SetKeepAlive(30*time.Second).SetWriteTimeout(10*time.Second).
@@ -324,12 +333,17 @@ func (c *Client) Status() Status {
 	return s
 }
 
-// redactURL drops any userinfo from a broker URL.
+// redactURL drops any userinfo from a broker URL or list.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid url)"
+	var out []string
+	for _, one := range strings.Split(raw, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil {
+			out = append(out, "(invalid url)")
+			continue
+		}
+		u.User = nil
+		out = append(out, u.String())
 	}
-	u.User = nil
-	return u.String()
+	return strings.Join(out, ",")
 }
