@@ -47,10 +47,10 @@ const province = "p1"
 
 type options struct {
 	villages, speakers, nodes, runs int
-	outage, eventEvery, clip         time.Duration
-	maxBackoff                       time.Duration
-	loalangd, results                string
-	killNode                         bool
+	outage, eventEvery, clip        time.Duration
+	maxBackoff                      time.Duration
+	loalangd, results               string
+	killNode                        bool
 }
 
 func main() {
@@ -550,7 +550,7 @@ func outage(ctx context.Context, desk *provinceDesk, villages []*village, o opti
 		"backlog_events": backlog, "received_after_restore": len(after), "arrival_window_s": harness.Round(window, 3), "reconnect_s": harness.Round(reconnected.Seconds(), 2), "drained_s": harness.Round(drained.Seconds(), 2),
 		"drain_events_per_s": harness.Round(rate, 0), "lost": lost, "dropped": dropped, "duplicates_at_receiver": dups, "out_of_order": ooo,
 		"max_backoff_s": o.maxBackoff.Seconds(),
-		"note": "drain rate = events received by the province after the line came back / (last arrival - first arrival), all villages draining at once; reconnect_s and drained_s are polled every 100 ms from the villages' GET /api/v1/uplink; duplicates are counted before de-duplication by id",
+		"note":          "drain rate = events received by the province after the line came back / (last arrival - first arrival), all villages draining at once; reconnect_s and drained_s are polled every 100 ms from the villages' GET /api/v1/uplink; duplicates are counted before de-duplication by id",
 	}, nil
 }
 
