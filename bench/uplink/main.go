@@ -393,10 +393,14 @@ func emergencyResend(ctx context.Context, desk *provinceDesk, villages []*villag
 		if err != nil {
 			return nil, 0, resent, fmt.Errorf("%s %s: %w", v.site, id, err)
 		}
+		if len(b.StreamIDs) == 0 {
+			return nil, 0, resent, fmt.Errorf("%s %s: broadcast %s (%s) lists no stream", v.site, id, b.ID, b.State)
+		}
+		// The speakers write their recordings' sidecars as the stream ends.
+		wait := time.Now().Add(10 * time.Second)
 		for _, s := range v.fleet.Speakers {
 			var first int64
-			// The speaker writes its recording's sidecar as the stream ends.
-			for wait := time.Now().Add(10 * time.Second); first == 0 && time.Now().Before(wait); {
+			for first == 0 && time.Now().Before(wait) {
 				for _, sid := range b.StreamIDs {
 					raw, err := os.ReadFile(filepath.Join(v.rec, fmt.Sprintf("%s-%d.json", s.ID(), sid)))
 					var sc speaker.Sidecar
