@@ -265,7 +265,16 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("village %s: %w", v.site, err)
 		}
 		villages = append(villages, v)
-		if v.fleet, err = harness.StartFleet(v.d.Bundle, func(_ int, c *speaker.Config) { c.RecordDir = v.rec; c.KeepPlayed = 0 }); err != nil {
+		// Two speakers per village record (Opus decoding for 200 speakers
+		// in this process would be the benchmark's own bottleneck); a
+		// village's speakers play a stream at one play-at time, so two
+		// stand for all twenty. Every speaker's delivery report still says
+		// whether it played.
+		if v.fleet, err = harness.StartFleet(v.d.Bundle, func(i int, c *speaker.Config) {
+			if i%10 == 0 {
+				c.RecordDir, c.KeepPlayed = v.rec, 0
+			}
+		}); err != nil {
 			return err
 		}
 		if v.api, err = newAPI(v.d.HTTP, dir); err != nil {
@@ -293,7 +302,7 @@ func run(ctx context.Context, o options) error {
 	// Phase 1: emergency latency, o.runs times.
 	var runsOut []map[string]any
 	var p50s, maxs []float64
-	fmt.Printf("\n%-5s %-16s %10s %10s %10s %8s\n", "run", "load avg", "p50 ms", "max ms", "speakers", "played")
+	fmt.Printf("\n%-5s %-16s %10s %10s %10s %8s\n", "run", "load avg", "p50 ms", "max ms", "recorders", "played")
 	for r := range o.runs {
 		la := loadavg()
 		lat, played, err := emergency(ctx, desk, villages, sign, fmt.Sprintf("storm-%d", r+1), o)
@@ -303,7 +312,7 @@ func run(ctx context.Context, o options) error {
 		p50, mx := harness.Percentile(lat, 0.5), harness.Percentile(lat, 1)
 		fmt.Printf("%-5d %-16s %10.0f %10.0f %10d %8d\n", r+1, la, p50, mx, len(lat), played)
 		p50s, maxs = append(p50s, p50), append(maxs, mx)
-		runsOut = append(runsOut, map[string]any{"load_avg": la, "p50_ms": harness.Round(p50, 1), "max_ms": harness.Round(mx, 1), "speakers": len(lat), "speakers_played": played})
+		runsOut = append(runsOut, map[string]any{"load_avg": la, "p50_ms": harness.Round(p50, 1), "max_ms": harness.Round(mx, 1), "recording_speakers": len(lat), "speakers_played": played})
 	}
 	sort.Float64s(p50s)
 	sort.Float64s(maxs)
@@ -329,7 +338,7 @@ func run(ctx context.Context, o options) error {
 		"broker":   fmt.Sprintf("NATS server %s, %d nodes clustered (routes), MQTT + JetStream, child processes on this machine", natsVersion(), len(nodes)),
 		"villages": len(villages), "speakers_per_village": o.speakers,
 		"emergency": map[string]any{
-			"what":          "province publish (QoS 1) -> first sample played, over every speaker of every village; media fetched by URL+sha256, decoded and encoded by each village",
+			"what":          "province publish (QoS 1) -> first sample played (recording speakers: 2 per village, which play at the village's common play-at time); speakers_played counts every speaker whose delivery report has frames played; media fetched by URL+sha256, decoded and encoded by each village",
 			"clip_s":        o.clip.Seconds(),
 			"p50_ms_median": harness.Round(harness.Median(p50s), 1), "p50_ms_min": harness.Round(p50s[0], 1), "p50_ms_max": harness.Round(p50s[len(p50s)-1], 1),
 			"max_ms_median": harness.Round(harness.Median(maxs), 1), "max_ms_min": harness.Round(maxs[0], 1), "max_ms_max": harness.Round(maxs[len(maxs)-1], 1),
@@ -397,8 +406,16 @@ func emergencyResend(ctx context.Context, desk *provinceDesk, villages []*villag
 			return nil, 0, resent, fmt.Errorf("%s %s: broadcast %s (%s) lists no stream", v.site, id, b.ID, b.State)
 		}
 		// The speakers write their recordings' sidecars as the stream ends.
+		for _, dv := range b.Devices {
+			if dv.FramesPlayed > 0 {
+				played++
+			}
+		}
 		wait := time.Now().Add(10 * time.Second)
-		for _, s := range v.fleet.Speakers {
+		for i, s := range v.fleet.Speakers {
+			if i%10 != 0 {
+				continue
+			}
 			var first int64
 			for first == 0 && time.Now().Before(wait) {
 				for _, sid := range b.StreamIDs {
@@ -416,7 +433,6 @@ func emergencyResend(ctx context.Context, desk *provinceDesk, villages []*villag
 				}
 			}
 			if first > 0 {
-				played++
 				lat = append(lat, float64(first-t0.UnixNano())/1e6)
 			}
 		}
