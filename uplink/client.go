@@ -190,7 +190,11 @@ func (c *Client) dial(ctx context.Context) (mqtt.Client, <-chan error, error) {
 	for _, u := range strings.Split(c.cfg.URL, ",") {
 		opts.AddBroker(strings.TrimSpace(u))
 	}
-	opts.SetClientID(c.cfg.ClientID).
+	// MQTT 3.1.1 stated explicitly: otherwise paho, after a CONNECT to
+	// the first node of the list fails, retries it as MQTT 3.1 and keeps
+	// 3.1 for the following nodes, which a broker without 3.1 (NATS)
+	// closes, so a village could not fail over (found by bench/uplink).
+	opts.SetProtocolVersion(4).SetClientID(c.cfg.ClientID).
 		SetUsername(c.cfg.Username).SetPassword(c.cfg.Password).
 		SetCleanSession(false).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(10*time.Second).SetKeepAlive(30*time.Second).SetWriteTimeout(10*time.Second).

@@ -49,7 +49,7 @@ type options struct {
 	villages, speakers, nodes, runs int
 	outage, eventEvery, clip        time.Duration
 	maxBackoff                      time.Duration
-	loalangd, results               string
+	loalangd, results, key          string
 	killNode                        bool
 }
 
@@ -73,6 +73,7 @@ func main() {
 	flag.BoolVar(&o.killNode, "kill-node", true, "kill one broker node during the last phase")
 	flag.StringVar(&o.loalangd, "loalangd", "bin/loalangd", "loalangd binary (built from ./cmd/loalangd if missing)")
 	flag.StringVar(&o.results, "results", "bench/results.json", "results file to merge into")
+	flag.StringVar(&o.key, "key", "uplink", "top-level key of the results")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)
@@ -347,10 +348,10 @@ func run(ctx context.Context, o options) error {
 		"drain":     drain,
 		"node_kill": kill,
 	}
-	if err := results.Merge(o.results, "uplink", out); err != nil {
+	if err := results.Merge(o.results, o.key, out); err != nil {
 		return err
 	}
-	fmt.Printf("\nmerged key \"uplink\" into %s\n", o.results)
+	fmt.Printf("\nmerged key %q into %s\n", o.key, o.results)
 	return nil
 }
 
