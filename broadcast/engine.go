@@ -133,6 +133,8 @@ const (
 	OriginAPI      = "api"
 	OriginSchedule = "schedule"
 	OriginLive     = "live"
+	// OriginUplink is a signed command from the commune or province.
+	OriginUplink = "uplink"
 )
 
 // Sources of a broadcast, Broadcast.Source.

@@ -150,9 +150,9 @@ func (e *Engine) prepare(ctx context.Context, req Request, live bool) (*bcast, e
 		if live {
 			req.Origin = OriginLive
 		}
-	case OriginAPI, OriginSchedule, OriginLive:
+	case OriginAPI, OriginSchedule, OriginLive, OriginUplink:
 	default:
-		return nil, fmt.Errorf("%w: origin: %q is not api, schedule or live", ErrInvalid, req.Origin)
+		return nil, fmt.Errorf("%w: origin: %q is not api, schedule, live or uplink", ErrInvalid, req.Origin)
 	}
 	sources := 0
 	for _, set := range []bool{req.MediaID != "", req.Text != "", req.Packets != nil} {

@@ -31,6 +31,8 @@ type Config struct {
 	Cameras   []Camera  `yaml:"cameras"`
 	// RelayBoards lists Modbus RTU relay boards; protocol v1 drives at most one.
 	RelayBoards []RelayBoard `yaml:"relay_boards"`
+	// Uplink is the connection to the commune and province (uplink.go).
+	Uplink Uplink `yaml:"uplink"`
 }
 
 // HTTP configures the web server.

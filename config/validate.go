@@ -199,6 +199,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if err := c.Uplink.validate(); err != nil {
+		return err
+	}
 	return nil
 }
 

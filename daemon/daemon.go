@@ -86,6 +86,7 @@ type Daemon struct {
 	sched   *schedule.Scheduler // timetable runner (schedule.go)
 	hall    *hall.Hall
 	cameras *camera.Relay
+	up      *uplinkParts // nil unless uplink.url is set (uplink.go)
 
 	opts        options
 	brokerRules broker.Rules       // the embedded broker's, for a restart in tests
@@ -152,6 +153,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	if err := d.startSchedule(ctx); err != nil { // after the engine: schedules fire into it
+		return nil, err
+	}
+	if err := d.startUplink(ctx); err != nil { // after the engine: commands play through it (uplink.go)
 		return nil, err
 	}
 	if err := d.startCameras(ctx); err != nil {

@@ -10,6 +10,7 @@
 #   BENCH_SYNC_SPEAKERS=50     speakers in the sync benchmark
 #   BENCH_SYNC_CLIP=15s        sync marker clip length
 #   BENCH_SYNC_RUNS=3          sync broadcasts
+#   BENCH_UPLINK_OUTAGE=10m    uplink outage before the outbox drain is measured
 #   BENCH_RESULTS=bench/results.json
 # e.g. a quick CI-like run:
 #   BENCH_SPEAKERS=50 BENCH_DURATION=15s BENCH_RUNS=1 BENCH_SYNC_RUNS=1 ./scripts/bench.sh
@@ -34,6 +35,8 @@ step() {
 
 step go run ./bench/fanout -speakers "$speakers" -duration "$duration" -runs "$runs" -results "$results"
 step go run ./bench/sync -speakers "$sync_speakers" -clip "$sync_clip" -runs "$sync_runs" -results "$results"
+# The uplink: 3 NATS nodes, 10 villages; BENCH_UPLINK_OUTAGE (default 10m) is the outage.
+step go run ./bench/uplink -runs "$runs" -outage "${BENCH_UPLINK_OUTAGE:-10m}" -results "$results"
 # Other benchmarks (camera, schedule, live), owned elsewhere, run when present.
 for b in camera schedule live; do
 	if [ -d "bench/$b" ]; then

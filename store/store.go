@@ -51,6 +51,7 @@ var migrations = []func(tx *bolt.Tx) error{
 		_, err := tx.CreateBucketIfNotExists([]byte(Cameras))
 		return err
 	},
+	migrateUplink, // 2 -> 3: the uplink's outbox and nonces (uplink.go)
 }
 
 // DB is an open store.

@@ -149,12 +149,24 @@ const pagesImpl = {
     const active = h("section", { id: "active" }, h("h2", { i18n: "home.active" }));
     const zones = h("section", { class: "card", id: "zones" }, h("h2", { i18n: "home.devices" }));
     const next = h("section", { class: "card", id: "next" }, h("h2", { i18n: "home.next" }));
+    // The uplink card (GET /api/v1/uplink, docs/uplink.md), shown only when configured.
+    const uplink = h("section", { class: "card", id: "uplink", hidden: true }, h("h2", { i18n: "home.uplink" }));
     main.append(alarms, active);
-    if (ROLE !== "police") main.append(zones, next);
+    if (ROLE !== "police") main.append(zones, next, uplink);
     every(2000, async () => {
       await refreshHealth();
       const problems = healthProblems.map(serviceAlarm);
       if (ROLE !== "police") {
+        try {
+          const u = await api("GET", "/api/v1/uplink");
+          uplink.hidden = !u.enabled;
+          const cmds = Object.entries(u.commands || {}).map(([k, v]) => k + " " + v).join(", ") || "—";
+          uplink.replaceChildren(h("h2", { i18n: "home.uplink" }),
+            h("p", { class: u.connected ? "ok" : "bad", id: "uplink-state" }, t(u.connected ? "uplink.up" : "uplink.down")),
+            h("p", { id: "uplink-outbox" }, t("uplink.outbox", { n: u.outbox.depth, age: Math.round(u.oldest_pending_seconds) })),
+            h("p", { class: "muted" }, t("uplink.commands", { list: cmds })),
+            ...(u.last_error && !u.connected ? [h("p", { class: "muted" }, u.last_error)] : []));
+        } catch (e) { /* an older daemon without the uplink */ }
         try {
           const devs = await api("GET", "/api/v1/devices");
           const byZone = {};
