@@ -22,6 +22,7 @@ import (
 	"github.com/loalang/loalang/firmware-sim/speaker"
 	"github.com/loalang/loalang/health"
 	"github.com/loalang/loalang/internal/audiotest"
+	"github.com/loalang/loalang/uplink"
 	"github.com/loalang/loalang/web/api"
 )
 
@@ -327,6 +328,16 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 	}
 	if r := expect(admin("hall"), exitOK, "hall"); !strings.Contains(r.out, "sound card:  not configured") || !strings.Contains(r.out, "relay board: FAULT") {
 		t.Fatalf("hall: %s", r.out)
+	}
+
+	// Uplink: not configured on this daemon.
+	var us uplink.Status
+	ok(&us, "uplink", "status")
+	if us.Enabled || us.Connected {
+		t.Fatalf("uplink status: %+v", us)
+	}
+	if r := expect(admin("uplink", "status"), exitOK, "uplink status"); !strings.Contains(r.out, "not configured") {
+		t.Fatalf("uplink status: %s", r.out)
 	}
 
 	// Health, without signing in (a relay alarm is not a part down).

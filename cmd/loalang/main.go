@@ -36,13 +36,6 @@ const (
 )
 
 func main() {
-	if ok, err := uplinkCommand(os.Args[1:], os.Stdout, os.Stderr); ok { // uplink.go
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "loalang:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout)
 	stop()
