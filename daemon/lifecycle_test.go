@@ -221,14 +221,14 @@ func TestHealthBannerChromium(t *testing.T) {
 	for _, page := range []string{"home", "schedules"} {
 		b.open("/app/" + page)
 		var text string
-		eventually(t, 15*time.Second, page+": banner names the scheduler", func() bool {
+		eventually(t, 15*time.Second, page+": banner names the damaged schedule", func() bool {
 			text = eval[string](b, `(() => { const el = document.getElementById("health-banner"); return el && !el.hidden ? el.textContent : ""; })()`)
-			return strings.Contains(text, "Bộ lịch phát") && strings.Contains(text, "hong")
+			return strings.Contains(text, "Bản ghi lịch phát") && strings.Contains(text, "hong")
 		})
 		t.Logf("%s banner: %s", page, text)
 		if page == "home" {
-			eventually(t, 10*time.Second, "home alarms list the scheduler", func() bool {
-				return strings.Contains(eval[string](b, `document.getElementById("alarms").textContent`), "Bộ lịch phát")
+			eventually(t, 10*time.Second, "home alarms list the damaged schedule", func() bool {
+				return strings.Contains(eval[string](b, `document.getElementById("alarms").textContent`), "Bản ghi lịch phát")
 			})
 			b.screenshot("health-banner")
 		}
@@ -237,47 +237,58 @@ func TestHealthBannerChromium(t *testing.T) {
 
 // TestDamagedStoreSchedulerVisible is the issue's item 2: on a store whose
 // schedule record does not decode, the scheduler used to stop for good
-// after one ERROR line while /healthz said ok. Now it is retried, /healthz
-// answers 503 naming it, and loalang_component_up shows it down.
+// after one ERROR line while /healthz said ok, and later one damaged record
+// stopped every schedule. Now the scheduler runs the others, /healthz
+// answers 503 naming the record (component "schedules"),
+// loalang_component_up shows it, the list leaves it out and DELETE removes
+// it, which clears the alarm.
 func TestDamagedStoreSchedulerVisible(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir, 1)
+	future := time.Now().Add(time.Hour).Format(time.RFC3339)
+	func() { // a good schedule beside the one to be damaged
+		d := startDaemon(t, cfg)
+		c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, dir))
+		if code, body := c.do("POST", "/api/v1/schedules", map[string]any{"id": "good", "name": "good", "at": future,
+			"zones": []string{"a"}, "source": map[string]any{"kind": "text", "text": "xin chào"}}); code != 201 {
+			t.Fatalf("create: %d %s", code, body)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}()
 	damageSchedules(t, dir)
 
-	var mu sync.Mutex
-	restarts := 0
-	log := slog.New(countingHandler{testLogger(t).Handler(), "background service stopped", &mu, &restarts})
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.New(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); d.Close() })
+	d := startDaemon(t, cfg)
 	base := "http://" + d.Ready().HTTP
 	var p problem
-	eventually(t, 5*time.Second, "healthz names the scheduler", func() bool {
+	eventually(t, 10*time.Second, "healthz names the damaged schedule", func() bool {
 		code, ps := healthz(t, base)
 		var ok bool
-		p, ok = hasProblem(ps, "scheduler")
+		p, ok = hasProblem(ps, "schedules")
 		return code == http.StatusServiceUnavailable && ok
 	})
-	t.Logf("healthz: 503, scheduler: %s", p.Reason)
+	t.Logf("healthz: 503, schedules: %s", p.Reason)
 	if !strings.Contains(p.Reason, "hong") {
 		t.Errorf("reason %q does not name the damaged record", p.Reason)
 	}
 	c := login(t, base, "admin", adminPassword(t, dir))
-	if v := metric(c, `loalang_component_up{component="scheduler"}`); v != "0" {
-		t.Errorf(`loalang_component_up{component="scheduler"} = %q, want 0`, v)
+	for component, want := range map[string]string{"schedules": "0", "scheduler": "1", "mqtt": "1"} {
+		if v := metric(c, `loalang_component_up{component="`+component+`"}`); v != want {
+			t.Errorf(`loalang_component_up{component=%q} = %q, want %s`, component, v, want)
+		}
 	}
-	if v := metric(c, `loalang_component_up{component="mqtt"}`); v != "1" {
-		t.Errorf(`loalang_component_up{component="mqtt"} = %q, want 1`, v)
+	code, body := c.do("GET", "/api/v1/schedules", nil)
+	if code != 200 || !strings.Contains(string(body), `"good"`) || strings.Contains(string(body), `"hong"`) {
+		t.Fatalf("list with a damaged record: %d %s", code, body)
 	}
-	// It is retried, not abandoned.
-	eventually(t, 10*time.Second, "scheduler restarted at least 3 times", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return restarts >= 3
+	if code, body := c.do("DELETE", "/api/v1/schedules/hong", nil); code != 204 {
+		t.Fatalf("delete the damaged record: %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, "healthz clears", func() bool {
+		code, ps := healthz(t, base)
+		_, bad := hasProblem(ps, "schedules")
+		return code == http.StatusOK && !bad
 	})
 }
 

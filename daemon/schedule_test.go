@@ -2,10 +2,8 @@ package daemon_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -26,7 +24,6 @@ import (
 	"github.com/loalang/loalang/firmware-sim/speaker"
 	"github.com/loalang/loalang/internal/audiotest"
 	"github.com/loalang/loalang/store"
-	bolt "go.etcd.io/bbolt"
 )
 
 type scheduleView struct {
@@ -959,71 +956,5 @@ func TestScheduleLimits(t *testing.T) {
 	sc, err := store.Get[schedule.Schedule](db, store.Schedules, "dai")
 	if err != nil || sc.Name != "Đài tỉnh" || !strings.Contains(sc.Source.URL, "token=S3cr3tT0ken") {
 		t.Fatalf("stored relay after the PUT: %+v %v", sc.Source, err)
-	}
-}
-
-// TestDamagedScheduleRecord: a schedule record that no longer decodes
-// once stopped the scheduler (every schedule silent) and could not be
-// deleted through the API. Now the others run, /healthz names the damaged
-// one, and DELETE removes it.
-func TestDamagedScheduleRecord(t *testing.T) {
-	cfg := testConfig(t, t.TempDir(), 1)
-	future := time.Now().Add(time.Hour).Format(time.RFC3339)
-	func() {
-		d, err := daemon.New(context.Background(), cfg, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
-		for _, id := range []string{"good", "bad"} {
-			if code, body := c.do("POST", "/api/v1/schedules", map[string]any{"id": id, "name": id, "at": future,
-				"zones": []string{"a"}, "source": map[string]any{"kind": "text", "text": "xin chào"}}); code != 201 {
-				t.Fatalf("create %s: %d %s", id, code, body)
-			}
-		}
-	}()
-	// A byte inside the value damaged, still valid JSON (the start's check
-	// refuses a file with invalid JSON) but no longer a time.
-	db, err := bolt.Open(filepath.Join(cfg.DataDir, daemon.DBFile), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("schedules")).Put([]byte("bad"), []byte(`{"id":"bad","name":"bad","at":"2030-13-45T99:00:00Z"}`))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-
-	d := startDaemon(t, cfg)
-	base := "http://" + d.Ready().HTTP
-	c := login(t, base, "admin", adminPassword(t, cfg.DataDir))
-	health := func() string {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	eventually(t, 10*time.Second, "/healthz names the damaged schedule", func() bool {
-		h := health()
-		return strings.Contains(h, `"component":"schedules"`) && strings.Contains(h, "bad")
-	})
-	if strings.Contains(health(), `"component":"scheduler"`) {
-		t.Errorf("the scheduler stopped for one damaged record: %s", health())
-	}
-	code, body := c.do("GET", "/api/v1/schedules", nil)
-	if code != 200 || !strings.Contains(string(body), `"good"`) || strings.Contains(string(body), `"bad"`) {
-		t.Fatalf("list with a damaged record: %d %s", code, body)
-	}
-	if code, body := c.do("DELETE", "/api/v1/schedules/bad", nil); code != 204 {
-		t.Fatalf("delete the damaged record: %d %s", code, body)
-	}
-	eventually(t, 10*time.Second, "/healthz clears", func() bool { return !strings.Contains(health(), `"schedules"`) })
-	if code, _ := c.do("GET", "/api/v1/schedules/good", nil); code != 200 {
-		t.Fatalf("the good schedule after the delete: %d", code)
 	}
 }

@@ -51,6 +51,7 @@ const I18N = (() => {
     "alarm.camera": ["Camera {id} lỗi: {reason}", "Camera {id} in error: {reason}"],
     "alarm.service": ["{name} ngừng hoạt động: {reason}", "{name} is down: {reason}"],
     "svc.scheduler": ["Bộ lịch phát", "The scheduler"],
+    "svc.schedules": ["Bản ghi lịch phát bị hỏng", "Damaged schedule records"],
     "svc.mqtt": ["Kết nối tới máy chủ MQTT (loa)", "The MQTT broker connection (speakers)"],
     "svc.audit": ["Nhật ký kiểm tra", "The audit trail"],
     "svc.presence": ["Theo dõi trạng thái loa", "Speaker presence"],
