@@ -434,12 +434,15 @@ type stopMsg struct {
 
 // Engine runs broadcasts. It is safe for concurrent use.
 type Engine struct {
-	cfg    Config
-	deps   Deps
-	clock  Clock
-	log    *slog.Logger
-	topics wire.Topics
-	wired  map[string]bool
+	cfg   Config
+	deps  Deps
+	clock Clock
+	// liveJitter is the last live stream's jitter estimate, the prior of
+	// the next one's play-out delay (jitter.go). Guarded by mu.
+	liveJitter time.Duration
+	log        *slog.Logger
+	topics     wire.Topics
+	wired      map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
