@@ -72,15 +72,23 @@ const maxCachedDecisions = 256
 
 // compiledAccount holds one account's hash, client id and grants from
 // Rules.Grants, with a cache of decisions by topic: the broker checks the ACL
-// for every delivery, and a village's traffic uses few topics.
+// for every delivery (mochi calls OnACLCheck once per subscriber of every
+// message, 16,700 times a second for 200 speakers in 5 zones), and a
+// village's traffic uses few topics.
+//
+// The caches are immutable maps behind atomic pointers, replaced whole
+// (copy on write) when a topic is first seen: the per-delivery path is one
+// atomic load and one map lookup, with no lock and no allocation. A read-
+// write mutex here cost two contended atomic adds per delivery (a CPU
+// profile of loalangd at 200 speakers put the hook at 3.6 % of its CPU).
 type compiledAccount struct {
 	hash     string
 	clientID string
 	grants   []Grant
 
-	mu     sync.RWMutex
-	reads  map[string]bool
-	writes map[string]writeRule
+	mu     sync.Mutex // serialises cache replacement only
+	reads  atomic.Pointer[map[string]bool]
+	writes atomic.Pointer[map[string]writeRule]
 }
 
 // allowed applies the account's grants to a topic, through the cache.
@@ -88,38 +96,44 @@ func (a *compiledAccount) allowed(topic string, write bool) bool {
 	if write {
 		return a.writeRule(topic).ok
 	}
-	a.mu.RLock()
-	v, ok := a.reads[topic]
-	a.mu.RUnlock()
-	if ok {
-		return v
+	if m := a.reads.Load(); m != nil {
+		if v, ok := (*m)[topic]; ok {
+			return v
+		}
 	}
-	v = grantsAllow(a.grants, topic, false)
-	a.mu.Lock()
-	if a.reads == nil || len(a.reads) >= maxCachedDecisions {
-		a.reads = make(map[string]bool)
-	}
-	a.reads[topic] = v
-	a.mu.Unlock()
+	v := grantsAllow(a.grants, topic, false)
+	cacheInsert(&a.mu, &a.reads, topic, v)
 	return v
 }
 
 // writeRule returns what the account may publish on topic, through the cache.
 func (a *compiledAccount) writeRule(topic string) writeRule {
-	a.mu.RLock()
-	w, ok := a.writes[topic]
-	a.mu.RUnlock()
-	if ok {
-		return w
+	if m := a.writes.Load(); m != nil {
+		if w, ok := (*m)[topic]; ok {
+			return w
+		}
 	}
-	w = writeRuleOf(a.grants, topic)
-	a.mu.Lock()
-	if a.writes == nil || len(a.writes) >= maxCachedDecisions {
-		a.writes = make(map[string]writeRule)
-	}
-	a.writes[topic] = w
-	a.mu.Unlock()
+	w := writeRuleOf(a.grants, topic)
+	cacheInsert(&a.mu, &a.writes, topic, w)
 	return w
+}
+
+// cacheInsert publishes a copy of *p with topic → v added. A full cache
+// (a client probing topics) starts again empty, so it stays bounded.
+func cacheInsert[V any](mu *sync.Mutex, p *atomic.Pointer[map[string]V], topic string, v V) {
+	mu.Lock()
+	defer mu.Unlock()
+	var next map[string]V
+	if old := p.Load(); old != nil && len(*old) < maxCachedDecisions {
+		next = make(map[string]V, len(*old)+1)
+		for k, x := range *old {
+			next[k] = x
+		}
+	} else {
+		next = make(map[string]V, 8)
+	}
+	next[topic] = v
+	p.Store(&next)
 }
 
 // compile validates r and indexes it by username.
@@ -388,7 +402,9 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if ok && acct.allowed(topic, write) {
 		return true
 	}
-	h.Log.Debug("acl denied", "user", string(cl.Properties.Username), "client", cl.ID, "topic", topic, "write", write)
+	if h.Log.Enabled(context.Background(), slog.LevelDebug) { // the arguments would allocate even when not logged
+		h.Log.Debug("acl denied", "user", string(cl.Properties.Username), "client", cl.ID, "topic", topic, "write", write)
+	}
 	return false
 }
 

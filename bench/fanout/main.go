@@ -54,6 +54,10 @@ type options struct {
 	// reportEvery overrides the speakers' report period (0 keeps the
 	// firmware's default of 2 s), to isolate what delivery reports cost.
 	reportEvery time.Duration
+	// cpuProfile, when set, is a directory where a CPU profile of
+	// loalangd (debug.pprof_addr) during the first broadcast of each size
+	// is written.
+	cpuProfile string
 }
 
 func main() {
@@ -77,6 +81,7 @@ func main() {
 	flag.BoolVar(&o.baseline, "baseline", true, "run the bare mochi baseline")
 	flag.BoolVar(&o.loalang, "loalang", true, "run the loalangd scenario")
 	flag.DurationVar(&o.reportEvery, "report-every", 0, "speakers' delivery report period while playing (0: firmware default, 2 s)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "directory for a CPU profile of loalangd during each size's first broadcast (go tool pprof)")
 	flag.Parse()
 	if *summary {
 		if err := printSummary(os.Stdout, o.results); err != nil {
@@ -244,7 +249,11 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	if err != nil {
 		return nil, err
 	}
-	d, err := harness.StartDaemon(ctx, bin, dir, harness.VillageConfigProbes(site, n, o.zones, min(o.probes, n)))
+	cfgYAML := harness.VillageConfigProbes(site, n, o.zones, min(o.probes, n))
+	if o.cpuProfile != "" {
+		cfgYAML += "debug:\n  pprof_addr: 127.0.0.1:0\n"
+	}
+	d, err := harness.StartDaemon(ctx, bin, dir, cfgYAML)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +307,19 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 		if err != nil {
 			return nil, err
 		}
+		profDone := make(chan error, 1)
+		if o.cpuProfile != "" && run == 1 {
+			go func() {
+				profDone <- harness.CPUProfile(ctx, dir, max(5*time.Second, min(30*time.Second, o.duration-5*time.Second)),
+					fmt.Sprintf("%s/loalangd-%d.pprof", o.cpuProfile, n))
+			}()
+		} else {
+			profDone <- nil
+		}
 		b, err := d.WaitFinal(ctx, id, o.duration, o.duration+60*time.Second)
+		if perr := <-profDone; perr != nil {
+			fmt.Fprintf(os.Stderr, "cpu profile: %v\n", perr)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -260,21 +260,45 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 	defer mu.Unlock()
 	var toDelivery, toPlayback []time.Duration
 	byIndex := map[int][]time.Duration{} // by position in the frame
+	// Packets are matched to their send times by rank in stream order, not
+	// by sequence number: after a stall longer than the engine's liveGap
+	// the stream's timeline jumps forward (broadcast/live.go), so seq can
+	// run ahead of the packet count. Frames are de-duplicated by seq.
+	type rxPacket struct {
+		seq     uint32
+		pos     int
+		recv    time.Time
+		playAt  time.Time
+		delayMS uint16
+	}
+	seen := map[uint32]bool{}
+	var pkts []rxPacket
 	for _, f := range frames {
-		if f.f.Flags&wire.FlagLive == 0 {
+		if f.f.Flags&wire.FlagLive == 0 || seen[f.f.Seq] {
 			continue
 		}
+		seen[f.f.Seq] = true
 		for i := range f.f.Packets {
-			k := int(f.f.Seq) + i
-			if k >= len(sent) {
-				continue
-			}
-			toDelivery = append(toDelivery, f.recv.Sub(sent[k]))
-			byIndex[i] = append(byIndex[i], f.recv.Sub(sent[k]))
 			play := time.UnixMicro(f.f.PlayAt).Add(time.Duration(i)*wire.PacketMS*time.Millisecond + time.Duration(f.f.DelayMS)*time.Millisecond)
-			toPlayback = append(toPlayback, play.Sub(sent[k]))
+			pkts = append(pkts, rxPacket{seq: f.f.Seq + uint32(i), pos: i, recv: f.recv, playAt: play, delayMS: f.f.DelayMS})
 		}
 	}
+	slices.SortFunc(pkts, func(a, b rxPacket) int { return int(a.seq) - int(b.seq) })
+	jumps := 0
+	var delays []time.Duration
+	for k, p := range pkts {
+		if k > 0 && p.seq != pkts[k-1].seq+1 {
+			jumps++
+		}
+		if k >= len(sent) {
+			break
+		}
+		toDelivery = append(toDelivery, p.recv.Sub(sent[k]))
+		byIndex[p.pos] = append(byIndex[p.pos], p.recv.Sub(sent[k]))
+		toPlayback = append(toPlayback, p.playAt.Sub(sent[k]))
+		delays = append(delays, time.Duration(p.delayMS)*time.Millisecond)
+	}
+	fmt.Printf("live packets received: %d of %d sent; timeline jumps: %d\n", len(pkts), len(sent), jumps)
 	out := map[string]any{
 		"date":                     time.Now().UTC().Format(time.RFC3339),
 		"go":                       runtime.Version(),
@@ -286,6 +310,8 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 		"packets_per_frame":        cfg.Broadcast.PacketsPerFrame,
 		"send_to_delivery":         summarise(toDelivery),
 		"send_to_playback":         summarise(toPlayback),
+		"playout_delay":            summarise(delays),
+		"timeline_jumps":           jumps,
 		"baseline_ping_round_trip": summarise(baseline),
 		"note": "sender is a pion WHIP client on loopback standing in for the browser (same clock, so RTP send time is exact); " +
 			"delivery = MQTT arrival at a zone subscriber (excludes the play-out delay); playback = PlayAt + live delay, when speakers play it; " +
@@ -293,7 +319,7 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tpackets\tp50 ms\tp99 ms\tmax ms")
-	for _, k := range []string{"send_to_delivery", "send_to_playback", "baseline_ping_round_trip"} {
+	for _, k := range []string{"send_to_delivery", "send_to_playback", "playout_delay", "baseline_ping_round_trip"} {
 		s := out[k].(stats)
 		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\n", k, s.Packets, s.P50, s.P99, s.Max)
 	}

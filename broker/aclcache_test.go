@@ -1,0 +1,82 @@
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+)
+
+// TestACLCheckDoesNotAllocate: the per-delivery ACL check of a cached
+// topic (mochi calls it once per subscriber of every message) neither
+// allocates nor changes its answer, for allowed and denied topics alike.
+func TestACLCheckDoesNotAllocate(t *testing.T) {
+	h0 := mustHash(t, "secret-0123456789")
+	p, err := compile(testRules(h0, h0, h0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ptr atomic.Pointer[policy]
+	ptr.Store(p)
+	h := &aclHook{policy: &ptr}
+	h.Log = slog.New(slog.DiscardHandler)
+	cl := &mqtt.Client{}
+	cl.Properties.Username = []byte("d1")
+	audio, other := "loalang/v1/demo/zone/z1/audio", "loalang/v1/demo/zone/z9/audio"
+	if !h.OnACLCheck(cl, audio, false) || h.OnACLCheck(cl, other, false) {
+		t.Fatalf("d1: zone z1 audio %v, zone z9 audio %v; want allowed, denied",
+			h.OnACLCheck(cl, audio, false), h.OnACLCheck(cl, other, false))
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if !h.OnACLCheck(cl, audio, false) {
+			t.Fatal("allowed topic denied")
+		}
+	}); n != 0 {
+		t.Errorf("OnACLCheck of an allowed, cached topic: %.1f allocations per call, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { h.OnACLCheck(cl, other, false) }); n != 0 {
+		t.Errorf("OnACLCheck of a denied, cached topic: %.1f allocations per call, want 0", n)
+	}
+}
+
+// TestACLCacheConcurrent: many goroutines checking new and cached topics at
+// once (run with -race) get the same answers as the grants, and a client
+// probing more than maxCachedDecisions topics keeps the cache bounded.
+func TestACLCacheConcurrent(t *testing.T) {
+	h0 := mustHash(t, "secret-0123456789")
+	p, err := compile(testRules(h0, h0, h0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := p.accounts["d1"]
+	topics := []string{"loalang/v1/demo/zone/z1/audio", "loalang/v1/demo/zone/z1/stream", "loalang/v1/demo/dev/d1/status",
+		"loalang/v1/demo/dev/d2/status", "loalang/v1/demo/dev/d1/cmd"}
+	for i := range 3 * maxCachedDecisions {
+		topics = append(topics, fmt.Sprintf("loalang/v1/demo/probe/%d", i))
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range topics {
+				tp := topics[(i+g*37)%len(topics)]
+				for _, write := range []bool{false, true} {
+					if got, want := acct.allowed(tp, write), grantsAllow(acct.grants, tp, write); got != want {
+						t.Errorf("%s write=%v: %v, want %v", tp, write, got, want)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(*acct.reads.Load()); n > maxCachedDecisions {
+		t.Errorf("read cache holds %d topics, bound %d", n, maxCachedDecisions)
+	}
+	if n := len(*acct.writes.Load()); n > maxCachedDecisions {
+		t.Errorf("write cache holds %d topics, bound %d", n, maxCachedDecisions)
+	}
+}
