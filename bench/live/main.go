@@ -241,16 +241,20 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("WHIP: not connected")
 	}
+	// Packet i goes out when the clock reaches t0 + i·20 ms, as from a
+	// microphone's sample clock: after a stall of this process the late
+	// packets go out at once (a time.Ticker would drop ticks, and the RTP
+	// timeline would then fall behind the wall clock for good, which no
+	// real capture device does).
 	sent := make([]time.Time, len(packets))
-	tick := time.NewTicker(20 * time.Millisecond)
+	t0 := time.Now().Add(20 * time.Millisecond)
 	for i, p := range packets {
-		<-tick.C
+		time.Sleep(time.Until(t0.Add(time.Duration(i) * 20 * time.Millisecond)))
 		sent[i] = time.Now()
 		if err := track.WriteSample(media.Sample{Data: p, Duration: 20 * time.Millisecond}); err != nil {
 			return err
 		}
 	}
-	tick.Stop()
 	time.Sleep(500 * time.Millisecond) // the last frames drain
 	if _, err := apiDo(base, token, "DELETE", location, "", nil); err != nil {
 		return err
