@@ -40,6 +40,19 @@ func TestACLCheckDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { h.OnACLCheck(cl, other, false) }); n != 0 {
 		t.Errorf("OnACLCheck of a denied, cached topic: %.1f allocations per call, want 0", n)
 	}
+	// A speaker in two zones gets both zones' audio in turn: the last-
+	// decision entry changes on every check, still without allocating.
+	audio2 := "loalang/v1/demo/zone/z2/audio"
+	if !h.OnACLCheck(cl, audio2, false) {
+		t.Fatalf("d1: zone z2 audio denied")
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if !h.OnACLCheck(cl, audio, false) || !h.OnACLCheck(cl, audio2, false) || h.OnACLCheck(cl, other, false) {
+			t.Fatal("alternating topics: wrong decision")
+		}
+	}); n != 0 {
+		t.Errorf("OnACLCheck alternating between cached topics: %.1f allocations per call, want 0", n)
+	}
 }
 
 // TestACLCacheConcurrent: many goroutines checking new and cached topics at
