@@ -93,3 +93,46 @@ func TestACLCacheConcurrent(t *testing.T) {
 		t.Errorf("write cache holds %d topics, bound %d", n, maxCachedDecisions)
 	}
 }
+
+// TestACLServiceAccountSkipsCache: the daemon's service account, granted
+// everything under the site prefix, reads far more topics than the cache
+// holds (every device's status, heartbeat, clock and report); its checks
+// take the prefix path, never fill the cache, and agree with the grants,
+// including the prefix's own level and topics outside it.
+func TestACLServiceAccountSkipsCache(t *testing.T) {
+	h0 := mustHash(t, "secret-0123456789")
+	p, err := compile(testRules(h0, h0, h0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := p.accounts[ServiceUsername]
+	if svc.readPrefix != "loalang/v1/demo/" || svc.writePrefix != "loalang/v1/demo/" {
+		t.Fatalf("service prefixes %q %q", svc.readPrefix, svc.writePrefix)
+	}
+	if d := p.accounts["d1"]; d.readPrefix != "" || d.writePrefix != "" {
+		t.Fatalf("device d1 got prefixes %q %q", d.readPrefix, d.writePrefix)
+	}
+	for i := range 3 * maxCachedDecisions {
+		tp := fmt.Sprintf("loalang/v1/demo/dev/spk-%04d/report", i)
+		if !svc.allowed(tp, false) || !svc.allowed(tp, true) {
+			t.Fatalf("service denied %s", tp)
+		}
+	}
+	if svc.reads.Load() != nil || svc.writes.Load() != nil {
+		t.Errorf("service account checks filled the cache")
+	}
+	for _, c := range []struct {
+		topic string
+		write bool
+	}{
+		{"loalang/v1/demo", false}, {"loalang/v1/demo", true}, {"loalang/v1/other/x", false}, {"loalang/v1/other/x", true},
+		{"loalang/v1/demo/zone/+/audio", false}, {"loalang/v1/demo/zone/+/audio", true}, {"loalang/v1/demo/#", false},
+	} {
+		if got, want := svc.allowed(c.topic, c.write), grantsAllow(svc.grants, c.topic, c.write); got != want {
+			t.Errorf("%s write=%v: %v, grants say %v", c.topic, c.write, got, want)
+		}
+	}
+	if w := svc.writeRule("loalang/v1/demo/dev/d1/cmd"); w != writeRuleOf(svc.grants, "loalang/v1/demo/dev/d1/cmd") {
+		t.Errorf("service write rule %+v, grants say %+v", w, writeRuleOf(svc.grants, "loalang/v1/demo/dev/d1/cmd"))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,14 @@ type compiledAccount struct {
 	hash     string
 	clientID string
 	grants   []Grant
+	// readPrefix and writePrefix, when set, are the P of a grant "P#"
+	// (P ending in "/", no wildcard) that allows every topic under P: for
+	// writes only if that grant is also the most permissive (retain, no
+	// size bound). Such topics skip the caches: the daemon's service
+	// account reads every device's status, heartbeat, clock and report
+	// topics, far more than maxCachedDecisions, and caching them made its
+	// cache start again and be copied on nearly every delivery.
+	readPrefix, writePrefix string
 
 	mu       sync.Mutex // serialises cache replacement only
 	lastRead atomic.Pointer[readDecision]
@@ -108,6 +117,9 @@ func (a *compiledAccount) allowed(topic string, write bool) bool {
 	if write {
 		return a.writeRule(topic).ok
 	}
+	if a.readPrefix != "" && strings.HasPrefix(topic, a.readPrefix) {
+		return true
+	}
 	if l := a.lastRead.Load(); l != nil && l.topic == topic {
 		return l.ok
 	}
@@ -125,6 +137,9 @@ func (a *compiledAccount) allowed(topic string, write bool) bool {
 
 // writeRule returns what the account may publish on topic, through the cache.
 func (a *compiledAccount) writeRule(topic string) writeRule {
+	if a.writePrefix != "" && strings.HasPrefix(topic, a.writePrefix) && !strings.ContainsAny(topic, "+#") {
+		return writeRule{ok: true, retain: true}
+	}
 	if m := a.writes.Load(); m != nil {
 		if w, ok := (*m)[topic]; ok {
 			return w
@@ -160,7 +175,20 @@ func compile(r Rules) (*policy, error) {
 	}
 	p := &policy{accounts: make(map[string]*compiledAccount, len(r.Accounts))}
 	for _, a := range r.Accounts {
-		p.accounts[a.Username] = &compiledAccount{hash: a.PasswordHash, clientID: a.clientID(), grants: r.Grants(a)}
+		ca := &compiledAccount{hash: a.PasswordHash, clientID: a.clientID(), grants: r.Grants(a)}
+		for _, g := range ca.grants {
+			prefix, ok := strings.CutSuffix(g.Filter, "#")
+			if !ok || !strings.HasSuffix(prefix, "/") || strings.ContainsAny(prefix, "+#") {
+				continue
+			}
+			if g.Access&AccessRead != 0 && ca.readPrefix == "" {
+				ca.readPrefix = prefix
+			}
+			if g.Access&AccessWrite != 0 && g.Retain && g.MaxPayload == 0 && ca.writePrefix == "" {
+				ca.writePrefix = prefix
+			}
+		}
+		p.accounts[a.Username] = ca
 	}
 	return p, nil
 }
