@@ -185,7 +185,8 @@ type Config struct {
 	// PlayoutDelay is the delay speakers add to play-at times of stored
 	// and spoken media; default 500 ms.
 	PlayoutDelay time.Duration
-	// LiveDelay is the play-out delay of live speech; default 250 ms.
+	// LiveDelay is the ceiling of live speech's adaptive play-out delay
+	// (jitter.go); default 250 ms.
 	LiveDelay time.Duration
 	// MaxDuration ends runaway broadcasts (live speech) and rejects longer
 	// media; default 30 min.
