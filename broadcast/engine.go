@@ -187,7 +187,8 @@ type Config struct {
 	// PlayoutDelay is the delay speakers add to play-at times of stored
 	// and spoken media; default 500 ms.
 	PlayoutDelay time.Duration
-	// LiveDelay is the play-out delay of live speech; default 250 ms.
+	// LiveDelay is the ceiling of live speech's adaptive play-out delay
+	// (jitter.go); default 250 ms.
 	LiveDelay time.Duration
 	// MaxDuration ends runaway broadcasts (live speech) and rejects longer
 	// media; default 30 min.
@@ -436,12 +437,15 @@ type stopMsg struct {
 
 // Engine runs broadcasts. It is safe for concurrent use.
 type Engine struct {
-	cfg    Config
-	deps   Deps
-	clock  Clock
-	log    *slog.Logger
-	topics wire.Topics
-	wired  map[string]bool
+	cfg   Config
+	deps  Deps
+	clock Clock
+	// liveJitter is the last live stream's jitter estimate, the prior of
+	// the next one's play-out delay (jitter.go). Guarded by mu.
+	liveJitter time.Duration
+	log        *slog.Logger
+	topics     wire.Topics
+	wired      map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -120,11 +120,19 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 	b := seg.b
 	ppf := e.cfg.PacketsPerFrame
 	frameDur := time.Duration(ppf) * packetDur
-	delayMS := uint16(e.cfg.LiveDelay / time.Millisecond)
 
 	e.mu.Lock()
 	maxAt := b.started.Add(e.cfg.MaxDuration)
+	delay := newLiveDelay(ppf, e.cfg.LiveDelay, e.liveJitter)
 	e.mu.Unlock()
+	defer func() {
+		// The next live stream starts from this one's jitter.
+		if delay.est.have {
+			e.mu.Lock()
+			e.liveJitter = delay.est.jitter()
+			e.mu.Unlock()
+		}
+	}()
 	lastPkt := e.clock.Now()
 	started := false
 	var (
@@ -150,7 +158,7 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 			StreamID: seg.id,
 			Seq:      bufSeq,
 			PlayAt:   seg.startAt.Add(time.Duration(bufSeq) * packetDur).UnixMicro(),
-			DelayMS:  delayMS,
+			DelayMS:  uint16(delay.cur / time.Millisecond),
 			Packets:  buf,
 		}
 		if last {
@@ -170,6 +178,10 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 		if at.IsZero() {
 			at = now
 		}
+		// A talkspurt starts with the stream or after a pause that makes
+		// the timeline jump (below); the delay may shrink at once there.
+		talkspurt := !started || at.Sub(seg.startAt.Add(time.Duration(nextSeq)*packetDur)) > liveGap
+		delay.observe(at, now, talkspurt)
 		if !started {
 			started = true
 			// With a cold amplifier the first words are buffered: the
@@ -177,13 +189,14 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 			// until a pause longer than it lets the timeline catch up
 			// (liveGap below).
 			_, wired := e.owned(seg)
-			if r := e.readyStart(now, wired, e.cfg.LiveDelay); r.After(now) && r.After(at) {
+			if r := e.readyStart(now, wired, delay.cur); r.After(now) && r.After(at) {
 				at = r
 			}
 			e.mu.Lock()
 			seg.startAt = at
 			ctl := e.startControl(seg)
 			e.mu.Unlock()
+			ctl.PlayoutDelayMS = int(delay.cur / time.Millisecond)
 			var err error
 			if ctlBytes, err = wire.Encode(ctl); err != nil {
 				return false

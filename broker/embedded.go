@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,15 +73,43 @@ const maxCachedDecisions = 256
 
 // compiledAccount holds one account's hash, client id and grants from
 // Rules.Grants, with a cache of decisions by topic: the broker checks the ACL
-// for every delivery, and a village's traffic uses few topics.
+// for every delivery (mochi calls OnACLCheck once per subscriber of every
+// message, 16,700 times a second for 200 speakers in 5 zones, 83,000 for
+// 1,000), and a village's traffic uses few topics.
+//
+// The caches are immutable maps behind atomic pointers, replaced whole
+// (copy on write) when a topic is first seen, so the per-delivery path
+// takes no lock and allocates nothing. In front of the read cache sits the
+// account's last read decision: mochi passes the same topic string to the
+// check of every subscriber of a message, and a speaker mostly receives
+// one zone's audio, so the usual check is one atomic load and a string
+// comparison of identical pointers, with no hashing. (CPU profiles of
+// loalangd: with a read-write mutex and one map the hook was 3.6 % of its
+// CPU at 200 speakers and 6.4 % at 1,000.)
 type compiledAccount struct {
 	hash     string
 	clientID string
 	grants   []Grant
+	// readPrefix and writePrefix, when set, are the P of a grant "P#"
+	// (P ending in "/", no wildcard) that allows every topic under P: for
+	// writes only if that grant is also the most permissive (retain, no
+	// size bound). Such topics skip the caches: the daemon's service
+	// account reads every device's status, heartbeat, clock and report
+	// topics, far more than maxCachedDecisions, and caching them made its
+	// cache start again and be copied on nearly every delivery.
+	readPrefix, writePrefix string
 
-	mu     sync.RWMutex
-	reads  map[string]bool
-	writes map[string]writeRule
+	mu       sync.Mutex // serialises cache replacement only
+	lastRead atomic.Pointer[readDecision]
+	reads    atomic.Pointer[map[string]*readDecision]
+	writes   atomic.Pointer[map[string]writeRule]
+}
+
+// readDecision is a cached read decision; entries are never modified, so
+// lastRead may point at one without copying it.
+type readDecision struct {
+	topic string
+	ok    bool
 }
 
 // allowed applies the account's grants to a topic, through the cache.
@@ -88,38 +117,55 @@ func (a *compiledAccount) allowed(topic string, write bool) bool {
 	if write {
 		return a.writeRule(topic).ok
 	}
-	a.mu.RLock()
-	v, ok := a.reads[topic]
-	a.mu.RUnlock()
-	if ok {
-		return v
+	if a.readPrefix != "" && strings.HasPrefix(topic, a.readPrefix) {
+		return true
 	}
-	v = grantsAllow(a.grants, topic, false)
-	a.mu.Lock()
-	if a.reads == nil || len(a.reads) >= maxCachedDecisions {
-		a.reads = make(map[string]bool)
+	if l := a.lastRead.Load(); l != nil && l.topic == topic {
+		return l.ok
 	}
-	a.reads[topic] = v
-	a.mu.Unlock()
-	return v
+	if m := a.reads.Load(); m != nil {
+		if d, ok := (*m)[topic]; ok {
+			a.lastRead.Store(d)
+			return d.ok
+		}
+	}
+	d := &readDecision{topic: topic, ok: grantsAllow(a.grants, topic, false)}
+	cacheInsert(&a.mu, &a.reads, topic, d)
+	a.lastRead.Store(d)
+	return d.ok
 }
 
 // writeRule returns what the account may publish on topic, through the cache.
 func (a *compiledAccount) writeRule(topic string) writeRule {
-	a.mu.RLock()
-	w, ok := a.writes[topic]
-	a.mu.RUnlock()
-	if ok {
-		return w
+	if a.writePrefix != "" && strings.HasPrefix(topic, a.writePrefix) && !strings.ContainsAny(topic, "+#") {
+		return writeRule{ok: true, retain: true}
 	}
-	w = writeRuleOf(a.grants, topic)
-	a.mu.Lock()
-	if a.writes == nil || len(a.writes) >= maxCachedDecisions {
-		a.writes = make(map[string]writeRule)
+	if m := a.writes.Load(); m != nil {
+		if w, ok := (*m)[topic]; ok {
+			return w
+		}
 	}
-	a.writes[topic] = w
-	a.mu.Unlock()
+	w := writeRuleOf(a.grants, topic)
+	cacheInsert(&a.mu, &a.writes, topic, w)
 	return w
+}
+
+// cacheInsert publishes a copy of *p with topic → v added. A full cache
+// (a client probing topics) starts again empty, so it stays bounded.
+func cacheInsert[V any](mu *sync.Mutex, p *atomic.Pointer[map[string]V], topic string, v V) {
+	mu.Lock()
+	defer mu.Unlock()
+	var next map[string]V
+	if old := p.Load(); old != nil && len(*old) < maxCachedDecisions {
+		next = make(map[string]V, len(*old)+1)
+		for k, x := range *old {
+			next[k] = x
+		}
+	} else {
+		next = make(map[string]V, 8)
+	}
+	next[topic] = v
+	p.Store(&next)
 }
 
 // compile validates r and indexes it by username.
@@ -129,7 +175,20 @@ func compile(r Rules) (*policy, error) {
 	}
 	p := &policy{accounts: make(map[string]*compiledAccount, len(r.Accounts))}
 	for _, a := range r.Accounts {
-		p.accounts[a.Username] = &compiledAccount{hash: a.PasswordHash, clientID: a.clientID(), grants: r.Grants(a)}
+		ca := &compiledAccount{hash: a.PasswordHash, clientID: a.clientID(), grants: r.Grants(a)}
+		for _, g := range ca.grants {
+			prefix, ok := strings.CutSuffix(g.Filter, "#")
+			if !ok || !strings.HasSuffix(prefix, "/") || strings.ContainsAny(prefix, "+#") {
+				continue
+			}
+			if g.Access&AccessRead != 0 && ca.readPrefix == "" {
+				ca.readPrefix = prefix
+			}
+			if g.Access&AccessWrite != 0 && g.Retain && g.MaxPayload == 0 && ca.writePrefix == "" {
+				ca.writePrefix = prefix
+			}
+		}
+		p.accounts[a.Username] = ca
 	}
 	return p, nil
 }
@@ -388,7 +447,9 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if ok && acct.allowed(topic, write) {
 		return true
 	}
-	h.Log.Debug("acl denied", "user", string(cl.Properties.Username), "client", cl.ID, "topic", topic, "write", write)
+	if h.Log.Enabled(context.Background(), slog.LevelDebug) { // the arguments would allocate even when not logged
+		h.Log.Debug("acl denied", "user", string(cl.Properties.Username), "client", cl.ID, "topic", topic, "write", write)
+	}
 	return false
 }
 

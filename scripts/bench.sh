@@ -12,6 +12,9 @@
 #   BENCH_SYNC_RUNS=3          sync broadcasts
 #   BENCH_UPLINK_OUTAGE=10m    uplink outage before the outbox drain is measured
 #   BENCH_RESULTS=bench/results.json
+#   BENCH_LONG=1               also the issue 16 long runs: fan-out at 1,000 speakers
+#                              (embedded and Mosquitto), the 10-minute sync programme,
+#                              idle memory at 5 min, live speech from Chromium
 # e.g. a quick CI-like run:
 #   BENCH_SPEAKERS=50 BENCH_DURATION=15s BENCH_RUNS=1 BENCH_SYNC_RUNS=1 ./scripts/bench.sh
 set -euo pipefail
@@ -19,6 +22,9 @@ cd "$(dirname "$0")/.."
 export GOFLAGS="-buildvcs=false -tags=nolibopusfile"
 
 speakers="${BENCH_SPEAKERS:-50,200,500}"
+if [ "${BENCH_LONG:-0}" = 1 ] && [ -z "${BENCH_SPEAKERS:-}" ]; then
+	speakers=50,200,500,1000
+fi
 duration="${BENCH_DURATION:-60s}"
 runs="${BENCH_RUNS:-3}"
 sync_speakers="${BENCH_SYNC_SPEAKERS:-50}"
@@ -43,6 +49,15 @@ for b in camera schedule live; do
 		step go run "./bench/$b" -results "$results"
 	fi
 done
+
+if [ "${BENCH_LONG:-0}" = 1 ]; then
+	step go run ./bench/fanout -broker mosquitto -speakers 1000 -duration 60s -runs "$runs" -results "$results"
+	step go run ./bench/sync -speakers 50 -clip 10m -points start,5m,end -runs "$runs" -results "$results"
+	step go run ./bench/idle -runs "$runs" -later 5m -results "$results"
+	step go run ./bench/live -browser chromium -results "$results"
+else
+	step go run ./bench/idle -runs "$runs" -later 60s -results "$results"
+fi
 
 echo
 echo "== summary of $results"

@@ -60,7 +60,7 @@ type Server struct {
 	// limiter's per-account delay. Both are seams for tests.
 	verify func(hash, password string) bool
 	wait   func(ctx context.Context, d time.Duration) error
-	// hashSlots bounds concurrent argon2id checks (19 MiB each), so many
+	// hashSlots bounds concurrent argon2id checks (64 MiB each; auth runs one at a time), so many
 	// sources at once cannot exhaust memory; waiting callers are slowed,
 	// not refused.
 	hashSlots chan struct{}

@@ -54,11 +54,23 @@ type options struct {
 	// reportEvery overrides the speakers' report period (0 keeps the
 	// firmware's default of 2 s), to isolate what delivery reports cost.
 	reportEvery time.Duration
+	// cpuProfile, when set, is a directory where a CPU profile of
+	// loalangd (debug.pprof_addr) during the first broadcast of each size
+	// is written.
+	cpuProfile string
+	// broker is "embedded" (loalangd's mochi; baseline a bare mochi) or
+	// "mosquitto" (loalangd on mqtt.url with the Mosquitto configuration
+	// it generates; baseline a bare Mosquitto).
+	broker string
 }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-rawbroker" {
-		if err := runRawBroker(os.Stdin, os.Stdout); err != nil {
+		external := ""
+		if len(os.Args) > 2 {
+			external = os.Args[2]
+		}
+		if err := runRawBroker(os.Stdin, os.Stdout, external); err != nil {
 			fmt.Fprintln(os.Stderr, "rawbroker:", err)
 			os.Exit(1)
 		}
@@ -77,7 +89,13 @@ func main() {
 	flag.BoolVar(&o.baseline, "baseline", true, "run the bare mochi baseline")
 	flag.BoolVar(&o.loalang, "loalang", true, "run the loalangd scenario")
 	flag.DurationVar(&o.reportEvery, "report-every", 0, "speakers' delivery report period while playing (0: firmware default, 2 s)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "directory for a CPU profile of loalangd during each size's first broadcast (go tool pprof)")
+	flag.StringVar(&o.broker, "broker", "embedded", "embedded (mochi inside loalangd) or mosquitto (loalangd on mqtt.url; baseline: bare Mosquitto)")
 	flag.Parse()
+	if o.broker != "embedded" && o.broker != "mosquitto" {
+		fmt.Fprintf(os.Stderr, "bench/fanout: -broker %q: want embedded or mosquitto\n", o.broker)
+		os.Exit(2)
+	}
 	if *summary {
 		if err := printSummary(os.Stdout, o.results); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/fanout:", err)
@@ -212,7 +230,7 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 		sizes = append(sizes, r)
-		printTable(sizes)
+		printTable(sizes, o.broker)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -231,10 +249,16 @@ func run(ctx context.Context, o options) error {
 		"cpu_note":     "loalangd = embedded mochi + daemon (engine, paho client, reports, presence, clock answers); baseline = bare mochi + bare paho publisher in one process",
 		"sizes":        sizes,
 	}
-	if err := results.Merge(o.results, "fanout", out); err != nil {
+	key := "fanout"
+	if o.broker == "mosquitto" {
+		key = "fanout_mosquitto"
+		out["cpu_note"] = "loalangd side = loalangd + Mosquitto with loalang's generated configuration (dynamic security plugin, ACL); baseline = bare Mosquitto (anonymous, no ACL) + bare paho publisher process"
+	}
+	out["command"] = "go run ./bench/fanout " + strings.Join(os.Args[1:], " ")
+	if err := results.Merge(o.results, key, out); err != nil {
 		return err
 	}
-	fmt.Printf("merged into %s under \"fanout\" and \"cost\"\n", o.results)
+	fmt.Printf("merged into %s under %q and \"cost\"\n", o.results, key)
 	return nil
 }
 
@@ -244,11 +268,34 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	if err != nil {
 		return nil, err
 	}
-	d, err := harness.StartDaemon(ctx, bin, dir, harness.VillageConfigProbes(site, n, o.zones, min(o.probes, n)))
+	cfgYAML := harness.VillageConfigProbes(site, n, o.zones, min(o.probes, n))
+	if o.cpuProfile != "" {
+		cfgYAML += "debug:\n  pprof_addr: 127.0.0.1:0\n"
+	}
+	var pids []int // processes whose CPU and memory count, besides loalangd
+	if o.broker == "mosquitto" {
+		addr, err := harness.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		conf, y, err := harness.LoalangMosquitto(ctx, bin, dir, cfgYAML, addr)
+		if err != nil {
+			return nil, err
+		}
+		cfgYAML = y
+		mosq, err := harness.StartMosquitto(ctx, conf, addr, dir+"/mosquitto.log")
+		if err != nil {
+			return nil, err
+		}
+		defer mosq.Close(5 * time.Second)
+		pids = append(pids, mosq.Pid())
+	}
+	d, err := harness.StartDaemon(ctx, bin, dir, cfgYAML)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
+	pids = append([]int{d.Pid()}, pids...)
 	mediaID, err := d.Upload(ctx, "speech.wav", wav)
 	if err != nil {
 		return nil, err
@@ -275,7 +322,7 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 
 	fig := &loalangFig{}
 	if o.idle > 0 {
-		m, err := harness.StartCPU(d.Pid())
+		m, err := startCPUs(pids)
 		if err != nil {
 			return nil, err
 		}
@@ -290,7 +337,7 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	for run := 1; run <= o.runs; run++ {
 		takeAll(probes) // drop anything from before
 		over0 := fleet.Overflowed()
-		m, err := harness.StartCPU(d.Pid())
+		m, err := startCPUs(pids)
 		if err != nil {
 			return nil, err
 		}
@@ -298,12 +345,24 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 		if err != nil {
 			return nil, err
 		}
+		profDone := make(chan error, 1)
+		if o.cpuProfile != "" && run == 1 {
+			go func() {
+				profDone <- harness.CPUProfile(ctx, dir, max(5*time.Second, min(30*time.Second, o.duration-5*time.Second)),
+					fmt.Sprintf("%s/loalangd-%d.pprof", o.cpuProfile, n))
+			}()
+		} else {
+			profDone <- nil
+		}
 		b, err := d.WaitFinal(ctx, id, o.duration, o.duration+60*time.Second)
+		if perr := <-profDone; perr != nil {
+			fmt.Fprintf(os.Stderr, "cpu profile: %v\n", perr)
+		}
 		if err != nil {
 			return nil, err
 		}
 		c, _ := m.Percent()
-		mem, _ := harness.ReadMemory(d.Pid())
+		mem := readMemories(pids)
 		if b.State != "done" {
 			return nil, fmt.Errorf("broadcast %s ended %s: %s", id, b.State, b.Reason)
 		}
@@ -411,7 +470,31 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-rawbroker")
+	args := []string{"-rawbroker"}
+	var pids []int // processes whose CPU and memory count, besides the child
+	if o.broker == "mosquitto" {
+		dir, err := os.MkdirTemp("", "loalang-bench-mosquitto-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		addr, err := harness.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		conf, err := harness.BareMosquittoConf(dir, addr)
+		if err != nil {
+			return nil, err
+		}
+		mosq, err := harness.StartMosquitto(ctx, conf, addr, dir+"/mosquitto.log")
+		if err != nil {
+			return nil, err
+		}
+		defer mosq.Close(5 * time.Second)
+		pids = append(pids, mosq.Pid())
+		args = append(args, "tcp://"+addr)
+	}
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -427,6 +510,7 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 	}
 	defer child.Close(5 * time.Second)
 	defer in.Close()
+	pids = append([]int{child.Pid()}, pids...)
 	lines := make(chan string, 4)
 	go func() {
 		sc := bufio.NewScanner(outPipe)
@@ -479,7 +563,7 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 	}
 	fig := &baselineFig{Subscribers: subs}
 	if o.idle > 0 {
-		m, err := harness.StartCPU(child.Pid())
+		m, err := startCPUs(pids)
 		if err != nil {
 			return nil, err
 		}
@@ -491,7 +575,7 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 	var p50, p99, pmax, s50, s99, cpu, rss, hwm, deliv []float64
 	for run := 1; run <= o.runs; run++ {
 		takeAll(probes)
-		m, err := harness.StartCPU(child.Pid())
+		m, err := startCPUs(pids)
 		if err != nil {
 			return nil, err
 		}
@@ -503,7 +587,7 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 			return nil, err
 		}
 		c, _ := m.Percent()
-		mem, _ := harness.ReadMemory(child.Pid())
+		mem := readMemories(pids)
 		var sent, errs int
 		if _, err := fmt.Sscanf(l, "done %d %d", &sent, &errs); err != nil {
 			return nil, fmt.Errorf("rawbroker said %q", l)
@@ -545,6 +629,46 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 	return fig, nil
 }
 
+// cpuGroup measures the summed CPU share of several processes (loalangd and
+// Mosquitto, or the baseline's publisher and broker).
+type cpuGroup []*harness.CPUMeter
+
+func startCPUs(pids []int) (cpuGroup, error) {
+	var g cpuGroup
+	for _, p := range pids {
+		m, err := harness.StartCPU(p)
+		if err != nil {
+			return nil, err
+		}
+		g = append(g, m)
+	}
+	return g, nil
+}
+
+// Percent returns the sum over the processes, in % of one core.
+func (g cpuGroup) Percent() (float64, error) {
+	var sum float64
+	for _, m := range g {
+		p, err := m.Percent()
+		if err != nil {
+			return sum, err
+		}
+		sum += p
+	}
+	return sum, nil
+}
+
+// readMemories sums VmRSS and VmHWM over pids.
+func readMemories(pids []int) harness.Memory {
+	var sum harness.Memory
+	for _, p := range pids {
+		m, _ := harness.ReadMemory(p)
+		sum.RSSMiB += m.RSSMiB
+		sum.HWMMiB += m.HWMMiB
+	}
+	return sum
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
@@ -554,7 +678,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func printTable(rs []sizeResult) {
+func printTable(rs []sizeResult, broker string) {
+	brokerName := map[string]string{"embedded": "mochi", "mosquitto": "mosquitto"}[broker]
 	w := tabwriter.NewWriter(os.Stdout, 2, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "speakers\tside\tdelivered %\tp50 ms\tp99 ms\tCPU %\tidle CPU %\tRSS MiB\tHWM MiB\tkbit/s/spk\tp99 ratio\tCPU ratio\t")
 	for _, r := range rs {
@@ -569,7 +694,7 @@ func printTable(rs []sizeResult) {
 				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB, f.KbitPerSpk, ratio("latency_p99"), ratio("cpu"))
 		}
 		if f := r.Baseline; f != nil {
-			fmt.Fprintf(w, "%d\tbare mochi\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\t\t\t\n", r.Speakers, f.DeliveryPct,
+			fmt.Fprintf(w, "%d\tbare "+brokerName+"\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\t\t\t\n", r.Speakers, f.DeliveryPct,
 				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB)
 		}
 		for _, e := range r.Errors {

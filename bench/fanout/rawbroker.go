@@ -33,7 +33,13 @@ const (
 // paho publisher. It prints "addr HOST:PORT", then for each stdin line
 // "pub FRAMES TOPIC[,TOPIC...]" publishes FRAMES frames to every topic at
 // the engine's pace and prints "done PUBLISHED ERRORS". It exits on EOF.
-func runRawBroker(stdin io.Reader, stdout io.Writer) error {
+//
+// With external set (a broker URL, the -broker mosquitto baseline), it
+// starts no broker and publishes to that one instead.
+func runRawBroker(stdin io.Reader, stdout io.Writer, external string) error {
+	if external != "" {
+		return rawPublisher(stdin, stdout, external)
+	}
 	s := mochi.New(&mochi.Options{
 		InlineClient: false,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
@@ -49,8 +55,13 @@ func runRawBroker(stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer s.Close()
-	addr := l.Address()
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("raw-publisher").
+	return rawPublisher(stdin, stdout, "tcp://"+l.Address())
+}
+
+// rawPublisher is the baseline's bare paho publisher on broker url.
+func rawPublisher(stdin io.Reader, stdout io.Writer, url string) error {
+	addr := strings.TrimPrefix(url, "tcp://")
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("raw-publisher").
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).
 		SetWriteTimeout(5 * time.Second).SetKeepAlive(60 * time.Second)
 	pub := mqtt.NewClient(opts)

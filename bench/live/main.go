@@ -51,8 +51,16 @@ func main() {
 	seconds := flag.Int("seconds", 10, "seconds of live speech")
 	nSpeakers := flag.Int("speakers", 20, "simulated speakers in the zone")
 	resultsPath := flag.String("results", "bench/results.json", "results file to merge into")
+	browser := flag.String("browser", "pion", "sender: pion (a pion WHIP client) or chromium (headless Chromium with a fake microphone, run in a network namespace with only lo)")
 	flag.Parse()
-	if err := run(*seconds, *nSpeakers, *resultsPath); err != nil {
+	if *browser != "pion" && *browser != "chromium" {
+		fmt.Fprintf(os.Stderr, "bench/live: -browser %q: want pion or chromium\n", *browser)
+		os.Exit(2)
+	}
+	if *browser == "chromium" {
+		reexecInNetns() // returns only inside the namespace (or where namespaces are not allowed)
+	}
+	if err := run(*seconds, *nSpeakers, *resultsPath, *browser); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/live:", err)
 		os.Exit(1)
 	}
@@ -78,7 +86,7 @@ func summarise(d []time.Duration) stats {
 // probeID is the device the benchmark's MQTT probe connects as.
 const probeID = "bench-probe"
 
-func run(seconds, nSpeakers int, resultsPath string) error {
+func run(seconds, nSpeakers int, resultsPath, browser string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "bench-live-")
@@ -184,116 +192,94 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 		}
 	}
 
-	// The WHIP client.
-	packets, err := bmedia.EncodePCM(ctx, audiotest.Tone(1000, 0.5, 48000, seconds*1000), 24000)
+	var sent []time.Time
+	if browser == "chromium" {
+		sent, err = chromiumSend(ctx, base, token, seconds, dir)
+	} else {
+		sent, err = pionSend(base, token, seconds)
+	}
 	if err != nil {
 		return err
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		return err
-	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return err
-	}
-	defer pc.Close()
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
-	if err != nil {
-		return err
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		return err
-	}
-	connected := make(chan struct{})
-	var once sync.Once
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(connected) })
-		}
-	})
-	offer, _ := pc.CreateOffer(nil)
-	gathered := webrtc.GatheringCompletePromise(pc)
-	pc.SetLocalDescription(offer)
-	<-gathered
-	req, _ := http.NewRequest("POST", base+"/api/v1/live/whip?zones=a&priority=normal", strings.NewReader(pc.LocalDescription().SDP))
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 201 {
-		return fmt.Errorf("WHIP: %d %s", resp.StatusCode, answer)
-	}
-	location := resp.Header.Get("Location")
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		return err
-	}
-	select {
-	case <-connected:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("WHIP: not connected")
-	}
-	sent := make([]time.Time, len(packets))
-	tick := time.NewTicker(20 * time.Millisecond)
-	for i, p := range packets {
-		<-tick.C
-		sent[i] = time.Now()
-		if err := track.WriteSample(media.Sample{Data: p, Duration: 20 * time.Millisecond}); err != nil {
-			return err
-		}
-	}
-	tick.Stop()
-	time.Sleep(500 * time.Millisecond) // the last frames drain
-	if _, err := apiDo(base, token, "DELETE", location, "", nil); err != nil {
-		return err
+	sender := "pion WHIP client"
+	if browser == "chromium" {
+		sender = "headless Chromium (fake microphone), send times sniffed on lo"
 	}
 
 	mu.Lock()
 	defer mu.Unlock()
 	var toDelivery, toPlayback []time.Duration
 	byIndex := map[int][]time.Duration{} // by position in the frame
+	// Packets are matched to their send times by rank in stream order, not
+	// by sequence number: after a stall longer than the engine's liveGap
+	// the stream's timeline jumps forward (broadcast/live.go), so seq can
+	// run ahead of the packet count. Frames are de-duplicated by seq.
+	type rxPacket struct {
+		seq     uint32
+		pos     int
+		recv    time.Time
+		playAt  time.Time
+		delayMS uint16
+	}
+	seen := map[uint32]bool{}
+	var pkts []rxPacket
 	for _, f := range frames {
-		if f.f.Flags&wire.FlagLive == 0 {
+		if f.f.Flags&wire.FlagLive == 0 || seen[f.f.Seq] {
 			continue
 		}
+		seen[f.f.Seq] = true
 		for i := range f.f.Packets {
-			k := int(f.f.Seq) + i
-			if k >= len(sent) {
-				continue
-			}
-			toDelivery = append(toDelivery, f.recv.Sub(sent[k]))
-			byIndex[i] = append(byIndex[i], f.recv.Sub(sent[k]))
 			play := time.UnixMicro(f.f.PlayAt).Add(time.Duration(i)*wire.PacketMS*time.Millisecond + time.Duration(f.f.DelayMS)*time.Millisecond)
-			toPlayback = append(toPlayback, play.Sub(sent[k]))
+			pkts = append(pkts, rxPacket{seq: f.f.Seq + uint32(i), pos: i, recv: f.recv, playAt: play, delayMS: f.f.DelayMS})
 		}
 	}
+	slices.SortFunc(pkts, func(a, b rxPacket) int { return int(a.seq) - int(b.seq) })
+	jumps := 0
+	var delays []time.Duration
+	for k, p := range pkts {
+		if k > 0 && p.seq != pkts[k-1].seq+1 {
+			jumps++
+		}
+		if k >= len(sent) {
+			break
+		}
+		toDelivery = append(toDelivery, p.recv.Sub(sent[k]))
+		byIndex[p.pos] = append(byIndex[p.pos], p.recv.Sub(sent[k]))
+		toPlayback = append(toPlayback, p.playAt.Sub(sent[k]))
+		delays = append(delays, time.Duration(p.delayMS)*time.Millisecond)
+	}
+	late := 0
+	for k := range toDelivery {
+		if toDelivery[k] > toPlayback[k] {
+			late++
+		}
+	}
+	latePct := 100 * float64(late) / float64(max(1, len(toDelivery)))
+	fmt.Printf("live packets received: %d of %d sent; timeline jumps: %d; late at the speakers (delivered after their play time): %d (%.2f%%)\n",
+		len(pkts), len(sent), jumps, late, latePct)
 	out := map[string]any{
 		"date":                     time.Now().UTC().Format(time.RFC3339),
 		"go":                       runtime.Version(),
 		"cpus":                     runtime.NumCPU(),
 		"speakers":                 nSpeakers,
 		"seconds":                  seconds,
-		"packets_sent":             len(packets),
+		"packets_sent":             len(sent),
 		"live_delay_ms":            cfg.Broadcast.LiveDelay.Milliseconds(),
 		"packets_per_frame":        cfg.Broadcast.PacketsPerFrame,
 		"send_to_delivery":         summarise(toDelivery),
 		"send_to_playback":         summarise(toPlayback),
+		"playout_delay":            summarise(delays),
+		"timeline_jumps":           jumps,
+		"late_pct":                 latePct,
 		"baseline_ping_round_trip": summarise(baseline),
-		"note": "sender is a pion WHIP client on loopback standing in for the browser (same clock, so RTP send time is exact); " +
+		"sender":                   sender,
+		"note": "send time = the pion client's write, or Chromium's RTP packet seen leaving on lo (AF_PACKET); " +
 			"delivery = MQTT arrival at a zone subscriber (excludes the play-out delay); playback = PlayAt + live delay, when speakers play it; " +
 			"baseline = API ping round trip to a speaker over the same broker",
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tpackets\tp50 ms\tp99 ms\tmax ms")
-	for _, k := range []string{"send_to_delivery", "send_to_playback", "baseline_ping_round_trip"} {
+	for _, k := range []string{"send_to_delivery", "send_to_playback", "playout_delay", "baseline_ping_round_trip"} {
 		s := out[k].(stats)
 		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\n", k, s.Packets, s.P50, s.P99, s.Max)
 	}
@@ -303,7 +289,12 @@ func run(seconds, nSpeakers int, resultsPath string) error {
 		fmt.Fprintf(tw, "  packet %d of frame\t%d\t%.1f\t%.1f\t%.1f\n", i+1, s.Packets, s.P50, s.P99, s.Max)
 	}
 	tw.Flush()
-	return results.Merge(resultsPath, "live", out)
+	key := "live"
+	if browser == "chromium" {
+		key = "live_chromium"
+	}
+	out["command"] = "go run ./bench/live " + strings.Join(os.Args[1:], " ")
+	return results.Merge(resultsPath, key, out)
 }
 
 func waitFor(d time.Duration, cond func() bool) bool {
@@ -351,4 +342,87 @@ func apiDo(base, token, method, path, ct string, body []byte) ([]byte, error) {
 		return out, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, out)
 	}
 	return out, nil
+}
+
+// pionSend is the default sender: a pion WHIP client on loopback standing in
+// for the phone's browser, on the benchmark's own clock. It returns each
+// packet's send time.
+func pionSend(base, token string, seconds int) ([]time.Time, error) {
+	ctx := context.Background()
+	// The WHIP client.
+	packets, err := bmedia.EncodePCM(ctx, audiotest.Tone(1000, 0.5, 48000, seconds*1000), 24000)
+	if err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		return nil, err
+	}
+	connected := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
+	offer, _ := pc.CreateOffer(nil)
+	gathered := webrtc.GatheringCompletePromise(pc)
+	pc.SetLocalDescription(offer)
+	<-gathered
+	req, _ := http.NewRequest("POST", base+"/api/v1/live/whip?zones=a&priority=normal", strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		return nil, fmt.Errorf("WHIP: %d %s", resp.StatusCode, answer)
+	}
+	location := resp.Header.Get("Location")
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		return nil, err
+	}
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("WHIP: not connected")
+	}
+	// Packet i goes out when the clock reaches t0 + i·20 ms, as from a
+	// microphone's sample clock: after a stall of this process the late
+	// packets go out at once (a time.Ticker would drop ticks, and the RTP
+	// timeline would then fall behind the wall clock for good, which no
+	// real capture device does).
+	sent := make([]time.Time, len(packets))
+	t0 := time.Now().Add(20 * time.Millisecond)
+	for i, p := range packets {
+		time.Sleep(time.Until(t0.Add(time.Duration(i) * 20 * time.Millisecond)))
+		sent[i] = time.Now()
+		if err := track.WriteSample(media.Sample{Data: p, Duration: 20 * time.Millisecond}); err != nil {
+			return nil, err
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the last frames drain
+	if _, err := apiDo(base, token, "DELETE", location, "", nil); err != nil {
+		return nil, err
+	}
+	return sent, nil
 }

@@ -53,6 +53,9 @@ type options struct {
 	loalangd  string
 	results   string
 	seed      uint64
+	// points, when set, selects the long-programme mode (points.go).
+	points []point
+	window time.Duration
 }
 
 func main() {
@@ -67,8 +70,17 @@ func main() {
 	flag.StringVar(&o.loalangd, "loalangd", "bin/loalangd", "loalangd binary (built from ./cmd/loalangd if missing)")
 	flag.StringVar(&o.results, "results", "bench/results.json", "results file to merge into")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the clock offsets and drifts")
+	pointSpec := flag.String("points", "", "long-programme mode: time points to measure, e.g. start,5m,end (windows of -window)")
+	flag.DurationVar(&o.window, "window", 10*time.Second, "content window analysed around each -points entry")
 	flag.Parse()
 	o.runs = max(1, o.runs)
+	if *pointSpec != "" {
+		var err error
+		if o.points, err = parsePoints(*pointSpec, o.clip, o.window); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/sync:", err)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)
 	stop()
@@ -111,7 +123,12 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	d, err := harness.StartDaemon(ctx, bin, dir, harness.VillageConfig(site, o.speakers, o.zones))
+	cfgYAML := harness.VillageConfig(site, o.speakers, o.zones)
+	if wavBytes := int64(o.clip.Seconds()*harness.Rate)*2 + 1024; wavBytes > 16<<20 {
+		// A long programme's WAV is over the default upload limit (20 MiB).
+		cfgYAML += fmt.Sprintf("broadcast:\n  max_upload_bytes: %d\n", 2*wavBytes)
+	}
+	d, err := harness.StartDaemon(ctx, bin, dir, cfgYAML)
 	if err != nil {
 		return err
 	}
@@ -144,6 +161,9 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("%d speakers synced (offsets ±%v, drift ±%.0f ppm); warming up %v\n", o.speakers, o.offsetMax, o.driftMax, o.warmup)
 	if err := sleep(ctx, o.warmup); err != nil {
 		return err
+	}
+	if len(o.points) > 0 {
+		return runPoints(ctx, d, mediaID, recDir, o)
 	}
 	var runs []runResult
 	for i := 1; i <= o.runs; i++ {

@@ -41,6 +41,22 @@ type Sidecar struct {
 	Lost              uint32 `json:"lost"`
 	Malformed         uint32 `json:"malformed,omitempty"`
 	ClockErrorUS      int64  `json:"clock_error_us"`
+	// Marks are the host wall-clock play times of slot FirstSeq and of every
+	// MarkEvery-th slot after it, computed like FirstSampleUnixNS. The
+	// recording holds slots back to back, but the speaker derives each
+	// slot's play time from its clock estimate afresh, so over a long
+	// stream the marks show drift and clock-estimate changes that the
+	// first sample alone cannot (bench/sync -points).
+	Marks []SlotMark `json:"marks,omitempty"`
+}
+
+// MarkEvery is the slot interval of Sidecar.Marks: one mark per second.
+const MarkEvery = 50
+
+// SlotMark is the host time at which a slot's first sample played.
+type SlotMark struct {
+	Seq    uint32 `json:"seq"`
+	HostNS int64  `json:"host_ns"`
 }
 
 // recorder streams 16-bit PCM into a temporary WAV file and publishes it

@@ -731,6 +731,7 @@ func (s *Speaker) finishLocked(st *stream, endSeq int64, reason string) finishJo
 			Late: r.Late, Lost: r.Lost, Malformed: r.Malformed, ClockErrorUS: r.ClockErrorUS,
 		}
 		job.side.Samples = st.outTotal
+		job.side.Marks = st.marks
 	}
 	s.log.Info("stream ended", "stream", st.id, "reason", reason, "expected", st.report.Expected,
 		"played", st.report.Played, "late", st.report.Late, "lost", st.report.Lost)

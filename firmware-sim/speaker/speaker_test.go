@@ -429,6 +429,23 @@ func TestStreamPlayout(t *testing.T) {
 				t.Errorf("%s: first sample %.3f ms off the play-at time", name, errMS)
 			}
 			first = append(first, sc.FirstSampleUnixNS)
+			// One mark per MarkEvery slots from the first, each at its
+			// slot's controller play-at time.
+			if want := (len(pkts)-1)/MarkEvery + 1; len(sc.Marks) != want {
+				t.Fatalf("%s: %d marks, want %d", name, len(sc.Marks), want)
+			}
+			if m := sc.Marks[0]; m.Seq != sc.FirstSeq || m.HostNS != sc.FirstSampleUnixNS {
+				t.Errorf("%s: first mark %+v, sidecar first seq %d at %d", name, m, sc.FirstSeq, sc.FirstSampleUnixNS)
+			}
+			for i, m := range sc.Marks {
+				if m.Seq != sc.FirstSeq+uint32(i*MarkEvery) {
+					t.Fatalf("%s: mark %d at slot %d", name, i, m.Seq)
+				}
+				want := truth.Add(time.Duration(int64(m.Seq-sc.FirstSeq) * packetNS))
+				if e := float64(m.HostNS-want.UnixNano()) / 1e6; math.Abs(e) > 5 {
+					t.Errorf("%s: slot %d played %.3f ms off its play-at time", name, m.Seq, e)
+				}
+			}
 		}
 		if d := math.Abs(float64(first[0]-first[1])) / 1e6; d > 3 {
 			t.Errorf("speakers played %.3f ms apart, want < 3 ms", d)

@@ -67,6 +67,9 @@ type stream struct {
 	firstPlayed int64 // seq of the first slot
 
 	rec *recorder
+	// marks are the host play times of every MarkEvery-th slot, kept only
+	// while recording (Sidecar.Marks).
+	marks []SlotMark
 
 	final     bool
 	endReason string
@@ -192,6 +195,9 @@ func (st *stream) playDue(pc *playCtx) bool {
 			st.haveFirst = true
 			st.firstPlayed = seq
 			st.firstHostNS = pc.hostOf(at)
+		}
+		if pc.record != nil && (seq-st.firstPlayed)%MarkEvery == 0 {
+			st.marks = append(st.marks, SlotMark{Seq: uint32(seq), HostNS: pc.hostOf(at)})
 		}
 		p, ok := st.pending[seq]
 		delete(st.pending, seq)

@@ -190,10 +190,18 @@ func (d *Daemon) call(ctx context.Context, method, path string, body, out any) e
 }
 
 func (d *Daemon) do(req *http.Request, what string, out any) error {
+	return d.doWith(d.hc, req, what, out)
+}
+
+// uploadTimeout bounds an upload: a 10-minute WAV is 58 MB, and the daemon
+// encodes it to Opus before it answers.
+const uploadTimeout = 10 * time.Minute
+
+func (d *Daemon) doWith(hc *http.Client, req *http.Request, what string, out any) error {
 	if d.token != "" {
 		req.Header.Set("Authorization", "Bearer "+d.token)
 	}
-	resp, err := d.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -235,7 +243,7 @@ func (d *Daemon) Upload(ctx context.Context, name string, data []byte) (string, 
 	var out struct {
 		ID string `json:"id"`
 	}
-	if err := d.do(req, "upload "+name, &out); err != nil {
+	if err := d.doWith(&http.Client{Timeout: uploadTimeout}, req, "upload "+name, &out); err != nil {
 		return "", err
 	}
 	if out.ID == "" {
