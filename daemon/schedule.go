@@ -206,7 +206,7 @@ func (t *trigger) Fire(ctx context.Context, s schedule.Schedule, occ time.Time) 
 		return err
 	}
 	req := broadcast.Request{Zones: s.Zones, Priority: s.Priority, Volume: s.Volume, Actor: schedulerActor,
-		Origin: broadcast.OriginSchedule, ScheduleID: s.ID}
+		Origin: broadcast.OriginSchedule, ScheduleID: s.ID, Language: s.Language}
 	repeat := max(s.Repeat, 1)
 	switch s.Source.Kind {
 	case schedule.SourceRelay:
