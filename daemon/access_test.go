@@ -68,6 +68,8 @@ var accessMatrix = map[string]struct {
 	"GET /api/v1/media/{id}/audio":       {who: "admin head"},
 	"GET /api/v1/languages":              {who: "admin head"},
 	"POST /api/v1/schedules/preview":     {who: "admin head"},
+	"GET /api/v1/reports/monthly":        {who: "admin head"},
+	"GET /api/v1/reports/playout":        {who: "admin head"},
 	"POST /api/v1/broadcasts":            {who: "admin head"},
 	"GET /api/v1/broadcasts":             {who: "admin head"},
 	"POST /api/v1/broadcasts/stop-all":   {who: "admin head"},

@@ -56,6 +56,7 @@ func (s *Server) EnableBroadcasts(d BroadcastDeps) {
 	s.Handle("POST /api/v1/broadcasts/stop-all", s.handleStopAll, heads...)
 	s.Handle("GET /api/v1/broadcasts/{id}", s.handleBroadcastGet, heads...)
 	s.Handle("DELETE /api/v1/broadcasts/{id}", s.handleBroadcastStop, heads...)
+	s.reportRoutes()
 }
 
 // handleUpload takes multipart field "file". The body is bounded before
