@@ -74,7 +74,11 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	if clock == nil {
 		clock = schedule.NewRealClock()
 	}
-	d.sched = schedule.New(cfg, st, trig, clock, d.base)
+	var firings schedule.Store = st
+	if d.ops != nil {
+		firings = meteredFirings{st, d.ops}
+	}
+	d.sched = schedule.New(cfg, firings, trig, clock, d.base)
 	// A scheduler that cannot read its store (a damaged record, a disk
 	// error) is restarted with backoff and named in /healthz meanwhile;
 	// it once stopped for good after one log line.

@@ -103,3 +103,28 @@ func TestPlayoutBoundHolds(t *testing.T) {
 }
 
 func unmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
+
+// TestAuditWriteFailuresCounted: a transaction that carried audit entries
+// and failed is counted; one that failed before auditing, or succeeded,
+// is not.
+func TestAuditWriteFailuresCounted(t *testing.T) {
+	db := storetest.Open(t)
+	boom := errors.New("boom")
+	db.Update(func(tx *store.Tx) error { return boom })
+	db.Update(func(tx *store.Tx) error { return tx.AppendAudit(store.Event{Action: "ok"}) })
+	if n := db.AuditWriteFailures(); n != 0 {
+		t.Fatalf("%d failures before any", n)
+	}
+	db.Update(func(tx *store.Tx) error {
+		if err := tx.AppendAudit(store.Event{Action: "lost"}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if n := db.AuditWriteFailures(); n != 1 {
+		t.Fatalf("%d failures, want 1", n)
+	}
+	if ev, _ := db.AuditRange(time.Time{}, time.Time{}, 0); len(ev) != 1 || ev[0].Action != "ok" {
+		t.Errorf("audit: %+v", ev)
+	}
+}
