@@ -53,6 +53,8 @@ var accessMatrix = map[string]struct {
 	"GET /app/home":                      {who: "admin head police", page: true},
 	"GET /app/broadcast":                 {who: "admin head", page: true},
 	"GET /app/schedules":                 {who: "admin head", page: true},
+	"GET /app/library":                   {who: "admin head", page: true},
+	"GET /app/reports":                   {who: "admin head", page: true},
 	"GET /app/devices":                   {who: "admin head", page: true},
 	"GET /app/cameras":                   {who: "admin police", page: true},
 	"GET /app/log":                       {who: "admin", page: true},
