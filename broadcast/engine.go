@@ -270,6 +270,9 @@ type Request struct {
 	// Origin is OriginAPI (default), OriginSchedule or OriginLive.
 	Origin     string
 	ScheduleID string
+	// Language is the BCP 47 tag of what is said, for the log and reports;
+	// "" means Vietnamese.
+	Language string
 }
 
 // Delivery is what one speaker reported for a broadcast, summed over the
@@ -308,6 +311,7 @@ type Broadcast struct {
 	Actor      string   `json:"actor,omitempty"`
 	Origin     string   `json:"origin"`
 	ScheduleID string   `json:"schedule_id,omitempty"`
+	Language   string   `json:"language,omitempty"`
 	// Packets is the length in 20 ms packets (for live speech, packets sent
 	// so far).
 	Packets   int         `json:"packets"`
@@ -794,6 +798,7 @@ func (e *Engine) snapshot(b *bcast) Broadcast {
 		Actor:      b.req.Actor,
 		Origin:     b.req.Origin,
 		ScheduleID: b.req.ScheduleID,
+		Language:   b.req.Language,
 		Packets:    max(len(b.packets), b.npackets),
 		StreamIDs:  append([]uint32(nil), b.streams...),
 		Created:    b.created,

@@ -25,6 +25,7 @@ type Config struct {
 	WebRTC    WebRTC    `yaml:"webrtc"`
 	Auth      Auth      `yaml:"auth"`
 	Audit     Audit     `yaml:"audit"`
+	Metrics   Metrics   `yaml:"metrics"`
 	Debug     Debug     `yaml:"debug"`
 	Zones     []Zone    `yaml:"zones"`
 	Devices   []Device  `yaml:"devices"`
@@ -162,6 +163,19 @@ type Audit struct {
 	// reports the "audit" component; above it the oldest entries older than
 	// 12 months are deleted, never younger ones.
 	MaxBytes int64 `yaml:"max_bytes"`
+	// PlayoutMaxBytes bounds the play-out log (one record per broadcast,
+	// with each speaker's delivery) under the same rule: kept for
+	// retention_days, oldest past 12 months dropped above the bound, never
+	// younger ones (docs/operations-records.md).
+	PlayoutMaxBytes int64 `yaml:"playout_max_bytes"`
+}
+
+// Metrics configures how Prometheus scrapes /metrics.
+type Metrics struct {
+	// TokenFile names a file holding a read-only bearer token that may
+	// scrape /metrics and nothing else; empty: only an admin session may.
+	// The token is never logged; it is compared in constant time.
+	TokenFile string `yaml:"token_file"`
 }
 
 // AuditMinRetentionDays is the shortest audit retention: 12 months, a leap
@@ -251,6 +265,6 @@ func Default() Config {
 		Sound:    Sound{Enabled: false, OutputLatency: 100 * time.Millisecond},
 		WebRTC:   WebRTC{UDPPort: 8189, MaxViewers: 50, MaxViewersPerCam: 10},
 		Auth:     Auth{TokenTTL: 12 * time.Hour, LoginBurst: 5, LoginEvery: 10 * time.Second},
-		Audit:    Audit{RetentionDays: 400, MaxBytes: 512 << 20},
+		Audit:    Audit{RetentionDays: 400, MaxBytes: 512 << 20, PlayoutMaxBytes: 256 << 20},
 	}
 }

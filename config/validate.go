@@ -117,6 +117,9 @@ func (c *Config) Validate() error {
 	if c.Audit.MaxBytes < 1<<20 {
 		return bad("audit.max_bytes", "must be at least 1048576 (1 MiB)")
 	}
+	if c.Audit.PlayoutMaxBytes < 1<<20 {
+		return bad("audit.playout_max_bytes", "must be at least 1048576 (1 MiB)")
+	}
 	zones := map[string]Zone{}
 	for i, z := range c.Zones {
 		key := fmt.Sprintf("zones[%d].id", i)

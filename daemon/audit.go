@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,18 +35,20 @@ func auditPolicy(c config.Audit) store.AuditPolicy {
 type auditMetrics struct {
 	bytes, maxBytes, entries, oldest prometheus.Gauge
 	pruned                           prometheus.Counter
+	playoutBytes                     prometheus.Gauge
 }
 
 func newAuditMetrics(reg *prometheus.Registry, maxBytes int64) *auditMetrics {
 	m := &auditMetrics{
-		bytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_audit_bytes", Help: "Bytes the audit trail occupies in the store."}),
-		maxBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_audit_max_bytes", Help: "The audit trail's size bound (audit.max_bytes); /healthz warns from 90%."}),
-		entries:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_audit_entries", Help: "Entries in the audit trail."}),
-		oldest:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_audit_oldest_timestamp_seconds", Help: "Unix time of the oldest audit entry."}),
-		pruned:   prometheus.NewCounter(prometheus.CounterOpts{Name: "loalang_audit_pruned_total", Help: "Audit entries deleted by retention (age, or size beyond 12 months)."}),
+		bytes:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_audit_bytes", Help: "Bytes the audit trail occupies in the store."}),
+		maxBytes:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_audit_max_bytes", Help: "The audit trail's size bound (audit.max_bytes); /healthz warns from 90%."}),
+		entries:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_audit_entries", Help: "Entries in the audit trail."}),
+		oldest:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_audit_oldest_timestamp_seconds", Help: "Unix time of the oldest audit entry."}),
+		pruned:       prometheus.NewCounter(prometheus.CounterOpts{Name: "loalang_audit_pruned_total", Help: "Audit entries and play-out log records deleted by retention (age, or size beyond 12 months)."}),
+		playoutBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_playout_log_bytes", Help: "Bytes the play-out log (broadcast records) occupies in the store; bounded by audit.playout_max_bytes."}),
 	}
 	m.maxBytes.Set(float64(maxBytes))
-	reg.MustRegister(m.bytes, m.maxBytes, m.entries, m.oldest, m.pruned)
+	reg.MustRegister(m.bytes, m.maxBytes, m.entries, m.oldest, m.pruned, m.playoutBytes)
 	return m
 }
 
@@ -72,6 +75,21 @@ func (d *Daemon) startAudit(ctx context.Context) {
 		}
 		if _, err := d.web.PurgeSessions(); err != nil { // ended sessions, kept small with the audit
 			d.log.Warn("purge sessions failed", "err", err)
+		}
+		// The play-out log, under the same 12-month rule with its own bound.
+		pp := policy
+		pp.MaxBytes = d.cfg.Audit.PlayoutMaxBytes
+		pst, err := d.db.ApplyPlayoutPolicy(time.Now(), pp)
+		if err != nil {
+			return fmt.Errorf("play-out log: %w", err)
+		}
+		m.playoutBytes.Set(float64(pst.Bytes))
+		m.pruned.Add(float64(pst.Expired + pst.Trimmed))
+		if pst.Expired+pst.Trimmed > 0 {
+			d.log.Info("play-out log pruned", "expired", pst.Expired, "trimmed", pst.Trimmed, "bytes", pst.Bytes)
+		}
+		if err := pst.Problem(); err != nil {
+			return fmt.Errorf("play-out log: %w", err)
 		}
 		return st.Problem()
 	}

@@ -44,6 +44,11 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		return fmt.Errorf("broadcast engine: %w", err)
 	}
 	d.engine = eng
+	d.ops = newOpsMetrics(d.metrics, d.db, func(id string) []string {
+		st, _ := d.devices.Get(id)
+		return st.Zones
+	}, eng.List)
+	rec.ops = d.ops
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -100,9 +105,11 @@ func (t tts) SpeakPackets(ctx context.Context, text string) ([][]byte, error) {
 // (a full disk) is held and retried, never dropped.
 type recorder struct {
 	retry *retrier
+	ops   *opsMetrics // nil: not counted
 }
 
 func (r *recorder) SaveBroadcast(ctx context.Context, b broadcast.Record) error {
+	r.ops.observe(b)
 	at := time.Now()
 	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error { return r.put(tx, b, at) })
 	return nil
@@ -149,6 +156,7 @@ func (s durableStart) Start(ctx context.Context, req broadcast.Request) (broadca
 // saveFirst saves b only if the engine has not saved it yet, so an older
 // state never overwrites a newer one.
 func (r *recorder) saveFirst(b broadcast.Record) {
+	r.ops.observe(b)
 	at := time.Now()
 	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error {
 		if tx.Exists(store.Broadcasts, b.ID) {

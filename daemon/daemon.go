@@ -84,6 +84,7 @@ type Daemon struct {
 	tts     tts // one espeak-ng limit for API and scheduled text
 	engine  *broadcast.Engine
 	sched   *schedule.Scheduler // timetable runner (schedule.go)
+	ops     *opsMetrics         // broadcast, delivery and firing metrics (opsmetrics.go)
 	hall    *hall.Hall
 	cameras *camera.Relay
 	up      *uplinkParts // nil unless uplink.url is set (uplink.go)
@@ -142,7 +143,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := d.startMQTT(ctx); err != nil {
 		return nil, err
 	}
-	d.startWeb()
+	if err := d.startWeb(); err != nil {
+		return nil, err
+	}
 	if err := d.startHall(ctx); err != nil {
 		return nil, err
 	}
@@ -468,7 +471,11 @@ func (d *Daemon) sweep(ctx context.Context) error {
 	}
 }
 
-func (d *Daemon) startWeb() {
+func (d *Daemon) startWeb() error {
+	metricsToken, err := readMetricsToken(d.cfg.Metrics.TokenFile) // opsmetrics.go
+	if err != nil {
+		return err
+	}
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(
 		collectors.NewGoCollector(),
@@ -486,8 +493,9 @@ func (d *Daemon) startWeb() {
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information: always 1, with the version as a label.", ConstLabels: prometheus.Labels{"version": Version}})
 	buildInfo.Set(1)
 	d.metrics.MustRegister(buildInfo)
-	d.web = web.New(web.Config{TokenTTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery},
+	d.web = web.New(web.Config{TokenTTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery, MetricsToken: metricsToken},
 		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health}, d.base)
+	return nil
 }
 
 func (d *Daemon) listenHTTP() error {

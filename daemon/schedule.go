@@ -82,7 +82,11 @@ func (d *Daemon) startSchedule(ctx context.Context) error {
 	if clock == nil {
 		clock = schedule.NewRealClock()
 	}
-	d.sched = schedule.New(cfg, st, trig, clock, d.base)
+	var firings schedule.Store = st
+	if d.ops != nil {
+		firings = meteredFirings{st, d.ops}
+	}
+	d.sched = schedule.New(cfg, firings, trig, clock, d.base)
 	// A scheduler that cannot read its store (a damaged record, a disk
 	// error) is restarted with backoff and named in /healthz meanwhile;
 	// it once stopped for good after one log line.
@@ -214,7 +218,7 @@ func (t *trigger) Fire(ctx context.Context, s schedule.Schedule, occ time.Time) 
 		return err
 	}
 	req := broadcast.Request{Zones: s.Zones, Priority: s.Priority, Volume: s.Volume, Actor: schedulerActor,
-		Origin: broadcast.OriginSchedule, ScheduleID: s.ID}
+		Origin: broadcast.OriginSchedule, ScheduleID: s.ID, Language: s.Language}
 	repeat := max(s.Repeat, 1)
 	switch s.Source.Kind {
 	case schedule.SourceRelay:

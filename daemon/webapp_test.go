@@ -404,6 +404,11 @@ func webApp(t *testing.T, chromium string) {
 	eventually(t, 10*time.Second, "camera decoding in the grid", func() bool {
 		return eval[int](b, `window.loalang.framesDecoded("cong-dinh")`) > 0
 	})
+	// Issue 15: the tile must not read "connecting" while its video plays.
+	eventually(t, 5*time.Second, "the playing tile's status", func() bool {
+		return eval[string](b, `document.querySelector('.cam[data-id="cong-dinh"]').dataset.status || ""`) == "playing" &&
+			eval[string](b, `document.getElementById("cam-msg-cong-dinh").textContent`) == ""
+	})
 	b.screenshot("cameras")
 	b.do("police to broadcast", chromedp.Navigate(base+"/app/broadcast"))
 	if got := eval[string](b, `(document.getElementById("error-status") || {}).textContent || ""`); got != "403" {

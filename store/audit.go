@@ -111,6 +111,7 @@ func (tx *Tx) AppendAudit(events ...Event) error {
 	// splitting them instead of leaving them half empty (bbolt's default
 	// of 0.5 suits random inserts).
 	b.FillPercent = 0.9
+	tx.audited = true
 	for _, e := range events {
 		if e.Time.IsZero() {
 			e.Time = time.Now()

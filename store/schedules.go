@@ -85,7 +85,7 @@ func (s *ScheduleStore) ClaimFiring(ctx context.Context, f schedule.Firing) (boo
 		if f.Outcome == schedule.OutcomeClaimed {
 			return nil
 		}
-		return (&Tx{tx}).AppendAudit(firingEvent(f))
+		return (&Tx{tx: tx}).AppendAudit(firingEvent(f))
 	})
 	if err != nil {
 		return false, fmt.Errorf("claim firing %s: %w", f.ScheduleID, err)
@@ -113,7 +113,7 @@ func (s *ScheduleStore) UpdateFiring(ctx context.Context, f schedule.Firing) err
 		if err := b.Put(k, raw); err != nil {
 			return err
 		}
-		return (&Tx{tx}).AppendAudit(firingEvent(f))
+		return (&Tx{tx: tx}).AppendAudit(firingEvent(f))
 	})
 	if err != nil {
 		return fmt.Errorf("update firing %s: %w", f.ScheduleID, err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,6 +60,8 @@ type DB struct {
 	bolt    *bolt.DB
 	path    string
 	onWrite func(err error)
+	// auditFailures counts failed transactions that carried audit entries.
+	auditFailures atomic.Uint64
 }
 
 // Open opens or creates the store at path and migrates it. A second process
@@ -175,7 +178,12 @@ func (db *DB) Check() error {
 }
 
 // Tx is a read-write or read-only transaction over JSON buckets.
-type Tx struct{ tx *bolt.Tx }
+type Tx struct {
+	tx *bolt.Tx
+	// audited is set by AppendAudit: a transaction that then fails lost
+	// audit entries, which DB.AuditWriteFailures counts.
+	audited bool
+}
 
 // Update runs fn in one durable read-write transaction. A write that
 // failed because the disk is full matches ErrNoSpace; a panic inside bbolt
@@ -187,15 +195,26 @@ func (db *DB) Update(fn func(tx *Tx) error) (err error) {
 	// make it a panic that recoverCorrupt turns into an error.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(db.path, &err)
-	return noSpace(db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) }))
+	var t *Tx
+	defer func() {
+		if err != nil && t != nil && t.audited {
+			db.auditFailures.Add(1)
+		}
+	}()
+	return noSpace(db.bolt.Update(func(tx *bolt.Tx) error { t = &Tx{tx: tx}; return fn(t) }))
 }
+
+// AuditWriteFailures counts write transactions that carried audit entries
+// and failed (rolled back), since the store was opened. Writes the daemon
+// holds for retry count once per failed attempt.
+func (db *DB) AuditWriteFailures() uint64 { return db.auditFailures.Load() }
 
 // View runs fn in a read-only transaction. A panic inside bbolt becomes
 // an ErrCorrupt error.
 func (db *DB) View(fn func(tx *Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(db.path, &err)
-	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
 // OnWrite sets a function told the outcome of every write transaction

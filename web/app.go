@@ -53,6 +53,8 @@ var pages = []page{
 	{"home", []auth.Role{auth.RoleAdmin, auth.RoleHead, auth.RolePolice}},
 	{"broadcast", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
 	{"schedules", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
+	{"library", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
+	{"reports", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
 	{"devices", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
 	{"cameras", []auth.Role{auth.RoleAdmin, auth.RolePolice}},
 	{"log", []auth.Role{auth.RoleAdmin}},

@@ -8,7 +8,9 @@ import (
 	"mime/multipart"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
@@ -45,11 +47,16 @@ func (s *Server) EnableBroadcasts(d BroadcastDeps) {
 	s.Handle("POST /api/v1/media", s.handleUpload, heads...)
 	s.Handle("GET /api/v1/media", s.handleMediaList, heads...)
 	s.Handle("GET /api/v1/media/{id}", s.handleMediaGet, heads...)
+	s.Handle("PATCH /api/v1/media/{id}", s.handleMediaPatch, heads...)
+	s.Handle("DELETE /api/v1/media/{id}", s.handleMediaDelete, heads...)
+	s.Handle("GET /api/v1/media/{id}/audio", s.handleMediaAudio, heads...)
+	s.Handle("GET /api/v1/languages", s.handleLanguages, heads...)
 	s.Handle("POST /api/v1/broadcasts", s.handleBroadcast, heads...)
 	s.Handle("GET /api/v1/broadcasts", s.handleBroadcasts, heads...)
 	s.Handle("POST /api/v1/broadcasts/stop-all", s.handleStopAll, heads...)
 	s.Handle("GET /api/v1/broadcasts/{id}", s.handleBroadcastGet, heads...)
 	s.Handle("DELETE /api/v1/broadcasts/{id}", s.handleBroadcastStop, heads...)
+	s.reportRoutes()
 }
 
 // handleUpload takes multipart field "file". The body is bounded before
@@ -65,6 +72,9 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.bc.MaxUpload+64<<10)
 	mr := multipart.NewReader(r.Body, params["boundary"])
+	// The library fields may come as query parameters or as form fields
+	// before the file.
+	fields := map[string]string{"language": r.URL.Query().Get("language"), "name": r.URL.Query().Get("name"), "tags": r.URL.Query().Get("tags")}
 	var part *multipart.Part
 	for {
 		part, err = mr.NextPart()
@@ -75,28 +85,68 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 		if part.FormName() == "file" {
 			break
 		}
+		if _, ok := fields[part.FormName()]; ok {
+			v, _ := io.ReadAll(io.LimitReader(part, 1<<10))
+			fields[part.FormName()] = string(v)
+		}
+	}
+	if err := media.CheckLanguage(fields["language"]); err != nil {
+		writeError(w, r, badRequest("%v", err))
+		return
+	}
+	var tags []string
+	if fields["tags"] != "" {
+		if tags, err = cleanTags(strings.Split(fields["tags"], ",")); err != nil {
+			writeError(w, r, err)
+			return
+		}
 	}
 	name := filepath.Base(part.FileName())
 	if name == "." || name == "/" {
 		name = "upload"
+	}
+	display := name
+	if fields["name"] != "" {
+		if display, err = cleanName(fields["name"]); err != nil {
+			writeError(w, r, err)
+			return
+		}
 	}
 	info, err := s.bc.Media.Import(r.Context(), name, part)
 	if err != nil {
 		writeError(w, r, uploadErr(err))
 		return
 	}
+	info.Name, info.Tags, info.Language = display, tags, fields["language"]
 	err = s.db.Update(func(tx *store.Tx) error {
+		// The same audio uploaded again has the same id: keep the library
+		// fields given to it before unless this upload sets them.
+		var old media.Info
+		if tx.Get(store.Media, info.ID, &old) == nil {
+			if fields["name"] == "" && old.Name != "" {
+				info.Name = old.Name
+			}
+			if tags == nil {
+				info.Tags = old.Tags
+			}
+			if info.Language == "" {
+				info.Language = old.Language
+			}
+		}
+		if info.Language == "" {
+			info.Language = media.DefaultLanguage
+		}
 		if err := tx.Put(store.Media, info.ID, info); err != nil {
 			return err
 		}
 		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: "media.upload", Target: info.ID,
-			Detail: map[string]any{"source": name, "duration_ms": info.DurationMS}})
+			Detail: map[string]any{"source": name, "duration_ms": info.DurationMS, "language": info.Language}})
 	})
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, info)
+	writeJSON(w, http.StatusCreated, mediaView(info))
 }
 
 // uploadErr names the field for errors of the multipart framing itself.
@@ -111,13 +161,29 @@ func uploadErr(err error) error {
 	return err
 }
 
+// handleMediaList lists the library sorted by name, filtered
+// by ?language= and ?tag=.
 func (s *Server) handleMediaList(w http.ResponseWriter, r *http.Request) {
+	lang, err := languageParam(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	tag := r.URL.Query().Get("tag")
 	list, err := store.List[media.Info](s.db, store.Media, "")
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
+	out := []media.Info{}
+	for _, info := range list {
+		info = mediaView(info)
+		if (lang == "" || info.Language == lang) && (tag == "" || slices.Contains(info.Tags, tag)) {
+			out = append(out, info)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return strings.ToLower(out[i].Name) < strings.ToLower(out[j].Name) })
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleMediaGet(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +192,7 @@ func (s *Server) handleMediaGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, mediaView(info))
 }
 
 type broadcastRequest struct {
@@ -135,6 +201,9 @@ type broadcastRequest struct {
 	Zones    []string `json:"zones"`
 	Priority string   `json:"priority"`
 	Volume   int      `json:"volume"`
+	// Language tags the broadcast; a clip's own language is used when
+	// empty, and text is spoken in it (400 where espeak-ng has no voice).
+	Language string `json:"language"`
 }
 
 func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) {
@@ -147,14 +216,31 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, badRequest("media_id: give exactly one of media_id and text"))
 		return
 	}
+	if err := media.CheckLanguage(req.Language); err != nil {
+		writeError(w, r, badRequest("%v", err))
+		return
+	}
 	if req.MediaID != "" {
-		if _, err := store.Get[media.Info](s.db, store.Media, req.MediaID); err != nil {
+		info, err := store.Get[media.Info](s.db, store.Media, req.MediaID)
+		if err != nil {
 			writeError(w, r, badRequest("media_id: no media %q", req.MediaID))
 			return
 		}
+		if req.Language == "" {
+			req.Language = mediaLanguage(info)
+		}
+	}
+	if req.Text != "" {
+		if _, err := media.VoiceFor(req.Language); err != nil {
+			writeError(w, r, badRequest("%v", err))
+			return
+		}
+	}
+	if req.Language == "" {
+		req.Language = media.DefaultLanguage
 	}
 	b, err := s.bc.Engine.Start(r.Context(), broadcast.Request{MediaID: req.MediaID, Text: req.Text, Zones: req.Zones,
-		Priority: req.Priority, Volume: req.Volume, Actor: UserFrom(r.Context()).Username, Origin: broadcast.OriginAPI})
+		Priority: req.Priority, Volume: req.Volume, Actor: UserFrom(r.Context()).Username, Origin: broadcast.OriginAPI, Language: req.Language})
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -50,6 +50,8 @@ var domainStatus = []struct {
 	{media.ErrSilent, http.StatusUnprocessableEntity},
 	{media.ErrTTSUnavailable, http.StatusServiceUnavailable},
 	{media.ErrBusy, http.StatusServiceUnavailable}, // with Retry-After, see writeError
+	{media.ErrNoVoice, http.StatusBadRequest},
+	{media.ErrUnknownLanguage, http.StatusBadRequest},
 	{broadcast.ErrInvalid, http.StatusUnprocessableEntity},
 	{broadcast.ErrUnknownZone, http.StatusUnprocessableEntity},
 	{broadcast.ErrNotFound, http.StatusNotFound},

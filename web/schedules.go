@@ -77,6 +77,7 @@ func (s *Server) EnableSchedules(d ScheduleDeps) {
 	s.Handle("PUT /api/v1/schedules/{id}", a.update, heads...)
 	s.Handle("DELETE /api/v1/schedules/{id}", a.remove, heads...)
 	s.Handle("GET /api/v1/schedules/{id}/next", a.next, heads...)
+	s.Handle("POST /api/v1/schedules/preview", a.preview, heads...)
 	s.Handle("GET /api/v1/schedules/{id}/firings", a.firings, heads...)
 }
 
@@ -102,6 +103,7 @@ type ScheduleView struct {
 	Volume    int        `json:"volume"`
 	Repeat    int        `json:"repeat,omitempty"`
 	Chime     bool       `json:"chime,omitempty"`
+	Language  string     `json:"language,omitempty"`
 	Enabled   *bool      `json:"enabled,omitempty"`
 	Version   int        `json:"version,omitempty"`
 	CreatedBy string     `json:"created_by,omitempty"`
@@ -171,7 +173,7 @@ func toView(sc schedule.Schedule, now time.Time) ScheduleView {
 		ID: sc.ID, Name: sc.Name, At: formatTime(sc.At), RRule: sc.RRule, Cron: sc.Cron, TimeZone: sc.TimeZone,
 		From: formatTime(sc.From), Until: formatTime(sc.Until), Zones: sc.Zones,
 		Source:   SourceView{Kind: sc.Source.Kind, MediaID: sc.Source.MediaID, Text: sc.Source.Text, URL: shownURL(sc.Source), Duration: JSONDuration(sc.Source.Duration)},
-		Priority: sc.Priority, Volume: sc.Volume, Repeat: sc.Repeat, Chime: sc.Chime, Enabled: &en, Version: sc.Version,
+		Priority: sc.Priority, Volume: sc.Volume, Repeat: sc.Repeat, Chime: sc.Chime, Language: sc.Language, Enabled: &en, Version: sc.Version,
 		CreatedBy: sc.CreatedBy, CreatedAt: formatTime(sc.CreatedAt), UpdatedAt: formatTime(sc.UpdatedAt),
 	}
 	if v.Zones == nil {
@@ -208,10 +210,20 @@ func keepRelayURL(sc *schedule.Schedule, old schedule.Schedule) {
 // fromView builds the domain schedule; the caller stamps id, version and
 // the creation fields.
 func (a *scheduleAPI) fromView(v ScheduleView) (schedule.Schedule, error) {
+	// Languages are checked first, answering 400 like a broadcast: an
+	// unknown tag, or text in a language espeak-ng cannot speak.
+	if err := media.CheckLanguage(v.Language); err != nil {
+		return schedule.Schedule{}, badRequest("%v", err)
+	}
+	if v.Source.Kind == schedule.SourceText {
+		if _, err := media.VoiceFor(v.Language); err != nil {
+			return schedule.Schedule{}, badRequest("%v", err)
+		}
+	}
 	sc := schedule.Schedule{
 		ID: v.ID, Name: v.Name, RRule: v.RRule, Cron: v.Cron, TimeZone: v.TimeZone, Zones: v.Zones,
 		Source:   schedule.Source{Kind: v.Source.Kind, MediaID: v.Source.MediaID, Text: v.Source.Text, URL: v.Source.URL, Duration: time.Duration(v.Source.Duration)},
-		Priority: v.Priority, Volume: v.Volume, Repeat: v.Repeat, Chime: v.Chime, Enabled: v.Enabled == nil || *v.Enabled,
+		Priority: v.Priority, Volume: v.Volume, Repeat: v.Repeat, Chime: v.Chime, Language: v.Language, Enabled: v.Enabled == nil || *v.Enabled,
 	}
 	if sc.TimeZone == "" {
 		sc.TimeZone = a.d.TimeZone
@@ -253,6 +265,12 @@ func (a *scheduleAPI) check(tx *store.Tx, sc *schedule.Schedule) error {
 			return &schedule.FieldError{Field: "source.media_id", Reason: fmt.Sprintf("no media %q", sc.Source.MediaID)}
 		}
 		mediaLength = time.Duration(info.DurationMS) * time.Millisecond
+		if sc.Language == "" {
+			sc.Language = mediaLanguage(info)
+		}
+	}
+	if sc.Language == "" {
+		sc.Language = media.DefaultLanguage
 	}
 	return sc.CheckSpacing(a.d.MinInterval, sc.PlayLength(mediaLength))
 }
@@ -457,6 +475,52 @@ func (a *scheduleAPI) next(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"id": sc.ID, "enabled": sc.Enabled, "time_zone": loc.String(), "next": out})
 }
 
+// preview answers the next five firings (or ?n=) of a schedule as the form
+// has it, before it is saved, from the scheduler's own expansion
+// (schedule.Schedule.Preview). Editing a stored schedule keeps its
+// creation time, which an RRULE without DTSTART counts from.
+func (a *scheduleAPI) preview(w http.ResponseWriter, r *http.Request) {
+	n := 5
+	if q := r.URL.Query().Get("n"); q != "" {
+		v, err := strconv.Atoi(q)
+		if err != nil || v < 1 || v > maxNext {
+			writeError(w, r, badRequest("n: %q is not a count in 1–%d", q, maxNext))
+			return
+		}
+		n = v
+	}
+	v, err := a.decode(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	sc, err := a.fromView(v)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if v.ID != "" {
+		if old, err := store.Get[schedule.Schedule](a.s.db, store.Schedules, v.ID); err == nil {
+			sc.CreatedAt = old.CreatedAt
+		}
+	}
+	loc, err := sc.Location()
+	if err != nil {
+		writeScheduleErr(w, r, err)
+		return
+	}
+	times, err := sc.Preview(a.s.now(), n)
+	if err != nil {
+		writeScheduleErr(w, r, err)
+		return
+	}
+	out := make([]string, 0, len(times))
+	for _, t := range times {
+		out = append(out, t.In(loc).Format(time.RFC3339))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"time_zone": loc.String(), "next": out})
+}
+
 func (a *scheduleAPI) firings(w http.ResponseWriter, r *http.Request) {
 	limit := 100
 	if q := r.URL.Query().Get("limit"); q != "" {
@@ -486,7 +550,7 @@ func (a *scheduleAPI) firings(w http.ResponseWriter, r *http.Request) {
 // scheduled, never a credential in a relay URL.
 func auditDetail(sc schedule.Schedule) map[string]any {
 	d := map[string]any{"name": sc.Name, "version": sc.Version, "zones": sc.Zones, "priority": sc.Priority,
-		"source": sc.Source.Kind, "enabled": sc.Enabled}
+		"source": sc.Source.Kind, "enabled": sc.Enabled, "language": sc.Language}
 	switch {
 	case !sc.At.IsZero():
 		d["at"] = sc.At.UTC().Format(time.RFC3339)

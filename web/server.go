@@ -5,6 +5,8 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +44,10 @@ type Config struct {
 	LoginEvery time.Duration
 	// MaxBody bounds JSON request bodies.
 	MaxBody int64
+	// MetricsToken, when set, is a read-only bearer token that may scrape
+	// /metrics and call nothing else (metrics.token_file). It is compared
+	// in constant time and never logged.
+	MetricsToken string
 }
 
 // maxConcurrentHashes bounds password checks running at once: 4 × 19 MiB.
@@ -122,7 +128,16 @@ func (s *Server) routes() {
 	every := []auth.Role{auth.RoleAdmin, auth.RoleHead, auth.RolePolice}
 	s.Handle("GET /healthz", s.handleHealth)
 	if s.registry != nil {
-		s.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP, auth.RoleAdmin)
+		metrics := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP
+		admin := s.require(metrics, auth.RoleAdmin)
+		s.record(Route{Pattern: "GET /metrics", Roles: []auth.Role{auth.RoleAdmin}})
+		s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			if s.metricsToken(r) {
+				metrics(w, r)
+				return
+			}
+			admin(w, r)
+		})
 	}
 	s.Handle("POST /api/v1/login", s.handleLogin)
 	s.Handle("POST /api/v1/logout", s.handleLogout, every...)
@@ -251,6 +266,18 @@ func (s *Server) require(h http.HandlerFunc, roles ...auth.Role) http.HandlerFun
 		ctx := context.WithValue(context.WithValue(r.Context(), ctxKey{}, u), sessionKey{}, key)
 		h(w, r.WithContext(ctx))
 	}
+}
+
+// metricsToken reports whether the request carries the metrics token.
+// Both sides are hashed first, so the comparison takes the same time
+// whatever the length of the guess.
+func (s *Server) metricsToken(r *http.Request) bool {
+	tok := bearer(r)
+	if s.cfg.MetricsToken == "" || tok == "" {
+		return false
+	}
+	got, want := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(s.cfg.MetricsToken))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 func bearer(r *http.Request) string {

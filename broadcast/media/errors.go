@@ -31,3 +31,12 @@ var (
 	// ErrNotFound means no stored clip has the requested ID.
 	ErrNotFound = errors.New("media: clip not found")
 )
+
+// Language errors; the HTTP layer maps both to 400.
+var (
+	// ErrUnknownLanguage means a language tag is not one of Languages.
+	ErrUnknownLanguage = errors.New("media: unknown language")
+	// ErrNoVoice means text-to-speech cannot speak the language: espeak-ng
+	// has no voice for it.
+	ErrNoVoice = errors.New("media: no text-to-speech voice for the language")
+)

@@ -85,6 +85,13 @@ type Info struct {
 	LoudnessLUFS float64 `json:"loudness_lufs"`
 	// GainDB is the gain normalisation applied.
 	GainDB float64 `json:"gain_db"`
+	// Name is what people call the clip in the library (the upload's file
+	// name until renamed); Tags group it. Neither is part of the stored bytes.
+	Name string   `json:"name,omitempty"`
+	Tags []string `json:"tags,omitempty"`
+	// Language is the clip's language tag (Languages); "" in records made
+	// before languages existed means DefaultLanguage.
+	Language string `json:"language,omitempty"`
 }
 
 // Library turns uploads into normalised 20 ms Opus packets once, stores them

@@ -87,7 +87,10 @@ type Schedule struct {
 	// Repeat plays the source this many times back to back; 0 means 1.
 	Repeat int `json:"repeat,omitempty"`
 	// Chime plays the pre-announcement chime first.
-	Chime     bool      `json:"chime,omitempty"`
+	Chime bool `json:"chime,omitempty"`
+	// Language is the BCP 47 tag of what is said (media.Languages); ""
+	// means Vietnamese. The API checks it; reports group air time by it.
+	Language  string    `json:"language,omitempty"`
 	Enabled   bool      `json:"enabled"`
 	Version   int       `json:"version"`
 	CreatedBy string    `json:"created_by,omitempty"`
@@ -238,4 +241,32 @@ func (s *Schedule) Next(after time.Time, n int) ([]time.Time, error) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// Preview returns the next n firing times after now of a schedule being
+// edited, from the same expansion the scheduler fires by (Next), checking
+// only the fields that decide when it fires (time zone, exactly one of at,
+// rrule and cron, the validity window), so a form can show the firings
+// before the rest is filled in. An unstamped CreatedAt (a new schedule) is
+// taken as now, which an RRULE without DTSTART or From counts from.
+func (s Schedule) Preview(now time.Time, n int) ([]time.Time, error) {
+	if _, err := s.Location(); err != nil {
+		return nil, err
+	}
+	k := 0
+	for _, set := range []bool{!s.At.IsZero(), s.RRule != "", s.Cron != ""} {
+		if set {
+			k++
+		}
+	}
+	if k != 1 {
+		return nil, fieldErr("at|rrule|cron", fmt.Sprintf("exactly one of at, rrule and cron is required, got %d", k), nil)
+	}
+	if !s.From.IsZero() && !s.Until.IsZero() && s.Until.Before(s.From) {
+		return nil, fieldErr("until", "before from", nil)
+	}
+	if s.CreatedAt.IsZero() {
+		s.CreatedAt = now
+	}
+	return s.Next(now, n)
 }

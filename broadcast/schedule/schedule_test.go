@@ -281,3 +281,29 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+// TestPreview shows the next five firings of an unsaved daily schedule in
+// its own zone, and names the field of a schedule that says no time.
+func TestPreview(t *testing.T) {
+	now := time.Date(2026, 3, 1, 7, 0, 0, 0, time.UTC) // 14:00 in Hanoi
+	sc := Schedule{RRule: "FREQ=DAILY;BYHOUR=6;BYMINUTE=30", TimeZone: "Asia/Ho_Chi_Minh"}
+	got, err := sc.Preview(now, 5)
+	if err != nil || len(got) != 5 {
+		t.Fatalf("preview: %v %v", got, err)
+	}
+	loc, _ := time.LoadLocation("Asia/Ho_Chi_Minh")
+	for i, f := range got {
+		want := time.Date(2026, 3, 2+i, 6, 30, 0, 0, loc)
+		if !f.Equal(want) {
+			t.Errorf("firing %d: %v, want %v", i, f.In(loc), want)
+		}
+	}
+	var fe *FieldError
+	if _, err := (Schedule{}).Preview(now, 5); !errors.As(err, &fe) || fe.Field != "at|rrule|cron" {
+		t.Errorf("no time: %v", err)
+	}
+	once := Schedule{At: now.Add(time.Hour)}
+	if got, err := once.Preview(now, 5); err != nil || len(got) != 1 {
+		t.Errorf("once: %v %v", got, err)
+	}
+}

@@ -41,6 +41,7 @@ async function api(method, path, data) {
   if (!r.ok) {
     const err = new Error((out && out.error) || r.status + " " + r.statusText);
     err.status = r.status;
+    err.body = out;
     throw err;
   }
   return out;
@@ -55,7 +56,13 @@ function toast(msg, bad) {
   toast.timer = setTimeout(() => { el.hidden = true; }, 4000);
 }
 
-const fmtTime = (s) => s ? new Date(s).toLocaleString(I18N.lang === "vi" ? "vi-VN" : "en-GB") : "—";
+// fmtTime shows an instant; tz (an IANA zone such as a schedule's) shows it
+// on that zone's clock rather than the phone's.
+const fmtTime = (s, tz) => {
+  if (!s) return "—";
+  const loc = I18N.lang === "vi" ? "vi-VN" : "en-GB";
+  try { return new Date(s).toLocaleString(loc, tz ? { timeZone: tz, dateStyle: "medium", timeStyle: "short" } : {}); } catch (e) { return new Date(s).toLocaleString(loc); }
+};
 const fmtClock = (s) => s ? new Date(s).toLocaleTimeString(I18N.lang === "vi" ? "vi-VN" : "en-GB", { hour: "2-digit", minute: "2-digit" }) : "—";
 const terminal = (st) => ["done", "stopped", "failed", "interrupted", "expired"].includes(st);
 
@@ -63,6 +70,8 @@ const NAV = [
   ["home", ["admin", "head", "police"]],
   ["broadcast", ["admin", "head"]],
   ["schedules", ["admin", "head"]],
+  ["library", ["admin", "head"]],
+  ["reports", ["admin", "head"]],
   ["devices", ["admin", "head"]],
   ["cameras", ["admin", "police"]],
   ["log", ["admin"]],
@@ -297,6 +306,8 @@ const pagesImpl = {
     const day = h("section", { class: "card", id: "sched-day" }, h("h2", { i18n: "sched.today" }));
     const form = scheduleForm(() => load());
     main.append(day, list, form.el);
+    await languages();
+    await form.load();
     async function load() {
       let items;
       try { items = await api("GET", "/api/v1/schedules"); } catch (e) {
@@ -307,8 +318,8 @@ const pagesImpl = {
       list.replaceChildren(h("h2", { i18n: "sched.title" }), ...(items.length ? [] : [h("p", { class: "muted", i18n: "sched.empty" })]),
         ...items.map((s) => h("div", { class: "sched-row", dataset: { id: s.id } },
           h("div", {}, h("strong", {}, s.name || s.id), " ", h("span", { class: s.enabled === false ? "bad" : "muted" }, s.enabled === false ? t("sched.disabled") : "")),
-          h("div", { class: "muted" }, s.at ? fmtTime(s.at) : (s.rrule || s.cron || ""), " · ", (s.zones || []).join(", "), " · ", t("prio." + (s.priority || "normal"))),
-          h("div", {}, t("sched.next"), ": ", h("strong", {}, fmtTime(s.next))),
+          h("div", { class: "muted wrap" }, s.at ? fmtTime(s.at, s.time_zone) : describeRule(s), " · ", t("zone") + " " + (s.zones || []).join(", "), " · ", t("prio." + (s.priority || "normal")), " · ", langName(s.language)),
+          h("div", {}, t("sched.next"), ": ", h("strong", {}, fmtTime(s.next, s.time_zone))),
           h("div", { class: "row" },
             h("button", { onclick: () => form.edit(s) }, t("sched.edit")),
             h("button", { class: "danger", onclick: async () => {
@@ -328,6 +339,112 @@ const pagesImpl = {
       day.replaceChildren(h("h2", { i18n: "sched.today" }), ...(rows.length ? rows.map(([at, s]) =>
         h("div", { class: "timeline-row" }, h("span", { class: "clock" }, fmtClock(at)), " ", s.name || s.id)) : [h("p", { class: "muted", i18n: "sched.nonetoday" })]));
     }
+    await load();
+  },
+
+  async library(main) {
+    const langs = await languages();
+    const filter = languageSelect("lib-filter", langs, true);
+    const list = h("section", { class: "card", id: "lib-list" });
+    const file = h("input", { type: "file", id: "lib-file", accept: "audio/*,.wav,.mp3,.ogg,.opus" });
+    const upName = h("input", { id: "lib-upload-name", placeholder: t("lib.name") });
+    const upLang = languageSelect("lib-upload-language", langs);
+    const upload = h("button", { id: "lib-upload", class: "primary", onclick: async () => {
+      if (!file.files.length) { toast(t("bc.pickfile"), true); return; }
+      const fd = new FormData();
+      fd.append("file", file.files[0]);
+      const q = new URLSearchParams({ language: upLang.value });
+      if (upName.value.trim()) q.set("name", upName.value.trim());
+      upload.disabled = true;
+      try {
+        const r = await fetch("/api/v1/media?" + q, { method: "POST", body: fd, headers: { "X-CSRF-Token": CSRF }, credentials: "same-origin" });
+        const out = await r.json().catch(() => ({}));
+        if (r.status !== 201) throw new Error(out.error || String(r.status));
+        toast(t("bc.uploaded", { s: (out.duration_ms / 1000).toFixed(1) }));
+        file.value = ""; upName.value = "";
+        await load();
+      } catch (e) { toast(e.message, true); } finally { upload.disabled = false; }
+    } }, t("bc.upload"));
+    main.append(h("section", { class: "card row" }, h("label", {}, h("span", { i18n: "lang.filter" }), filter)), list,
+      h("section", { class: "card", id: "lib-add" }, h("h2", { i18n: "lib.add" }), file, h("label", {}, h("span", { i18n: "lib.name" }), upName),
+        h("label", {}, h("span", { i18n: "lang.label" }), upLang), upload));
+    filter.addEventListener("change", () => load());
+    async function load() {
+      const q = filter.value ? "?language=" + encodeURIComponent(filter.value) : "";
+      let clips;
+      try { clips = await api("GET", "/api/v1/media" + q); } catch (e) { list.replaceChildren(h("p", { class: "bad" }, e.message)); return; }
+      list.replaceChildren(h("h2", { i18n: "lib.title" }), ...(clips.length ? [] : [h("p", { class: "muted", id: "lib-empty", i18n: "lib.empty" })]), ...clips.map((c) => {
+        const key = c.id.slice(0, 12);
+        const nm = h("input", { id: "lib-name-" + key, value: c.name || c.source_name, "aria-label": t("lib.name") });
+        const tags = h("input", { id: "lib-tags-" + key, value: (c.tags || []).join(", "), placeholder: t("lib.tagsph"), "aria-label": t("lib.tags") });
+        const lg = languageSelect("lib-lang-" + key, langs);
+        lg.value = c.language || "vi";
+        const err = h("p", { class: "bad lib-error", id: "lib-error-" + key });
+        return h("div", { class: "lib-row", dataset: { id: c.id, language: c.language } },
+          h("div", { class: "row" }, Player.button(c.id), h("strong", { class: "lib-title" }, c.name || c.source_name),
+            h("span", { class: "muted" }, fmtDur(c.duration_ms) + " · " + langName(c.language) + ((c.tags || []).length ? " · " + c.tags.join(", ") : ""))),
+          h("details", {}, h("summary", {}, t("lib.edit")),
+            h("label", {}, h("span", { i18n: "lib.name" }), nm), h("label", {}, h("span", { i18n: "lib.tags" }), tags), h("label", {}, h("span", { i18n: "lang.label" }), lg),
+            h("div", { class: "row" },
+              h("button", { class: "primary", id: "lib-save-" + key, onclick: async () => {
+                try {
+                  await api("PATCH", "/api/v1/media/" + c.id, { name: nm.value, tags: tags.value.split(",").map((x) => x.trim()).filter(Boolean), language: lg.value });
+                  toast(t("saved")); load();
+                } catch (e) { err.textContent = e.message; toast(e.message, true); }
+              } }, t("save")),
+              h("button", { class: "danger", id: "lib-delete-" + key, onclick: async () => {
+                if (!confirm(t("lib.deleteq", { name: c.name || c.source_name }))) return;
+                try { await api("DELETE", "/api/v1/media/" + c.id); toast(t("lib.deleted")); load(); } catch (e) {
+                  const msg = e.status === 409 && e.body && e.body.schedules ? t("lib.inuse", { list: e.body.schedules.join(", ") }) : e.message;
+                  err.textContent = msg; toast(msg, true);
+                }
+              } }, t("delete")))),
+          err);
+      }));
+      I18N.apply(list);
+    }
+    await load();
+  },
+
+  async reports(main) {
+    const langs = await languages();
+    const now = new Date();
+    const month = h("input", { type: "month", id: "rep-month", value: now.getFullYear() + "-" + String(now.getMonth() + 1).padStart(2, "0") });
+    const lang = languageSelect("rep-language", langs, true);
+    const csv = h("a", { class: "button no-print", id: "rep-csv", download: "" }, t("log.csv"));
+    const playout = h("a", { class: "button no-print", id: "rep-playout", download: "" }, t("rep.playout"));
+    const print = h("button", { class: "no-print", id: "rep-print", onclick: () => window.print() }, t("rep.print"));
+    const out = h("div", { id: "rep-out" });
+    main.append(h("section", { class: "card row no-print" }, h("label", {}, h("span", { i18n: "rep.month" }), month), h("label", {}, h("span", { i18n: "lang.filter" }), lang), csv, playout, print), out);
+    async function load() {
+      const q = new URLSearchParams({ month: month.value });
+      if (lang.value) q.set("language", lang.value);
+      const c = new URLSearchParams(q); c.set("format", "csv");
+      csv.href = "/api/v1/reports/monthly?" + c;
+      const [y, m] = month.value.split("-").map(Number);
+      const p = new URLSearchParams({ since: new Date(y, m - 1, 1).toISOString(), until: new Date(y, m, 1).toISOString(), format: "csv" });
+      if (lang.value) p.set("language", lang.value);
+      playout.href = "/api/v1/reports/playout?" + p;
+      let r;
+      try { r = await api("GET", "/api/v1/reports/monthly?" + q); } catch (e) { out.replaceChildren(h("p", { class: "bad" }, e.message)); return; }
+      const mins = (s) => fmtDur(s * 1000);
+      const pct = (v) => (100 * v).toFixed(1) + "%";
+      out.replaceChildren(
+        h("h2", { id: "rep-title" }, t("rep.title", { month: r.month }) + (r.language ? " · " + langName(r.language) : "")),
+        h("p", {}, t("rep.total", { n: r.broadcasts })),
+        h("section", { class: "card" }, h("h3", { i18n: "rep.airtime" }), reportChart(r.zones)),
+        h("section", { class: "card" }, h("div", { class: "table-wrap" }, h("table", { id: "rep-zones" },
+          h("thead", {}, h("tr", {}, ...["zone", "rep.broadcasts", "rep.minutes", "rep.languages", "rep.delivery"].map((k) => h("th", { i18n: k })))),
+          h("tbody", {}, ...r.zones.map((z) => h("tr", { dataset: { zone: z.zone } }, h("td", {}, z.zone), h("td", {}, z.broadcasts), h("td", {}, mins(z.air_seconds)),
+            h("td", {}, Object.entries(z.by_language).map(([l, s]) => langName(l) + " " + mins(s)).join(" · ")),
+            h("td", { class: z.delivery < 0.95 ? "bad" : "ok" }, pct(z.delivery) + " (" + z.frames_played + "/" + z.frames_expected + ")"))))))),
+        h("section", { class: "card", id: "rep-missed" }, h("h3", { i18n: "rep.missed" }), ...(r.most_missed.length ? [h("ol", {}, ...r.most_missed.map((sp) =>
+          h("li", { dataset: { id: sp.id } }, h("strong", {}, sp.id), " (" + t("zone") + " " + sp.zones.join(", ") + "): ",
+            t("rep.missedfr", { n: sp.missed, s: (sp.missed * 0.02).toFixed(0) }), " · ", pct(sp.delivery))))] : [h("p", { class: "ok", i18n: "rep.nomiss" })])));
+      I18N.apply(out);
+    }
+    month.addEventListener("change", load);
+    lang.addEventListener("change", load);
     await load();
   },
 
@@ -374,6 +491,7 @@ const pagesImpl = {
     const until = h("input", { type: "date", id: "log-until" });
     const filter = h("input", { type: "search", id: "log-filter", placeholder: t("log.filter") });
     const csv = h("a", { class: "button", id: "log-csv", href: "/api/v1/audit?format=csv" }, t("log.csv"));
+    const json = h("a", { class: "button", id: "log-json", href: "/api/v1/audit" }, t("log.json"));
     const out = h("section", { class: "card" });
     const query = () => {
       const q = new URLSearchParams({ limit: "500" });
@@ -385,6 +503,7 @@ const pagesImpl = {
       const q = query();
       const c = new URLSearchParams(q); c.set("format", "csv"); c.delete("limit");
       csv.href = "/api/v1/audit?" + c;
+      c.delete("format"); json.href = "/api/v1/audit?" + c;
       let events;
       try { events = await api("GET", "/api/v1/audit?" + q); } catch (e) { out.replaceChildren(h("p", { class: "bad" }, e.message)); return; }
       const f = filter.value.trim().toLowerCase();
@@ -395,7 +514,7 @@ const pagesImpl = {
     };
     for (const el of [since, until]) el.addEventListener("change", load);
     filter.addEventListener("input", load);
-    main.append(h("section", { class: "card row" }, h("label", {}, h("span", { i18n: "log.since" }), since), h("label", {}, h("span", { i18n: "log.until" }), until), filter, csv), out);
+    main.append(h("section", { class: "card row" }, h("label", {}, h("span", { i18n: "log.since" }), since), h("label", {}, h("span", { i18n: "log.until" }), until), filter, csv, json), out);
     await load();
   },
 
@@ -448,48 +567,243 @@ const pagesImpl = {
 
 // ---------- schedule form ----------
 
+// fmtDur shows milliseconds as m:ss.
+const fmtDur = (ms) => { const s = Math.round((ms || 0) / 1000); return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0"); };
+
+// languages are the language tags from the server, loaded once.
+let languagesCache = null;
+async function languages() {
+  if (!languagesCache) languagesCache = await api("GET", "/api/v1/languages").catch(() => [{ code: "vi", name: "Tiếng Việt", english: "Vietnamese", voice: "vi" }]);
+  return languagesCache;
+}
+const langName = (code) => {
+  const l = (languagesCache || []).find((x) => x.code === (code || "vi"));
+  return l ? (I18N.lang === "vi" ? l.name : l.english) : (code || "vi");
+};
+function languageSelect(id, list, withAll) {
+  return h("select", { id }, ...(withAll ? [h("option", { value: "" }, t("lang.all"))] : []),
+    ...list.map((l) => h("option", { value: l.code }, (I18N.lang === "vi" ? l.name : l.english) + (l.voice ? "" : " " + t("lang.novoice")))));
+}
+
+// Player plays library clips on the phone through one shared audio element.
+const Player = {
+  audio: null, id: null, buttons: new Map(),
+  button(id) {
+    const b = h("button", { type: "button", class: "play", "aria-label": t("lib.play"), dataset: { play: id }, onclick: (e) => { e.preventDefault(); Player.toggle(id); } }, "▶");
+    this.buttons.set(id, b);
+    return b;
+  },
+  toggle(id) {
+    if (!this.audio) {
+      this.audio = h("audio", { id: "player", preload: "none" });
+      document.body.append(this.audio);
+      for (const ev of ["playing", "pause", "ended", "error"]) this.audio.addEventListener(ev, () => this.sync(ev));
+    }
+    if (this.id === id && !this.audio.paused) { this.audio.pause(); return; }
+    this.id = id;
+    this.audio.src = "/api/v1/media/" + id + "/audio";
+    this.audio.play().catch((e) => toast(e.message, true));
+    this.sync("loading");
+  },
+  sync(ev) {
+    for (const [id, b] of this.buttons) {
+      const on = id === this.id && ev === "playing";
+      b.textContent = on ? "■" : "▶";
+      b.classList.toggle("on", on);
+      b.dataset.state = id === this.id ? ev : "";
+    }
+    if (ev === "error") toast(t("lib.playfail"), true);
+  },
+};
+
+// describeRule reads a daily rule as people say it ("Daily 06:30"); other
+// rules are shown as written.
+function describeRule(s) {
+  const m = /^FREQ=DAILY;BYHOUR=(\d+);BYMINUTE=(\d+)(;BYSECOND=0)?$/.exec(s.rrule || "");
+  if (m) return t("sched.when.daily") + " " + m[1].padStart(2, "0") + ":" + m[2].padStart(2, "0");
+  return s.rrule || s.cron || "";
+}
+
 function scheduleForm(done) {
   let editing = null;
+  let clips = [];
+  let zoneList = [];
   const name = h("input", { id: "sched-name" });
   const kind = h("select", { id: "sched-when" }, ...["daily", "once", "rrule"].map((k) => h("option", { value: k }, t("sched.when." + k))));
   const time = h("input", { type: "time", id: "sched-time", value: "06:00" });
   const date = h("input", { type: "datetime-local", id: "sched-at" });
   const rrule = h("input", { id: "sched-rrule", placeholder: "FREQ=WEEKLY;BYDAY=MO;BYHOUR=6;BYMINUTE=0" });
-  const zones = h("input", { id: "sched-zones", placeholder: "a, b" });
+  const source = h("select", { id: "sched-source" }, h("option", { value: "media" }, t("sched.src.media")), h("option", { value: "text" }, t("sched.src.text")));
   const text = h("textarea", { id: "sched-text", rows: 2, placeholder: t("bc.textph") });
-  const media = h("input", { id: "sched-media", placeholder: t("sched.mediaid") });
+  const mediaList = h("div", { id: "sched-media-list", class: "pick-list", role: "radiogroup" });
+  const lang = h("select", { id: "sched-language" });
+  const zones = h("fieldset", { class: "zones", id: "sched-zones" }, h("legend", { i18n: "bc.zones" }));
   const prio = h("select", { id: "sched-priority" }, ...["normal", "priority", "emergency", "background"].map((p) => h("option", { value: p }, t("prio." + p))));
+  const preview = h("ol", { id: "sched-preview", class: "preview" });
+  const previewMsg = h("p", { id: "sched-preview-msg", class: "muted" });
   const title = h("h2", { i18n: "sched.new" });
+  const wrap = (key, input) => h("label", {}, h("span", { i18n: key }), input);
+  const timeL = wrap("sched.time", time), dateL = wrap("sched.at", date), ruleL = wrap("sched.rrule", rrule);
+  const textL = wrap("bc.text", text);
+  const mediaL = h("div", { class: "field" }, h("span", { class: "label", i18n: "sched.media" }), mediaList);
   const el = h("section", { class: "card", id: "sched-form" }, title,
-    h("label", {}, h("span", { i18n: "sched.name" }), name), h("label", {}, h("span", { i18n: "sched.whenlabel" }), kind),
-    h("label", {}, h("span", { i18n: "sched.time" }), time), h("label", {}, h("span", { i18n: "sched.at" }), date),
-    h("label", {}, h("span", { i18n: "sched.rrule" }), rrule), h("label", {}, h("span", { i18n: "bc.zones" }), zones),
-    h("label", {}, h("span", { i18n: "bc.text" }), text), h("label", {}, h("span", { i18n: "sched.mediaid" }), media),
-    h("label", {}, h("span", { i18n: "bc.priority" }), prio),
+    wrap("sched.name", name), wrap("sched.source", source), mediaL, textL, wrap("lang.label", lang), zones,
+    wrap("sched.whenlabel", kind), timeL, dateL, ruleL, wrap("bc.priority", prio),
+    h("section", { class: "preview-box" }, h("h3", { i18n: "sched.preview" }), preview, previewMsg),
     h("div", { class: "row" }, h("button", { class: "primary", id: "sched-save", onclick: save }, t("save")),
-      h("button", { onclick: () => reset() }, t("cancel"))));
-  function reset() { editing = null; title.textContent = t("sched.new"); name.value = text.value = media.value = rrule.value = zones.value = ""; }
-  async function save() {
-    const s = { name: name.value.trim(), zones: zones.value.split(",").map((z) => z.trim()).filter(Boolean), priority: prio.value,
-      source: media.value.trim() ? { kind: "media", media_id: media.value.trim() } : { kind: "text", text: text.value.trim() } };
-    if (kind.value === "once") s.at = new Date(date.value).toISOString();
-    else if (kind.value === "daily") { const [hh, mm] = time.value.split(":"); s.rrule = "FREQ=DAILY;BYHOUR=" + Number(hh) + ";BYMINUTE=" + Number(mm) + ";BYSECOND=0"; }
+      h("button", { id: "sched-cancel", onclick: () => reset() }, t("cancel"))));
+
+  function show() {
+    timeL.hidden = kind.value !== "daily"; dateL.hidden = kind.value !== "once"; ruleL.hidden = kind.value !== "rrule";
+    mediaL.hidden = source.value !== "media"; textL.hidden = source.value !== "text";
+  }
+  const chosenMedia = () => { const r = mediaList.querySelector('input[name="sched-media"]:checked'); return r ? r.value : ""; };
+  const chosenZones = () => [...zones.querySelectorAll('input[name="sched-zone"]:checked')].map((i) => i.value);
+  function renderZones(extra) {
+    const all = [...new Set([...zoneList, ...(extra || [])])].sort();
+    const checked = new Set(chosenZones().concat(extra || []));
+    zones.replaceChildren(h("legend", { i18n: "bc.zones" }), ...all.map((z) =>
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "sched-zone", value: z, id: "sched-zone-" + z, checked: checked.has(z), onchange: refresh }), " " + t("zone") + " " + z)));
+    if (!all.length) zones.append(h("p", { class: "muted", i18n: "sched.nozones" }));
+  }
+  function renderMedia(selected) {
+    mediaList.replaceChildren(...(clips.length ? clips.map((c) => {
+      const radio = h("input", { type: "radio", name: "sched-media", value: c.id, id: "pick-" + c.id.slice(0, 12), checked: c.id === selected,
+        onchange: () => { lang.value = c.language || "vi"; refresh(); } });
+      return h("div", { class: "pick", dataset: { id: c.id } },
+        h("label", { class: "pick-main", for: "pick-" + c.id.slice(0, 12) }, radio,
+          h("span", {}, h("strong", {}, c.name || c.source_name), h("span", { class: "muted" }, " " + fmtDur(c.duration_ms) + " · " + langName(c.language)))),
+        Player.button(c.id));
+    }) : [h("p", { class: "muted" }, t("sched.nomedia"), " ", h("a", { href: "/app/library" }, t("nav.library")))]));
+  }
+  function body() {
+    const s = { name: name.value.trim(), zones: chosenZones(), priority: prio.value, language: lang.value,
+      source: source.value === "media" ? { kind: "media", media_id: chosenMedia() } : { kind: "text", text: text.value.trim() } };
+    if (kind.value === "once") s.at = date.value ? new Date(date.value).toISOString() : "";
+    else if (kind.value === "daily") { const [hh, mm] = (time.value || "06:00").split(":"); s.rrule = "FREQ=DAILY;BYHOUR=" + Number(hh) + ";BYMINUTE=" + Number(mm) + ";BYSECOND=0"; }
     else s.rrule = rrule.value.trim();
+    if (!s.at) delete s.at;
+    return s;
+  }
+  // refresh shows the next five firings as the form stands, from the
+  // server's scheduler code (POST /api/v1/schedules/preview).
+  let timer = null, seq = 0;
+  function refresh() {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      const my = ++seq;
+      const s = body();
+      if (editing) s.id = editing.id;
+      try {
+        const r = await api("POST", "/api/v1/schedules/preview", s);
+        if (my !== seq) return;
+        preview.replaceChildren(...r.next.map((at) => h("li", { dataset: { at } }, fmtTime(at, r.time_zone))));
+        previewMsg.textContent = r.next.length ? "" : t("sched.never");
+        el.dataset.preview = String(r.next.length);
+      } catch (e) {
+        if (my !== seq) return;
+        preview.replaceChildren();
+        previewMsg.textContent = e.message;
+        el.dataset.preview = "error";
+      }
+    }, 250);
+  }
+  for (const input of [name, kind, time, date, rrule, source, text, lang, prio]) {
+    input.addEventListener("input", () => { show(); refresh(); });
+    input.addEventListener("change", () => { show(); refresh(); });
+  }
+  async function load() {
+    const [list, langs, z] = await Promise.all([api("GET", "/api/v1/media").catch(() => []), languages(), zonesFromDevices().catch(() => ({ zones: [] }))]);
+    clips = list; zoneList = z.zones;
+    lang.replaceChildren(...languageSelect("x", langs).children);
+    lang.value = "vi";
+    renderMedia(""); renderZones([]); show(); refresh();
+  }
+  function reset() {
+    editing = null; title.textContent = t("sched.new");
+    name.value = text.value = rrule.value = ""; kind.value = "daily"; time.value = "06:00"; source.value = "media"; lang.value = "vi"; prio.value = "normal";
+    renderMedia(""); for (const i of zones.querySelectorAll("input")) i.checked = false;
+    el.dataset.editing = "";
+    show(); refresh();
+  }
+  async function save() {
+    const s = body();
+    if (!s.name) { toast(t("sched.needname"), true); return; }
+    if (!s.zones.length) { toast(t("bc.pickzone"), true); return; }
+    if (s.source.kind === "media" && !s.source.media_id) { toast(t("sched.pickmedia"), true); return; }
     try {
-      if (editing) await api("PUT", "/api/v1/schedules/" + editing.id, { ...editing, ...s, next: undefined });
+      if (editing) await api("PUT", "/api/v1/schedules/" + editing.id, { ...editing, ...s, at: s.at, rrule: s.rrule, cron: s.at || s.rrule ? undefined : editing.cron, next: undefined });
       else await api("POST", "/api/v1/schedules", s);
       toast(t("saved")); reset(); done();
     } catch (e) { toast(e.message, true); }
   }
   function edit(s) {
     editing = s;
+    el.dataset.editing = s.id;
     title.textContent = t("sched.editing", { name: s.name || s.id });
-    name.value = s.name || ""; zones.value = (s.zones || []).join(", "); prio.value = s.priority || "normal";
-    text.value = (s.source && s.source.text) || ""; media.value = (s.source && s.source.media_id) || "";
-    if (s.at) { kind.value = "once"; date.value = s.at.slice(0, 16); } else { kind.value = "rrule"; rrule.value = s.rrule || s.cron || ""; }
+    name.value = s.name || ""; prio.value = s.priority || "normal"; lang.value = s.language || "vi";
+    const src = s.source || {};
+    source.value = src.kind === "text" ? "text" : "media";
+    text.value = src.text || "";
+    renderMedia(src.media_id || "");
+    for (const i of zones.querySelectorAll("input")) i.checked = false;
+    renderZones(s.zones || []);
+    const daily = /^FREQ=DAILY;BYHOUR=(\d+);BYMINUTE=(\d+)(;BYSECOND=0)?$/.exec(s.rrule || "");
+    if (s.at) {
+      kind.value = "once";
+      const d = new Date(s.at);
+      date.value = new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+    } else if (daily) { kind.value = "daily"; time.value = daily[1].padStart(2, "0") + ":" + daily[2].padStart(2, "0"); }
+    else { kind.value = "rrule"; rrule.value = s.rrule || s.cron || ""; }
+    show(); refresh();
     el.scrollIntoView({ behavior: "smooth" });
   }
-  return { el, edit };
+  show();
+  return { el, edit, load };
+}
+
+// ---------- report chart ----------
+
+// reportChart draws air time per zone as horizontal bars stacked by
+// priority, in plain SVG (no chart library; the village may be offline).
+function reportChart(zones) {
+  const NS = "http://www.w3.org/2000/svg";
+  const el = (tag, attrs, text) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const prios = ["emergency", "priority", "normal", "background"];
+  const rowH = 34, left = 92, width = 300, top = 8;
+  const height = top + Math.max(zones.length, 1) * rowH + 40;
+  const svg = el("svg", { viewBox: "0 0 " + (left + width + 10) + " " + height, class: "chart", id: "rep-chart", role: "img", "aria-label": t("rep.airtime") });
+  if (!zones.length) { svg.append(el("text", { x: 10, y: 24 }, t("rep.empty"))); return svg; }
+  const maxS = Math.max(...zones.map((z) => z.air_seconds), 1);
+  zones.forEach((z, i) => {
+    const y = top + i * rowH;
+    svg.append(el("text", { x: 4, y: y + 20, class: "chart-label" }, t("zone") + " " + z.zone));
+    let x = left;
+    for (const p of prios) {
+      const s = z.by_priority[p] || 0;
+      if (!s) continue;
+      const w = Math.max(1, width * s / maxS);
+      const r = el("rect", { x, y: y + 4, width: w, height: rowH - 10, class: "bar-" + p, "data-zone": z.zone, "data-priority": p });
+      r.append(el("title", {}, t("zone") + " " + z.zone + " · " + t("prio." + p) + ": " + fmtDur(s * 1000)));
+      svg.append(r);
+      x += w;
+    }
+    svg.append(el("text", { x: Math.min(x + 4, left + width - 40), y: y + 20, class: "chart-value" }, fmtDur(z.air_seconds * 1000)));
+  });
+  let lx = 4;
+  const ly = top + zones.length * rowH + 18;
+  for (const p of prios) {
+    svg.append(el("rect", { x: lx, y: ly - 10, width: 12, height: 12, class: "bar-" + p }));
+    const label = t("prio." + p);
+    svg.append(el("text", { x: lx + 16, y: ly, class: "chart-legend" }, label));
+    lx += 24 + label.length * 8;
+  }
+  return svg;
 }
 
 // ---------- device map ----------
@@ -534,6 +848,11 @@ const Cameras = {
     video.muted = true;
     const msg = h("p", { class: "cam-msg", id: "cam-msg-" + c.id });
     const tile = h("figure", { class: "cam", dataset: { id: c.id, state: c.state } }, video, h("figcaption", {}, c.name || c.id), msg);
+    // The video element says when it plays: the tile's status follows it,
+    // not a guess from the connection, so "connecting" never sits on a
+    // playing picture.
+    video.addEventListener("playing", () => { msg.textContent = ""; tile.dataset.status = "playing"; });
+    video.addEventListener("waiting", () => { if (tile.dataset.status === "playing") tile.dataset.status = "waiting"; });
     tile.addEventListener("click", () => (video.requestFullscreen ? video.requestFullscreen() : null));
     if (c.state === "error" || c.state === "unsupported") {
       msg.textContent = t("cam.down", { reason: c.reason || c.state });
@@ -548,7 +867,8 @@ const Cameras = {
     pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); video.play().catch(() => {}); };
     await pc.setLocalDescription(await pc.createOffer());
     await iceGathered(pc);
-    msg.textContent = t("cam.connecting");
+    const tile = video.closest(".cam");
+    if (tile && tile.dataset.status !== "playing") { msg.textContent = t("cam.connecting"); tile.dataset.status = "connecting"; }
     const r = await fetch("/api/v1/cameras/" + encodeURIComponent(c.id) + "/whep", {
       method: "POST", headers: { "Content-Type": "application/sdp", "X-CSRF-Token": CSRF }, body: pc.localDescription.sdp, credentials: "same-origin",
     });
@@ -565,7 +885,10 @@ const Cameras = {
       if (pc.connectionState === "failed") msg.textContent = t("cam.lost");
     };
     const wait = setInterval(async () => {
-      if (await framesDecoded(c.id) > 0) { msg.textContent = ""; clearInterval(wait); }
+      if (await framesDecoded(c.id) > 0 || !video.paused && video.readyState >= 2) {
+        if (tile && tile.dataset.status !== "playing") { msg.textContent = ""; tile.dataset.status = "playing"; }
+        clearInterval(wait);
+      }
     }, 500);
   },
   stopAll() {
@@ -660,7 +983,7 @@ const LiveTalk = {
 
 // ---------- boot ----------
 
-window.loalang = { framesDecoded, LiveTalk, Cameras, api };
+window.loalang = { framesDecoded, LiveTalk, Cameras, Player, api };
 
 document.addEventListener("DOMContentLoaded", async () => {
   const nav = $("#nav");

@@ -1,0 +1,182 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The play-out log (bucket Broadcasts: one record per broadcast, who, what,
+// where, when, and each speaker's delivery) is a legal record like the
+// audit trail, and is kept under the same rule: at least 12 months, within
+// a size bound, oldest first. Records are keyed by broadcast id, not time,
+// so pruning orders them by their "created" time.
+
+// PlayoutStats is the play-out log's footprint.
+type PlayoutStats = AuditStats
+
+// playoutEntry is the part of a broadcast record retention reads.
+type playoutEntry struct {
+	Created time.Time `json:"created"`
+}
+
+type playoutKey struct {
+	key     string
+	created time.Time
+	size    int64
+}
+
+// playoutKeys lists the log's records oldest first, with the stats.
+func (db *DB) playoutKeys() ([]playoutKey, PlayoutStats, error) {
+	var keys []playoutKey
+	var st PlayoutStats
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(Broadcasts))
+		if b == nil {
+			return fmt.Errorf("play-out log: bucket %s: %w", Broadcasts, ErrNotFound)
+		}
+		s := b.Stats()
+		st.Entries = s.KeyN
+		st.Bytes = int64(s.LeafInuse + s.BranchInuse + s.InlineBucketInuse)
+		return b.ForEach(func(k, v []byte) error {
+			var e playoutEntry
+			// A record that does not decode sorts first (zero time): it is
+			// the first to go once it is past the bound.
+			json.Unmarshal(v, &e)
+			keys = append(keys, playoutKey{key: string(k), created: e.Created, size: int64(len(k) + len(v) + entryOverhead)})
+			return nil
+		})
+	})
+	slices.SortStableFunc(keys, func(a, b playoutKey) int { return a.created.Compare(b.created) })
+	if len(keys) > 0 {
+		st.Oldest = keys[0].created
+	}
+	return keys, st, err
+}
+
+// deletePlayout deletes keys in batches of pruneBatch.
+func (db *DB) deletePlayout(keys []playoutKey) error {
+	for len(keys) > 0 {
+		n := min(len(keys), pruneBatch)
+		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte(Broadcasts))
+			for _, k := range keys[:n] {
+				if err := b.Delete([]byte(k.key)); err != nil {
+					return fmt.Errorf("prune play-out log: %w", err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// ApplyPlayoutPolicy applies an AuditPolicy to the play-out log: records
+// older than p.Retention go; then, while the log is above p.MaxBytes, its
+// oldest records older than p.Keep (12 months). Records younger than
+// p.Keep are never deleted, so the bound yields to the legal minimum and
+// the status raises the alarm instead (AuditStatus.Problem).
+func (db *DB) ApplyPlayoutPolicy(now time.Time, p AuditPolicy) (AuditStatus, error) {
+	total := AuditStatus{MaxBytes: p.MaxBytes, AlarmAt: p.AlarmAt}
+	// The byte estimate of one pass can fall short (page fill varies), so
+	// repeat while a pass trims and the log is still above the bound.
+	for range 10 {
+		st, err := db.applyPlayoutOnce(now, p)
+		total.Expired += st.Expired
+		total.Trimmed += st.Trimmed
+		total.AuditStats = st.AuditStats
+		if err != nil || st.Trimmed == 0 || p.MaxBytes <= 0 || st.Bytes <= p.MaxBytes {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (db *DB) applyPlayoutOnce(now time.Time, p AuditPolicy) (AuditStatus, error) {
+	st := AuditStatus{MaxBytes: p.MaxBytes, AlarmAt: p.AlarmAt}
+	keys, stats, err := db.playoutKeys()
+	if err != nil {
+		return st, err
+	}
+	keep := now.Add(-max(p.Keep, 0))
+	expire := now.Add(-max(p.Retention, p.Keep))
+	var drop []playoutKey
+	i := 0
+	if p.Retention > 0 {
+		for ; i < len(keys) && keys[i].created.Before(expire); i++ {
+			drop = append(drop, keys[i])
+		}
+		st.Expired = len(drop)
+	}
+	if p.MaxBytes > 0 {
+		// Estimate what the remaining records occupy from their share of
+		// the bucket, then drop the oldest ones past 12 months until under.
+		var total int64
+		for _, k := range keys {
+			total += k.size
+		}
+		var freed int64
+		for _, k := range drop {
+			freed += k.size
+		}
+		for ; i < len(keys) && stats.Bytes-scaled(freed, total, stats.Bytes) > p.MaxBytes && keys[i].created.Before(keep); i++ {
+			drop = append(drop, keys[i])
+			freed += keys[i].size
+			st.Trimmed++
+		}
+	}
+	if err := db.deletePlayout(drop); err != nil {
+		return st, err
+	}
+	if _, st.AuditStats, err = db.playoutKeys(); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// scaled converts bytes of keys and values into bytes of bucket pages.
+func scaled(part, total, pages int64) int64 {
+	if total <= 0 {
+		return 0
+	}
+	return int64(float64(part) / float64(total) * float64(pages))
+}
+
+// PlayoutRange returns the raw records of broadcasts created in [since,
+// until) (zero: unbounded), oldest first, at most limit (0: all).
+func (db *DB) PlayoutRange(since, until time.Time, limit int) ([]json.RawMessage, error) {
+	type rec struct {
+		created time.Time
+		raw     json.RawMessage
+	}
+	var recs []rec
+	err := db.View(func(tx *Tx) error {
+		return tx.Each(Broadcasts, "", func(key string, raw []byte) error {
+			var e playoutEntry
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return fmt.Errorf("play-out log %s: %w", key, undecodable(err))
+			}
+			if (!since.IsZero() && e.Created.Before(since)) || (!until.IsZero() && !e.Created.Before(until)) {
+				return nil
+			}
+			recs = append(recs, rec{e.Created, append(json.RawMessage(nil), raw...)})
+			return nil
+		})
+	})
+	slices.SortStableFunc(recs, func(a, b rec) int { return a.created.Compare(b.created) })
+	if limit > 0 && len(recs) > limit {
+		recs = recs[:limit]
+	}
+	out := make([]json.RawMessage, len(recs))
+	for i, r := range recs {
+		out[i] = r.raw
+	}
+	return out, err
+}
