@@ -27,10 +27,12 @@ type Media interface {
 	Packets(ctx context.Context, mediaID string) ([][]byte, error)
 }
 
-// Speaker turns text into 20 ms Opus packets. An error means speech is
-// unavailable for this text; it is returned to the caller wrapped.
+// Speaker turns text in a language (a media.Languages code; "" is the
+// configured voice's) into 20 ms Opus packets. An error means speech is
+// unavailable for this text or language; it is returned to the caller
+// wrapped.
 type Speaker interface {
-	SpeakPackets(ctx context.Context, text string) ([][]byte, error)
+	SpeakPackets(ctx context.Context, text, language string) ([][]byte, error)
 }
 
 // Directory answers questions about zones and speakers. It must not call
@@ -270,8 +272,9 @@ type Request struct {
 	// Origin is OriginAPI (default), OriginSchedule or OriginLive.
 	Origin     string
 	ScheduleID string
-	// Language is the BCP 47 tag of what is said, for the log and reports;
-	// "" means Vietnamese.
+	// Language is the BCP 47 tag of what is said, for the log and reports,
+	// and it picks the voice that speaks Text (media.VoiceFor); "" means
+	// Vietnamese, spoken in the configured voice.
 	Language string
 }
 

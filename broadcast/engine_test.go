@@ -645,7 +645,7 @@ func TestLiveMaxDuration(t *testing.T) {
 // speakerFunc is a Speaker from a function.
 type speakerFunc func(ctx context.Context, text string) ([][]byte, error)
 
-func (f speakerFunc) SpeakPackets(ctx context.Context, text string) ([][]byte, error) {
+func (f speakerFunc) SpeakPackets(ctx context.Context, text, _ string) ([][]byte, error) {
 	return f(ctx, text)
 }
 

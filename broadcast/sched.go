@@ -216,7 +216,7 @@ func (e *Engine) prepare(ctx context.Context, req Request, live bool) (*bcast, e
 		if e.deps.Speaker == nil {
 			return nil, fmt.Errorf("speak text: %w: no text-to-speech", ErrUnavailable)
 		}
-		if b.packets, err = e.deps.Speaker.SpeakPackets(ctx, req.Text); err != nil {
+		if b.packets, err = e.deps.Speaker.SpeakPackets(ctx, req.Text, req.Language); err != nil {
 			return nil, fmt.Errorf("speak text: %w", err)
 		}
 	default:

@@ -90,8 +90,8 @@ type tts struct {
 	bitrate int
 }
 
-func (t tts) SpeakPackets(ctx context.Context, text string) ([][]byte, error) {
-	pcm, err := t.t.Speak(ctx, text)
+func (t tts) SpeakPackets(ctx context.Context, text, language string) ([][]byte, error) {
+	pcm, err := t.t.Speak(ctx, text, language)
 	if err != nil {
 		return nil, err
 	}

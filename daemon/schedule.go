@@ -104,7 +104,7 @@ type sourcePackets interface {
 
 // textPackets speaks text as packets.
 type textPackets interface {
-	SpeakPackets(ctx context.Context, text string) ([][]byte, error)
+	SpeakPackets(ctx context.Context, text, language string) ([][]byte, error)
 }
 
 // trigger turns a firing into a broadcast: it implements schedule.Trigger.
@@ -238,7 +238,7 @@ func (t *trigger) Fire(ctx context.Context, s schedule.Schedule, occ time.Time) 
 			req.Text = s.Source.Text
 			break
 		}
-		pkts, err := t.speak.SpeakPackets(ctx, s.Source.Text)
+		pkts, err := t.speak.SpeakPackets(ctx, s.Source.Text, s.Language)
 		if err != nil {
 			return fmt.Errorf("speak: %w", err)
 		}

@@ -143,12 +143,22 @@ func NewTTS(cfg TTSConfig) *TTS {
 	return &TTS{cfg: cfg, slots: make(chan struct{}, cfg.Concurrency)}
 }
 
-// Speak is the package's Speak with the TTS's voice and limits: it checks
-// the text first, then takes a free espeak-ng slot, waiting in a bounded
-// queue until ctx ends. ErrBusy means the queue is full.
-func (t *TTS) Speak(ctx context.Context, text string) ([]float32, error) {
+// Speak is the package's Speak with the TTS's limits, in the espeak-ng
+// voice of language (VoiceFor; "" is the configured voice): it checks the
+// text and the language first, then takes a free espeak-ng slot, waiting in
+// a bounded queue until ctx ends. ErrBusy means the queue is full;
+// ErrNoVoice that espeak-ng cannot speak the language.
+func (t *TTS) Speak(ctx context.Context, text, language string) ([]float32, error) {
 	if err := checkText(text, t.cfg.MaxRunes); err != nil {
 		return nil, err
+	}
+	voice := t.cfg.Voice
+	if language != "" {
+		v, err := VoiceFor(language)
+		if err != nil {
+			return nil, fmt.Errorf("tts: %w", err)
+		}
+		voice = v
 	}
 	select {
 	case t.slots <- struct{}{}:
@@ -174,7 +184,7 @@ func (t *TTS) Speak(ctx context.Context, text string) ([]float32, error) {
 		}
 	}
 	defer func() { <-t.slots }()
-	return speak(ctx, text, t.cfg.Voice)
+	return speak(ctx, text, voice)
 }
 
 // validVoice accepts espeak-ng voice names such as "vi", "en-us",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,7 +67,7 @@ func TestTTSConcurrencyLimit(t *testing.T) {
 	var wg sync.WaitGroup
 	speakOne := func() {
 		defer wg.Done()
-		pcm, err := tts.Speak(ctx, text)
+		pcm, err := tts.Speak(ctx, text, "")
 		if err == nil && len(pcm) < OpusRate*3 {
 			err = fmt.Errorf("only %d samples", len(pcm))
 		}
@@ -84,7 +85,7 @@ func TestTTSConcurrencyLimit(t *testing.T) {
 		return tts.waiting == 2
 	})
 	start := time.Now()
-	_, err := tts.Speak(ctx, text)
+	_, err := tts.Speak(ctx, text, "")
 	if !errors.Is(err, ErrBusy) || time.Since(start) > time.Second {
 		t.Fatalf("fourth request: %v after %v, want ErrBusy at once", err, time.Since(start))
 	}
@@ -114,12 +115,12 @@ func TestTTSCancelKillsProcess(t *testing.T) {
 	text := strings.Repeat("Xin chào bà con, chiều nay có họp thôn. ", 100) // 4,000 characters
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { _, err := tts.Speak(ctx, text); done <- err }()
+	go func() { _, err := tts.Speak(ctx, text, ""); done <- err }()
 	waitFor(t, 10*time.Second, "espeak-ng running", func() bool { return len(espeakChildren(t)) == 1 })
 	// A second request waits for the slot, then gives up.
 	wctx, wcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer wcancel()
-	if _, err := tts.Speak(wctx, "xin chào"); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := tts.Speak(wctx, "xin chào", ""); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waiting request: %v, want its deadline", err)
 	}
 	cancel()
@@ -138,5 +139,34 @@ func TestTTSCancelKillsProcess(t *testing.T) {
 	defer tts.mu.Unlock()
 	if tts.waiting != 0 || len(tts.slots) != 0 {
 		t.Fatalf("slots %d, waiting %d after everything ended", len(tts.slots), tts.waiting)
+	}
+}
+
+// TestTTSSpeaksInTheLanguage: the language picks the espeak-ng voice, not
+// the configured one, and a language espeak-ng has no voice for is refused
+// with ErrNoVoice before espeak-ng runs.
+func TestTTSSpeaksInTheLanguage(t *testing.T) {
+	if _, err := exec.LookPath("espeak-ng"); err != nil {
+		t.Fatal("espeak-ng is not installed (make deps)")
+	}
+	ctx := context.Background()
+	tts := NewTTS(TTSConfig{Voice: "en"})
+	got, err := tts.Speak(ctx, "xin chào bà con", "vi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vi, err := Speak(ctx, "xin chào bà con", "vi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := tts.Speak(ctx, "xin chào bà con", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, vi) || slices.Equal(got, en) {
+		t.Errorf("language vi spoken in the configured voice: %d samples, vi voice %d, configured voice %d", len(got), len(vi), len(en))
+	}
+	if _, err := tts.Speak(ctx, "xin chào", "km"); !errors.Is(err, ErrNoVoice) {
+		t.Errorf("Khmer: %v, want ErrNoVoice", err)
 	}
 }
