@@ -139,7 +139,8 @@ func startTLSBroker(t *testing.T, ca *testCA, users map[string]string) *tlsBroke
 	}
 	// The commune reads everything under its province; a village writes
 	// only under its own site, whose name is its username (%u), and reads
-	// the three command topics.
+	// the three command topics (Mosquitto warns that two patterns lack
+	// %u: every user may read them, as intended).
 	acl := write("acl", []byte(strings.Join([]string{
 		"user commune",
 		"topic read loalang/v1/#",
@@ -329,6 +330,30 @@ func TestUplinkTLSAndCredentials(t *testing.T) {
 		}
 	}
 	eventually(t, 30*time.Second, "outbox drained", func() bool { return ob.Stats().Depth == 0 })
+
+	// The ACL binds the topic tree to the username: with the village's
+	// credentials, an event for another village is dropped by the broker
+	// (MQTT 3.1.1 has no negative PUBACK), one for its own site arrives.
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.pem)
+	other := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("thon-3-impostor").SetUsername("thon-3").
+		SetPassword("village-secret").SetProtocolVersion(4).SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	if tok := other.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+		t.Fatalf("second client: %v", tok.Error())
+	}
+	defer other.Disconnect(100)
+	for _, site := range []string{"thon-4", "thon-3"} {
+		ev, _ := json.Marshal(Event{ID: "acl-" + site, Site: site, Kind: "test", Data: json.RawMessage(`{}`)})
+		if tok := other.Publish("loalang/v1/hanoi/xa-1/"+site+"/events", 1, false, ev); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish as %s: %v", site, tok.Error())
+		}
+	}
+	eventually(t, 30*time.Second, "the event on the village's own topic", func() bool { return r.unique() == 7 })
+	for _, e := range r.events() {
+		if e.ID == "acl-thon-4" {
+			t.Fatal("the ACL let thon-3's credentials publish as thon-4")
+		}
+	}
 	// The broker saw the configured client id with the username it is
 	// bound to (Mosquitto's connection message: "as <client id> (... u'<username>')").
 	eventually(t, 10*time.Second, "the broker's connection message", func() bool {
