@@ -15,6 +15,7 @@ import (
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/internal/egress"
+	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/uplink"
 )
 
@@ -110,13 +111,13 @@ func (d *Daemon) reportCommands(ctx context.Context) error {
 		for _, id := range d.up.cmds.Pending() {
 			b, err := d.engine.Get(id)
 			if errors.Is(err, broadcast.ErrNotFound) {
-				d.up.cmds.BroadcastEnded(id, "unknown", nil)
+				d.reportFromLog(id)
 				continue
 			}
 			if err != nil || !broadcast.Terminal(b.State) || time.Since(b.Ended) < uplinkReportDelay {
 				continue
 			}
-			d.up.cmds.BroadcastEnded(id, b.State, b.Devices)
+			d.up.cmds.BroadcastEnded(id, b.State, b.Reason, b.Devices)
 		}
 		probs := d.health.Problems()
 		key := fmt.Sprint(probs)
@@ -126,6 +127,27 @@ func (d *Daemon) reportCommands(ctx context.Context) error {
 				d.log.Error("uplink health event not queued", "err", err)
 			}
 		}
+	}
+}
+
+// reportFromLog reports a command's broadcast that this engine does not
+// know: one started before a restart. Its record in the broadcast log says
+// how it ended (a shutdown stops what plays: "stopped", "controller shut
+// down") and its per-speaker delivery. A record left non-final (the
+// process was killed) is reported "stopped", as nothing plays it any more;
+// a missing record as "unknown".
+func (d *Daemon) reportFromLog(id string) {
+	var rec broadcast.Record
+	err := d.db.View(func(tx *store.Tx) error { return tx.Get(store.Broadcasts, id, &rec) })
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		d.up.cmds.BroadcastEnded(id, "unknown", "no record of the broadcast", nil)
+	case err != nil:
+		d.log.Error("uplink played report: read broadcast log", "broadcast", id, "err", err)
+	case broadcast.Terminal(rec.State):
+		d.up.cmds.BroadcastEnded(id, rec.State, rec.Reason, rec.Devices)
+	default:
+		d.up.cmds.BroadcastEnded(id, broadcast.StateStopped, "the controller restarted while it was "+rec.State, rec.Devices)
 	}
 }
 

@@ -229,3 +229,56 @@ func (tx *Tx) AuditSince(since time.Time, fn func(key []byte, e Event) error) er
 	}
 	return nil
 }
+
+// Playing holds, under a broadcast's id, the upstream command it plays,
+// until the command's "played" report is in the outbox: the link survives
+// a restart. The bucket is created on first use (files at schema 3 have
+// none), so reading a file without it finds nothing.
+const Playing = "uplink_playing"
+
+// PutPlaying records v (JSON) under broadcastID inside tx.
+func (tx *Tx) PutPlaying(broadcastID string, v any) error {
+	b, err := tx.tx.CreateBucketIfNotExists([]byte(Playing))
+	if err != nil {
+		return fmt.Errorf("put playing %s: %w", broadcastID, err)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("put playing %s: %w", broadcastID, err)
+	}
+	return b.Put([]byte(broadcastID), raw)
+}
+
+// TakePlaying decodes into v and deletes what PutPlaying recorded under
+// broadcastID inside tx; false when nothing is recorded (already taken).
+func (tx *Tx) TakePlaying(broadcastID string, v any) (bool, error) {
+	b := tx.tx.Bucket([]byte(Playing))
+	if b == nil {
+		return false, nil
+	}
+	raw := b.Get([]byte(broadcastID))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("playing %s: %w", broadcastID, undecodable(err))
+	}
+	if err := b.Delete([]byte(broadcastID)); err != nil {
+		return false, fmt.Errorf("take playing %s: %w", broadcastID, err)
+	}
+	return true, nil
+}
+
+// PlayingIDs returns the broadcast ids recorded by PutPlaying.
+func (tx *Tx) PlayingIDs() ([]string, error) {
+	b := tx.tx.Bucket([]byte(Playing))
+	if b == nil {
+		return nil, nil
+	}
+	var out []string
+	err := b.ForEach(func(k, _ []byte) error {
+		out = append(out, string(k))
+		return nil
+	})
+	return out, err
+}

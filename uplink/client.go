@@ -16,6 +16,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // Config configures the uplink client.
@@ -213,7 +214,7 @@ func (c *Client) dial(ctx context.Context) (mqtt.Client, <-chan error, error) {
 	tok := pc.Connect()
 	if err := wait(ctx, tok, 15*time.Second); err != nil {
 		pc.Disconnect(0)
-		return nil, nil, fmt.Errorf("uplink connect %s: %w", redactURL(c.cfg.URL), err)
+		return nil, nil, fmt.Errorf("uplink connect %s: %w", redactURL(c.cfg.URL), c.explain(err))
 	}
 	filters := map[string]byte{}
 	for _, f := range t.CommandTopics() {
@@ -230,6 +231,24 @@ func (c *Client) dial(ctx context.Context) (mqtt.Client, <-chan error, error) {
 	// Presence is informational; nothing depends on it being retained.
 	pc.Publish(t.Presence(), 1, false, []byte("online"))
 	return pc, lost, nil
+}
+
+// explain adds to a refused CONNECT (its CONNACK return code, MQTT 3.1.1
+// §3.2.2.3) which of the village's settings the broker turned down; paho's
+// own text ("not Authorized") does not say.
+func (c *Client) explain(err error) error {
+	switch {
+	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
+		return fmt.Errorf("the broker refused the credentials (uplink.username %q, uplink.password_file): %w", c.cfg.Username, err)
+	case errors.Is(err, packets.ErrorRefusedIDRejected):
+		return fmt.Errorf("the broker rejected the client id (uplink.client_id %q): %w", c.cfg.ClientID, err)
+	}
+	var verr *tls.CertificateVerificationError
+	if errors.As(err, &verr) || strings.Contains(err.Error(), "x509: ") {
+		// paho flattens the TLS error into its text.
+		return fmt.Errorf("the broker's certificate is not trusted (uplink.ca_file %q): %w", c.cfg.CAFile, err)
+	}
+	return err
 }
 
 func (c *Client) onCommand(ctx context.Context, m mqtt.Message) {

@@ -83,9 +83,17 @@ type Commands struct {
 	http   *http.Client
 	queue  chan []byte
 
-	mu      sync.Mutex
-	seen    map[string]int
-	pending map[string]Command // broadcast id -> command
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+// playing links a broadcast to the command it plays, in the store's
+// uplink_playing bucket, so the "played" report survives a restart.
+type playing struct {
+	CommandID string    `json:"command_id"`
+	Level     string    `json:"level"`
+	Sender    string    `json:"sender"`
+	Started   time.Time `json:"started"`
 }
 
 // NewCommands returns a command handler; Run processes what Enqueue queues.
@@ -100,7 +108,7 @@ func NewCommands(cfg CommandsConfig, db *store.DB, outbox *Outbox, player Player
 	tr := &http.Transport{DialContext: dialer.DialContext, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 30 * time.Second}
 	return &Commands{cfg: cfg, db: db, outbox: outbox, player: player, log: log.With("component", "uplink"),
 		http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}, queue: make(chan []byte, 256),
-		seen: map[string]int{}, pending: map[string]Command{}}
+		seen: map[string]int{}}
 }
 
 // Enqueue hands a received envelope to Run. It blocks while 256 are
@@ -170,11 +178,19 @@ func (c *Commands) Handle(ctx context.Context, raw []byte) error {
 		c.fail(cmd, err)
 		return err
 	}
+	// The link and the "started" report commit together.
+	err = c.db.Update(func(tx *store.Tx) error {
+		if err := tx.PutPlaying(id, playing{CommandID: cmd.ID, Level: cmd.Level, Sender: cmd.Sender, Started: c.cfg.Now().UTC()}); err != nil {
+			return err
+		}
+		return c.reportTx(tx, cmd, Report{Outcome: OutcomeStarted, BroadcastID: id})
+	})
+	if err != nil {
+		c.log.Error("uplink command started but not recorded: its played report will be missing", "command", cmd.ID, "broadcast", id, "err", err)
+	}
 	c.mu.Lock()
-	c.pending[id] = cmd
 	c.seen[OutcomeStarted]++
 	c.mu.Unlock()
-	c.report(cmd, Report{Outcome: OutcomeStarted, BroadcastID: id})
 	c.log.Info("uplink command playing", "command", cmd.ID, "level", cmd.Level, "sender", cmd.Sender, "priority", p.Priority, "broadcast", id)
 	return nil
 }
@@ -218,41 +234,62 @@ func (c *Commands) report(cmd Command, r Report) {
 		c.seen[OutcomeAccepted]++
 		c.mu.Unlock()
 	}
-	r.CommandID, r.Level, r.Sender = cmd.ID, cmd.Level, cmd.Sender
-	if len(r.Detail) > 512 {
-		r.Detail = r.Detail[:512]
-	}
-	if err := c.outbox.Append("command", ClassReport, r); err != nil {
+	if err := c.db.Update(func(tx *store.Tx) error { return c.reportTx(tx, cmd, r) }); err != nil {
 		c.log.Error("uplink report not queued", "command", cmd.ID, "outcome", r.Outcome, "err", err)
 	}
 }
 
-// BroadcastEnded reports a command's broadcast that reached a final state,
-// with its per-speaker delivery; other broadcasts are ignored. The daemon
-// calls it from its broadcast recorder.
-func (c *Commands) BroadcastEnded(id, state string, devices any) {
-	c.mu.Lock()
-	cmd, ok := c.pending[id]
-	delete(c.pending, id)
-	if ok {
-		c.seen[OutcomePlayed]++
+// reportTx appends a report for cmd inside tx.
+func (c *Commands) reportTx(tx *store.Tx, cmd Command, r Report) error {
+	r.CommandID, r.Level, r.Sender = cmd.ID, cmd.Level, cmd.Sender
+	if len(r.Detail) > 512 {
+		r.Detail = r.Detail[:512]
 	}
-	c.mu.Unlock()
+	return c.outbox.AppendTx(tx, "command", ClassReport, r)
+}
+
+// BroadcastEnded reports a command's broadcast that reached a final state,
+// with detail (why it ended, when it did not end by itself) and its
+// per-speaker delivery; other broadcasts are ignored. The link to the
+// command is removed in the transaction that queues the report, so the
+// report is queued exactly once, across restarts too. The daemon calls it
+// when it sees the broadcast ended.
+func (c *Commands) BroadcastEnded(id, state, detail string, devices any) {
+	var p playing
+	var ok bool
+	err := c.db.Update(func(tx *store.Tx) error {
+		var err error
+		if ok, err = tx.TakePlaying(id, &p); err != nil || !ok {
+			return err
+		}
+		return c.reportTx(tx, Command{ID: p.CommandID, Level: p.Level, Sender: p.Sender},
+			Report{Outcome: OutcomePlayed, BroadcastID: id, State: state, Detail: detail, Devices: devices})
+	})
+	if err != nil {
+		c.log.Error("uplink played report not queued", "broadcast", id, "err", err)
+		return
+	}
 	if ok {
-		c.report(cmd, Report{Outcome: OutcomePlayed, BroadcastID: id, State: state, Devices: devices})
+		c.mu.Lock()
+		c.seen[OutcomePlayed]++
+		c.mu.Unlock()
 	}
 }
 
 // Pending returns the ids of the broadcasts started for commands and not
-// yet reported as played.
+// yet reported as played, from the store: those started before a restart
+// are included.
 func (c *Commands) Pending() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]string, 0, len(c.pending))
-	for id := range c.pending {
-		out = append(out, id)
+	var ids []string
+	err := c.db.View(func(tx *store.Tx) error {
+		var err error
+		ids, err = tx.PlayingIDs()
+		return err
+	})
+	if err != nil {
+		c.log.Error("uplink pending commands", "err", err)
 	}
-	return out
+	return ids
 }
 
 // Seen counts commands by outcome ("accepted", "refused:<reason>", ...).
