@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,6 +179,32 @@ func TestWebAppRecords(t *testing.T) {
 		return len(list) == 1 && list[0]["rrule"] == "FREQ=DAILY;BYHOUR=7;BYMINUTE=15;BYSECOND=0" && strings.Join(toStrings(list[0]["zones"]), ",") == "a" &&
 			list[0]["version"] == float64(2)
 	})
+	// A cron line in the rule field is saved as cron, and an unchanged
+	// cron schedule saves again as it is.
+	for i, rule := range []string{"15 7 * * 1-5", ""} {
+		version := float64(3 + i)
+		eventually(t, 5*time.Second, "the list shows the saved version", func() bool {
+			return eval[string](b, `document.querySelector("#sched-list .sched-row").dataset.version`) == fmt.Sprint(version-1)
+		})
+		tap("#sched-list .sched-row button")
+		if rule != "" {
+			b.do("cron", chromedp.SetValue(chromedp.CSS("#sched-when"), "rrule"), chromedp.SetValue(chromedp.CSS("#sched-rrule"), rule))
+			eval[bool](b, `document.getElementById("sched-rrule").dispatchEvent(new Event("change")), true`)
+		}
+		tap("#sched-save")
+		var last []map[string]any
+		saved := func() bool {
+			last = schedulesOf(t, admin)
+			return len(last) == 1 && last[0]["cron"] == "15 7 * * 1-5" && last[0]["rrule"] == nil && last[0]["version"] == version
+		}
+		for deadline := time.Now().Add(5 * time.Second); !saved() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !saved() {
+			t.Fatalf("cron schedule not saved (version %v): %v; page says %q", version, last,
+				eval[string](b, `document.getElementById("toast").textContent`))
+		}
+	}
 
 	// 3. The clip is in use: deleting it is refused, naming the schedule.
 	b.open("/app/library")

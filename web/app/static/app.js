@@ -316,7 +316,7 @@ const pagesImpl = {
         return;
       }
       list.replaceChildren(h("h2", { i18n: "sched.title" }), ...(items.length ? [] : [h("p", { class: "muted", i18n: "sched.empty" })]),
-        ...items.map((s) => h("div", { class: "sched-row", dataset: { id: s.id } },
+        ...items.map((s) => h("div", { class: "sched-row", dataset: { id: s.id, version: String(s.version) } },
           h("div", {}, h("strong", {}, s.name || s.id), " ", h("span", { class: s.enabled === false ? "bad" : "muted" }, s.enabled === false ? t("sched.disabled") : "")),
           h("div", { class: "muted wrap" }, s.at ? fmtTime(s.at, s.time_zone) : describeRule(s), " · ", t("zone") + " " + (s.zones || []).join(", "), " · ", t("prio." + (s.priority || "normal")), " · ", langName(s.language)),
           h("div", {}, t("sched.next"), ": ", h("strong", {}, fmtTime(s.next, s.time_zone))),
@@ -681,7 +681,11 @@ function scheduleForm(done) {
       source: source.value === "media" ? { kind: "media", media_id: chosenMedia() } : { kind: "text", text: text.value.trim() } };
     if (kind.value === "once") s.at = date.value ? new Date(date.value).toISOString() : "";
     else if (kind.value === "daily") { const [hh, mm] = (time.value || "06:00").split(":"); s.rrule = "FREQ=DAILY;BYHOUR=" + Number(hh) + ";BYMINUTE=" + Number(mm) + ";BYSECOND=0"; }
-    else s.rrule = rrule.value.trim();
+    else {
+      // The rule field takes an RRULE (RFC 5545 §3.3.10) or a cron line, as the API does.
+      const r = rrule.value.trim();
+      if (/^(RRULE:|FREQ=|DTSTART)/i.test(r)) s.rrule = r; else s.cron = r;
+    }
     if (!s.at) delete s.at;
     return s;
   }
@@ -732,7 +736,7 @@ function scheduleForm(done) {
     if (!s.zones.length) { toast(t("bc.pickzone"), true); return; }
     if (s.source.kind === "media" && !s.source.media_id) { toast(t("sched.pickmedia"), true); return; }
     try {
-      if (editing) await api("PUT", "/api/v1/schedules/" + editing.id, { ...editing, ...s, at: s.at, rrule: s.rrule, cron: s.at || s.rrule ? undefined : editing.cron, next: undefined });
+      if (editing) await api("PUT", "/api/v1/schedules/" + editing.id, { ...editing, ...s, at: s.at, rrule: s.rrule, cron: s.cron, next: undefined });
       else await api("POST", "/api/v1/schedules", s);
       toast(t("saved")); reset(); done();
     } catch (e) { toast(e.message, true); }

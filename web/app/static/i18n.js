@@ -123,7 +123,7 @@ const I18N = (() => {
     "sched.when.rrule": ["Quy tắc (RRULE)", "Rule (RRULE)"],
     "sched.time": ["Giờ (hằng ngày)", "Time (daily)"],
     "sched.at": ["Ngày giờ (một lần)", "Date and time (once)"],
-    "sched.rrule": ["Quy tắc RRULE", "RRULE"],
+    "sched.rrule": ["Quy tắc lặp (RRULE hoặc cron)", "Repeat rule (RRULE or cron)"],
     "sched.mediaid": ["Mã bản ghi", "Recording id"],
     "sched.media": ["Bản ghi", "Recording"],
     "sched.source": ["Nội dung phát", "What to play"],
