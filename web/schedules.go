@@ -443,15 +443,33 @@ func (a *scheduleAPI) remove(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// nextCount reads ?n=, the firings to list: 5 unless given, at most maxNext.
+func nextCount(r *http.Request) (int, error) {
+	q := r.URL.Query().Get("n")
+	if q == "" {
+		return 5, nil
+	}
+	n, err := strconv.Atoi(q)
+	if err != nil || n < 1 || n > maxNext {
+		return 0, badRequest("n: %q is not a count in 1–%d", q, maxNext)
+	}
+	return n, nil
+}
+
+// inZone formats firing times in the schedule's zone (RFC 3339).
+func inZone(times []time.Time, loc *time.Location) []string {
+	out := make([]string, 0, len(times))
+	for _, t := range times {
+		out = append(out, t.In(loc).Format(time.RFC3339))
+	}
+	return out
+}
+
 func (a *scheduleAPI) next(w http.ResponseWriter, r *http.Request) {
-	n := 5
-	if q := r.URL.Query().Get("n"); q != "" {
-		v, err := strconv.Atoi(q)
-		if err != nil || v < 1 || v > maxNext {
-			writeError(w, r, badRequest("n: %q is not a count in 1–%d", q, maxNext))
-			return
-		}
-		n = v
+	n, err := nextCount(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
 	}
 	sc, err := store.Get[schedule.Schedule](a.s.db, store.Schedules, r.PathValue("id"))
 	if err != nil {
@@ -468,11 +486,7 @@ func (a *scheduleAPI) next(w http.ResponseWriter, r *http.Request) {
 		writeScheduleErr(w, r, err)
 		return
 	}
-	out := make([]string, 0, len(times))
-	for _, t := range times {
-		out = append(out, t.In(loc).Format(time.RFC3339))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": sc.ID, "enabled": sc.Enabled, "time_zone": loc.String(), "next": out})
+	writeJSON(w, http.StatusOK, map[string]any{"id": sc.ID, "enabled": sc.Enabled, "time_zone": loc.String(), "next": inZone(times, loc)})
 }
 
 // preview answers the next five firings (or ?n=) of a schedule as the form
@@ -480,14 +494,10 @@ func (a *scheduleAPI) next(w http.ResponseWriter, r *http.Request) {
 // (schedule.Schedule.Preview). Editing a stored schedule keeps its
 // creation time, which an RRULE without DTSTART counts from.
 func (a *scheduleAPI) preview(w http.ResponseWriter, r *http.Request) {
-	n := 5
-	if q := r.URL.Query().Get("n"); q != "" {
-		v, err := strconv.Atoi(q)
-		if err != nil || v < 1 || v > maxNext {
-			writeError(w, r, badRequest("n: %q is not a count in 1–%d", q, maxNext))
-			return
-		}
-		n = v
+	n, err := nextCount(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
 	}
 	v, err := a.decode(w, r)
 	if err != nil {
@@ -514,11 +524,7 @@ func (a *scheduleAPI) preview(w http.ResponseWriter, r *http.Request) {
 		writeScheduleErr(w, r, err)
 		return
 	}
-	out := make([]string, 0, len(times))
-	for _, t := range times {
-		out = append(out, t.In(loc).Format(time.RFC3339))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"time_zone": loc.String(), "next": out})
+	writeJSON(w, http.StatusOK, map[string]any{"time_zone": loc.String(), "next": inZone(times, loc)})
 }
 
 func (a *scheduleAPI) firings(w http.ResponseWriter, r *http.Request) {
