@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"path/filepath"
 	"time"
 
@@ -133,7 +134,7 @@ func (r *recorder) put(tx *store.Tx, b broadcast.Record, at time.Time) error {
 	if broadcast.Terminal(b.State) {
 		detail["delivery"] = summary(b.Devices)
 	}
-	return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: "broadcast." + b.State, Target: b.ID, Detail: detail})
+	return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: audit.BroadcastState(b.State), Target: b.ID, Detail: detail})
 }
 
 // durableStart is the engine as the API uses it, with one difference: a

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"net/url"
 	"os"
 	"strings"
@@ -31,7 +32,7 @@ func (d *Daemon) startCameras(ctx context.Context) error {
 		if v.Substream {
 			detail["substream"] = true
 		}
-		d.recordAudit(store.Event{Time: v.To, Actor: v.Viewer, Action: "camera.view", Target: v.CameraID, Detail: detail})
+		d.recordAudit(store.Event{Time: v.To, Actor: v.Viewer, Action: audit.CameraView, Target: v.CameraID, Detail: detail})
 	}
 	relay, err := camera.New(cfg, d.base)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -326,9 +327,9 @@ func (d *Daemon) initDevices(devices []device.Device) {
 		zones = append(zones, z.ID)
 	}
 	d.devices = device.NewRegistry(devices, zones, d.cfg.MQTT.OfflineAfter, time.Now, func(c device.Change) {
-		action := "device.offline"
+		action := audit.DeviceOffline
 		if c.Online {
-			action = "device.online"
+			action = audit.DeviceOnline
 		}
 		d.recordAudit(store.Event{Time: c.At, Actor: c.ID, Action: action, Target: c.ID, Detail: map[string]any{"reason": c.Reason}})
 		if c.Online { // the engine exists before the first message (connectMQTT)
@@ -425,7 +426,7 @@ func (d *Daemon) recordAudit(e store.Event) {
 		default:
 		}
 	}
-	d.retry.Do("audit "+e.Action, func(tx *store.Tx) error { return tx.AppendAudit(e) })
+	d.retry.Do("audit "+string(e.Action), func(tx *store.Tx) error { return tx.AppendAudit(e) })
 }
 
 // writeAudit batches queued audit events into one transaction each, until

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -73,7 +74,7 @@ func bootstrapAdmin(db *store.DB, dataDir string) (created bool, err error) {
 		if err := tx.Put(store.Users, "admin", auth.User{Username: "admin", Role: auth.RoleAdmin, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: "system", Action: "user.create", Target: "admin", Detail: map[string]any{"role": "admin", "initial": true}})
+		return tx.AppendAudit(store.Event{Time: now, Actor: "system", Action: audit.UserCreate, Target: "admin", Detail: map[string]any{"role": "admin", "initial": true}})
 	})
 	return err == nil, err
 }
@@ -154,7 +155,7 @@ func provision(db *store.DB, cfg config.Config, brokerURL string) ([]device.Devi
 				if err := tx.Put(store.Creds, d.ID, Credential{Username: d.ID, PasswordHash: hash, CreatedAt: now}); err != nil {
 					return err
 				}
-				if err := tx.AppendAudit(store.Event{Time: now, Actor: "system", Action: "device.provision", Target: d.ID,
+				if err := tx.AppendAudit(store.Event{Time: now, Actor: "system", Action: audit.DeviceProvision, Target: d.ID,
 					Detail: map[string]any{"from_bundle": kept}}); err != nil {
 					return err
 				}
@@ -234,7 +235,7 @@ func Reissue(cfg config.Config) (bundle string, err error) {
 				return err
 			}
 		}
-		return tx.AppendAudit(store.Event{Actor: "system", Action: "device.reissue", Detail: map[string]any{"devices": len(cfg.Devices)}})
+		return tx.AppendAudit(store.Event{Actor: "system", Action: audit.DeviceReissue, Detail: map[string]any{"devices": len(cfg.Devices)}})
 	})
 	if err != nil {
 		return "", fmt.Errorf("reissue: %w", err)

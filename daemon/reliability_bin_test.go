@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
@@ -150,7 +151,7 @@ func TestReliabilityDamage(t *testing.T) {
 	}
 	events := make([]store.Event, 3000)
 	for i := range events {
-		events[i] = store.Event{Time: time.Now().Add(time.Duration(i-len(events)) * time.Second), Actor: "spk-01", Action: "device.online", Target: "spk-01"}
+		events[i] = store.Event{Time: time.Now().Add(time.Duration(i-len(events)) * time.Second), Actor: "spk-01", Action: audit.DeviceOnline, Target: "spk-01"}
 	}
 	if err := db.AppendAudit(events...); err != nil {
 		t.Fatal(err)

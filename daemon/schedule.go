@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"io"
 	"log/slog"
 	"math"
@@ -401,7 +402,7 @@ func (t *trigger) pull(ctx context.Context, s schedule.Schedule, pkts chan<- []b
 		} else {
 			t.log.Warn("relay window ended during an upstream gap", "schedule", s.ID, "gap", gap.String())
 		}
-		t.audit(store.Event{Time: to, Actor: schedulerActor, Action: "schedule.relay_gap", Target: s.ID, Detail: detail})
+		t.audit(store.Event{Time: to, Actor: schedulerActor, Action: audit.ScheduleRelayGap, Target: s.ID, Detail: detail})
 		gapStart, gapErr, lastErr, attempts = time.Time{}, nil, nil, 0
 	}
 	for ctx.Err() == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,7 +139,7 @@ func Reinitialize(cfg config.Config) (adminPasswordFile string, err error) {
 	if _, err := provision(db, cfg, url); err != nil {
 		return "", fmt.Errorf("reinit: %w", err)
 	}
-	if err := db.AppendAudit(store.Event{Actor: "system", Action: "store.reinit", Detail: map[string]any{"devices": len(cfg.Devices)}}); err != nil {
+	if err := db.AppendAudit(store.Event{Actor: "system", Action: audit.StoreReinit, Detail: map[string]any{"devices": len(cfg.Devices)}}); err != nil {
 		return "", fmt.Errorf("reinit: %w", err)
 	}
 	return filepath.Join(cfg.DataDir, AdminPassFile), nil

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -11,16 +12,8 @@ import (
 	"unicode/utf8"
 )
 
-// Event is one entry of the audit trail: logins, device state changes,
-// broadcasts, schedule changes, camera views.
-type Event struct {
-	Time   time.Time `json:"time"`
-	Actor  string    `json:"actor"`
-	Action string    `json:"action"`
-	Target string    `json:"target,omitempty"`
-	// Detail holds action-specific facts; it never contains secrets.
-	Detail map[string]any `json:"detail,omitempty"`
-}
+// Event is one entry of the audit trail (audit.Entry).
+type Event = audit.Entry
 
 // Bounds of one audit entry. AppendAudit cuts every field to them, whatever
 // the caller passed, so no request can make one entry large: the audit
@@ -54,7 +47,7 @@ func clip(s string, n int) string {
 // bound applies the size bounds to e.
 func bound(e Event) Event {
 	e.Actor = clip(e.Actor, MaxAuditActor)
-	e.Action = clip(e.Action, MaxAuditAction)
+	e.Action = audit.Action(clip(string(e.Action), MaxAuditAction))
 	e.Target = clip(e.Target, MaxAuditTarget)
 	if len(e.Detail) == 0 {
 		return e

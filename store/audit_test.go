@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestAuditBounds(t *testing.T) {
 	for i := range 40 {
 		detail[fmt.Sprintf("z%02d", i)] = i
 	}
-	if err := db.AppendAudit(store.Event{Actor: huge, Action: huge, Target: huge, Detail: detail}); err != nil {
+	if err := db.AppendAudit(store.Event{Actor: huge, Action: audit.Action(huge), Target: huge, Detail: detail}); err != nil {
 		t.Fatal(err)
 	}
 	ev, err := db.AuditRange(time.Time{}, time.Time{}, 0)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +39,7 @@ func fixture(t *testing.T) string {
 	}
 	events := make([]store.Event, 3000)
 	for i := range events {
-		events[i] = store.Event{Time: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC), Actor: "admin", Action: "login", Target: fmt.Sprint(i)}
+		events[i] = store.Event{Time: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC), Actor: "admin", Action: audit.Login, Target: fmt.Sprint(i)}
 	}
 	if err := db.AppendAudit(events...); err != nil {
 		t.Fatal(err)

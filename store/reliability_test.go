@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,7 +36,7 @@ func TestReliabilityCheckCost(t *testing.T) {
 		for i := 0; i < n; i += batch {
 			events := make([]store.Event, 0, batch)
 			for j := i; j < i+batch && j < n; j++ {
-				events = append(events, store.Event{Time: base.Add(time.Duration(j) * time.Second), Actor: "spk-07", Action: "device.online",
+				events = append(events, store.Event{Time: base.Add(time.Duration(j) * time.Second), Actor: "spk-07", Action: audit.DeviceOnline,
 					Target: "spk-07", Detail: map[string]any{"reason": "heartbeat", "n": j}})
 			}
 			if err := db.AppendAudit(events...); err != nil {

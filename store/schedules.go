@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"strings"
 	"time"
 
@@ -126,7 +127,7 @@ func firingEvent(f schedule.Firing) Event {
 	if f.Detail != "" {
 		d["detail"] = f.Detail
 	}
-	return Event{Time: f.Fired, Actor: SchedulerActor, Action: "schedule." + f.Outcome, Target: f.ScheduleID, Detail: d}
+	return Event{Time: f.Fired, Actor: SchedulerActor, Action: audit.ScheduleOutcome(f.Outcome), Target: f.ScheduleID, Detail: d}
 }
 
 // LastOccurrence implements schedule.Store: the largest recorded occurrence

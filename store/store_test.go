@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"github.com/loalang/loalang/audit"
 	"testing"
 	"time"
 
@@ -77,7 +78,7 @@ func TestAuditRange(t *testing.T) {
 	db := storetest.Open(t)
 	base := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
 	for i := range 5 {
-		if err := db.AppendAudit(store.Event{Time: base.Add(time.Duration(i) * time.Minute), Actor: "admin", Action: "login"}); err != nil {
+		if err := db.AppendAudit(store.Event{Time: base.Add(time.Duration(i) * time.Minute), Actor: "admin", Action: audit.Login}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
+	"github.com/loalang/loalang/audit"
 	"time"
 
 	"github.com/loalang/loalang/store"
@@ -101,7 +101,7 @@ func (a *AuditTail) Step() (int, error) {
 			}
 			class := ClassAudit
 			kind := "audit"
-			if strings.HasPrefix(e.Action, "device.online") || strings.HasPrefix(e.Action, "device.offline") {
+			if e.Action == audit.DeviceOnline || e.Action == audit.DeviceOffline {
 				class, kind = ClassTelemetry, "device"
 			}
 			if err := a.outbox.appendTx(tx, kind, class, e, a.outbox.epoch+"-a"+k); err != nil {

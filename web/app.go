@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -231,7 +232,7 @@ func (s *Server) handleLogoutForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		store.Delete(s.db, store.Sessions, key)
-		s.db.AppendAudit(store.Event{Time: s.now(), Actor: u.Username, Action: "logout", Detail: map[string]any{"ip": clientIP(r)}})
+		s.db.AppendAudit(store.Event{Time: s.now(), Actor: u.Username, Action: audit.Logout, Detail: map[string]any{"ip": clientIP(r)}})
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"github.com/loalang/loalang/audit"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -139,7 +140,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 		if err := tx.Put(store.Media, info.ID, info); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: "media.upload", Target: info.ID,
+		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: audit.MediaUpload, Target: info.ID,
 			Detail: map[string]any{"source": name, "duration_ms": info.DurationMS, "language": info.Language}})
 	})
 	if err != nil {
@@ -278,7 +279,7 @@ func (s *Server) handleBroadcastStop(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	s.audit(r, "broadcast.stop", id, nil)
+	s.audit(r, audit.BroadcastStop, id, nil)
 	b, err := s.bc.Engine.Get(id)
 	if err != nil {
 		writeError(w, r, err)
@@ -294,7 +295,7 @@ func (s *Server) handleStopAll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	s.audit(r, "broadcast.stop_all", "", map[string]any{"stopped": n})
+	s.audit(r, audit.BroadcastStopAll, "", map[string]any{"stopped": n})
 	writeJSON(w, http.StatusOK, map[string]int{"stopped": n})
 }
 

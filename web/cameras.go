@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"io"
 	"mime"
 	"net/http"
@@ -367,7 +368,7 @@ func (c *cameraAPI) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	c.change(w, r, rec, "camera.create", http.StatusCreated, func(exists bool) error {
+	c.change(w, r, rec, audit.CameraCreate, http.StatusCreated, func(exists bool) error {
 		if exists {
 			return fmt.Errorf("camera %s: %w", rec.ID, errConflict)
 		}
@@ -405,7 +406,7 @@ func (c *cameraAPI) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	c.change(w, r, rec, "camera.update", http.StatusOK, func(exists bool) error {
+	c.change(w, r, rec, audit.CameraUpdate, http.StatusOK, func(exists bool) error {
 		if !exists {
 			return fmt.Errorf("camera %s: %w", id, errNotFound)
 		}
@@ -418,7 +419,7 @@ func (c *cameraAPI) handleDelete(w http.ResponseWriter, r *http.Request) {
 	// A tombstone, not a delete: it must also hide a config-file camera
 	// across restarts.
 	rec := CameraRecord{ID: id, Deleted: true}
-	c.change(w, r, rec, "camera.delete", http.StatusNoContent, func(exists bool) error {
+	c.change(w, r, rec, audit.CameraDelete, http.StatusNoContent, func(exists bool) error {
 		if !exists {
 			return fmt.Errorf("camera %s: %w", id, errNotFound)
 		}
@@ -428,7 +429,7 @@ func (c *cameraAPI) handleDelete(w http.ResponseWriter, r *http.Request) {
 
 // change checks the record against the current list, stores it with its
 // audit entry in one transaction and applies the new list to the relay.
-func (c *cameraAPI) change(w http.ResponseWriter, r *http.Request, rec CameraRecord, action string, code int, check func(exists bool) error) {
+func (c *cameraAPI) change(w http.ResponseWriter, r *http.Request, rec CameraRecord, action audit.Action, code int, check func(exists bool) error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cams, err := c.current()

@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/csv"
 	"encoding/json"
+	"github.com/loalang/loalang/audit"
 	"net/http"
 	"strconv"
 	"strings"
@@ -60,7 +61,7 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	s.audit(r, "device.volume", id, map[string]any{"volume": req.Volume})
+	s.audit(r, audit.DeviceVolume, id, map[string]any{"volume": req.Volume})
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "volume": rep.Volume})
 }
 
@@ -110,7 +111,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 			if e.Detail == nil {
 				detail = nil
 			}
-			cw.Write([]string{e.Time.UTC().Format(time.RFC3339Nano), csvCell(e.Actor), csvCell(e.Action), csvCell(e.Target), csvCell(string(detail))})
+			cw.Write([]string{e.Time.UTC().Format(time.RFC3339Nano), csvCell(e.Actor), csvCell(string(e.Action)), csvCell(e.Target), csvCell(string(detail))})
 		}
 		cw.Flush()
 		return

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"net/http"
 	"os"
 	"slices"
@@ -154,7 +155,7 @@ func (s *Server) handleMediaPatch(w http.ResponseWriter, r *http.Request) {
 		if err := tx.Put(store.Media, id, info); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: "media.update", Target: id, Detail: detail})
+		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: audit.MediaUpdate, Target: id, Detail: detail})
 	})
 	if err != nil {
 		writeError(w, r, err)
@@ -195,7 +196,7 @@ func (s *Server) handleMediaDelete(w http.ResponseWriter, r *http.Request) {
 		if err := tx.Delete(store.Media, id); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: "media.delete", Target: id,
+		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: audit.MediaDelete, Target: id,
 			Detail: map[string]any{"name": mediaView(info).Name}})
 	})
 	if errors.Is(err, errMediaInUse) {

@@ -163,7 +163,7 @@ func TestMediaLibrary(t *testing.T) {
 	events, _ := rs.db.AuditRange(time.Time{}, time.Time{}, 100)
 	var actions []string
 	for _, e := range events {
-		actions = append(actions, e.Action)
+		actions = append(actions, string(e.Action))
 	}
 	if s := strings.Join(actions, " "); !strings.Contains(s, "media.update") || !strings.Contains(s, "media.delete") {
 		t.Errorf("audit: %s", s)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"io"
 	"log/slog"
 	"mime"
@@ -243,7 +244,7 @@ func (l *LiveService) handlePost(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	l.s.audit(r, "live.start", sess.id, map[string]any{"zones": zones, "priority": priority, "archive": sess.path})
+	l.s.audit(r, audit.LiveStart, sess.id, map[string]any{"zones": zones, "priority": priority, "archive": sess.path})
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", "/api/v1/live/whip/"+sess.id)
 	w.WriteHeader(http.StatusCreated)
@@ -519,7 +520,7 @@ func (s *liveSession) end(reason string) {
 		s.l.mu.Unlock()
 		close(s.finished)
 		s.log.Info("live session ended", "reason", reason, "duration", time.Since(s.created).Round(time.Millisecond), "archive", s.path)
-		s.l.s.db.AppendAudit(store.Event{Time: s.l.s.now(), Actor: s.user, Action: "live.end", Target: s.id,
+		s.l.s.db.AppendAudit(store.Event{Time: s.l.s.now(), Actor: s.user, Action: audit.LiveEnd, Target: s.id,
 			Detail: map[string]any{"reason": reason, "archive": s.path}})
 	})
 }
@@ -554,6 +555,6 @@ func (l *LiveService) handleDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.end("hangup")
-	l.s.audit(r, "live.hangup", id, nil)
+	l.s.audit(r, audit.LiveHangup, id, nil)
 	w.WriteHeader(http.StatusOK)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"io"
 	"log/slog"
 	"net/http"
@@ -319,7 +320,7 @@ func TestAuditCSVDefusesFormulas(t *testing.T) {
 	ls.apiLogin("192.0.2.1:1", `=HYPERLINK("http://evil.test")`, "x") // malformed: never stored
 	hostile := []string{`=HYPERLINK("http://evil.test","x")`, "+1", "-1", "@SUM(A1)", "\tx", "\rx"}
 	for _, h := range hostile {
-		if err := ls.db.AppendAudit(store.Event{Time: ls.now(), Actor: h, Action: h, Target: h, Detail: map[string]any{"k": h}}); err != nil {
+		if err := ls.db.AppendAudit(store.Event{Time: ls.now(), Actor: h, Action: audit.Action(h), Target: h, Detail: map[string]any{"k": h}}); err != nil {
 			t.Fatal(err)
 		}
 	}

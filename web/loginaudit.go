@@ -1,6 +1,7 @@
 package web
 
 import (
+	"github.com/loalang/loalang/audit"
 	"math"
 	"net/http"
 	"net/netip"
@@ -72,7 +73,7 @@ func (l *throttleLog) add(now time.Time, source, ip, username string) []store.Ev
 			actor = ""
 			detail["malformed_username"] = true
 		}
-		return append(out, store.Event{Time: now, Actor: actor, Action: "login.throttled", Detail: detail})
+		return append(out, store.Event{Time: now, Actor: actor, Action: audit.LoginThrottled, Detail: detail})
 	}
 	w.to = now
 	w.count++
@@ -97,7 +98,7 @@ func (w *throttled) summary() []store.Event {
 	if w.malformed > 0 {
 		d["malformed_usernames"] = w.malformed
 	}
-	return []store.Event{{Time: w.to, Action: "login.throttled", Detail: d}}
+	return []store.Event{{Time: w.to, Action: audit.LoginThrottled, Detail: d}}
 }
 
 // flush closes the windows that ended by now (all of them when all is

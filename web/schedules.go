@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"net/http"
 	"strconv"
 	"strings"
@@ -358,7 +359,7 @@ func (a *scheduleAPI) create(w http.ResponseWriter, r *http.Request) {
 		if err := tx.Put(store.Schedules, sc.ID, sc); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: "schedule.create", Target: sc.ID, Detail: auditDetail(sc)})
+		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: audit.ScheduleCreate, Target: sc.ID, Detail: auditDetail(sc)})
 	})
 	if err != nil {
 		writeScheduleErr(w, r, err)
@@ -405,7 +406,7 @@ func (a *scheduleAPI) update(w http.ResponseWriter, r *http.Request) {
 		if err := tx.Put(store.Schedules, id, sc); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: "schedule.update", Target: id, Detail: auditDetail(sc)})
+		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: audit.ScheduleUpdate, Target: id, Detail: auditDetail(sc)})
 	})
 	if err != nil {
 		writeScheduleErr(w, r, err)
@@ -433,7 +434,7 @@ func (a *scheduleAPI) remove(w http.ResponseWriter, r *http.Request) {
 		if err := tx.Delete(store.Schedules, id); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: "schedule.delete", Target: id, Detail: detail})
+		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: audit.ScheduleDelete, Target: id, Detail: detail})
 	})
 	if err != nil {
 		writeError(w, r, err)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -336,7 +337,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // audit records an event; a failure is logged, never shown to the caller
 // after the action itself succeeded.
-func (s *Server) audit(r *http.Request, action, target string, detail map[string]any) {
+func (s *Server) audit(r *http.Request, action audit.Action, target string, detail map[string]any) {
 	actor := UserFrom(r.Context()).Username
 	if err := s.db.AppendAudit(store.Event{Time: s.now(), Actor: actor, Action: action, Target: target, Detail: detail}); err != nil {
 		s.log.Error("audit failed", "action", action, "err", err)
@@ -344,6 +345,6 @@ func (s *Server) audit(r *http.Request, action, target string, detail map[string
 }
 
 // Audit records an event on behalf of feature handlers registered with Handle.
-func (s *Server) Audit(r *http.Request, action, target string, detail map[string]any) {
+func (s *Server) Audit(r *http.Request, action audit.Action, target string, detail map[string]any) {
 	s.audit(r, action, target, detail)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/loalang/loalang/audit"
 	"net/http"
 	"slices"
 	"time"
@@ -40,7 +41,7 @@ func (s *Server) Login(r *http.Request, username, password string) (string, auth
 		s.logins.WithLabelValues("failed").Inc()
 		s.limiter.Fail(src, actor)
 		detail["ip"] = ip
-		if err := s.db.AppendAudit(store.Event{Time: s.now(), Actor: actor, Action: "login.failed", Detail: detail}); err != nil {
+		if err := s.db.AppendAudit(store.Event{Time: s.now(), Actor: actor, Action: audit.LoginFailed, Detail: detail}); err != nil {
 			s.log.Error("audit failed", "action", "login.failed", "err", err)
 		}
 		return "", auth.Session{}, auth.ErrBadPassword
@@ -80,7 +81,7 @@ func (s *Server) Login(r *http.Request, username, password string) (string, auth
 		if err := tx.Put(store.Sessions, auth.TokenKey(tok), sess); err != nil {
 			return err
 		}
-		return tx.AppendAudit(store.Event{Time: s.now(), Actor: u.Username, Action: "login", Detail: map[string]any{"ip": ip}})
+		return tx.AppendAudit(store.Event{Time: s.now(), Actor: u.Username, Action: audit.Login, Detail: map[string]any{"ip": ip}})
 	})
 	if err != nil {
 		return "", auth.Session{}, err
@@ -252,9 +253,9 @@ func (s *Server) saveUser(r *http.Request, name string, fn func(u *auth.User) er
 				}
 			}
 		}
-		action := "user.update"
+		action := audit.UserUpdate
 		if create {
-			action = "user.create"
+			action = audit.UserCreate
 		}
 		detail := map[string]any{"role": u.Role}
 		if u.SessionEpoch != epoch {
@@ -341,7 +342,7 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 			for _, k := range stale {
 				tx.Delete(store.Sessions, k)
 			}
-			return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: "user.delete", Target: name})
+			return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: audit.UserDelete, Target: name})
 		})
 	}
 	if err != nil {
