@@ -48,6 +48,10 @@ type options struct {
 	probes   int
 	idle     time.Duration
 	loalangd string
+	// before, when set, is a second loalangd binary (e.g. the previous
+	// commit's) measured in the same run, beside the first, so that a
+	// change is compared on the same machine at the same moment.
+	before   string
 	results  string
 	baseline bool
 	loalang  bool
@@ -85,6 +89,7 @@ func main() {
 	flag.IntVar(&o.probes, "probes", 10, "bare paho probe subscribers measuring latency (speaker credentials)")
 	flag.DurationVar(&o.idle, "idle", 5*time.Second, "idle window before the broadcasts, to measure background CPU (0 skips)")
 	flag.StringVar(&o.loalangd, "loalangd", "bin/loalangd", "loalangd binary (built from ./cmd/loalangd if missing)")
+	flag.StringVar(&o.before, "before", "", "optional second loalangd binary (e.g. the previous commit's) measured in the same run")
 	flag.StringVar(&o.results, "results", "bench/results.json", "results file to merge into")
 	flag.BoolVar(&o.baseline, "baseline", true, "run the bare mochi baseline")
 	flag.BoolVar(&o.loalang, "loalang", true, "run the loalangd scenario")
@@ -128,6 +133,7 @@ type sizeResult struct {
 	Zones    int            `json:"zones"`
 	Runs     int            `json:"runs"`
 	Loalang  *loalangFig    `json:"loalang,omitempty"`
+	Before   *loalangFig    `json:"before,omitempty"`
 	Baseline *baselineFig   `json:"baseline,omitempty"`
 	Ratios   map[string]any `json:"ratios,omitempty"`
 	Errors   []string       `json:"errors,omitempty"`
@@ -195,6 +201,11 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	if o.before != "" {
+		if _, err := os.Stat(o.before); err != nil {
+			return fmt.Errorf("-before: %w", err)
+		}
+	}
 	wav := harness.EncodeWAV(pcm, harness.Rate)
 	frames := (int(math.Ceil(clipSecs*1000/wire.PacketMS)) + 2) / 3
 
@@ -212,6 +223,14 @@ func run(ctx context.Context, o options) error {
 			}
 			r.Loalang = fig
 		}
+		if o.before != "" && ctx.Err() == nil {
+			fig, err := loalangScenario(ctx, o, o.before, work, n, wav)
+			if err != nil {
+				r.Errors = append(r.Errors, "before: "+err.Error())
+				fmt.Fprintf(os.Stderr, "before %d speakers: %v\n", n, err)
+			}
+			r.Before = fig
+		}
 		if o.baseline && ctx.Err() == nil {
 			fig, err := baselineScenario(ctx, o, n, frames)
 			if err != nil {
@@ -228,6 +247,15 @@ func run(ctx context.Context, o options) error {
 				"cpu_added_pct": harness.Round(100*(harness.Ratio(r.Loalang.CPUPct, r.Baseline.CPUPct)-1), 1),
 				"rss":           harness.Round(harness.Ratio(r.Loalang.RSSMiB, r.Baseline.RSSMiB), 2),
 			}
+		}
+		if r.Loalang != nil && r.Before != nil {
+			if r.Ratios == nil {
+				r.Ratios = map[string]any{}
+			}
+			r.Ratios["cpu_vs_before"] = harness.Round(harness.Ratio(r.Loalang.CPUPct, r.Before.CPUPct), 3)
+			r.Ratios["latency_p99_vs_before"] = harness.Round(harness.Ratio(r.Loalang.LatencyP99MS, r.Before.LatencyP99MS), 3)
+			r.Ratios["rss_vs_before"] = harness.Round(harness.Ratio(r.Loalang.RSSMiB, r.Before.RSSMiB), 3)
+			r.Ratios["delivery_vs_before"] = harness.Round(harness.Ratio(r.Loalang.DeliveryPct, r.Before.DeliveryPct), 4)
 		}
 		sizes = append(sizes, r)
 		printTable(sizes, o.broker)
@@ -692,6 +720,13 @@ func printTable(rs []sizeResult, broker string) {
 			}
 			fmt.Fprintf(w, "%d\tloalang\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.1f\t%s\t%s\t\n", r.Speakers, f.DeliveryPct,
 				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB, f.KbitPerSpk, ratio("latency_p99"), ratio("cpu"))
+		}
+		if f := r.Before; f != nil {
+			fmt.Fprintf(w, "%d\t-before\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.1f\t\t\t\n", r.Speakers, f.DeliveryPct,
+				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB, f.KbitPerSpk)
+			if v, ok := r.Ratios["cpu_vs_before"]; ok {
+				fmt.Fprintf(w, "%d\tnew/before\t\t\t%v\t%v\t\t%v\t\t\t\t\t\n", r.Speakers, r.Ratios["latency_p99_vs_before"], v, r.Ratios["rss_vs_before"])
+			}
 		}
 		if f := r.Baseline; f != nil {
 			fmt.Fprintf(w, "%d\tbare "+brokerName+"\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\t\t\t\n", r.Speakers, f.DeliveryPct,
