@@ -20,6 +20,7 @@ import (
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
+	"github.com/loalang/loalang/broadcast/trigger"
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 	"github.com/loalang/loalang/internal/audiotest"
@@ -218,7 +219,7 @@ func TestScheduleAPI(t *testing.T) {
 		fired = c.scheduled("thong-bao")
 		return len(fired) == 1 && len(fired[0].StreamIDs) > 0
 	})
-	chime := len(daemon.Chime()) / media.FrameSamples
+	chime := len(trigger.Chime()) / media.FrameSamples
 	if want := info.Packets*2 + chime; fired[0].Packets < want {
 		t.Fatalf("scheduled broadcast has %d packets, want at least chime %d + 2×%d", fired[0].Packets, chime, info.Packets)
 	}
