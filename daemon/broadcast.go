@@ -40,6 +40,7 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		Directory: d.devices,
 		Recorder:  rec,
 		Output:    d.output(),
+		Clock:     d.opts.engineClock(), // WithClock (options.go)
 	}, d.base)
 	if err != nil {
 		return fmt.Errorf("broadcast engine: %w", err)

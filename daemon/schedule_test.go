@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -20,6 +21,7 @@ import (
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
+	"github.com/loalang/loalang/broadcast/trigger"
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 	"github.com/loalang/loalang/internal/audiotest"
@@ -218,7 +220,7 @@ func TestScheduleAPI(t *testing.T) {
 		fired = c.scheduled("thong-bao")
 		return len(fired) == 1 && len(fired[0].StreamIDs) > 0
 	})
-	chime := len(daemon.Chime()) / media.FrameSamples
+	chime := len(trigger.Chime()) / media.FrameSamples
 	if want := info.Packets*2 + chime; fired[0].Packets < want {
 		t.Fatalf("scheduled broadcast has %d packets, want at least chime %d + 2×%d", fired[0].Packets, chime, info.Packets)
 	}
@@ -956,5 +958,85 @@ func TestScheduleLimits(t *testing.T) {
 	sc, err := store.Get[schedule.Schedule](db, store.Schedules, "dai")
 	if err != nil || sc.Name != "Đài tỉnh" || !strings.Contains(sc.Source.URL, "token=S3cr3tT0ken") {
 		t.Fatalf("stored relay after the PUT: %+v %v", sc.Source, err)
+	}
+}
+
+// TestScheduleFiresOnInjectedClock drives one firing through the whole
+// daemon on an injected clock five years ahead of the wall clock: the
+// schedule service stamps the schedule on it, the scheduler fires at the
+// clock's 06:00 (stepped, never slept), the engine stamps the broadcast on
+// it and plays it out as the clock advances.
+func TestScheduleFiresOnInjectedClock(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), 1)
+	start := time.Date(2031, 5, 4, 5, 59, 0, 0, time.UTC)
+	clock := schedule.NewFakeClock(start)
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := daemon.New(ctx, cfg, testLogger(t), daemon.WithClock(clock))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Close() })
+	c := login(t, "http://"+d.Ready().HTTP, "admin", adminPassword(t, cfg.DataDir))
+	tone := uploadTone(t, c, 500, 300)
+	at := start.Add(time.Minute)
+	code, body := c.do("POST", "/api/v1/schedules", map[string]any{"id": "dawn", "name": "dawn", "at": at.Format(time.RFC3339),
+		"zones": []string{"a"}, "source": map[string]any{"kind": "media", "media_id": tone.ID}})
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var created struct {
+		CreatedAt time.Time `json:"created_at"`
+		Next      string    `json:"next"`
+	}
+	json.Unmarshal(body, &created)
+	if !created.CreatedAt.Equal(start) || created.Next != "2031-05-04T13:00:00+07:00" {
+		t.Fatalf("created on the injected clock? created_at %v, next %q", created.CreatedAt, created.Next)
+	}
+
+	// walk steps the clock one armed timer at a time (the scheduler's and
+	// the engine's), waiting for each to be armed: no sleep.
+	walk := func(to time.Time) {
+		for clock.Now().Before(to) {
+			var d time.Duration
+			eventually(t, 10*time.Second, "a timer armed", func() bool {
+				var ok bool
+				d, ok = clock.NextTimer()
+				return ok
+			})
+			clock.Advance(min(d, to.Sub(clock.Now())))
+		}
+	}
+	walk(at.Add(time.Second))
+	eventually(t, 10*time.Second, "the occurrence fired", func() bool {
+		f := c.firings("dawn")
+		return len(f) == 1 && f[0].Outcome == schedule.OutcomeFired && f[0].Occurrence.Equal(at)
+	})
+	played := c.scheduled("dawn")
+	if len(played) != 1 {
+		t.Fatalf("%d scheduled broadcasts, want 1", len(played))
+	}
+	var b struct {
+		State   string    `json:"state"`
+		Created time.Time `json:"created"`
+	}
+	get := func() {
+		code, body := c.do("GET", "/api/v1/broadcasts/"+played[0].ID, nil)
+		if code != 200 {
+			t.Fatalf("broadcast: %d %s", code, body)
+		}
+		json.Unmarshal(body, &b)
+	}
+	get()
+	if b.Created.Before(at) || b.Created.After(at.Add(time.Minute)) {
+		t.Fatalf("broadcast created %v, want on the injected clock at %v", b.Created, at)
+	}
+	// The engine waits on the injected clock: the 300 ms tone ends once
+	// the clock has moved past it, however long the wall clock takes.
+	walk(clock.Now().Add(5 * time.Second))
+	eventually(t, 10*time.Second, "the broadcast ended", func() bool { get(); return b.State != "playing" && b.State != "queued" })
+	t.Logf("fired at %v on the injected clock; broadcast %s created %v, state %s", at, played[0].ID, b.Created.UTC(), b.State)
+	if b.State != "done" {
+		t.Errorf("broadcast state %q, want done", b.State)
 	}
 }

@@ -5,32 +5,95 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/loalang/loalang/audit"
 	"strings"
 	"time"
 
+	"github.com/loalang/loalang/audit"
+	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
 )
 
 // SchedulerActor is the audit actor of firing outcomes.
-const SchedulerActor = "scheduler"
+const SchedulerActor = schedule.Actor
 
-// ScheduleStore is the scheduler's durable state in bbolt: schedules in the
-// Schedules bucket (JSON under their id) and firing records in the Firings
-// bucket under FiringKey. It implements schedule.Store. Every outcome other
-// than "claimed" is audited in the transaction that records it, so the
-// firing log and the audit trail never disagree.
+// ScheduleStore is the timetable's durable state in bbolt: schedules in
+// the Schedules bucket (JSON under their id) and firing records in the
+// Firings bucket under FiringKey. It implements schedule.Records (the
+// schedule service's port: each change commits with its audit entry) and
+// schedule.Store (the scheduler's). Every outcome other than "claimed" is
+// audited in the transaction that records it, so the firing log and the
+// audit trail never disagree.
 type ScheduleStore struct {
 	db *DB
-	// OnDamaged, if set, is called after every read of the schedules with
-	// the ids of those that do not decode (nil when none): the scheduler
-	// runs the others, and the daemon reports these in /healthz.
-	OnDamaged func(ids []string)
 }
 
-// NewScheduleStore returns the scheduler's store over db.
+// NewScheduleStore returns the timetable's store over db.
 func NewScheduleStore(db *DB) *ScheduleStore { return &ScheduleStore{db: db} }
+
+// scheduleErr adds the schedule package's sentinel to a store error, so
+// the service can tell "none" and "damaged" apart without importing store.
+func scheduleErr(err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w (%w)", err, schedule.ErrNotFound)
+	case errors.Is(err, ErrCorrupt):
+		return fmt.Errorf("%w (%w)", err, schedule.ErrDamaged)
+	}
+	return err
+}
+
+// List implements schedule.Records.
+func (s *ScheduleStore) List(ctx context.Context) ([]schedule.Schedule, []string, error) {
+	return ListDecodable[schedule.Schedule](s.db, Schedules, "")
+}
+
+// Get implements schedule.Records.
+func (s *ScheduleStore) Get(ctx context.Context, id string) (schedule.Schedule, error) {
+	sc, err := Get[schedule.Schedule](s.db, Schedules, id)
+	return sc, scheduleErr(err)
+}
+
+// Exists implements schedule.Records.
+func (s *ScheduleStore) Exists(ctx context.Context, id string) (bool, error) {
+	exists := false
+	err := s.db.View(func(tx *Tx) error { exists = tx.Exists(Schedules, id); return nil })
+	return exists, err
+}
+
+// Change implements schedule.Records: fn's writes and the audit entry it
+// returns commit in one fsync'd bbolt transaction, or neither does.
+func (s *ScheduleStore) Change(ctx context.Context, fn func(tx schedule.Tx) (audit.Entry, error)) error {
+	return s.db.Update(func(tx *Tx) error {
+		e, err := fn(scheduleTx{tx})
+		if err != nil {
+			return err
+		}
+		return tx.AppendAudit(e)
+	})
+}
+
+// scheduleTx is schedule.Tx over a read-write transaction.
+type scheduleTx struct{ tx *Tx }
+
+func (t scheduleTx) Get(id string) (schedule.Schedule, error) {
+	var sc schedule.Schedule
+	err := t.tx.Get(Schedules, id, &sc)
+	return sc, scheduleErr(err)
+}
+
+func (t scheduleTx) Media(id string) (time.Duration, string, error) {
+	var info media.Info
+	if err := t.tx.Get(Media, id, &info); err != nil {
+		return 0, "", err
+	}
+	return time.Duration(info.DurationMS) * time.Millisecond, info.Language, nil
+}
+
+func (t scheduleTx) Put(sc schedule.Schedule) error { return t.tx.Put(Schedules, sc.ID, sc) }
+
+func (t scheduleTx) Delete(id string) error { return scheduleErr(t.tx.Delete(Schedules, id)) }
 
 // FiringKey is the Firings bucket key of (scheduleID, occurrence): the id, a
 // NUL byte, then the occurrence in Unix nanoseconds as a big-endian uint64,
@@ -48,14 +111,12 @@ func FiringKey(scheduleID string, occurrence time.Time) ([]byte, error) {
 func firingPrefix(scheduleID string) []byte { return append([]byte(scheduleID), 0) }
 
 // Schedules implements schedule.Store: every schedule that decodes,
-// ordered by id; the damaged ones go to OnDamaged.
+// ordered by id. The daemon gives the scheduler the schedule service's
+// Schedules instead, which reports the damaged records.
 func (s *ScheduleStore) Schedules(ctx context.Context) ([]schedule.Schedule, error) {
-	list, damaged, err := ListDecodable[schedule.Schedule](s.db, Schedules, "")
+	list, _, err := s.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list schedules: %w", err)
-	}
-	if s.OnDamaged != nil {
-		s.OnDamaged(damaged)
 	}
 	return list, nil
 }

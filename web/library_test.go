@@ -13,6 +13,7 @@ import (
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/internal/audiotest"
 	"github.com/loalang/loalang/store"
 )
@@ -36,7 +37,9 @@ func newRecordsServer(t *testing.T) *recordsServer {
 		t.Fatal(err)
 	}
 	ls.EnableBroadcasts(BroadcastDeps{Media: lib, MaxUpload: 8 << 20})
-	ls.EnableSchedules(ScheduleDeps{Store: store.NewScheduleStore(ls.db), KnownZone: func(z string) bool { return z == "a" || z == "b" }})
+	ls.EnableSchedules(ScheduleDeps{Service: schedule.NewService(store.NewScheduleStore(ls.db), schedule.ServiceConfig{
+		KnownZone: func(z string) bool { return z == "a" || z == "b" }, Now: ls.now, CheckLanguage: media.CheckLanguage,
+		CheckVoice: func(c string) error { _, err := media.VoiceFor(c); return err }, DefaultLanguage: media.DefaultLanguage})})
 	h, _ := auth.HashPassword("cop-password-123")
 	store.Put(ls.db, store.Users, "cop", auth.User{Username: "cop", Role: auth.RolePolice, PasswordHash: h})
 	rs := &recordsServer{loginServer: ls, lib: lib, dir: dir}

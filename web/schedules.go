@@ -1,55 +1,24 @@
 package web
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/loalang/loalang/audit"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/loalang/loalang/auth"
-	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
-	"github.com/loalang/loalang/device/wire"
-	"github.com/loalang/loalang/internal/egress"
-	"github.com/loalang/loalang/store"
 )
 
 // ScheduleDeps enables the schedule routes.
 type ScheduleDeps struct {
-	// Store reads firing records; schedules themselves are read and written
-	// through the server's DB so each change commits with its audit entry.
-	Store *store.ScheduleStore
-	// Reload tells the running scheduler that schedules changed; it is
-	// called after the change has been committed.
-	Reload func()
-	// KnownZone reports whether a zone exists (configured or wired).
-	KnownZone func(string) bool
-	// TimeZone is the default IANA zone of new schedules (schedule.time_zone).
-	TimeZone string
-	// MaxRelay bounds a relay window: the engine ends live streams at
-	// broadcast.max_duration, so a longer window would be cut short.
-	MaxRelay time.Duration
-	// MinInterval is the shortest gap allowed between two occurrences of a
-	// recurring schedule (schedule.min_interval); 0 means
-	// schedule.DefaultMinInterval.
-	MinInterval time.Duration
-	// CheckRelayURL, when set, refuses a relay source URL the daemon must
-	// not connect to (loopback, link-local, private ranges not allowed by
-	// the config); its error is reported on source.url.
-	CheckRelayURL func(raw string) error
+	// Service owns the timetable's rules and persistence; every change it
+	// makes commits with its audit entry.
+	Service *schedule.Service
 }
-
-// Bounds of the schedule API.
-const (
-	maxNext    = 100
-	maxFirings = 1000
-)
 
 type scheduleAPI struct {
 	s *Server
@@ -61,15 +30,6 @@ type scheduleAPI struct {
 // log. Writes answer only after the bbolt commit, which carries the audit
 // entry (schedule.create, schedule.update, schedule.delete).
 func (s *Server) EnableSchedules(d ScheduleDeps) {
-	if d.Reload == nil {
-		d.Reload = func() {}
-	}
-	if d.TimeZone == "" {
-		d.TimeZone = schedule.DefaultTimeZone
-	}
-	if d.MinInterval <= 0 {
-		d.MinInterval = schedule.DefaultMinInterval
-	}
 	a := &scheduleAPI{s: s, d: d}
 	heads := []auth.Role{auth.RoleAdmin, auth.RoleHead}
 	s.Handle("GET /api/v1/schedules", a.list, heads...)
@@ -168,69 +128,33 @@ func parseField(field, v string) (time.Time, error) {
 	return t, nil
 }
 
-func toView(sc schedule.Schedule, now time.Time) ScheduleView {
+func (a *scheduleAPI) toView(sc schedule.Schedule, now time.Time) ScheduleView {
 	en := sc.Enabled
 	v := ScheduleView{
 		ID: sc.ID, Name: sc.Name, At: formatTime(sc.At), RRule: sc.RRule, Cron: sc.Cron, TimeZone: sc.TimeZone,
 		From: formatTime(sc.From), Until: formatTime(sc.Until), Zones: sc.Zones,
-		Source:   SourceView{Kind: sc.Source.Kind, MediaID: sc.Source.MediaID, Text: sc.Source.Text, URL: shownURL(sc.Source), Duration: JSONDuration(sc.Source.Duration)},
+		Source:   SourceView{Kind: sc.Source.Kind, MediaID: sc.Source.MediaID, Text: sc.Source.Text, URL: schedule.ShownURL(sc.Source), Duration: JSONDuration(sc.Source.Duration)},
 		Priority: sc.Priority, Volume: sc.Volume, Repeat: sc.Repeat, Chime: sc.Chime, Language: sc.Language, Enabled: &en, Version: sc.Version,
 		CreatedBy: sc.CreatedBy, CreatedAt: formatTime(sc.CreatedAt), UpdatedAt: formatTime(sc.UpdatedAt),
 	}
 	if v.Zones == nil {
 		v.Zones = []string{}
 	}
-	if sc.Enabled {
-		if next, err := sc.Next(now, 1); err == nil && len(next) == 1 {
-			if loc, err := sc.Location(); err == nil {
-				v.Next = next[0].In(loc).Format(time.RFC3339)
-			}
+	if next := a.d.Service.NextOne(sc, now); !next.IsZero() {
+		if loc, err := sc.Location(); err == nil {
+			v.Next = next.In(loc).Format(time.RFC3339)
 		}
 	}
 	return v
 }
 
-// shownURL is a relay URL as the API shows it: without user information
-// and with every query value "***", since stations put access tokens there.
-// Sent back unchanged in a PUT, it keeps the stored URL (keepRelayURL).
-func shownURL(src schedule.Source) string {
-	if src.URL == "" {
-		return ""
-	}
-	return egress.Redact(src.URL)
-}
-
-// keepRelayURL restores the stored relay URL when a PUT sends back the
-// redacted one the API showed.
-func keepRelayURL(sc *schedule.Schedule, old schedule.Schedule) {
-	if sc.Source.Kind == schedule.SourceRelay && old.Source.Kind == schedule.SourceRelay && sc.Source.URL == shownURL(old.Source) {
-		sc.Source.URL = old.Source.URL
-	}
-}
-
-// fromView builds the domain schedule; the caller stamps id, version and
-// the creation fields.
-func (a *scheduleAPI) fromView(v ScheduleView) (schedule.Schedule, error) {
-	// Languages are checked first, answering 400 like a broadcast: an
-	// unknown tag, or text in a language espeak-ng cannot speak.
-	if err := media.CheckLanguage(v.Language); err != nil {
-		return schedule.Schedule{}, badRequest("%v", err)
-	}
-	if v.Source.Kind == schedule.SourceText {
-		if _, err := media.VoiceFor(v.Language); err != nil {
-			return schedule.Schedule{}, badRequest("%v", err)
-		}
-	}
+// fromView builds the domain schedule from the API's form of it; the
+// service fills the defaults and validates it.
+func fromView(v ScheduleView) (schedule.Schedule, error) {
 	sc := schedule.Schedule{
 		ID: v.ID, Name: v.Name, RRule: v.RRule, Cron: v.Cron, TimeZone: v.TimeZone, Zones: v.Zones,
 		Source:   schedule.Source{Kind: v.Source.Kind, MediaID: v.Source.MediaID, Text: v.Source.Text, URL: v.Source.URL, Duration: time.Duration(v.Source.Duration)},
 		Priority: v.Priority, Volume: v.Volume, Repeat: v.Repeat, Chime: v.Chime, Language: v.Language, Enabled: v.Enabled == nil || *v.Enabled,
-	}
-	if sc.TimeZone == "" {
-		sc.TimeZone = a.d.TimeZone
-	}
-	if sc.Priority == "" {
-		sc.Priority = wire.PriorityNormal
 	}
 	var err error
 	for _, f := range []struct {
@@ -243,37 +167,6 @@ func (a *scheduleAPI) fromView(v ScheduleView) (schedule.Schedule, error) {
 		}
 	}
 	return sc, nil
-}
-
-// check validates sc against the zones and the media library; it must run
-// after UpdatedAt is stamped, which "never fires" is judged against.
-func (a *scheduleAPI) check(tx *store.Tx, sc *schedule.Schedule) error {
-	if err := sc.Validate(a.d.KnownZone); err != nil {
-		return err
-	}
-	if sc.Source.Kind == schedule.SourceRelay && a.d.MaxRelay > 0 && sc.Source.Duration > a.d.MaxRelay {
-		return &schedule.FieldError{Field: "source.duration", Reason: fmt.Sprintf("%v is longer than broadcast.max_duration %v", sc.Source.Duration, a.d.MaxRelay)}
-	}
-	if sc.Source.Kind == schedule.SourceRelay && a.d.CheckRelayURL != nil {
-		if err := a.d.CheckRelayURL(sc.Source.URL); err != nil {
-			return &schedule.FieldError{Field: "source.url", Reason: "refused", Err: err}
-		}
-	}
-	var mediaLength time.Duration
-	if sc.Source.Kind == schedule.SourceMedia {
-		var info media.Info
-		if err := tx.Get(store.Media, sc.Source.MediaID, &info); err != nil {
-			return &schedule.FieldError{Field: "source.media_id", Reason: fmt.Sprintf("no media %q", sc.Source.MediaID)}
-		}
-		mediaLength = time.Duration(info.DurationMS) * time.Millisecond
-		if sc.Language == "" {
-			sc.Language = mediaLanguage(info)
-		}
-	}
-	if sc.Language == "" {
-		sc.Language = media.DefaultLanguage
-	}
-	return sc.CheckSpacing(a.d.MinInterval, sc.PlayLength(mediaLength))
 }
 
 // writeScheduleErr adds the offending field to validation errors.
@@ -298,35 +191,27 @@ func (a *scheduleAPI) decode(w http.ResponseWriter, r *http.Request) (ScheduleVi
 	return v, nil
 }
 
-func newScheduleID() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return "sch-" + hex.EncodeToString(b)
-}
-
 func (a *scheduleAPI) list(w http.ResponseWriter, r *http.Request) {
-	// A damaged record is left out here and named in /healthz, from
-	// where DELETE removes it.
-	list, _, err := store.ListDecodable[schedule.Schedule](a.s.db, store.Schedules, "")
+	list, err := a.d.Service.List(r.Context())
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	now := a.s.now()
+	now := a.d.Service.Now()
 	out := make([]ScheduleView, 0, len(list))
 	for _, sc := range list {
-		out = append(out, toView(sc, now))
+		out = append(out, a.toView(sc, now))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *scheduleAPI) get(w http.ResponseWriter, r *http.Request) {
-	sc, err := store.Get[schedule.Schedule](a.s.db, store.Schedules, r.PathValue("id"))
+	sc, err := a.d.Service.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toView(sc, a.s.now()))
+	writeJSON(w, http.StatusOK, a.toView(sc, a.d.Service.Now()))
 }
 
 func (a *scheduleAPI) create(w http.ResponseWriter, r *http.Request) {
@@ -335,38 +220,17 @@ func (a *scheduleAPI) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	sc, err := a.fromView(v)
+	sc, err := fromView(v)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	if sc.ID == "" {
-		sc.ID = newScheduleID()
-	} else if err := wire.ValidLevel(sc.ID); err != nil {
-		writeError(w, r, badRequest("id: %v", err))
-		return
-	}
-	now := a.s.now()
-	user := UserFrom(r.Context()).Username
-	sc.Version, sc.CreatedBy, sc.CreatedAt, sc.UpdatedAt = 1, user, now, now
-	err = a.s.db.Update(func(tx *store.Tx) error {
-		if tx.Exists(store.Schedules, sc.ID) {
-			return fmt.Errorf("schedule %q: %w", sc.ID, errConflict)
-		}
-		if err := a.check(tx, &sc); err != nil {
-			return err
-		}
-		if err := tx.Put(store.Schedules, sc.ID, sc); err != nil {
-			return err
-		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: audit.ScheduleCreate, Target: sc.ID, Detail: auditDetail(sc)})
-	})
+	sc, err = a.d.Service.Create(r.Context(), UserFrom(r.Context()).Username, sc)
 	if err != nil {
 		writeScheduleErr(w, r, err)
 		return
 	}
-	a.d.Reload()
-	writeJSON(w, http.StatusCreated, toView(sc, now))
+	writeJSON(w, http.StatusCreated, a.toView(sc, a.d.Service.Now()))
 }
 
 func (a *scheduleAPI) update(w http.ResponseWriter, r *http.Request) {
@@ -381,78 +245,37 @@ func (a *scheduleAPI) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.ID = id
-	sc, err := a.fromView(v)
+	sc, err := fromView(v)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	now := a.s.now()
-	user := UserFrom(r.Context()).Username
-	err = a.s.db.Update(func(tx *store.Tx) error {
-		var old schedule.Schedule
-		if err := tx.Get(store.Schedules, id, &old); err != nil {
-			return err
-		}
-		// Optimistic concurrency: a client that read version N may only
-		// replace version N (0 skips the check).
-		if v.Version != 0 && v.Version != old.Version {
-			return fmt.Errorf("schedule %q is at version %d, not %d: %w", id, old.Version, v.Version, errConflict)
-		}
-		sc.Version, sc.CreatedBy, sc.CreatedAt, sc.UpdatedAt = old.Version+1, old.CreatedBy, old.CreatedAt, now
-		keepRelayURL(&sc, old)
-		if err := a.check(tx, &sc); err != nil {
-			return err
-		}
-		if err := tx.Put(store.Schedules, id, sc); err != nil {
-			return err
-		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: audit.ScheduleUpdate, Target: id, Detail: auditDetail(sc)})
-	})
+	sc, err = a.d.Service.Update(r.Context(), UserFrom(r.Context()).Username, sc, v.Version)
 	if err != nil {
 		writeScheduleErr(w, r, err)
 		return
 	}
-	a.d.Reload()
-	writeJSON(w, http.StatusOK, toView(sc, now))
+	writeJSON(w, http.StatusOK, a.toView(sc, a.d.Service.Now()))
 }
 
 func (a *scheduleAPI) remove(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	now := a.s.now()
-	user := UserFrom(r.Context()).Username
-	err := a.s.db.Update(func(tx *store.Tx) error {
-		var old schedule.Schedule
-		detail := map[string]any{}
-		switch err := tx.Get(store.Schedules, id, &old); {
-		case errors.Is(err, store.ErrCorrupt):
-			detail["damaged"] = true // removable, so it can be re-created
-		case err != nil:
-			return err
-		default:
-			detail["name"], detail["version"] = old.Name, old.Version
-		}
-		if err := tx.Delete(store.Schedules, id); err != nil {
-			return err
-		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: user, Action: audit.ScheduleDelete, Target: id, Detail: detail})
-	})
-	if err != nil {
+	if err := a.d.Service.Delete(r.Context(), UserFrom(r.Context()).Username, r.PathValue("id")); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	a.d.Reload()
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// nextCount reads ?n=, the firings to list: 5 unless given, at most maxNext.
+// nextCount reads ?n=, the firings to list: 5 unless given, at most
+// schedule.MaxNext.
 func nextCount(r *http.Request) (int, error) {
 	q := r.URL.Query().Get("n")
 	if q == "" {
 		return 5, nil
 	}
 	n, err := strconv.Atoi(q)
-	if err != nil || n < 1 || n > maxNext {
-		return 0, badRequest("n: %q is not a count in 1–%d", q, maxNext)
+	if err != nil || n < 1 || n > schedule.MaxNext {
+		return 0, badRequest("n: %q is not a count in 1–%d", q, schedule.MaxNext)
 	}
 	return n, nil
 }
@@ -472,28 +295,16 @@ func (a *scheduleAPI) next(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	sc, err := store.Get[schedule.Schedule](a.s.db, store.Schedules, r.PathValue("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	loc, err := sc.Location()
+	up, err := a.d.Service.Next(r.Context(), r.PathValue("id"), n)
 	if err != nil {
 		writeScheduleErr(w, r, err)
 		return
 	}
-	times, err := sc.Next(a.s.now(), n)
-	if err != nil {
-		writeScheduleErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": sc.ID, "enabled": sc.Enabled, "time_zone": loc.String(), "next": inZone(times, loc)})
+	writeJSON(w, http.StatusOK, map[string]any{"id": up.Schedule.ID, "enabled": up.Schedule.Enabled, "time_zone": up.Location.String(), "next": inZone(up.Times, up.Location)})
 }
 
 // preview answers the next five firings (or ?n=) of a schedule as the form
-// has it, before it is saved, from the scheduler's own expansion
-// (schedule.Schedule.Preview). Editing a stored schedule keeps its
-// creation time, which an RRULE without DTSTART counts from.
+// has it, before it is saved (schedule.Service.Preview).
 func (a *scheduleAPI) preview(w http.ResponseWriter, r *http.Request) {
 	n, err := nextCount(r)
 	if err != nil {
@@ -505,69 +316,33 @@ func (a *scheduleAPI) preview(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	sc, err := a.fromView(v)
+	sc, err := fromView(v)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	if v.ID != "" {
-		if old, err := store.Get[schedule.Schedule](a.s.db, store.Schedules, v.ID); err == nil {
-			sc.CreatedAt = old.CreatedAt
-		}
-	}
-	loc, err := sc.Location()
+	up, err := a.d.Service.Preview(r.Context(), sc, n)
 	if err != nil {
 		writeScheduleErr(w, r, err)
 		return
 	}
-	times, err := sc.Preview(a.s.now(), n)
-	if err != nil {
-		writeScheduleErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"time_zone": loc.String(), "next": inZone(times, loc)})
+	writeJSON(w, http.StatusOK, map[string]any{"time_zone": up.Location.String(), "next": inZone(up.Times, up.Location)})
 }
 
 func (a *scheduleAPI) firings(w http.ResponseWriter, r *http.Request) {
 	limit := 100
 	if q := r.URL.Query().Get("limit"); q != "" {
 		v, err := strconv.Atoi(q)
-		if err != nil || v < 1 || v > maxFirings {
-			writeError(w, r, badRequest("limit: %q is not a count in 1–%d", q, maxFirings))
+		if err != nil || v < 1 || v > schedule.MaxFirings {
+			writeError(w, r, badRequest("limit: %q is not a count in 1–%d", q, schedule.MaxFirings))
 			return
 		}
 		limit = v
 	}
-	id := r.PathValue("id")
-	list, err := a.d.Store.Firings(id, limit)
+	list, err := a.d.Service.Firings(r.Context(), r.PathValue("id"), limit)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	exists := false
-	a.s.db.View(func(tx *store.Tx) error { exists = tx.Exists(store.Schedules, id); return nil })
-	if len(list) == 0 && !exists {
-		writeError(w, r, fmt.Errorf("schedule %q: %w", id, errNotFound))
-		return
-	}
 	writeJSON(w, http.StatusOK, nonNil(list))
-}
-
-// auditDetail is what a schedule change records: enough to see what was
-// scheduled, never a credential in a relay URL.
-func auditDetail(sc schedule.Schedule) map[string]any {
-	d := map[string]any{"name": sc.Name, "version": sc.Version, "zones": sc.Zones, "priority": sc.Priority,
-		"source": sc.Source.Kind, "enabled": sc.Enabled, "language": sc.Language}
-	switch {
-	case !sc.At.IsZero():
-		d["at"] = sc.At.UTC().Format(time.RFC3339)
-	case sc.RRule != "":
-		d["rrule"] = sc.RRule
-	default:
-		d["cron"] = sc.Cron
-	}
-	if sc.Source.Kind == schedule.SourceRelay {
-		d["url"] = egress.Redact(sc.Source.URL)
-	}
-	return d
 }

@@ -93,6 +93,12 @@ func (c *FakeClock) NewTimer(d time.Duration) Timer {
 	return t
 }
 
+// After returns a channel that receives the wall time once monotonic time
+// has advanced by d. With it a FakeClock also drives the broadcast engine
+// (broadcast.Clock), whose waits then follow Advance instead of the wall
+// clock.
+func (c *FakeClock) After(d time.Duration) <-chan time.Time { return c.NewTimer(d).C() }
+
 // Advance moves wall and monotonic time forward by d, firing every timer
 // that falls due.
 func (c *FakeClock) Advance(d time.Duration) {

@@ -53,3 +53,27 @@ var ErrRunning = errors.New("scheduler already running")
 // together than the configured minimum interval, or closer than one firing
 // lasts (it would overlap itself). It is wrapped inside a *FieldError.
 var ErrTooFrequent = errors.New("too frequent")
+
+// ErrNotFound reports a schedule that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict reports a create under a taken id, or a replace of a version
+// that is no longer the stored one.
+var ErrConflict = errors.New("already exists")
+
+// ErrDamaged reports a stored schedule record that does not decode.
+var ErrDamaged = errors.New("schedule record does not decode")
+
+// ErrBadInput is matched (errors.Is) by every *InputError.
+var ErrBadInput = errors.New("bad input")
+
+// InputError is input refused before a schedule is validated: an id the
+// topic levels cannot carry, a count out of range. Unlike a *FieldError it
+// is a malformed request rather than a schedule that cannot run.
+type InputError struct{ Msg string }
+
+// Error implements error.
+func (e *InputError) Error() string { return e.Msg }
+
+// Is makes every InputError match ErrBadInput.
+func (e *InputError) Is(target error) bool { return target == ErrBadInput }

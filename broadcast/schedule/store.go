@@ -147,3 +147,24 @@ func (m *MemStore) Firings() []Firing {
 	defer m.mu.Unlock()
 	return slices.Clone(m.firings)
 }
+
+// FiringLog is the firing half of Store: the records of each occurrence.
+type FiringLog interface {
+	ClaimFiring(ctx context.Context, f Firing) (bool, error)
+	UpdateFiring(ctx context.Context, f Firing) error
+	LastOccurrence(ctx context.Context, scheduleID string) (time.Time, error)
+}
+
+// Runnable is the scheduler's Store: the service's schedules (so damaged
+// records are reported the same way to both) and log's firing records.
+func (s *Service) Runnable(log FiringLog) Store { return runnable{s, log} }
+
+type runnable struct {
+	svc *Service
+	FiringLog
+}
+
+func (r runnable) Schedules(ctx context.Context) ([]Schedule, error) { return r.svc.Schedules(ctx) }
+
+// Actor is the audit actor of firing outcomes and of scheduled broadcasts.
+const Actor = "scheduler"

@@ -1,4 +1,4 @@
-package daemon
+package relay
 
 import (
 	"context"
@@ -9,9 +9,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/internal/egress"
 )
 
@@ -42,7 +40,7 @@ func TestRelayClientRefusesLoopbackAfterRedirect(t *testing.T) {
 	defer station.Close()
 
 	policy := egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}
-	client := relayClient(policy)
+	client := Client(policy)
 	for _, to := range []string{
 		"http://127.0.0.1:" + port + "/api/v1/users",
 		"http://localhost:" + port + "/api/v1/users",
@@ -63,7 +61,7 @@ func TestRelayClientRefusesLoopbackAfterRedirect(t *testing.T) {
 	}
 	// Straight to the API, bypassing CheckURL, by address and by a name
 	// that resolves to loopback: the dialer refuses both.
-	dialOnly := relayClient(policy)
+	dialOnly := Client(policy)
 	dialOnly.CheckRedirect = nil
 	for _, u := range []string{inner.URL, "http://localhost:" + port + "/"} {
 		resp, err := dialOnly.Get(u)
@@ -79,7 +77,7 @@ func TestRelayClientRefusesLoopbackAfterRedirect(t *testing.T) {
 	}
 	// The allowed upstream itself is reachable.
 	target = station.URL + "/"
-	ok := relayClient(egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	ok := Client(egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	ok.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if resp, err := ok.Get(station.URL); err != nil {
 		t.Fatalf("allowed upstream: %v", err)
@@ -88,28 +86,8 @@ func TestRelayClientRefusesLoopbackAfterRedirect(t *testing.T) {
 	}
 }
 
-// TestTriggerSpacing: a schedule stored before schedule.min_interval
-// existed (FREQ=SECONDLY) is not re-validated, so the trigger itself
-// refuses occurrences closer than the minimum to the previous firing.
-func TestTriggerSpacing(t *testing.T) {
-	tr := &trigger{minInterval: 5 * time.Minute}
-	base := time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC)
-	if err := tr.spaced("s", base); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.spaced("s", base.Add(time.Second)); !errors.Is(err, schedule.ErrTooFrequent) {
-		t.Fatalf("one second later: %v", err)
-	}
-	if err := tr.spaced("other", base.Add(time.Second)); err != nil {
-		t.Fatalf("another schedule: %v", err)
-	}
-	if err := tr.spaced("s", base.Add(5*time.Minute)); err != nil {
-		t.Fatalf("five minutes later: %v", err)
-	}
-}
-
 // TestRelayClientRedirectLimit: an allowed upstream that redirects forever
-// is given up after relayMaxRedirects.
+// is given up after MaxRedirects.
 func TestRelayClientRedirectLimit(t *testing.T) {
 	var hits atomic.Int32
 	var srv *httptest.Server
@@ -118,14 +96,14 @@ func TestRelayClientRedirectLimit(t *testing.T) {
 		http.Redirect(w, r, srv.URL+"/again", http.StatusFound)
 	}))
 	defer srv.Close()
-	client := relayClient(egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	client := Client(egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	resp, err := client.Get(srv.URL)
 	if err == nil {
 		resp.Body.Close()
 		t.Fatal("endless redirects followed to the end")
 	}
-	if n := hits.Load(); n != relayMaxRedirects {
-		t.Fatalf("%d requests, want %d", n, relayMaxRedirects)
+	if n := hits.Load(); n != MaxRedirects {
+		t.Fatalf("%d requests, want %d", n, MaxRedirects)
 	}
 	t.Logf("%v", err)
 }
