@@ -65,6 +65,7 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mqtt   *link
+	kick   chan struct{}
 
 	closeOnce sync.Once
 }
@@ -99,7 +100,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, db: d, mux: http.NewServeMux(), key: key,
-		limit: auth.NewLimiter(5, 10*time.Second), now: time.Now}
+		limit: auth.NewLimiter(5, 10*time.Second), now: time.Now, kick: make(chan struct{}, 1)}
 	if err := s.bootstrapAdmin(); err != nil {
 		d.close()
 		return nil, err

@@ -1,0 +1,3 @@
+package commune
+
+func (s *Server) appRoutes() {}
