@@ -90,7 +90,7 @@ func (s *Server) reportCSV(w http.ResponseWriter, r *http.Request) {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"month", "village", "broadcasts", "air_minutes", "speaker_deliveries", "frames_expected", "frames_played", "frames_late", "frames_lost", "delivery_percent"})
 	for _, x := range rows {
-		cw.Write([]string{m, x.Site, strconv.Itoa(x.Broadcasts), strconv.FormatFloat(x.AirSeconds/60, 'f', 1, 64),
+		cw.Write([]string{m, x.Site, strconv.Itoa(x.Broadcasts), strconv.FormatFloat(x.AirSeconds/60, 'f', 2, 64),
 			strconv.FormatUint(x.Speakers, 10), strconv.FormatUint(x.FramesExpected, 10), strconv.FormatUint(x.FramesPlayed, 10),
 			strconv.FormatUint(x.FramesLate, 10), strconv.FormatUint(x.FramesLost, 10), strconv.FormatFloat(100*x.DeliveryRatio, 'f', 1, 64)})
 	}

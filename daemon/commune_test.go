@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	communesrv "github.com/loalang/loalang/commune"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
@@ -349,4 +351,63 @@ func TestCommuneBroadcastApprovalAndOfflineVillage(t *testing.T) {
 		t.Fatalf("csv: %s", csv)
 	}
 	fmt.Fprint(testWriter{t}, string(csv))
+
+	communePages(t, office, a.ID)
+}
+
+// communePages signs in to the commune's web app in headless Chromium at
+// 390×844 as the editor: the villages page shows every village with its
+// speakers online, the broadcast page draft (a) with every speaker
+// delivered; screenshots commune-villages.png and commune-broadcast.png
+// go to the test output directory.
+func communePages(t *testing.T, office *communeOffice, draftID string) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Log("chromium not installed: the web app is not checked")
+		return
+	}
+	ctx := startChromium(t, chromium, 60*time.Second)
+	b := &browser{t: t, ctx: ctx, base: office.base, out: outputDir(t)}
+	b.do("viewport", chromedp.EmulateViewport(390, 844))
+	b.do("sign in", chromedp.Navigate(office.base+"/"),
+		chromedp.WaitVisible(`#login input[name=username]`),
+		chromedp.SendKeys(`#login input[name=username]`, "bientap"),
+		chromedp.SendKeys(`#login input[name=password]`, "editor-pass-1"),
+		chromedp.Click(`#login button`))
+	defer func() {
+		if t.Failed() {
+			t.Logf("page: %s", eval[string](b, `document.body.innerHTML`))
+		}
+	}()
+	eventually(t, 20*time.Second, "villages page with three villages", func() bool {
+		return eval[int](b, `document.querySelectorAll("section[data-site]").length`) == 3 &&
+			eval[bool](b, `document.querySelector('section[data-site="thon-3"]').textContent.includes("4/4")`)
+	})
+	shot := func(name string) {
+		png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot()) // the 390×844 viewport
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		path := filepath.Join(b.out, "commune-"+name+".png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
+	shot("villages")
+	b.do("broadcast page", chromedp.Navigate(office.base+"/#broadcast"))
+	eventually(t, 20*time.Second, "broadcast page with draft (a) delivered", func() bool {
+		return eval[bool](b, `(() => { const c = document.querySelector('section[data-draft="`+draftID+`"]'); return !!c && c.textContent.includes("5/5"); })()`)
+	})
+	shot("broadcast")
+	b.do("approvals page", chromedp.Navigate(office.base+"/#approvals"))
+	eventually(t, 20*time.Second, "approvals page", func() bool {
+		return eval[bool](b, `document.querySelector("main h1") && document.querySelector("main h1").textContent === "Duyệt tin"`)
+	})
+	shot("approvals")
+	b.do("reports page", chromedp.Navigate(office.base+"/#reports"))
+	eventually(t, 20*time.Second, "reports page with the chart", func() bool {
+		return eval[bool](b, `!!document.querySelector("main svg")`)
+	})
+	shot("reports")
 }
