@@ -45,7 +45,7 @@ func TestEmergencyBypassAndRejection(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	defer sub.Disconnect(100)
-	if tok := sub.Subscribe(ct[len(ct)-1], 1, func(_ mqtt.Client, m mqtt.Message) { got <- m.Payload() }); !tok.WaitTimeout(10*time.Second) {
+	if tok := sub.Subscribe(ct[len(ct)-1], 1, func(_ mqtt.Client, m mqtt.Message) { got <- m.Payload() }); !tok.WaitTimeout(10 * time.Second) {
 		t.Fatal("subscribe")
 	}
 
