@@ -41,6 +41,15 @@ var uplinkReportDelay = 2 * time.Second
 func (d *Daemon) startUplink(ctx context.Context) error {
 	d.web.EnableUplink(func() any { return d.uplinkStatus() })
 	d.metrics.MustRegister(uplinkCollector{d})
+	d.web.EnableUplinkDrafts(func(author string, dr web.UplinkDraft) (string, error) {
+		if d.up == nil {
+			return "", web.ErrUplinkOff
+		}
+		id := auth.RandomSecret(9)
+		err := d.up.outbox.Append(uplink.KindDraft, uplink.ClassReport, uplink.DraftData{ID: id, Author: author, Title: dr.Title,
+			Text: dr.Text, Urgency: dr.Urgency, Zones: dr.Zones, Created: time.Now().UTC()})
+		return id, err
+	})
 	u := d.cfg.Uplink
 	if u.URL == "" {
 		return nil
@@ -80,12 +89,6 @@ func (d *Daemon) startUplink(ctx context.Context) error {
 		return &config.Error{File: "config", Key: "uplink.ca_file", Reason: err.Error()}
 	}
 	d.up = &uplinkParts{client: client, outbox: ob, cmds: cmds, tail: uplink.NewAuditTail(d.db, ob)}
-	d.web.EnableUplinkDrafts(func(author string, dr web.UplinkDraft) (string, error) {
-		id := auth.RandomSecret(9)
-		err := ob.Append(uplink.KindDraft, uplink.ClassReport, uplink.DraftData{ID: id, Author: author, Title: dr.Title,
-			Text: dr.Text, Urgency: dr.Urgency, Zones: dr.Zones, Created: time.Now().UTC()})
-		return id, err
-	})
 	d.supervise(ctx, "uplink", client.Run)
 	d.supervise(ctx, "uplink-commands", cmds.Run)
 	d.supervise(ctx, "uplink-audit", func(ctx context.Context) error { return d.up.tail.Run(ctx, time.Second) })

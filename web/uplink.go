@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -28,6 +29,9 @@ type UplinkDraft struct {
 	Zones   []string `json:"zones,omitempty"`
 }
 
+// ErrUplinkOff is what a draft's submit returns when uplink.url is empty.
+var ErrUplinkOff = errors.New("the uplink to the commune is not configured (uplink.url)")
+
 // EnableUplinkDrafts serves POST /api/v1/uplink/drafts for the village
 // head and the admin: submit checks the draft, queues it in the uplink's
 // outbox and returns its id; the answer is 202 (queued, not yet at the
@@ -54,6 +58,10 @@ func (s *Server) EnableUplinkDrafts(submit func(author string, d UplinkDraft) (s
 		}
 		u := UserFrom(r.Context())
 		id, err := submit(u.Username, d)
+		if errors.Is(err, ErrUplinkOff) {
+			writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+			return
+		}
 		if err != nil {
 			writeError(w, r, err)
 			return
