@@ -15,6 +15,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/loalang/loalang/uplink"
 )
@@ -187,4 +188,34 @@ func TestVillageStateSurvivesOutageAndRestart(t *testing.T) {
 			t.Fatalf("month row: %+v", r)
 		}
 	}
+}
+
+// TestPruneForgetsOldIDsAndSessions: event ids older than seenKeep and
+// expired sessions are removed; recent ones stay (so a resend is still a
+// duplicate).
+func TestPruneForgetsOldIDsAndSessions(t *testing.T) {
+	cfg := testConfig(t, "tcp://127.0.0.1:1")
+	s, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	s.db.bolt.Update(func(tx *bolt.Tx) error {
+		put(tx, bSeen, "thon-1/old", now.Add(-seenKeep-time.Hour))
+		put(tx, bSeen, "thon-1/new", now.Add(-time.Hour))
+		put(tx, bSessions, "gone", map[string]any{"expires": now.Add(-time.Minute)})
+		put(tx, bSessions, "live", map[string]any{"expires": now.Add(time.Hour)})
+		return nil
+	})
+	s.prune()
+	s.db.bolt.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bSeen).Get([]byte("thon-1/old")) != nil || tx.Bucket(bSeen).Get([]byte("thon-1/new")) == nil {
+			t.Error("seen ids: the old one must go, the recent one stay")
+		}
+		if tx.Bucket(bSessions).Get([]byte("gone")) != nil || tx.Bucket(bSessions).Get([]byte("live")) == nil {
+			t.Error("sessions: the expired one must go, the live one stay")
+		}
+		return nil
+	})
 }

@@ -103,6 +103,20 @@ func (s *Server) startMQTT() error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			s.prune()
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
 		<-s.ctx.Done()
 		l.connected.Store(false)
 		pc.Disconnect(250)

@@ -354,3 +354,43 @@ func (s *Server) listVillages(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"commune": s.cfg.Commune.ID, "province": s.cfg.Commune.Province,
 		"broker_connected": s.mqtt.connected.Load(), "villages": vs})
 }
+
+// seenKeep is how long an event id is remembered for de-duplication: far
+// longer than any resend (a village resends what the broker did not
+// acknowledge, on its next connection).
+const seenKeep = 30 * 24 * time.Hour
+
+// prune forgets event ids older than seenKeep and expired sessions, so the
+// commune's file stays bounded; it runs hourly.
+func (s *Server) prune() {
+	now := s.now()
+	err := s.db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, b := range []struct {
+			bucket  []byte
+			expired func(v []byte) bool
+		}{
+			{bSeen, func(v []byte) bool { var at time.Time; return json.Unmarshal(v, &at) == nil && now.Sub(at) > seenKeep }},
+			{bSessions, func(v []byte) bool {
+				var sess struct{ Expires time.Time }
+				return json.Unmarshal(v, &sess) == nil && now.After(sess.Expires)
+			}},
+		} {
+			var old [][]byte
+			c := tx.Bucket(b.bucket).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if b.expired(v) {
+					old = append(old, slices.Clone(k))
+				}
+			}
+			for _, k := range old {
+				if err := tx.Bucket(b.bucket).Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("prune the commune store", "err", err)
+	}
+}
