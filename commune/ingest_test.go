@@ -129,6 +129,9 @@ func TestVillageStateSurvivesOutageAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "commune connected", func() bool { return s.mqtt.connected.Load() })
+	if p := s.health.Problems(); len(p) != 0 {
+		t.Fatalf("connected, yet problems: %+v", p)
+	}
 	v := newFakeVillage(t, broker, "thon-1")
 	spk := func(id, zone string, on bool) uplink.DeviceState {
 		return uplink.DeviceState{ID: id, Kind: "speaker", Zones: []string{zone}, Online: on}

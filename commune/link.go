@@ -84,16 +84,21 @@ func (s *Server) startMQTT() error {
 			return
 		}
 		l.connected.Store(true)
+		s.health.Set("commune-broker", nil)
 		s.log.Info("commune broker connected", "broker", c.MQTTURL)
 		s.kickResend()
 	}).SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		l.connected.Store(false)
 		s.setLinkErr(err)
+		s.health.Set("commune-broker", fmt.Errorf("lost %s: %v", c.MQTTURL, err))
+	}).SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
+		s.health.Set("commune-broker", fmt.Errorf("not connected to %s: village events and commands wait (last error: %s)", c.MQTTURL, s.linkErr()))
 	})
 	pc := mqtt.NewClient(opts)
 	pc.AddRoute(s.eventsFilter(), func(_ mqtt.Client, m mqtt.Message) { s.onEvent(siteOf(m.Topic()), m.Payload()) })
 	pc.AddRoute(s.presenceFilter(), func(_ mqtt.Client, m mqtt.Message) { s.onPresence(siteOf(m.Topic()), string(m.Payload())) })
 	l.pc = pc
+	s.health.Set("commune-broker", fmt.Errorf("connecting to %s", c.MQTTURL))
 	pc.Connect() // retried in the background (SetConnectRetry)
 	s.wg.Add(1)
 	go func() {
@@ -122,6 +127,15 @@ func (s *Server) startMQTT() error {
 		pc.Disconnect(250)
 	}()
 	return nil
+}
+
+func (s *Server) linkErr() string {
+	s.mqtt.mu.Lock()
+	defer s.mqtt.mu.Unlock()
+	if s.mqtt.lastErr == "" {
+		return "none"
+	}
+	return s.mqtt.lastErr
 }
 
 func (s *Server) setLinkErr(err error) {
