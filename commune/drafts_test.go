@@ -106,3 +106,49 @@ func TestEmergencyBypassAndRejection(t *testing.T) {
 		break
 	}
 }
+
+// TestPublishSubscribeForMountedPackages: the hook's MQTT methods work on
+// the server's own connection: a route added with Subscribe receives a
+// message published by another client, and Publish reaches a subscriber.
+func TestPublishSubscribeForMountedPackages(t *testing.T) {
+	broker := startMosquitto(t)
+	s, err := New(context.Background(), testConfig(t, "tcp://"+broker), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := make(chan string, 4)
+	if err := s.Subscribe("loalang/v1/hanoi/xa-1/+/whep/resp", 1, func(topic string, p []byte) { got <- topic + " " + string(p) }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "commune connected", s.Connected)
+	other := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("other"))
+	if tok := other.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer other.Disconnect(100)
+	heard := make(chan string, 4)
+	if tok := other.Subscribe("loalang/v1/hanoi/xa-1/thon-1/whep/req", 1, func(_ mqtt.Client, m mqtt.Message) { heard <- string(m.Payload()) }); !tok.WaitTimeout(10 * time.Second) {
+		t.Fatal("subscribe")
+	}
+	if err := s.Publish(context.Background(), "loalang/v1/hanoi/xa-1/thon-1/whep/req", []byte("offer")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-heard:
+		if p != "offer" {
+			t.Fatalf("heard %q", p)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Publish did not arrive")
+	}
+	other.Publish("loalang/v1/hanoi/xa-1/thon-1/whep/resp", 1, false, []byte("answer")).WaitTimeout(10 * time.Second)
+	select {
+	case m := <-got:
+		if m != "loalang/v1/hanoi/xa-1/thon-1/whep/resp answer" {
+			t.Fatalf("got %q", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Subscribe's route got nothing")
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/uplink"
 )
 
@@ -26,6 +27,7 @@ type link struct {
 	mu        sync.Mutex
 	pc        mqtt.Client
 	lastErr   string
+	extra     map[string]byte // filters added with Server.Subscribe
 }
 
 func (s *Server) eventsFilter() string {
@@ -72,13 +74,19 @@ func (s *Server) startMQTT() error {
 		}
 		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
-	l := &link{}
+	l := &link{extra: map[string]byte{}}
 	s.mqtt = l
 	// The handlers are registered before the connection so that the
 	// session's queued messages, delivered right after CONNACK, are
 	// routed (paho's router matches them by filter).
 	opts.SetOnConnectHandler(func(pc mqtt.Client) {
-		tok := pc.SubscribeMultiple(map[string]byte{s.eventsFilter(): 1, s.presenceFilter(): 1}, nil)
+		filters := map[string]byte{s.eventsFilter(): 1, s.presenceFilter(): 1}
+		l.mu.Lock()
+		for f, q := range l.extra {
+			filters[f] = q
+		}
+		l.mu.Unlock()
+		tok := pc.SubscribeMultiple(filters, nil)
 		if !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
 			s.setLinkErr(fmt.Errorf("subscribe: %v", tok.Error()))
 			return
@@ -164,3 +172,36 @@ func (s *Server) publish(ctx context.Context, topic string, payload []byte) erro
 		return errors.New("no PUBACK within 30s")
 	}
 }
+
+// Publish sends payload to topic at QoS 1 on the commune's broker
+// connection and waits for the PUBACK; it fails at once while the broker
+// is unreachable. For packages mounted on the server (COMMUNE_HOOK.md).
+func (s *Server) Publish(ctx context.Context, topic string, payload []byte) error {
+	return s.publish(ctx, topic, payload)
+}
+
+// Subscribe routes messages matching filter (an MQTT 3.1.1 §4.7 filter)
+// to h, on the commune's broker connection, at QoS qos, now and after
+// every reconnection. h runs on paho's goroutine, in order: it must not
+// block. For packages mounted on the server (COMMUNE_HOOK.md).
+func (s *Server) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
+	l := s.mqtt
+	l.pc.AddRoute(filter, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) })
+	l.mu.Lock()
+	l.extra[filter] = qos
+	l.mu.Unlock()
+	if !l.connected.Load() {
+		return nil // subscribed by the next connection's handler
+	}
+	tok := l.pc.Subscribe(filter, qos, nil)
+	if !tok.WaitTimeout(15 * time.Second) {
+		return errors.New("subscribe: no SUBACK within 15s")
+	}
+	return tok.Error()
+}
+
+// Connected reports whether the commune's broker connection is up.
+func (s *Server) Connected() bool { return s.mqtt.connected.Load() }
+
+// Config is the server's configuration (read-only).
+func (s *Server) Config() config.Config { return s.cfg }
