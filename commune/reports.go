@@ -107,9 +107,12 @@ func (s *Server) reportSVG(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	const width, rowH, left = 360, 28, 90
-	maxMin := 1.0
+	maxMin := 0.0 // the longest bar spans the chart
 	for _, x := range rows {
 		maxMin = max(maxMin, x.AirSeconds/60)
+	}
+	if maxMin == 0 {
+		maxMin = 1
 	}
 	var b strings.Builder
 	h := 40 + rowH*len(rows)
@@ -120,7 +123,7 @@ func (s *Server) reportSVG(w http.ResponseWriter, r *http.Request) {
 		bw := int(float64(width-left-60) * (x.AirSeconds / 60) / maxMin)
 		fmt.Fprintf(&b, `<text x="0" y="%d">%s</text>`, y+15, html.EscapeString(x.Site))
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="18" fill="#1f6f43"/>`, left, y+2, max(bw, 1))
-		fmt.Fprintf(&b, `<text x="%d" y="%d">%.1f′ · %.0f%%</text>`, left+max(bw, 1)+4, y+15, x.AirSeconds/60, 100*x.DeliveryRatio)
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%.2f′ · %.0f%%</text>`, left+max(bw, 1)+4, y+15, x.AirSeconds/60, 100*x.DeliveryRatio)
 	}
 	b.WriteString(`</svg>`)
 	w.Header().Set("Content-Type", "image/svg+xml")

@@ -220,7 +220,7 @@ async function renderReports(main) {
     <div class="card chart">${svg}</div>
     <a class="button" href="/api/v1/commune/reports.csv?month=${esc(month)}">${t("r.csv")}</a>
     <table><tr><th>${t("d.village")}</th><th>${t("r.count")}</th><th>${t("r.air")}</th><th>${t("v.delivery")}</th></tr>
-    ${r.villages.map((v) => `<tr><td>${esc(v.site)}</td><td>${v.broadcasts}</td><td>${(v.air_seconds / 60).toFixed(1)}</td><td>${v.frames_expected ? pct(v.delivery_ratio) : "—"}</td></tr>`).join("")}</table>`;
+    ${r.villages.map((v) => `<tr><td>${esc(v.site)}</td><td>${v.broadcasts}</td><td>${(v.air_seconds / 60).toFixed(2)}</td><td>${v.frames_expected ? pct(v.delivery_ratio) : "—"}</td></tr>`).join("")}</table>`;
   $("#month").onchange = (ev) => { sessionStorage.setItem("commune.month", ev.target.value); render(); };
 }
 
