@@ -307,8 +307,8 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("\nmedian p50 %.0f ms (min-max %.0f-%.0f), median max %.0f ms (min-max %.0f-%.0f), median click->all played reports %.0f ms (min-max %.0f-%.0f)\n",
 		harness.Median(p50s), p50s[0], p50s[len(p50s)-1], harness.Median(maxs), maxs[0], maxs[len(maxs)-1], harness.Median(reps), reps[0], reps[len(reps)-1])
 	out := map[string]any{
-		"command": cmdline,
-		"what": "approver's approve request -> first sample played in each village (recording speakers, 2 per village); the commune signs, publishes at QoS 1 to each village's command topic on a real Mosquitto; each village fetches the recording from the commune by URL+sha256, decodes, encodes and plays",
+		"command":  cmdline,
+		"what":     "approver's approve request -> first sample played in each village (recording speakers, 2 per village); the commune signs, publishes at QoS 1 to each village's command topic on a real Mosquitto; each village fetches the recording from the commune by URL+sha256, decodes, encodes and plays",
 		"villages": len(villages), "speakers_per_village": o.speakers, "clip_s": o.clip.Seconds(),
 		"p50_ms_median": harness.Round(harness.Median(p50s), 1), "p50_ms_min": harness.Round(p50s[0], 1), "p50_ms_max": harness.Round(p50s[len(p50s)-1], 1),
 		"max_ms_median": harness.Round(harness.Median(maxs), 1), "max_ms_min": harness.Round(maxs[0], 1), "max_ms_max": harness.Round(maxs[len(maxs)-1], 1),
