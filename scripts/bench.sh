@@ -43,6 +43,8 @@ step go run ./bench/fanout -speakers "$speakers" -duration "$duration" -runs "$r
 step go run ./bench/sync -speakers "$sync_speakers" -clip "$sync_clip" -runs "$sync_runs" -results "$results"
 # The uplink: 3 NATS nodes, 10 villages; BENCH_UPLINK_OUTAGE (default 10m) is the outage.
 step go run ./bench/uplink -runs "$runs" -outage "${BENCH_UPLINK_OUTAGE:-10m}" -results "$results"
+# The commune: approver's click -> first sample in 5 villages x 20 speakers.
+step go run ./bench/commune -villages 5 -speakers 20 -runs "$runs" -results "$results"
 # Other benchmarks (camera, schedule, live), owned elsewhere, run when present.
 for b in camera schedule live; do
 	if [ -d "bench/$b" ]; then
