@@ -31,6 +31,8 @@ const (
 	UserCreate     Action = "user.create"
 	UserUpdate     Action = "user.update"
 	UserDelete     Action = "user.delete"
+	// UserPasswordFailed is a wrong old password given to change one's own.
+	UserPasswordFailed Action = "user.password.failed"
 )
 
 // Devices.

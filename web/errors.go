@@ -62,6 +62,10 @@ var domainStatus = []struct {
 	// Schedules: every *schedule.FieldError (ErrNeverFires included) is
 	// ErrInvalid, and its message names the field.
 	{schedule.ErrInvalid, http.StatusUnprocessableEntity},
+	// Accounts: a *auth.FieldError names the field.
+	{auth.ErrInvalid, http.StatusBadRequest},
+	{auth.ErrNotFound, http.StatusNotFound},
+	{auth.ErrExists, http.StatusConflict},
 	// Cameras and WHEP (RFC 9725 §4.2 lets the endpoint answer any 4xx/5xx).
 	{camera.ErrBadSDP, http.StatusBadRequest},
 	{camera.ErrNotFound, http.StatusNotFound},
