@@ -75,6 +75,9 @@ const (
 	CameraUpdate Action = "camera.update"
 	CameraDelete Action = "camera.delete"
 	CameraView   Action = "camera.view"
+	// CameraViewStart is a WHEP viewing session opened; CameraView records
+	// it ended.
+	CameraViewStart Action = "camera.view.start"
 )
 
 // The store.

@@ -73,6 +73,8 @@ var domainStatus = []struct {
 	{camera.ErrTooManyViewers, http.StatusServiceUnavailable},
 	{camera.ErrCameraDown, http.StatusServiceUnavailable},
 	{camera.ErrClosed, http.StatusServiceUnavailable},
+	{camera.ErrInvalid, http.StatusBadRequest}, // a *camera.FieldError names the field
+	{camera.ErrExists, http.StatusConflict},
 }
 
 // status maps an error to its HTTP status: the one place where domain
