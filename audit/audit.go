@@ -31,6 +31,8 @@ const (
 	UserCreate     Action = "user.create"
 	UserUpdate     Action = "user.update"
 	UserDelete     Action = "user.delete"
+	// UserPasswordFailed is a wrong old password given to change one's own.
+	UserPasswordFailed Action = "user.password.failed"
 )
 
 // Devices.
@@ -73,6 +75,9 @@ const (
 	CameraUpdate Action = "camera.update"
 	CameraDelete Action = "camera.delete"
 	CameraView   Action = "camera.view"
+	// CameraViewStart is a WHEP viewing session opened; CameraView records
+	// it ended.
+	CameraViewStart Action = "camera.view.start"
 )
 
 // The uplink: a bulletin the village head submitted to the commune.

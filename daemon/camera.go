@@ -65,13 +65,19 @@ func (d *Daemon) startCameras(ctx context.Context) error {
 		}
 		// Credentials in the file's URLs are kept apart from them, as
 		// for cameras added through the API (docs/cameras.md).
-		cam.URL, cam.Credentials = web.SplitCameraURL(c.URL, camera.Credentials{})
+		cam.URL, cam.Credentials = camera.SplitKeeping(c.URL, camera.Credentials{})
 		if c.SubstreamURL != "" {
-			cam.SubstreamURL, cam.SubstreamCredentials = web.SplitCameraURL(c.SubstreamURL, camera.Credentials{})
+			cam.SubstreamURL, cam.SubstreamCredentials = camera.SplitKeeping(c.SubstreamURL, camera.Credentials{})
 		}
 		base = append(base, cam)
 	}
-	if err := d.web.EnableCameras(web.CameraDeps{Relay: relay, Base: base}); err != nil {
+	// The registry merges the stored cameras over the file's and sets the
+	// relay's list, now and after every change.
+	reg, err := camera.NewRegistry(ctx, store.NewCameraStore[camera.Record](d.db), relay, base, d.base)
+	if err != nil {
+		return fmt.Errorf("cameras: %w", err)
+	}
+	if err := d.web.EnableCameras(web.CameraDeps{Relay: relay, Registry: reg}); err != nil {
 		return fmt.Errorf("cameras: %w", err)
 	}
 	return nil

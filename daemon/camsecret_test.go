@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/firmware-sim/camsim"
 	"github.com/loalang/loalang/store"
-	"github.com/loalang/loalang/web"
 )
 
 // syncBuffer collects log output from many goroutines.
@@ -146,7 +146,7 @@ func TestCameraSecretsNeverShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	recs, err := store.List[web.CameraRecord](db, store.Cameras, "")
+	recs, err := store.List[camera.Record](db, store.Cameras, "")
 	if err != nil || len(recs) != 4 {
 		t.Fatalf("stored cameras: %v %v", recs, err)
 	}
@@ -177,7 +177,7 @@ func TestCameraLegacyRecordMigrated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	legacy := web.CameraRecord{ID: "cu", Name: "Cũ", URL: strings.Replace(camURL, "rtsp://", "rtsp://admin:"+secret+"@", 1) + "?pwd=" + secret, Updated: time.Now()}
+	legacy := camera.Record{ID: "cu", Name: "Cũ", URL: strings.Replace(camURL, "rtsp://", "rtsp://admin:"+secret+"@", 1) + "?pwd=" + secret, Updated: time.Now()}
 	if err := store.Put(db, store.Cameras, legacy.ID, legacy); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestCameraLegacyRecordMigrated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	r, err := store.Get[web.CameraRecord](db, store.Cameras, "cu")
+	r, err := store.Get[camera.Record](db, store.Cameras, "cu")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -494,8 +494,11 @@ func (d *Daemon) startWeb() error {
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information: always 1, with the version as a label.", ConstLabels: prometheus.Labels{"version": Version}})
 	buildInfo.Set(1)
 	d.metrics.MustRegister(buildInfo)
-	d.web = web.New(web.Config{TokenTTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery, MetricsToken: metricsToken},
-		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health}, d.base)
+	accounts := store.NewAuthStore(d.db) // users and sessions (auth)
+	sessions := auth.NewSessions(accounts, auth.SessionsConfig{TTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery, Log: d.base})
+	d.web = web.New(web.Config{MetricsToken: metricsToken},
+		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health,
+			Users: auth.NewUsers(accounts), Sessions: sessions}, d.base)
 	return nil
 }
 

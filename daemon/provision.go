@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,30 +54,16 @@ func writeSecretFileIfChanged(path string, data []byte) error {
 }
 
 // bootstrapAdmin creates the first admin with a random password written
-// to <data_dir>/initial-admin-password, when the store has no users. There
-// is no default password anywhere.
+// to <data_dir>/initial-admin-password, when the store has no users
+// (auth.Users.Bootstrap). There is no default password anywhere.
 func bootstrapAdmin(db *store.DB, dataDir string) (created bool, err error) {
-	users, err := store.List[auth.User](db, store.Users, "")
-	if err != nil || len(users) > 0 {
-		return false, err
-	}
-	pw := auth.RandomSecret(adminSecretSize)
-	hash, err := auth.HashPassword(pw)
-	if err != nil {
-		return false, err
-	}
 	path := filepath.Join(dataDir, AdminPassFile)
-	if err := writeSecretFile(path, []byte(pw+"\n")); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	now := time.Now()
-	err = db.Update(func(tx *store.Tx) error {
-		if err := tx.Put(store.Users, "admin", auth.User{Username: "admin", Role: auth.RoleAdmin, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}); err != nil {
-			return err
+	return auth.NewUsers(store.NewAuthStore(db)).Bootstrap(context.Background(), adminSecretSize, func(pw string) error {
+		if err := writeSecretFile(path, []byte(pw+"\n")); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
 		}
-		return tx.AppendAudit(store.Event{Time: now, Actor: "system", Action: audit.UserCreate, Target: "admin", Detail: map[string]any{"role": "admin", "initial": true}})
+		return nil
 	})
-	return err == nil, err
 }
 
 // provision stores the configured devices and makes sure each has broker

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"github.com/loalang/loalang/audit"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -13,14 +12,13 @@ import (
 	"strings"
 
 	"github.com/loalang/loalang/auth"
-	"github.com/loalang/loalang/store"
 )
 
 // The web app: a few static pages (go:embed, no CDN, no build step) signed
 // in with a session cookie. See docs/webapp.md.
 //
 // Session design: the cookie carries the same opaque token as a bearer
-// login (store.Sessions keyed by its hash), so sessions expire and are
+// login (auth.Sessions, stored under its hash), so sessions expire and are
 // revoked in one place. A cookie is sent by the browser on its own, so every
 // state-changing request authenticated by it must also prove it came from
 // the app: the per-session CSRF token (auth.Session.CSRF) in the
@@ -231,8 +229,10 @@ func (s *Server) handleLogoutForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err == nil {
-		store.Delete(s.db, store.Sessions, key)
-		s.db.AppendAudit(store.Event{Time: s.now(), Actor: u.Username, Action: audit.Logout, Detail: map[string]any{"ip": clientIP(r)}})
+		if err := s.sessions.Logout(r.Context(), key, u.Username, clientIP(r)); err != nil {
+			writeError(w, r, err)
+			return
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
@@ -246,7 +246,7 @@ func (s *Server) cookieSession(r *http.Request) (auth.User, auth.Session, error)
 	if err != nil || c.Value == "" {
 		return auth.User{}, auth.Session{}, errUnauthenticated
 	}
-	return s.session(c.Value)
+	return s.session(r.Context(), c.Value)
 }
 
 // authenticateCookie authenticates an API request by the session cookie.

@@ -65,6 +65,10 @@ var domainStatus = []struct {
 	{schedule.ErrBadInput, http.StatusBadRequest},
 	{schedule.ErrNotFound, http.StatusNotFound},
 	{schedule.ErrConflict, http.StatusConflict},
+	// Accounts: a *auth.FieldError names the field.
+	{auth.ErrInvalid, http.StatusBadRequest},
+	{auth.ErrNotFound, http.StatusNotFound},
+	{auth.ErrExists, http.StatusConflict},
 	// Cameras and WHEP (RFC 9725 §4.2 lets the endpoint answer any 4xx/5xx).
 	{camera.ErrBadSDP, http.StatusBadRequest},
 	{camera.ErrNotFound, http.StatusNotFound},
@@ -72,6 +76,8 @@ var domainStatus = []struct {
 	{camera.ErrTooManyViewers, http.StatusServiceUnavailable},
 	{camera.ErrCameraDown, http.StatusServiceUnavailable},
 	{camera.ErrClosed, http.StatusServiceUnavailable},
+	{camera.ErrInvalid, http.StatusBadRequest}, // a *camera.FieldError names the field
+	{camera.ErrExists, http.StatusConflict},
 }
 
 // status maps an error to its HTTP status: the one place where domain

@@ -41,11 +41,15 @@ const (
 func newLoginServer(t *testing.T) *loginServer {
 	t.Helper()
 	db := storetest.Open(t)
-	s := New(Config{TokenTTL: 12 * time.Hour, LoginBurst: 5, LoginEvery: 10 * time.Second},
-		Deps{DB: db}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st := store.NewAuthStore(db)
+	users := auth.NewUsers(st)
+	sessions := auth.NewSessions(st, auth.SessionsConfig{TTL: 12 * time.Hour, LoginBurst: 5, LoginEvery: 10 * time.Second, Log: log})
+	s := New(Config{}, Deps{DB: db, Users: users, Sessions: sessions}, log)
 	ls := &loginServer{Server: s, t: t, clock: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
 	s.now = func() time.Time { ls.mu.Lock(); defer ls.mu.Unlock(); return ls.clock }
-	s.wait = func(_ context.Context, d time.Duration) error {
+	users.Now, sessions.Now = s.now, s.now
+	sessions.Wait = func(_ context.Context, d time.Duration) error {
 		ls.mu.Lock()
 		defer ls.mu.Unlock()
 		ls.waited = append(ls.waited, d)
@@ -237,7 +241,7 @@ func TestUnknownUserCostsAPasswordCheck(t *testing.T) {
 	ls := newLoginServer(t)
 	var mu sync.Mutex
 	var hashes []string
-	ls.verify = func(hash, pw string) bool {
+	ls.sessions.Verify = func(hash, pw string) bool {
 		mu.Lock()
 		hashes = append(hashes, hash)
 		mu.Unlock()
@@ -300,7 +304,7 @@ func TestGuessingDoesNotLockOutOwner(t *testing.T) {
 	ls.mu.Lock()
 	waited := append([]time.Duration(nil), ls.waited...)
 	ls.mu.Unlock()
-	if len(waited) == 0 || waited[len(waited)-1] > ls.limiter.MaxDelay {
+	if len(waited) == 0 || waited[len(waited)-1] > ls.sessions.Limiter.MaxDelay {
 		t.Fatalf("account delays %v", waited)
 	}
 	// IPv6 sources are throttled by /64: fresh addresses in it do not help.

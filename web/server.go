@@ -40,9 +40,6 @@ type Commands interface {
 
 // Config holds the server's settings.
 type Config struct {
-	TokenTTL   time.Duration
-	LoginBurst int
-	LoginEvery time.Duration
 	// MaxBody bounds JSON request bodies.
 	MaxBody int64
 	// MetricsToken, when set, is a read-only bearer token that may scrape
@@ -51,26 +48,15 @@ type Config struct {
 	MetricsToken string
 }
 
-// maxConcurrentHashes bounds password checks running at once: 4 × 19 MiB.
-const maxConcurrentHashes = 4
-
 // Server serves the API.
 type Server struct {
 	cfg      Config
 	db       *store.DB
 	devices  Devices
 	commands Commands
-	limiter  *auth.Limiter
-	// throttleLog aggregates the audit of throttled sign-ins (loginaudit.go).
-	throttleLog throttleLog
-	// verify checks a password against a hash; wait sleeps for the
-	// limiter's per-account delay. Both are seams for tests.
-	verify func(hash, password string) bool
-	wait   func(ctx context.Context, d time.Duration) error
-	// hashSlots bounds concurrent argon2id checks (64 MiB each; auth runs one at a time), so many
-	// sources at once cannot exhaust memory; waiting callers are slowed,
-	// not refused.
-	hashSlots chan struct{}
+	// users and sessions own the accounts' and sign-in rules (auth).
+	users    *auth.Users
+	sessions *auth.Sessions
 	// logins counts sign-in attempts by result (ok, failed, throttled).
 	logins   *prometheus.CounterVec
 	log      *slog.Logger
@@ -90,6 +76,9 @@ type Deps struct {
 	DB       *store.DB
 	Devices  Devices
 	Commands Commands
+	// Users and Sessions are the accounts and sign-in services.
+	Users    *auth.Users
+	Sessions *auth.Sessions
 	// Metrics is the registry /metrics serves; collectors are registered by
 	// the daemon.
 	Metrics *prometheus.Registry
@@ -104,23 +93,18 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Server {
 	}
 	s := &Server{
 		cfg: cfg, db: deps.DB, devices: deps.Devices, commands: deps.Commands,
-		limiter:   auth.NewLimiter(cfg.LoginBurst, cfg.LoginEvery),
-		log:       log.With("component", "web"),
-		registry:  deps.Metrics,
-		health:    deps.Health,
-		mux:       http.NewServeMux(),
-		now:       time.Now,
-		verify:    auth.VerifyPassword,
-		wait:      sleep,
-		hashSlots: make(chan struct{}, maxConcurrentHashes),
+		users: deps.Users, sessions: deps.Sessions,
+		log:      log.With("component", "web"),
+		registry: deps.Metrics,
+		health:   deps.Health,
+		mux:      http.NewServeMux(),
+		now:      time.Now,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "loalang_login_attempts_total",
 			Help: "Sign-in attempts by result: ok, failed (wrong password, unknown or malformed user) or throttled (refused unchecked)."}, []string{"result"}),
 	}
 	if s.registry != nil {
 		s.registry.MustRegister(s.logins)
 	}
-	auth.DummyHash() // made now, so the first unknown user costs no more than a known one
-	s.limiter.Now = func() time.Time { return s.now() }
 	s.routes()
 	return s
 }
@@ -297,19 +281,18 @@ func (s *Server) authenticate(r *http.Request) (auth.User, string, error) {
 		// Web app: session cookie, CSRF-checked on unsafe methods (app.go).
 		return s.authenticateCookie(r)
 	}
-	u, _, err := s.session(tok)
+	u, _, err := s.session(r.Context(), tok)
 	return u, auth.TokenKey(tok), err
 }
 
 // session returns the user and session of a token that is still valid: not
 // expired, and begun after the user's last password change.
-func (s *Server) session(tok string) (auth.User, auth.Session, error) {
-	sess, err := store.Get[auth.Session](s.db, store.Sessions, auth.TokenKey(tok))
+func (s *Server) session(ctx context.Context, tok string) (auth.User, auth.Session, error) {
+	u, sess, err := s.sessions.Lookup(ctx, tok)
 	if err != nil {
-		return auth.User{}, auth.Session{}, errUnauthenticated
-	}
-	u, err := store.Get[auth.User](s.db, store.Users, sess.Username)
-	if err != nil || !sess.ValidFor(u, s.now()) {
+		if err != auth.ErrNoSession { // a store failure, not a stale token
+			s.log.Error("session lookup failed", "err", err)
+		}
 		return auth.User{}, auth.Session{}, errUnauthenticated
 	}
 	return u, sess, nil
