@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/bus"
 	"github.com/loalang/loalang/device/wire"
@@ -28,6 +29,11 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		return fmt.Errorf("media library: %w", err)
 	}
 	d.media = lib
+	cat, err := catalog.New(catalog.Config{Dir: filepath.Join(d.cfg.DataDir, "media"), Logger: d.base}, store.NewMediaStore(d.db))
+	if err != nil {
+		return fmt.Errorf("media catalog: %w", err)
+	}
+	d.checkCatalog(ctx, cat)
 	d.tts = tts{t: media.NewTTS(media.TTSConfig{Voice: bc.TTSVoice, Concurrency: bc.TTSConcurrency, Queue: bc.TTSQueue}), bitrate: bc.BitrateBPS}
 	rec := &recorder{retry: d.retry}
 	eng, err := broadcast.New(broadcast.Config{
@@ -59,8 +65,30 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		}
 	}()
 	d.closers = append(d.closers, eng.Close)
-	d.web.EnableBroadcasts(web.BroadcastDeps{Engine: durableStart{eng, rec}, Media: lib, MaxUpload: bc.MaxUploadBytes})
+	d.web.EnableBroadcasts(web.BroadcastDeps{Engine: durableStart{eng, rec}, Media: lib, Catalog: cat, MaxUpload: bc.MaxUploadBytes})
 	return nil
+}
+
+// healthCatalog is the health component of the media catalog: bad while
+// the index names clips whose files are missing (found at start).
+const healthCatalog = "media"
+
+// checkCatalog compares the media index with the clip files at start:
+// entries without a file are a fault on /healthz (their broadcasts would
+// fail); files without an entry (clips played from the uplink, or left by
+// a delete whose removal failed) are logged.
+func (d *Daemon) checkCatalog(ctx context.Context, cat *catalog.Catalog) {
+	rep, err := cat.Check(ctx)
+	if err == nil {
+		err = rep.Err()
+	}
+	d.health.Set(healthCatalog, err)
+	if err != nil {
+		d.log.Error("media catalog check", "err", err)
+	}
+	if len(rep.Orphans) > 0 {
+		d.log.Warn("media files without a library entry", "count", len(rep.Orphans), "clips", rep.Orphans)
+	}
 }
 
 // handleReport feeds delivery reports from dev/+/report to the engine.
