@@ -22,18 +22,22 @@ func NewMediaStore(db *DB) *MediaStore { return &MediaStore{db: db} }
 var _ catalog.Store = (*MediaStore)(nil)
 
 // notFound keeps the store's message and matches both ErrNotFound and
-// catalog.ErrNotFound.
-type notFound struct{ err error }
+// the service's own sentinel, so that the service's callers need not know
+// the store.
+type notFound struct{ err, sentinel error }
 
 func (e notFound) Error() string   { return e.err.Error() }
-func (e notFound) Unwrap() []error { return []error{e.err, catalog.ErrNotFound} }
+func (e notFound) Unwrap() []error { return []error{e.err, e.sentinel} }
 
-func mediaErr(err error) error {
+// notFoundAs makes a store ErrNotFound match sentinel too.
+func notFoundAs(err, sentinel error) error {
 	if errors.Is(err, ErrNotFound) {
-		return notFound{err}
+		return notFound{err, sentinel}
 	}
 	return err
 }
+
+func mediaErr(err error) error { return notFoundAs(err, catalog.ErrNotFound) }
 
 // UpdateMedia runs fn in one durable transaction.
 func (s *MediaStore) UpdateMedia(ctx context.Context, fn func(tx catalog.Tx) error) error {

@@ -14,7 +14,7 @@ import (
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
-	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/broadcast/playout"
 )
 
 // Broadcasts is the broadcast engine as the API uses it.
@@ -37,6 +37,8 @@ type BroadcastDeps struct {
 	Media  MediaEncoder
 	// Catalog owns the media library's index and files.
 	Catalog *catalog.Catalog
+	// Log is the play-out log: the records of past broadcasts.
+	Log *playout.Log
 	// MaxUpload bounds a media upload in bytes.
 	MaxUpload int64
 }
@@ -211,7 +213,7 @@ func (s *Server) handleBroadcastGet(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	b, err := s.bc.Engine.Get(id)
 	if errors.Is(err, broadcast.ErrNotFound) {
-		b, err = store.Get[broadcast.Record](s.db, store.Broadcasts, id)
+		b, err = s.bc.Log.Get(r.Context(), id)
 	}
 	if err != nil {
 		writeError(w, r, err)

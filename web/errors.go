@@ -11,6 +11,7 @@ import (
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/broadcast/playout"
 	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/device"
@@ -56,6 +57,7 @@ var domainStatus = []struct {
 	{catalog.ErrInvalid, http.StatusBadRequest}, // the message names the field
 	{catalog.ErrNotFound, http.StatusNotFound},
 	{catalog.ErrInUse, http.StatusConflict},
+	{playout.ErrNotFound, http.StatusNotFound},
 	{broadcast.ErrInvalid, http.StatusUnprocessableEntity},
 	{broadcast.ErrUnknownZone, http.StatusUnprocessableEntity},
 	{broadcast.ErrNotFound, http.StatusNotFound},

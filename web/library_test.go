@@ -14,6 +14,7 @@ import (
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/broadcast/playout"
 	"github.com/loalang/loalang/internal/audiotest"
 	"github.com/loalang/loalang/store"
 )
@@ -40,7 +41,7 @@ func newRecordsServer(t *testing.T) *recordsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls.EnableBroadcasts(BroadcastDeps{Media: lib, Catalog: cat, MaxUpload: 8 << 20})
+	ls.EnableBroadcasts(BroadcastDeps{Media: lib, Catalog: cat, Log: playout.New(store.NewPlayoutStore(ls.db), nil), MaxUpload: 8 << 20})
 	ls.EnableSchedules(ScheduleDeps{Store: store.NewScheduleStore(ls.db), KnownZone: func(z string) bool { return z == "a" || z == "b" }})
 	h, _ := auth.HashPassword("cop-password-123")
 	store.Put(ls.db, store.Users, "cop", auth.User{Username: "cop", Role: auth.RolePolice, PasswordHash: h})

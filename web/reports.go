@@ -1,8 +1,8 @@
 package web
 
 import (
+	"context"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -101,8 +101,8 @@ func airTime(b broadcast.Record, now time.Time) time.Duration {
 }
 
 // buildMonthly computes the report from the play-out log of [from, until).
-func (s *Server) buildMonthly(from, until time.Time, lang string) (MonthlyReport, error) {
-	raws, err := s.db.PlayoutRange(from, until, 0)
+func (s *Server) buildMonthly(ctx context.Context, from, until time.Time, lang string) (MonthlyReport, error) {
+	recs, err := s.bc.Log.Range(ctx, from, until, lang)
 	if err != nil {
 		return MonthlyReport{}, err
 	}
@@ -116,18 +116,8 @@ func (s *Server) buildMonthly(from, until time.Time, lang string) (MonthlyReport
 	speakers := map[string]*SpeakerReport{}
 	rep := MonthlyReport{Language: lang, From: from, Until: until}
 	now := s.now()
-	for _, raw := range raws {
-		var b broadcast.Record
-		if err := json.Unmarshal(raw, &b); err != nil {
-			return rep, fmt.Errorf("monthly report: %w", err)
-		}
+	for _, b := range recs {
 		bl := b.Language
-		if bl == "" {
-			bl = media.DefaultLanguage
-		}
-		if lang != "" && bl != lang {
-			continue
-		}
 		rep.Broadcasts++
 		air := airTime(b, now).Seconds()
 		prio := b.Priority
@@ -222,7 +212,7 @@ func (s *Server) handleMonthly(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	rep, err := s.buildMonthly(start, start.AddDate(0, 1, 0), lang)
+	rep, err := s.buildMonthly(r.Context(), start, start.AddDate(0, 1, 0), lang)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -297,24 +287,10 @@ func (s *Server) handlePlayout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	raws, err := s.db.PlayoutRange(since, until, 0)
+	recs, err := s.bc.Log.Range(r.Context(), since, until, lang)
 	if err != nil {
 		writeError(w, r, err)
 		return
-	}
-	recs := make([]broadcast.Record, 0, len(raws))
-	for _, raw := range raws {
-		var b broadcast.Record
-		if err := json.Unmarshal(raw, &b); err != nil {
-			writeError(w, r, fmt.Errorf("play-out log: %w", err))
-			return
-		}
-		if b.Language == "" {
-			b.Language = media.DefaultLanguage
-		}
-		if lang == "" || b.Language == lang {
-			recs = append(recs, b)
-		}
 	}
 	switch q.Get("format") {
 	case "", "json":
