@@ -113,3 +113,33 @@ func TestLogRange(t *testing.T) {
 		t.Fatalf("range km: %+v", recs)
 	}
 }
+
+// TestMonthly: air time by priority and language per zone, a speaker's
+// frames counted in the broadcast's zones it belongs to, the most-missed
+// list worst first, and a playing broadcast's air time running to now.
+func TestMonthly(t *testing.T) {
+	t0 := time.Date(2026, 11, 3, 6, 0, 0, 0, time.UTC)
+	dev := func(id string, exp, played uint64) broadcast.Delivery {
+		return broadcast.Delivery{ID: id, FramesExpected: exp, FramesPlayed: played}
+	}
+	recs := []broadcast.Record{
+		{ID: "b1", Zones: []string{"a", "b"}, Priority: "normal", Language: "vi", Started: t0, Ended: t0.Add(60 * time.Second),
+			Devices: []broadcast.Delivery{dev("s1", 100, 100), dev("s2", 100, 50), dev("s3", 100, 90)}},
+		{ID: "b2", Zones: []string{"a"}, Language: "km", Started: t0, // still playing
+			Devices: []broadcast.Delivery{dev("s2", 10, 0)}},
+	}
+	rep := playout.Monthly(recs, map[string][]string{"s1": {"a"}, "s2": {"a"}, "s3": {"b"}}, t0.Add(30*time.Second))
+	if rep.Broadcasts != 2 || len(rep.Zones) != 2 || len(rep.Speakers) != 3 {
+		t.Fatalf("report %+v", rep)
+	}
+	a := rep.Zones[0]
+	if a.Zone != "a" || a.AirSeconds != 90 || a.ByPriority["normal"] != 90 || a.ByLanguage["km"] != 30 || a.FramesExpected != 210 || a.FramesPlayed != 150 {
+		t.Fatalf("zone a %+v", a)
+	}
+	if b := rep.Zones[1]; b.FramesExpected != 100 || b.FramesPlayed != 90 || b.Delivery != 0.9 {
+		t.Fatalf("zone b %+v", b)
+	}
+	if len(rep.MostMissed) != 2 || rep.MostMissed[0].ID != "s2" || rep.MostMissed[0].Missed != 60 || rep.MostMissed[1].ID != "s3" {
+		t.Fatalf("most missed %+v", rep.MostMissed)
+	}
+}
