@@ -127,14 +127,15 @@ func (l *Log) Get(ctx context.Context, id string) (broadcast.Record, error) {
 }
 
 // Range returns the records of broadcasts created in [since, until) (zero:
-// unbounded), oldest first, in language lang ("" every language). A record
-// made before languages existed is in media.DefaultLanguage, and says so.
+// unbounded), oldest first, in language lang ("" every language), never
+// nil. A record made before languages existed is in media.DefaultLanguage,
+// and says so.
 func (l *Log) Range(ctx context.Context, since, until time.Time, lang string) ([]broadcast.Record, error) {
 	recs, err := l.store.PlayoutRange(ctx, since, until)
 	if err != nil {
 		return nil, err
 	}
-	out := recs[:0]
+	out := make([]broadcast.Record, 0, len(recs))
 	for _, b := range recs {
 		if b.Language == "" {
 			b.Language = media.DefaultLanguage

@@ -112,6 +112,10 @@ func TestLogRange(t *testing.T) {
 	if recs, _ := log.Range(ctx, time.Time{}, time.Time{}, "km"); len(recs) != 1 || recs[0].ID != "km" {
 		t.Fatalf("range km: %+v", recs)
 	}
+	// An empty range is an empty list (JSON []), not nil (null).
+	if recs, err := log.Range(ctx, day(5), day(6), ""); err != nil || recs == nil || len(recs) != 0 {
+		t.Fatalf("empty range: %#v %v", recs, err)
+	}
 }
 
 // TestMonthly: air time by priority and language per zone, a speaker's
