@@ -3,12 +3,12 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"github.com/loalang/loalang/audit"
 	"path/filepath"
-	"time"
 
 	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/broadcast/playout"
 	"github.com/loalang/loalang/bus"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/store"
@@ -28,6 +28,11 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		return fmt.Errorf("media library: %w", err)
 	}
 	d.media = lib
+	cat, err := catalog.New(catalog.Config{Dir: filepath.Join(d.cfg.DataDir, "media"), Logger: d.base}, store.NewMediaStore(d.db))
+	if err != nil {
+		return fmt.Errorf("media catalog: %w", err)
+	}
+	d.checkCatalog(ctx, cat)
 	d.tts = tts{t: media.NewTTS(media.TTSConfig{Voice: bc.TTSVoice, Concurrency: bc.TTSConcurrency, Queue: bc.TTSQueue}), bitrate: bc.BitrateBPS}
 	rec := &recorder{retry: d.retry}
 	eng, err := broadcast.New(broadcast.Config{
@@ -60,8 +65,30 @@ func (d *Daemon) startBroadcast(ctx context.Context) error {
 		}
 	}()
 	d.closers = append(d.closers, eng.Close)
-	d.web.EnableBroadcasts(web.BroadcastDeps{Engine: durableStart{eng, rec}, Media: lib, MaxUpload: bc.MaxUploadBytes})
+	d.web.EnableBroadcasts(web.BroadcastDeps{Engine: durableStart{eng, rec}, Media: lib, Catalog: cat, Log: rec.log(), MaxUpload: bc.MaxUploadBytes})
 	return nil
+}
+
+// healthCatalog is the health component of the media catalog: bad while
+// the index names clips whose files are missing (found at start).
+const healthCatalog = "media"
+
+// checkCatalog compares the media index with the clip files at start:
+// entries without a file are a fault on /healthz (their broadcasts would
+// fail); files without an entry (clips played from the uplink, or left by
+// a delete whose removal failed) are logged.
+func (d *Daemon) checkCatalog(ctx context.Context, cat *catalog.Catalog) {
+	rep, err := cat.Check(ctx)
+	if err == nil {
+		err = rep.Err()
+	}
+	d.health.Set(healthCatalog, err)
+	if err != nil {
+		d.log.Error("media catalog check", "err", err)
+	}
+	if len(rep.Orphans) > 0 {
+		d.log.Warn("media files without a library entry", "count", len(rep.Orphans), "clips", rep.Orphans)
+	}
 }
 
 // handleReport feeds delivery reports from dev/+/report to the engine.
@@ -100,48 +127,47 @@ func (t tts) SpeakPackets(ctx context.Context, text, language string) ([][]byte,
 	return media.EncodePCM(ctx, pcm, t.bitrate)
 }
 
-// recorder keeps the broadcast log in bbolt and audits each change of
-// state in the same transaction. A broadcast's end is audited once: the
-// speakers' delivery reports that arrive after it update the record (which
-// holds the per-device detail) but add no audit entry. A write that fails
-// (a full disk) is held and retried, never dropped.
+// recorder is the play-out log (broadcast/playout, which owns the record
+// and audit rules) as the engine and the API use it, counted by the ops
+// metrics. A write that fails (a full disk) is held and retried, never
+// dropped.
 type recorder struct {
 	retry *retrier
 	ops   *opsMetrics // nil: not counted
 }
 
+// log is the play-out log over the store, writing through the retrier.
+func (r *recorder) log() *playout.Log {
+	return playout.New(retryPlayout{store.NewPlayoutStore(r.retry.db), r.retry}, nil)
+}
+
 func (r *recorder) SaveBroadcast(ctx context.Context, b broadcast.Record) error {
 	r.ops.observe(b)
-	at := time.Now()
-	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error { return r.put(tx, b, at) })
+	return r.log().SaveBroadcast(ctx, b)
+}
+
+// saveFirst saves b only if the engine has not saved it yet.
+func (r *recorder) saveFirst(b broadcast.Record) {
+	r.ops.observe(b)
+	r.log().SaveFirst(context.Background(), b)
+}
+
+// retryPlayout is the play-out log's store whose writes go through the
+// daemon's retrier: one that fails is held for retry, and UpdatePlayout
+// returns nil.
+type retryPlayout struct {
+	*store.PlayoutStore
+	retry *retrier
+}
+
+func (s retryPlayout) UpdatePlayout(ctx context.Context, what string, fn func(tx playout.Tx) error) error {
+	s.retry.Do(what, func(tx *store.Tx) error { return fn(store.PlayoutTx(tx)) })
 	return nil
 }
 
-// put stores b and audits its state if it changed; a broadcast's end is
-// audited once.
-func (r *recorder) put(tx *store.Tx, b broadcast.Record, at time.Time) error {
-	var prev broadcast.Record
-	had := tx.Get(store.Broadcasts, b.ID, &prev) == nil
-	if err := tx.Put(store.Broadcasts, b.ID, b); err != nil {
-		return err
-	}
-	if had && (prev.State == b.State || broadcast.Terminal(prev.State)) {
-		return nil
-	}
-	detail := map[string]any{"zones": b.Zones, "priority": b.Priority, "source": b.Source, "origin": b.Origin}
-	if b.Reason != "" {
-		detail["reason"] = b.Reason
-	}
-	if broadcast.Terminal(b.State) {
-		detail["delivery"] = summary(b.Devices)
-	}
-	return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: audit.BroadcastState(b.State), Target: b.ID, Detail: detail})
-}
-
 // durableStart is the engine as the API uses it, with one difference: a
-// broadcast's record is in bbolt before its 201 is sent (the engine saves
-// records from its own goroutine, so a crash just after the answer lost
-// an acknowledged broadcast). On a full disk the record is held for retry.
+// broadcast's record is in bbolt before its 201 is sent (playout.Log.SaveFirst).
+// On a full disk the record is held for retry.
 type durableStart struct {
 	*broadcast.Engine
 	rec *recorder
@@ -153,29 +179,4 @@ func (s durableStart) Start(ctx context.Context, req broadcast.Request) (broadca
 		s.rec.saveFirst(b)
 	}
 	return b, err
-}
-
-// saveFirst saves b only if the engine has not saved it yet, so an older
-// state never overwrites a newer one.
-func (r *recorder) saveFirst(b broadcast.Record) {
-	r.ops.observe(b)
-	at := time.Now()
-	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error {
-		if tx.Exists(store.Broadcasts, b.ID) {
-			return nil
-		}
-		return r.put(tx, b, at)
-	})
-}
-
-// summary condenses per-device delivery for the audit trail.
-func summary(devs []broadcast.Delivery) map[string]uint64 {
-	var s struct{ expected, played, late, lost uint64 }
-	for _, d := range devs {
-		s.expected += d.FramesExpected
-		s.played += d.FramesPlayed
-		s.late += d.FramesLate
-		s.lost += d.FramesLost
-	}
-	return map[string]uint64{"speakers": uint64(len(devs)), "frames_expected": s.expected, "frames_played": s.played, "frames_late": s.late, "frames_lost": s.lost}
 }

@@ -1,11 +1,15 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/loalang/loalang/audit"
+	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/playout"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -180,3 +184,59 @@ func (db *DB) PlayoutRange(since, until time.Time, limit int) ([]json.RawMessage
 	}
 	return out, err
 }
+
+// PlayoutStore keeps the play-out log in bucket Broadcasts; it implements
+// playout.Store.
+type PlayoutStore struct{ db *DB }
+
+// NewPlayoutStore returns the play-out log's store over db.
+func NewPlayoutStore(db *DB) *PlayoutStore { return &PlayoutStore{db: db} }
+
+var _ playout.Store = (*PlayoutStore)(nil)
+
+// UpdatePlayout runs fn in one durable transaction.
+func (s *PlayoutStore) UpdatePlayout(ctx context.Context, what string, fn func(tx playout.Tx) error) error {
+	return s.db.Update(func(tx *Tx) error { return fn(PlayoutTx(tx)) })
+}
+
+// GetPlayout returns one record.
+func (s *PlayoutStore) GetPlayout(ctx context.Context, id string) (broadcast.Record, error) {
+	rec, err := Get[broadcast.Record](s.db, Broadcasts, id)
+	return rec, notFoundAs(err, playout.ErrNotFound)
+}
+
+// PlayoutRange decodes the records of PlayoutRange.
+func (s *PlayoutStore) PlayoutRange(ctx context.Context, since, until time.Time) ([]broadcast.Record, error) {
+	raws, err := s.db.PlayoutRange(since, until, 0)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]broadcast.Record, 0, len(raws))
+	for _, raw := range raws {
+		var b broadcast.Record
+		if err := json.Unmarshal(raw, &b); err != nil {
+			return nil, fmt.Errorf("play-out log: %w", err)
+		}
+		recs = append(recs, b)
+	}
+	return recs, nil
+}
+
+// PlayoutTx is tx as the play-out log's transaction, for writers that run
+// their own transactions (the daemon's retry of writes held on a full
+// disk).
+func PlayoutTx(tx *Tx) playout.Tx { return playoutTx{tx} }
+
+type playoutTx struct{ tx *Tx }
+
+func (t playoutTx) Get(id string) (broadcast.Record, error) {
+	var rec broadcast.Record
+	err := t.tx.Get(Broadcasts, id, &rec)
+	return rec, notFoundAs(err, playout.ErrNotFound)
+}
+
+func (t playoutTx) Exists(id string) bool { return t.tx.Exists(Broadcasts, id) }
+
+func (t playoutTx) Put(r broadcast.Record) error { return t.tx.Put(Broadcasts, r.ID, r) }
+
+func (t playoutTx) Audit(e audit.Entry) error { return t.tx.AppendAudit(e) }

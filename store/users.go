@@ -38,9 +38,9 @@ func (s *AuthStore) Update(ctx context.Context, fn func(tx auth.Tx) error) error
 // authTx implements auth.Tx.
 type authTx struct{ tx *Tx }
 
-// notFound turns the store's ErrNotFound into auth's, with the same
+// authNotFound turns the store's ErrNotFound into auth's, with the same
 // message ("get users/bob: not found").
-func notFound(err error, op, bucket, key string) error {
+func authNotFound(err error, op, bucket, key string) error {
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%s %s/%s: %w", op, bucket, key, auth.ErrNotFound)
 	}
@@ -49,7 +49,7 @@ func notFound(err error, op, bucket, key string) error {
 
 func (t authTx) User(name string) (auth.User, error) {
 	var u auth.User
-	return u, notFound(t.tx.Get(Users, name, &u), "get", Users, name)
+	return u, authNotFound(t.tx.Get(Users, name, &u), "get", Users, name)
 }
 
 func (t authTx) Users() ([]auth.User, error) {
@@ -68,12 +68,12 @@ func (t authTx) Users() ([]auth.User, error) {
 func (t authTx) PutUser(u auth.User) error { return t.tx.Put(Users, u.Username, u) }
 
 func (t authTx) DeleteUser(name string) error {
-	return notFound(t.tx.Delete(Users, name), "delete", Users, name)
+	return authNotFound(t.tx.Delete(Users, name), "delete", Users, name)
 }
 
 func (t authTx) Session(key string) (auth.Session, error) {
 	var s auth.Session
-	return s, notFound(t.tx.Get(Sessions, key, &s), "get", Sessions, key)
+	return s, authNotFound(t.tx.Get(Sessions, key, &s), "get", Sessions, key)
 }
 
 func (t authTx) PutSession(key string, s auth.Session) error { return t.tx.Put(Sessions, key, s) }

@@ -8,15 +8,13 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"path/filepath"
-	"slices"
 	"sort"
-	"strings"
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
-	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/broadcast/playout"
 )
 
 // Broadcasts is the broadcast engine as the API uses it.
@@ -28,15 +26,19 @@ type Broadcasts interface {
 	List() []broadcast.Broadcast
 }
 
-// MediaImporter turns an upload into stored Opus packets.
-type MediaImporter interface {
-	Import(ctx context.Context, sourceName string, r io.Reader) (media.Info, error)
+// MediaEncoder turns an upload into an encoded clip (*media.Library).
+type MediaEncoder interface {
+	Encode(ctx context.Context, sourceName string, r io.Reader) (media.Clip, error)
 }
 
 // BroadcastDeps enables the media and broadcast routes.
 type BroadcastDeps struct {
 	Engine Broadcasts
-	Media  MediaImporter
+	Media  MediaEncoder
+	// Catalog owns the media library's index and files.
+	Catalog *catalog.Catalog
+	// Log is the play-out log: the records of past broadcasts.
+	Log *playout.Log
 	// MaxUpload bounds a media upload in bytes.
 	MaxUpload int64
 }
@@ -91,63 +93,22 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 			fields[part.FormName()] = string(v)
 		}
 	}
-	if err := media.CheckLanguage(fields["language"]); err != nil {
-		writeError(w, r, badRequest("%v", err))
-		return
-	}
-	var tags []string
-	if fields["tags"] != "" {
-		if tags, err = cleanTags(strings.Split(fields["tags"], ",")); err != nil {
-			writeError(w, r, err)
-			return
-		}
-	}
-	name := filepath.Base(part.FileName())
-	if name == "." || name == "/" {
-		name = "upload"
-	}
-	display := name
-	if fields["name"] != "" {
-		if display, err = cleanName(fields["name"]); err != nil {
-			writeError(w, r, err)
-			return
-		}
-	}
-	info, err := s.bc.Media.Import(r.Context(), name, part)
-	if err != nil {
-		writeError(w, r, uploadErr(err))
-		return
-	}
-	info.Name, info.Tags, info.Language = display, tags, fields["language"]
-	err = s.db.Update(func(tx *store.Tx) error {
-		// The same audio uploaded again has the same id: keep the library
-		// fields given to it before unless this upload sets them.
-		var old media.Info
-		if tx.Get(store.Media, info.ID, &old) == nil {
-			if fields["name"] == "" && old.Name != "" {
-				info.Name = old.Name
-			}
-			if tags == nil {
-				info.Tags = old.Tags
-			}
-			if info.Language == "" {
-				info.Language = old.Language
-			}
-		}
-		if info.Language == "" {
-			info.Language = media.DefaultLanguage
-		}
-		if err := tx.Put(store.Media, info.ID, info); err != nil {
-			return err
-		}
-		return tx.AppendAudit(store.Event{Time: s.now(), Actor: UserFrom(r.Context()).Username, Action: audit.MediaUpload, Target: info.ID,
-			Detail: map[string]any{"source": name, "duration_ms": info.DurationMS, "language": info.Language}})
-	})
+	up, err := catalog.NewUpload(part.FileName(), fields["name"], fields["tags"], fields["language"])
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, mediaView(info))
+	clip, err := s.bc.Media.Encode(r.Context(), up.Source, part)
+	if err != nil {
+		writeError(w, r, uploadErr(err))
+		return
+	}
+	info, err := s.bc.Catalog.Add(r.Context(), UserFrom(r.Context()).Username, up, clip)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
 }
 
 // uploadErr names the field for errors of the multipart framing itself.
@@ -170,30 +131,21 @@ func (s *Server) handleMediaList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	tag := r.URL.Query().Get("tag")
-	list, err := store.List[media.Info](s.db, store.Media, "")
+	out, err := s.bc.Catalog.List(r.Context(), catalog.Filter{Language: lang, Tag: r.URL.Query().Get("tag")})
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	out := []media.Info{}
-	for _, info := range list {
-		info = mediaView(info)
-		if (lang == "" || info.Language == lang) && (tag == "" || slices.Contains(info.Tags, tag)) {
-			out = append(out, info)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return strings.ToLower(out[i].Name) < strings.ToLower(out[j].Name) })
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleMediaGet(w http.ResponseWriter, r *http.Request) {
-	info, err := store.Get[media.Info](s.db, store.Media, r.PathValue("id"))
+	info, err := s.bc.Catalog.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, mediaView(info))
+	writeJSON(w, http.StatusOK, info)
 }
 
 type broadcastRequest struct {
@@ -222,13 +174,13 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.MediaID != "" {
-		info, err := store.Get[media.Info](s.db, store.Media, req.MediaID)
+		info, err := s.bc.Catalog.Get(r.Context(), req.MediaID)
 		if err != nil {
 			writeError(w, r, badRequest("media_id: no media %q", req.MediaID))
 			return
 		}
 		if req.Language == "" {
-			req.Language = mediaLanguage(info)
+			req.Language = info.Language
 		}
 	}
 	if req.Text != "" {
@@ -261,7 +213,7 @@ func (s *Server) handleBroadcastGet(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	b, err := s.bc.Engine.Get(id)
 	if errors.Is(err, broadcast.ErrNotFound) {
-		b, err = store.Get[broadcast.Record](s.db, store.Broadcasts, id)
+		b, err = s.bc.Log.Get(r.Context(), id)
 	}
 	if err != nil {
 		writeError(w, r, err)

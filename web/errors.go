@@ -9,7 +9,9 @@ import (
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/broadcast/playout"
 	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/device"
@@ -52,6 +54,10 @@ var domainStatus = []struct {
 	{media.ErrBusy, http.StatusServiceUnavailable}, // with Retry-After, see writeError
 	{media.ErrNoVoice, http.StatusBadRequest},
 	{media.ErrUnknownLanguage, http.StatusBadRequest},
+	{catalog.ErrInvalid, http.StatusBadRequest}, // the message names the field
+	{catalog.ErrNotFound, http.StatusNotFound},
+	{catalog.ErrInUse, http.StatusConflict},
+	{playout.ErrNotFound, http.StatusNotFound},
 	{broadcast.ErrInvalid, http.StatusUnprocessableEntity},
 	{broadcast.ErrUnknownZone, http.StatusUnprocessableEntity},
 	{broadcast.ErrNotFound, http.StatusNotFound},

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/broadcast/schedule"
+	"github.com/loalang/loalang/broadcast/playout"
 	"github.com/loalang/loalang/internal/audiotest"
 	"github.com/loalang/loalang/store"
 )
@@ -36,7 +38,11 @@ func newRecordsServer(t *testing.T) *recordsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls.EnableBroadcasts(BroadcastDeps{Media: lib, MaxUpload: 8 << 20})
+	cat, err := catalog.New(catalog.Config{Dir: dir}, store.NewMediaStore(ls.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls.EnableBroadcasts(BroadcastDeps{Media: lib, Catalog: cat, Log: playout.New(store.NewPlayoutStore(ls.db), nil), MaxUpload: 8 << 20})
 	ls.EnableSchedules(ScheduleDeps{Service: schedule.NewService(store.NewScheduleStore(ls.db), schedule.ServiceConfig{
 		KnownZone: func(z string) bool { return z == "a" || z == "b" }, Now: ls.now, CheckLanguage: media.CheckLanguage,
 		CheckVoice: func(c string) error { _, err := media.VoiceFor(c); return err }, DefaultLanguage: media.DefaultLanguage})})

@@ -1,19 +1,17 @@
 package web
 
 import (
+	"context"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/loalang/loalang/auth"
-	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/media"
+	"github.com/loalang/loalang/broadcast/playout"
 	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/device/wire"
 )
@@ -25,51 +23,13 @@ import (
 // reportPriorities are the priority levels in report order.
 var reportPriorities = []string{wire.PriorityEmergency, wire.PriorityPriority, wire.PriorityNormal, wire.PriorityBackground}
 
-// ZoneReport is one zone's month.
-type ZoneReport struct {
-	Zone       string `json:"zone"`
-	Broadcasts int    `json:"broadcasts"`
-	// AirSeconds is the time the zone was on air (start to end of each
-	// broadcast sent to it); ByPriority and ByLanguage split it.
-	AirSeconds     float64            `json:"air_seconds"`
-	ByPriority     map[string]float64 `json:"by_priority"`
-	ByLanguage     map[string]float64 `json:"by_language"`
-	FramesExpected uint64             `json:"frames_expected"`
-	FramesPlayed   uint64             `json:"frames_played"`
-	// Delivery is frames played / expected, from the speakers' reports
-	// (1 when nothing was expected).
-	Delivery float64 `json:"delivery"`
-}
-
-// SpeakerReport is one speaker's month, from its delivery reports.
-type SpeakerReport struct {
-	ID             string   `json:"id"`
-	Zones          []string `json:"zones"`
-	Broadcasts     int      `json:"broadcasts"`
-	FramesExpected uint64   `json:"frames_expected"`
-	FramesPlayed   uint64   `json:"frames_played"`
-	FramesLate     uint64   `json:"frames_late"`
-	FramesLost     uint64   `json:"frames_lost"`
-	// Missed is frames expected but not played.
-	Missed   uint64  `json:"missed"`
-	Delivery float64 `json:"delivery"`
-}
-
-// MonthlyReport is GET /api/v1/reports/monthly.
-type MonthlyReport struct {
-	Month    string `json:"month"`
-	TimeZone string `json:"time_zone"`
-	// Language filters the report; "" is every language.
-	Language   string          `json:"language,omitempty"`
-	From       time.Time       `json:"from"`
-	Until      time.Time       `json:"until"`
-	Broadcasts int             `json:"broadcasts"`
-	Zones      []ZoneReport    `json:"zones"`
-	Speakers   []SpeakerReport `json:"speakers"`
-	// MostMissed are the speakers that missed the most frames (up to 5,
-	// only those that missed any), worst first.
-	MostMissed []SpeakerReport `json:"most_missed"`
-}
+// The report's types are the play-out log's (broadcast/playout), which
+// computes it.
+type (
+	ZoneReport    = playout.ZoneReport
+	SpeakerReport = playout.SpeakerReport
+	MonthlyReport = playout.MonthlyReport
+)
 
 // reportRoutes registers the report and export routes with the broadcast
 // routes (village head and admin; the audit export stays admin-only at GET
@@ -80,29 +40,9 @@ func (s *Server) reportRoutes() {
 	s.Handle("GET /api/v1/reports/playout", s.handlePlayout, heads...)
 }
 
-func ratio(played, expected uint64) float64 {
-	if expected == 0 {
-		return 1
-	}
-	return float64(played) / float64(expected)
-}
-
-// airTime is how long a broadcast was on air: start to end, or to now
-// while it plays; zero if it never started.
-func airTime(b broadcast.Record, now time.Time) time.Duration {
-	if b.Started.IsZero() {
-		return 0
-	}
-	end := b.Ended
-	if end.IsZero() {
-		end = now
-	}
-	return max(end.Sub(b.Started), 0)
-}
-
 // buildMonthly computes the report from the play-out log of [from, until).
-func (s *Server) buildMonthly(from, until time.Time, lang string) (MonthlyReport, error) {
-	raws, err := s.db.PlayoutRange(from, until, 0)
+func (s *Server) buildMonthly(ctx context.Context, from, until time.Time, lang string) (MonthlyReport, error) {
+	recs, err := s.bc.Log.Range(ctx, from, until, lang)
 	if err != nil {
 		return MonthlyReport{}, err
 	}
@@ -112,85 +52,8 @@ func (s *Server) buildMonthly(from, until time.Time, lang string) (MonthlyReport
 			devZones[d.ID] = d.Zones
 		}
 	}
-	zones := map[string]*ZoneReport{}
-	speakers := map[string]*SpeakerReport{}
-	rep := MonthlyReport{Language: lang, From: from, Until: until}
-	now := s.now()
-	for _, raw := range raws {
-		var b broadcast.Record
-		if err := json.Unmarshal(raw, &b); err != nil {
-			return rep, fmt.Errorf("monthly report: %w", err)
-		}
-		bl := b.Language
-		if bl == "" {
-			bl = media.DefaultLanguage
-		}
-		if lang != "" && bl != lang {
-			continue
-		}
-		rep.Broadcasts++
-		air := airTime(b, now).Seconds()
-		prio := b.Priority
-		if prio == "" {
-			prio = wire.PriorityNormal
-		}
-		for _, z := range b.Zones {
-			zr := zones[z]
-			if zr == nil {
-				zr = &ZoneReport{Zone: z, ByPriority: map[string]float64{}, ByLanguage: map[string]float64{}}
-				zones[z] = zr
-			}
-			zr.Broadcasts++
-			zr.AirSeconds += air
-			zr.ByPriority[prio] += air
-			zr.ByLanguage[bl] += air
-		}
-		for _, d := range b.Devices {
-			sr := speakers[d.ID]
-			if sr == nil {
-				sr = &SpeakerReport{ID: d.ID, Zones: devZones[d.ID]}
-				if sr.Zones == nil {
-					sr.Zones = []string{}
-				}
-				speakers[d.ID] = sr
-			}
-			sr.Broadcasts++
-			sr.FramesExpected += d.FramesExpected
-			sr.FramesPlayed += d.FramesPlayed
-			sr.FramesLate += d.FramesLate
-			sr.FramesLost += d.FramesLost
-			// A speaker's frames count in the broadcast's zones it belongs to.
-			for _, z := range b.Zones {
-				if slices.Contains(devZones[d.ID], z) {
-					zones[z].FramesExpected += d.FramesExpected
-					zones[z].FramesPlayed += d.FramesPlayed
-				}
-			}
-		}
-	}
-	rep.Zones = []ZoneReport{}
-	for _, zr := range zones {
-		zr.Delivery = ratio(zr.FramesPlayed, zr.FramesExpected)
-		rep.Zones = append(rep.Zones, *zr)
-	}
-	sort.Slice(rep.Zones, func(i, j int) bool { return rep.Zones[i].Zone < rep.Zones[j].Zone })
-	rep.Speakers = []SpeakerReport{}
-	for _, sr := range speakers {
-		if sr.FramesExpected > sr.FramesPlayed {
-			sr.Missed = sr.FramesExpected - sr.FramesPlayed
-		}
-		sr.Delivery = ratio(sr.FramesPlayed, sr.FramesExpected)
-		rep.Speakers = append(rep.Speakers, *sr)
-	}
-	sort.Slice(rep.Speakers, func(i, j int) bool { return rep.Speakers[i].ID < rep.Speakers[j].ID })
-	rep.MostMissed = []SpeakerReport{}
-	for _, sr := range rep.Speakers {
-		if sr.Missed > 0 {
-			rep.MostMissed = append(rep.MostMissed, sr)
-		}
-	}
-	sort.SliceStable(rep.MostMissed, func(i, j int) bool { return rep.MostMissed[i].Missed > rep.MostMissed[j].Missed })
-	rep.MostMissed = rep.MostMissed[:min(5, len(rep.MostMissed))]
+	rep := playout.Monthly(recs, devZones, s.now())
+	rep.Language, rep.From, rep.Until = lang, from, until
 	return rep, nil
 }
 
@@ -222,7 +85,7 @@ func (s *Server) handleMonthly(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	rep, err := s.buildMonthly(start, start.AddDate(0, 1, 0), lang)
+	rep, err := s.buildMonthly(r.Context(), start, start.AddDate(0, 1, 0), lang)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -297,24 +160,10 @@ func (s *Server) handlePlayout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	raws, err := s.db.PlayoutRange(since, until, 0)
+	recs, err := s.bc.Log.Range(r.Context(), since, until, lang)
 	if err != nil {
 		writeError(w, r, err)
 		return
-	}
-	recs := make([]broadcast.Record, 0, len(raws))
-	for _, raw := range raws {
-		var b broadcast.Record
-		if err := json.Unmarshal(raw, &b); err != nil {
-			writeError(w, r, fmt.Errorf("play-out log: %w", err))
-			return
-		}
-		if b.Language == "" {
-			b.Language = media.DefaultLanguage
-		}
-		if lang == "" || b.Language == lang {
-			recs = append(recs, b)
-		}
 	}
 	switch q.Get("format") {
 	case "", "json":
@@ -342,7 +191,7 @@ func (s *Server) handlePlayout(w http.ResponseWriter, r *http.Request) {
 			e, p, l, lo = e+d.FramesExpected, p+d.FramesPlayed, l+d.FramesLate, lo+d.FramesLost
 		}
 		cw.Write([]string{csvCell(b.ID), ts(b.Created), ts(b.Started), ts(b.Ended), b.State, b.Source, b.MediaID, csvCell(strings.Join(b.Zones, " ")),
-			b.Priority, b.Language, csvCell(b.Actor), b.Origin, csvCell(b.ScheduleID), strconv.FormatFloat(airTime(b, s.now()).Seconds(), 'f', 1, 64),
+			b.Priority, b.Language, csvCell(b.Actor), b.Origin, csvCell(b.ScheduleID), strconv.FormatFloat(playout.AirTime(b, s.now()).Seconds(), 'f', 1, 64),
 			strconv.Itoa(len(b.Devices)), strconv.FormatUint(e, 10), strconv.FormatUint(p, 10), strconv.FormatUint(l, 10), strconv.FormatUint(lo, 10)})
 	}
 	cw.Flush()

@@ -160,10 +160,29 @@ func NewLibrary(cfg Config) (*Library, error) {
 // Config.Queue imports already in flight it returns ErrBusy before reading
 // r. Errors wrap the package's sentinels.
 func (l *Library) Import(ctx context.Context, sourceName string, r io.Reader) (Info, error) {
+	c, err := l.Encode(ctx, sourceName, r)
+	if err != nil {
+		return Info{}, err
+	}
+	return l.write(c)
+}
+
+// Clip is an encoded clip not yet stored: its description and its Ogg
+// Opus file (RFC 7845), whose SHA-256 is Info.ID.
+type Clip struct {
+	Info Info
+	File []byte
+}
+
+// Encode is Import without the storing: it streams, decodes, normalises
+// and encodes the upload (with the same queue, bounds and errors) and
+// returns the Ogg Opus file for the caller to store, so that one owner
+// (the media catalog) writes the file and its index entry together.
+func (l *Library) Encode(ctx context.Context, sourceName string, r io.Reader) (Clip, error) {
 	select {
 	case l.queue <- struct{}{}:
 	default:
-		return Info{}, fmt.Errorf("upload %q: %d imports already in flight: %w", sourceName, l.cfg.Queue, ErrBusy)
+		return Clip{}, fmt.Errorf("upload %q: %d imports already in flight: %w", sourceName, l.cfg.Queue, ErrBusy)
 	}
 	defer func() { <-l.queue }()
 	tmp, sum, n, err := l.spool(sourceName, r)
@@ -171,20 +190,20 @@ func (l *Library) Import(ctx context.Context, sourceName string, r io.Reader) (I
 		defer os.Remove(tmp)
 	}
 	if err != nil {
-		return Info{}, err
+		return Clip{}, err
 	}
 	if n == 0 {
-		return Info{}, fmt.Errorf("upload %q: %w", sourceName, ErrEmpty)
+		return Clip{}, fmt.Errorf("upload %q: %w", sourceName, ErrEmpty)
 	}
 	if err := l.acquire(ctx); err != nil {
-		return Info{}, err
+		return Clip{}, err
 	}
 	defer l.release()
 	// Decoders work on a byte slice: the file mapped into memory, outside
 	// the Go heap, for the one import holding the decoder.
 	data, unmap, err := mapFile(tmp)
 	if err != nil {
-		return Info{}, fmt.Errorf("read upload %q: %w", sourceName, err)
+		return Clip{}, fmt.Errorf("read upload %q: %w", sourceName, err)
 	}
 	a, err := Decode(data, l.cfg.MaxDuration)
 	data = nil
@@ -192,14 +211,14 @@ func (l *Library) Import(ctx context.Context, sourceName string, r io.Reader) (I
 		err = uerr
 	}
 	if err != nil {
-		return Info{}, fmt.Errorf("import %q: %w", sourceName, err)
+		return Clip{}, fmt.Errorf("import %q: %w", sourceName, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return Clip{}, err
 	}
 	pcm := Resample(a.Samples, a.Rate, OpusRate)
 	a.Samples = nil
-	return l.store(ctx, sourceName, sum, pcm)
+	return l.encode(ctx, sourceName, sum, pcm)
 }
 
 // spool copies r into a new temporary file, hashing it on the way. It
@@ -250,7 +269,11 @@ func (l *Library) ImportPCM(ctx context.Context, sourceName string, pcm []float3
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
-	return l.store(ctx, sourceName, sum, append([]float32(nil), pcm...))
+	c, err := l.encode(ctx, sourceName, sum, append([]float32(nil), pcm...))
+	if err != nil {
+		return Info{}, err
+	}
+	return l.write(c)
 }
 
 func (l *Library) acquire(ctx context.Context) error {
@@ -264,29 +287,28 @@ func (l *Library) acquire(ctx context.Context) error {
 
 func (l *Library) release() { <-l.sem }
 
-// store normalises pcm (owned, 48 kHz) in place, encodes and writes it.
-func (l *Library) store(ctx context.Context, sourceName string, srcSum [32]byte, pcm []float32) (Info, error) {
+// encode normalises pcm (owned, 48 kHz) in place and encodes it.
+func (l *Library) encode(ctx context.Context, sourceName string, srcSum [32]byte, pcm []float32) (Clip, error) {
 	if d := durationOf(int64(len(pcm)), OpusRate); d > l.cfg.MaxDuration {
-		return Info{}, fmt.Errorf("import %q: %w", sourceName, tooLong(d, l.cfg.MaxDuration))
+		return Clip{}, fmt.Errorf("import %q: %w", sourceName, tooLong(d, l.cfg.MaxDuration))
 	}
 	gain, measured, err := Normalize(pcm, l.cfg.TargetLUFS, l.cfg.PeakCeilingDB)
 	if err != nil {
-		return Info{}, fmt.Errorf("import %q: %w", sourceName, err)
+		return Clip{}, fmt.Errorf("import %q: %w", sourceName, err)
 	}
 	packets, err := EncodePCM(ctx, pcm, l.cfg.Bitrate)
 	if err != nil {
-		return Info{}, fmt.Errorf("import %q: %w", sourceName, err)
+		return Clip{}, fmt.Errorf("import %q: %w", sourceName, err)
 	}
 	var file bytes.Buffer
 	// The serial number comes from the source hash so the same input always
 	// yields the same bytes, hence the same ID.
 	if err := writeOggOpus(&file, binary.BigEndian.Uint32(srcSum[:4]), packets, int64(len(pcm))); err != nil {
-		return Info{}, fmt.Errorf("import %q: %w", sourceName, err)
+		return Clip{}, fmt.Errorf("import %q: %w", sourceName, err)
 	}
 	fileSum := sha256.Sum256(file.Bytes())
-	id := hex.EncodeToString(fileSum[:])
 	info := Info{
-		ID:           id,
+		ID:           hex.EncodeToString(fileSum[:]),
 		SourceName:   sourceName,
 		SourceSHA256: hex.EncodeToString(srcSum[:]),
 		Codec:        "opus",
@@ -298,15 +320,22 @@ func (l *Library) store(ctx context.Context, sourceName string, srcSum [32]byte,
 		LoudnessLUFS: math.Round(measured*10) / 10,
 		GainDB:       math.Round(gain*10) / 10,
 	}
-	path := filepath.Join(l.cfg.Dir, id+fileExt)
+	return Clip{Info: info, File: file.Bytes()}, nil
+}
+
+// write stores an encoded clip in the library directory, unless the same
+// content is there already.
+func (l *Library) write(c Clip) (Info, error) {
+	info := c.Info
+	path := filepath.Join(l.cfg.Dir, info.ID+fileExt)
 	if _, err := os.Stat(path); err == nil {
-		l.log.Info("clip already stored", "clip", id, "source", sourceName)
+		l.log.Info("clip already stored", "clip", info.ID, "source", info.SourceName)
 		return info, nil
 	}
-	if err := writeFileAtomic(path, file.Bytes()); err != nil {
+	if err := writeFileAtomic(path, c.File); err != nil {
 		return Info{}, err
 	}
-	l.log.Info("clip imported", "clip", id, "source", sourceName, "duration_ms", info.DurationMS,
+	l.log.Info("clip imported", "clip", info.ID, "source", info.SourceName, "duration_ms", info.DurationMS,
 		"packets", info.Packets, "loudness_lufs", info.LoudnessLUFS, "gain_db", info.GainDB)
 	return info, nil
 }
@@ -325,6 +354,14 @@ func validID(id string) bool {
 	}
 	return strings.Trim(id, "0123456789abcdef") == ""
 }
+
+// FileName is the name of a clip's stored Ogg Opus file in the library
+// directory.
+func FileName(id string) string { return id + fileExt }
+
+// ValidID reports whether id is a clip ID: 64 lowercase hex digits (the
+// SHA-256 of the file), which cannot name a path outside the library.
+func ValidID(id string) bool { return validID(id) }
 
 // Path returns the stored Ogg Opus file for a clip, or ErrNotFound.
 func (l *Library) Path(id string) (string, error) {

@@ -15,7 +15,7 @@ const module = "github.com/loalang/loalang/"
 // domain packages hold the product's rules and types; they depend on the
 // standard library, the wire contract and each other, never on an adapter
 // or on the libraries the adapters wrap.
-var domain = []string{"auth", "device", "device/wire", "broadcast", "broadcast/schedule", "health", "audit"}
+var domain = []string{"auth", "device", "device/wire", "broadcast", "broadcast/catalog", "broadcast/playout", "broadcast/schedule", "health", "audit"}
 
 // adapters wrap one dependency each, or wire the daemon together.
 var adapters = []string{"store", "broker", "bus", "uplink", "web", "commune", "daemon", "cmd/loalangd", "cmd/loalang", "broadcast/relay", "broadcast/trigger"}
