@@ -108,36 +108,65 @@ const (
 	PolicyInterrupt = "interrupt"
 )
 
+// State is the state of a broadcast as a whole (Broadcast.State). The
+// terminal ones are StateDone, StateStopped, StateFailed and
+// StateInterrupted (Terminal).
+type State string
+
 // Broadcast states.
 const (
-	StateQueued      = "queued"
-	StatePlaying     = "playing"
-	StatePreempted   = "preempted"
-	StateDone        = "done"
-	StateStopped     = "stopped"
-	StateFailed      = "failed"
-	StateInterrupted = "interrupted"
+	StateQueued      State = "queued"
+	StatePlaying           = "playing"
+	StatePreempted         = "preempted"
+	StateDone              = "done"
+	StateStopped           = "stopped"
+	StateFailed            = "failed"
+	StateInterrupted       = "interrupted"
 )
+
+// ZoneStatus is the state of a broadcast in one of its zones
+// (ZoneState.State); the broadcast's State is derived from them (settle).
+type ZoneStatus string
 
 // Zone states of one broadcast, ZoneState.State.
 const (
-	ZoneWaiting     = "waiting"
-	ZonePlaying     = "playing"
-	ZoneSuspended   = "suspended"
-	ZoneDone        = "done"
-	ZoneInterrupted = "interrupted"
-	ZoneStopped     = "stopped"
-	ZoneFailed      = "failed"
+	ZoneWaiting     ZoneStatus = "waiting"
+	ZonePlaying                = "playing"
+	ZoneSuspended              = "suspended"
+	ZoneDone                   = "done"
+	ZoneInterrupted            = "interrupted"
+	ZoneStopped                = "stopped"
+	ZoneFailed                 = "failed"
 )
+
+// Origin says which way in a broadcast request came (Request.Origin).
+type Origin string
 
 // Request origins.
 const (
-	OriginAPI      = "api"
-	OriginSchedule = "schedule"
-	OriginLive     = "live"
+	OriginAPI      Origin = "api"
+	OriginSchedule        = "schedule"
+	OriginLive            = "live"
 	// OriginUplink is a signed command from the commune or province.
 	OriginUplink = "uplink"
 )
+
+// Priority is a bulletin level of Circular 39/2020/TT-BTTTT, spelled as on
+// the wire (wire.Priority*): a broadcast of higher Rank pre-empts a lower
+// one in the zones they share; equal ranks queue.
+type Priority string
+
+// Priority levels, the wire.Priority* values typed.
+const (
+	PriorityEmergency  Priority = wire.PriorityEmergency
+	PriorityPriority   Priority = wire.PriorityPriority
+	PriorityNormal     Priority = wire.PriorityNormal
+	PriorityBackground Priority = wire.PriorityBackground
+)
+
+// Rank orders priorities (wire.PriorityRank): higher pre-empts lower; 0
+// means the priority is unknown.
+func (p Priority) Rank() int { return wire.PriorityRank(string(p)) }
 
 // Sources of a broadcast, Broadcast.Source.
 const (
@@ -262,15 +291,15 @@ type Request struct {
 	// Packets are prepared 20 ms Opus packets, 48 kHz mono.
 	Packets [][]byte
 	Zones   []string
-	// Priority is one of the wire.Priority* levels; empty means normal.
-	Priority string
+	// Priority is one of the Priority* levels; empty means normal.
+	Priority Priority
 	// Volume in percent, 1–100; 0 leaves each speaker at its own volume.
 	// An emergency always plays at 100.
 	Volume int
 	// Actor is who asked, for the log and audit trail.
 	Actor string
 	// Origin is OriginAPI (default), OriginSchedule or OriginLive.
-	Origin     string
+	Origin     Origin
 	ScheduleID string
 	// Language is the BCP 47 tag of what is said, for the log and reports,
 	// and it picks the voice that speaks Text (media.VoiceFor); "" means
@@ -294,8 +323,8 @@ type Delivery struct {
 
 // ZoneState is the state of a broadcast in one of its zones.
 type ZoneState struct {
-	Zone  string `json:"zone"`
-	State string `json:"state"`
+	Zone  string     `json:"zone"`
+	State ZoneStatus `json:"state"`
 	// StreamID is the stream currently (or last) carrying the broadcast here.
 	StreamID uint32 `json:"stream_id,omitempty"`
 }
@@ -303,16 +332,16 @@ type ZoneState struct {
 // Broadcast is a snapshot of one broadcast.
 type Broadcast struct {
 	ID         string   `json:"id"`
-	State      string   `json:"state"`
+	State      State    `json:"state"`
 	Reason     string   `json:"reason,omitempty"`
 	Source     string   `json:"source"`
 	MediaID    string   `json:"media_id,omitempty"`
 	Text       string   `json:"text,omitempty"`
 	Zones      []string `json:"zones"`
-	Priority   string   `json:"priority"`
+	Priority   Priority `json:"priority"`
 	Volume     int      `json:"volume"`
 	Actor      string   `json:"actor,omitempty"`
-	Origin     string   `json:"origin"`
+	Origin     Origin   `json:"origin"`
 	ScheduleID string   `json:"schedule_id,omitempty"`
 	Language   string   `json:"language,omitempty"`
 	// Packets is the length in 20 ms packets (for live speech, packets sent
@@ -332,7 +361,7 @@ type Broadcast struct {
 type Record = Broadcast
 
 // Terminal reports whether the state is final.
-func Terminal(state string) bool {
+func Terminal(state State) bool {
 	switch state {
 	case StateDone, StateStopped, StateFailed, StateInterrupted:
 		return true
@@ -359,7 +388,7 @@ type Stats struct {
 }
 
 type leg struct {
-	state  string
+	state  ZoneStatus
 	cutAt  int
 	stream uint32
 }
@@ -410,7 +439,7 @@ type bcast struct {
 	created  time.Time
 	started  time.Time
 	ended    time.Time
-	state    string
+	state    State
 	reason   string
 	legs     map[string]*leg
 	segs     []*segment
@@ -744,7 +773,7 @@ func (e *Engine) DeviceOnline(deviceID string) {
 	var cands []cand
 	e.mu.Lock()
 	for _, b := range e.order {
-		if b.terminal || b.rank != wire.PriorityRank(wire.PriorityEmergency) {
+		if b.terminal || b.rank != PriorityEmergency.Rank() {
 			continue
 		}
 		for _, s := range b.segs {

@@ -224,7 +224,7 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 		}
 		return true
 	}
-	end := func(wireReason, state, reason string) {
+	end := func(wireReason string, state State, reason string) {
 		e.sendStops(seg, wireReason)
 		now := e.clock.Now()
 		e.mu.Lock()

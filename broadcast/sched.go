@@ -135,9 +135,9 @@ func (e *Engine) prepare(ctx context.Context, req Request, live bool) (*bcast, e
 		return nil, fmt.Errorf("%w: zones: at least one zone is required", ErrInvalid)
 	}
 	if req.Priority == "" {
-		req.Priority = wire.PriorityNormal
+		req.Priority = PriorityNormal
 	}
-	rank := wire.PriorityRank(req.Priority)
+	rank := req.Priority.Rank()
 	if rank == 0 {
 		return nil, fmt.Errorf("%w: priority: %q is not emergency, priority, normal or background", ErrInvalid, req.Priority)
 	}
@@ -193,7 +193,7 @@ func (e *Engine) prepare(ctx context.Context, req Request, live bool) (*bcast, e
 	}
 	b.req.Packets = nil
 	b.req.Zones = zones
-	if req.Priority == wire.PriorityEmergency {
+	if req.Priority == PriorityEmergency {
 		b.volume = 100
 	}
 	for _, z := range zones {
@@ -420,7 +420,7 @@ func (e *Engine) stopLocked(b *bcast, wireReason, reason string, now time.Time) 
 }
 
 // finish makes b terminal. Called with e.mu held.
-func (e *Engine) finish(b *bcast, state, reason string, now time.Time) {
+func (e *Engine) finish(b *bcast, state State, reason string, now time.Time) {
 	if b.terminal {
 		return
 	}

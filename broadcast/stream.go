@@ -120,7 +120,7 @@ func (e *Engine) startControl(seg *segment) wire.StreamControl {
 		Op:             wire.StreamStart,
 		StreamID:       seg.id,
 		Codec:          wire.CodecOpus,
-		Priority:       b.req.Priority,
+		Priority:       string(b.req.Priority),
 		Volume:         b.volume,
 		StartAt:        seg.startAt.UnixMicro(),
 		PlayoutDelayMS: int(e.cfg.PlayoutDelay / time.Millisecond),
@@ -333,7 +333,7 @@ func (e *Engine) sendStops(seg *segment, reason string) {
 
 // segmentEnded releases seg's zones with the given zone state, settles its
 // broadcast and hands the zones on.
-func (e *Engine) segmentEnded(seg *segment, zoneState string) {
+func (e *Engine) segmentEnded(seg *segment, zoneState ZoneStatus) {
 	now := e.clock.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()

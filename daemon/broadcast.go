@@ -112,7 +112,7 @@ type recorder struct {
 func (r *recorder) SaveBroadcast(ctx context.Context, b broadcast.Record) error {
 	r.ops.observe(b)
 	at := time.Now()
-	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error { return r.put(tx, b, at) })
+	r.retry.Do("broadcast "+b.ID+" "+string(b.State), func(tx *store.Tx) error { return r.put(tx, b, at) })
 	return nil
 }
 
@@ -134,7 +134,7 @@ func (r *recorder) put(tx *store.Tx, b broadcast.Record, at time.Time) error {
 	if broadcast.Terminal(b.State) {
 		detail["delivery"] = summary(b.Devices)
 	}
-	return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: audit.BroadcastState(b.State), Target: b.ID, Detail: detail})
+	return tx.AppendAudit(store.Event{Time: at, Actor: b.Actor, Action: audit.BroadcastState(string(b.State)), Target: b.ID, Detail: detail})
 }
 
 // durableStart is the engine as the API uses it, with one difference: a
@@ -159,7 +159,7 @@ func (s durableStart) Start(ctx context.Context, req broadcast.Request) (broadca
 func (r *recorder) saveFirst(b broadcast.Record) {
 	r.ops.observe(b)
 	at := time.Now()
-	r.retry.Do("broadcast "+b.ID+" "+b.State, func(tx *store.Tx) error {
+	r.retry.Do("broadcast "+b.ID+" "+string(b.State), func(tx *store.Tx) error {
 		if tx.Exists(store.Broadcasts, b.ID) {
 			return nil
 		}

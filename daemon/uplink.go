@@ -117,7 +117,7 @@ func (d *Daemon) reportCommands(ctx context.Context) error {
 			if err != nil || !broadcast.Terminal(b.State) || time.Since(b.Ended) < uplinkReportDelay {
 				continue
 			}
-			d.up.cmds.BroadcastEnded(id, b.State, b.Reason, b.Devices)
+			d.up.cmds.BroadcastEnded(id, string(b.State), b.Reason, b.Devices)
 		}
 		probs := d.health.Problems()
 		key := fmt.Sprint(probs)
@@ -145,9 +145,9 @@ func (d *Daemon) reportFromLog(id string) {
 	case err != nil:
 		d.log.Error("uplink played report: read broadcast log", "broadcast", id, "err", err)
 	case broadcast.Terminal(rec.State):
-		d.up.cmds.BroadcastEnded(id, rec.State, rec.Reason, rec.Devices)
+		d.up.cmds.BroadcastEnded(id, string(rec.State), rec.Reason, rec.Devices)
 	default:
-		d.up.cmds.BroadcastEnded(id, broadcast.StateStopped, "the controller restarted while it was "+rec.State, rec.Devices)
+		d.up.cmds.BroadcastEnded(id, string(broadcast.StateStopped), "the controller restarted while it was "+string(rec.State), rec.Devices)
 	}
 }
 
@@ -166,7 +166,7 @@ func (p uplinkPlayer) Play(ctx context.Context, pl uplink.Play) (string, error) 
 	if len(zones) == 0 {
 		return "", fmt.Errorf("none of the zones %q is here", pl.Zones)
 	}
-	req := broadcast.Request{Zones: zones, Priority: pl.Priority, Actor: pl.Actor, Origin: broadcast.OriginUplink, Text: pl.Text}
+	req := broadcast.Request{Zones: zones, Priority: broadcast.Priority(pl.Priority), Actor: pl.Actor, Origin: broadcast.OriginUplink, Text: pl.Text}
 	if pl.Media != nil {
 		info, err := d.media.Import(ctx, pl.MediaName, bytes.NewReader(pl.Media))
 		if err != nil {
