@@ -74,13 +74,6 @@ func newArbiter(cfg Config, log *slog.Logger, ctx context.Context) *arbiter {
 	}
 }
 
-// read runs f with the arbitration state stable (mu held).
-func (a *arbiter) read(f func()) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f()
-}
-
 // close refuses new broadcasts and stops handing zones on.
 func (a *arbiter) close() {
 	a.mu.Lock()
@@ -220,12 +213,26 @@ func (a *arbiter) prune() {
 	a.order = kept
 }
 
-// get returns broadcast id.
-func (a *arbiter) get(id string) (*bcast, bool) {
+// view runs f on broadcast id with the arbitration state stable, and
+// reports whether id is known.
+func (a *arbiter) view(id string, f func(b *bcast)) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b, ok := a.all[id]
-	return b, ok
+	if ok {
+		f(b)
+	}
+	return ok
+}
+
+// viewAll runs f on every broadcast kept, oldest first, with the
+// arbitration state stable.
+func (a *arbiter) viewAll(f func(b *bcast)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, b := range a.order {
+		f(b)
+	}
 }
 
 // recordIfEnded hands b to changed again if it has ended (a speaker's

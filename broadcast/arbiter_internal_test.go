@@ -65,6 +65,13 @@ func newArbRig(t *testing.T, policy string) *arbRig {
 	return r
 }
 
+// locked runs f with a's state stable.
+func locked(a *arbiter, f func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f()
+}
+
 // newBcast is a broadcast as Engine.prepare makes it.
 func newBcast(id string, p Priority, pkts [][]byte, zones ...string) *bcast {
 	b := &bcast{id: id, req: Request{Priority: p}, zones: zones, rank: p.Rank(), packets: pkts,
@@ -161,7 +168,7 @@ func TestArbitrationDecisions(t *testing.T) {
 				nb = newBcast("new", tc.prio, pkts, tc.zones...)
 				r.submit(t, nb, now.Add(time.Second))
 			}
-			r.a.read(func() {
+			locked(r.a, func() {
 				if tc.wantErr == nil {
 					if nb.state != tc.wantNew || !slices.Equal(zoneStates(nb), tc.wantNewZones) {
 						t.Errorf("new: %s %v, want %s %v", nb.state, zoneStates(nb), tc.wantNew, tc.wantNewZones)

@@ -698,17 +698,8 @@ func (e *Engine) flushRecords(ctx context.Context) {
 
 // Get returns a snapshot of broadcast id.
 func (e *Engine) Get(id string) (Broadcast, error) {
-	var (
-		s  Broadcast
-		ok bool
-	)
-	e.arb.read(func() {
-		var b *bcast
-		if b, ok = e.arb.all[id]; ok {
-			s = e.snapshot(b)
-		}
-	})
-	if !ok {
+	var s Broadcast
+	if !e.arb.view(id, func(b *bcast) { s = e.snapshot(b) }) {
 		return Broadcast{}, fmt.Errorf("get %s: %w", id, ErrNotFound)
 	}
 	return s, nil
@@ -717,13 +708,8 @@ func (e *Engine) Get(id string) (Broadcast, error) {
 // List returns snapshots of the broadcasts in memory, oldest first: every
 // active and queued one and the most recent ended ones.
 func (e *Engine) List() []Broadcast {
-	var out []Broadcast
-	e.arb.read(func() {
-		out = make([]Broadcast, 0, len(e.arb.order))
-		for _, b := range e.arb.order {
-			out = append(out, e.snapshot(b))
-		}
-	})
+	out := []Broadcast{}
+	e.arb.viewAll(func(b *bcast) { out = append(out, e.snapshot(b)) })
 	return out
 }
 

@@ -128,7 +128,7 @@ func TestStreamPublisher(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	arb.read(func() {
+	locked(arb, func() {
 		if b.state != StateDone {
 			t.Errorf("broadcast %s, want done", b.state)
 		}
