@@ -92,7 +92,7 @@ const (
 
 // BroadcastState is the action recording a broadcast's passage into state
 // ("broadcast.playing", "broadcast.done", …).
-func BroadcastState(state string) Action { return Action("broadcast." + state) }
+func BroadcastState[S ~string](state S) Action { return Action("broadcast." + string(state)) }
 
 // ScheduleOutcome is the action recording a schedule occurrence's outcome
 // ("schedule.fired", "schedule.skipped_quiet", …).

@@ -2,13 +2,9 @@ package broadcast
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -108,36 +104,65 @@ const (
 	PolicyInterrupt = "interrupt"
 )
 
+// State is the state of a broadcast as a whole (Broadcast.State). The
+// terminal ones are StateDone, StateStopped, StateFailed and
+// StateInterrupted (Terminal).
+type State string
+
 // Broadcast states.
 const (
-	StateQueued      = "queued"
-	StatePlaying     = "playing"
-	StatePreempted   = "preempted"
-	StateDone        = "done"
-	StateStopped     = "stopped"
-	StateFailed      = "failed"
-	StateInterrupted = "interrupted"
+	StateQueued      State = "queued"
+	StatePlaying           = "playing"
+	StatePreempted         = "preempted"
+	StateDone              = "done"
+	StateStopped           = "stopped"
+	StateFailed            = "failed"
+	StateInterrupted       = "interrupted"
 )
+
+// ZoneStatus is the state of a broadcast in one of its zones
+// (ZoneState.State); the broadcast's State is derived from them (settle).
+type ZoneStatus string
 
 // Zone states of one broadcast, ZoneState.State.
 const (
-	ZoneWaiting     = "waiting"
-	ZonePlaying     = "playing"
-	ZoneSuspended   = "suspended"
-	ZoneDone        = "done"
-	ZoneInterrupted = "interrupted"
-	ZoneStopped     = "stopped"
-	ZoneFailed      = "failed"
+	ZoneWaiting     ZoneStatus = "waiting"
+	ZonePlaying                = "playing"
+	ZoneSuspended              = "suspended"
+	ZoneDone                   = "done"
+	ZoneInterrupted            = "interrupted"
+	ZoneStopped                = "stopped"
+	ZoneFailed                 = "failed"
 )
+
+// Origin says which way in a broadcast request came (Request.Origin).
+type Origin string
 
 // Request origins.
 const (
-	OriginAPI      = "api"
-	OriginSchedule = "schedule"
-	OriginLive     = "live"
+	OriginAPI      Origin = "api"
+	OriginSchedule        = "schedule"
+	OriginLive            = "live"
 	// OriginUplink is a signed command from the commune or province.
 	OriginUplink = "uplink"
 )
+
+// Priority is a bulletin level of Circular 39/2020/TT-BTTTT, spelled as on
+// the wire (wire.Priority*): a broadcast of higher Rank pre-empts a lower
+// one in the zones they share; equal ranks queue.
+type Priority string
+
+// Priority levels, the wire.Priority* values typed.
+const (
+	PriorityEmergency  Priority = wire.PriorityEmergency
+	PriorityPriority   Priority = wire.PriorityPriority
+	PriorityNormal     Priority = wire.PriorityNormal
+	PriorityBackground Priority = wire.PriorityBackground
+)
+
+// Rank orders priorities (wire.PriorityRank): higher pre-empts lower; 0
+// means the priority is unknown.
+func (p Priority) Rank() int { return wire.PriorityRank(string(p)) }
 
 // Sources of a broadcast, Broadcast.Source.
 const (
@@ -262,15 +287,15 @@ type Request struct {
 	// Packets are prepared 20 ms Opus packets, 48 kHz mono.
 	Packets [][]byte
 	Zones   []string
-	// Priority is one of the wire.Priority* levels; empty means normal.
-	Priority string
+	// Priority is one of the Priority* levels; empty means normal.
+	Priority Priority
 	// Volume in percent, 1–100; 0 leaves each speaker at its own volume.
 	// An emergency always plays at 100.
 	Volume int
 	// Actor is who asked, for the log and audit trail.
 	Actor string
 	// Origin is OriginAPI (default), OriginSchedule or OriginLive.
-	Origin     string
+	Origin     Origin
 	ScheduleID string
 	// Language is the BCP 47 tag of what is said, for the log and reports,
 	// and it picks the voice that speaks Text (media.VoiceFor); "" means
@@ -294,8 +319,8 @@ type Delivery struct {
 
 // ZoneState is the state of a broadcast in one of its zones.
 type ZoneState struct {
-	Zone  string `json:"zone"`
-	State string `json:"state"`
+	Zone  string     `json:"zone"`
+	State ZoneStatus `json:"state"`
 	// StreamID is the stream currently (or last) carrying the broadcast here.
 	StreamID uint32 `json:"stream_id,omitempty"`
 }
@@ -303,16 +328,16 @@ type ZoneState struct {
 // Broadcast is a snapshot of one broadcast.
 type Broadcast struct {
 	ID         string   `json:"id"`
-	State      string   `json:"state"`
+	State      State    `json:"state"`
 	Reason     string   `json:"reason,omitempty"`
 	Source     string   `json:"source"`
 	MediaID    string   `json:"media_id,omitempty"`
 	Text       string   `json:"text,omitempty"`
 	Zones      []string `json:"zones"`
-	Priority   string   `json:"priority"`
+	Priority   Priority `json:"priority"`
 	Volume     int      `json:"volume"`
 	Actor      string   `json:"actor,omitempty"`
-	Origin     string   `json:"origin"`
+	Origin     Origin   `json:"origin"`
 	ScheduleID string   `json:"schedule_id,omitempty"`
 	Language   string   `json:"language,omitempty"`
 	// Packets is the length in 20 ms packets (for live speech, packets sent
@@ -332,7 +357,7 @@ type Broadcast struct {
 type Record = Broadcast
 
 // Terminal reports whether the state is final.
-func Terminal(state string) bool {
+func Terminal(state State) bool {
 	switch state {
 	case StateDone, StateStopped, StateFailed, StateInterrupted:
 		return true
@@ -358,43 +383,17 @@ type Stats struct {
 	Zones map[string]ZoneStats `json:"zones"`
 }
 
+// leg is a broadcast's state in one zone. Arbitration state (arbiter.mu).
 type leg struct {
-	state  string
+	state  ZoneStatus
 	cutAt  int
 	stream uint32
 }
 
-// devReports holds one speaker's latest report of each of a broadcast's
-// streams. A slice, not a map: a broadcast has one stream, two after a
-// resume, and keepFinished ended broadcasts × every speaker stay in
-// memory, where a map cost about 1 KB per speaker and broadcast (the
-// soak's heap growth).
-type devReports struct {
-	byStream []wire.Report
-	last     time.Time
-}
-
-// set keeps r as the latest report of its stream.
-func (d *devReports) set(r wire.Report) {
-	for i := range d.byStream {
-		if d.byStream[i].StreamID == r.StreamID {
-			d.byStream[i] = r
-			return
-		}
-	}
-	d.byStream = append(d.byStream, r)
-}
-
-// get returns the latest report of stream id.
-func (d *devReports) get(id uint32) (wire.Report, bool) {
-	for _, r := range d.byStream {
-		if r.StreamID == id {
-			return r, true
-		}
-	}
-	return wire.Report{}, false
-}
-
+// bcast is one broadcast. Its fields are arbitration state, guarded by
+// arbiter.mu, except id, src, req, zones, rank, volume and live (set before
+// it is registered and never changed, but for req.Packets) and acct, whose
+// contents are guarded by deliveries.mu.
 type bcast struct {
 	id       string
 	src      string
@@ -410,17 +409,19 @@ type bcast struct {
 	created  time.Time
 	started  time.Time
 	ended    time.Time
-	state    string
+	state    State
 	reason   string
 	legs     map[string]*leg
 	segs     []*segment
 	streams  []uint32
-	members  []string
-	online   map[string]bool
-	reports  map[string]*devReports
+	acct     *ledger
 	terminal bool
 }
 
+// segment is one stream of a broadcast in some of its zones: what the
+// arbiter launches and the stream publisher runs. zones, starts, startAt,
+// next and removed are arbitration state (arbiter.mu); startAt is written
+// only by the segment's own goroutine, which may read it unlocked.
 type segment struct {
 	b       *bcast
 	packets [][]byte // b's audio, held by the segment while it streams
@@ -442,40 +443,37 @@ type stopMsg struct {
 	reason string
 }
 
-// Engine runs broadcasts. It is safe for concurrent use.
+// Engine runs broadcasts. It is safe for concurrent use. It is a facade
+// over three parts with one responsibility and one lock each (docs/
+// broadcast.md, "Inside the engine"): the arbiter (arbiter.go) decides who
+// holds each zone, the stream publisher (stream.go, live.go) puts frames
+// on the wire, and delivery accounting (delivery.go) sums the speakers'
+// reports. The Engine itself validates requests (request.go), records
+// every change durably through the Recorder, in order, and runs the
+// housekeeping.
 type Engine struct {
 	cfg   Config
 	deps  Deps
 	clock Clock
-	// liveJitter is the last live stream's jitter estimate, the prior of
-	// the next one's play-out delay (jitter.go). Guarded by mu.
-	liveJitter time.Duration
-	log        *slog.Logger
-	topics     wire.Topics
-	wired      map[string]bool
+	log   *slog.Logger
+	wired map[string]bool
+
+	arb  *arbiter
+	pub  *streamer
+	acct *deliveries
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 
-	mu        sync.Mutex
-	closed    bool
-	running   bool
-	all       map[string]*bcast
-	order     []*bcast
-	queue     []*bcast
-	owner     map[string]*segment
-	zoneStops map[string][]stopMsg
-	streams   map[uint32]*bcast
-	zoneLocks map[string]*sync.Mutex
+	// mu guards the engine's life: closed and running.
+	mu      sync.Mutex
+	closed  bool
+	running bool
 
+	// recMu guards recQ, the records waiting for the Recorder.
 	recMu  sync.Mutex
 	recQ   []Record
 	recSig chan struct{}
-
-	statsMu sync.Mutex
-	stats   map[string]*ZoneStats
-	since   time.Time
 
 	runDone   chan struct{}
 	closeOnce sync.Once
@@ -501,26 +499,42 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Engine, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		cfg:       cfg,
-		deps:      deps,
-		clock:     deps.Clock,
-		log:       log.With("component", "broadcast"),
-		topics:    topics,
-		wired:     map[string]bool{},
-		all:       map[string]*bcast{},
-		owner:     map[string]*segment{},
-		zoneStops: map[string][]stopMsg{},
-		streams:   map[uint32]*bcast{},
-		zoneLocks: map[string]*sync.Mutex{},
-		recSig:    make(chan struct{}, 1),
-		stats:     map[string]*ZoneStats{},
-		since:     deps.Clock.Now(),
-		runDone:   make(chan struct{}),
+		cfg:     cfg,
+		deps:    deps,
+		clock:   deps.Clock,
+		log:     log.With("component", "broadcast"),
+		wired:   map[string]bool{},
+		acct:    newDeliveries(),
+		recSig:  make(chan struct{}, 1),
+		runDone: make(chan struct{}),
 	}
 	for _, z := range cfg.WiredZones {
 		e.wired[z] = true
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.arb = newArbiter(cfg, e.log, e.ctx)
+	e.pub = &streamer{
+		ppf:       cfg.PacketsPerFrame,
+		playout:   cfg.PlayoutDelay,
+		liveDelay: cfg.LiveDelay,
+		pub:       deps.Publisher,
+		out:       deps.Output,
+		clock:     deps.Clock,
+		topics:    topics,
+		wired:     e.wired,
+		log:       e.log,
+		arb:       e.arb,
+		ctx:       e.ctx,
+		zoneLocks: map[string]*sync.Mutex{},
+		stats:     map[string]*ZoneStats{},
+		since:     deps.Clock.Now(),
+	}
+	e.arb.launched = func(s *segment) {
+		e.acct.addStream(s.b.acct, s.id)
+		e.pub.start(s)
+	}
+	e.arb.changed = e.record
+	e.arb.pruned = func(b *bcast) { e.acct.forget(b.acct) }
 	return e, nil
 }
 
@@ -553,7 +567,7 @@ loop:
 		case <-e.recSig:
 			e.flushRecords(ctx)
 		case <-tick.C:
-			e.housekeep()
+			e.arb.expire(e.clock.Now())
 		}
 	}
 	e.shutdown()
@@ -569,7 +583,7 @@ func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.shutdown()
 		e.cancel()
-		e.wg.Wait()
+		e.pub.wg.Wait()
 		e.mu.Lock()
 		running := e.running
 		e.mu.Unlock()
@@ -584,6 +598,7 @@ func (e *Engine) shutdown() {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
+	e.arb.close()
 	ctx, cancel := context.WithTimeout(context.Background(), stopAllBudget)
 	defer cancel()
 	if _, err := e.stopEverything(ctx, ReasonStopped, "controller shut down"); err != nil {
@@ -591,51 +606,62 @@ func (e *Engine) shutdown() {
 	}
 }
 
-func (e *Engine) housekeep() {
-	now := e.clock.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, b := range append([]*bcast(nil), e.queue...) {
-		if now.Sub(b.created) > e.cfg.MaxDuration {
-			for _, lg := range b.legs {
-				lg.state = ZoneFailed
-			}
-			e.finish(b, StateFailed, "queued longer than the maximum duration", now)
-		}
+// Start validates req, loads its audio and starts it in every zone, pre-empting
+// broadcasts of lower priority there. If a zone is held by a broadcast of
+// equal or higher priority, the whole broadcast is queued (state queued) and
+// starts once all its zones are free. ctx bounds loading the audio only; the
+// broadcast outlives it.
+func (e *Engine) Start(ctx context.Context, req Request) (Broadcast, error) {
+	b, err := e.prepare(ctx, req, false)
+	if err != nil {
+		return Broadcast{}, err
 	}
-	e.prune()
+	var out Broadcast
+	if err := e.arb.submit(b, e.clock.Now(), func() { out = e.snapshot(b) }); err != nil {
+		return Broadcast{}, err
+	}
+	return out, nil
 }
 
-// prune drops the oldest ended broadcasts beyond keepFinished.
-func (e *Engine) prune() {
-	ended := 0
-	for _, b := range e.order {
-		if b.terminal {
-			ended++
-		}
+// Stop stops broadcast id (playing, pre-empted or queued) on behalf of actor,
+// publishing stop (reason "stopped") in every zone it holds.
+func (e *Engine) Stop(ctx context.Context, id, actor string) error {
+	zones, err := e.arb.stop(id, "stopped by "+actorName(actor), e.clock.Now())
+	if err != nil {
+		return err
 	}
-	if ended <= keepFinished {
-		return
-	}
-	kept := e.order[:0]
-	for _, b := range e.order {
-		if b.terminal && ended > keepFinished {
-			ended--
-			delete(e.all, b.id)
-			for _, s := range b.streams {
-				if e.streams[s] == b {
-					delete(e.streams, s)
-				}
-			}
-			continue
-		}
-		kept = append(kept, b)
-	}
-	clear(e.order[len(kept):])
-	e.order = kept
+	e.log.Info("broadcast stopped", "id", id, "actor", actor)
+	ctx, cancel := context.WithTimeout(ctx, ctlTimeout)
+	defer cancel()
+	return e.pub.flushZones(ctx, zones)
 }
 
-// record queues a snapshot of b for the Recorder. Called with e.mu held.
+// StopAll is the kill switch: it stops every playing, pre-empted and queued
+// broadcast and publishes stop (reason "stop_all") on every zone that had a
+// stream, concurrently, within well under a second. It returns how many
+// broadcasts it stopped.
+func (e *Engine) StopAll(ctx context.Context, actor string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, stopAllBudget)
+	defer cancel()
+	n, err := e.stopEverything(ctx, ReasonStopAll, "stop all by "+actorName(actor))
+	e.log.Warn("stop all", "actor", actor, "broadcasts", n)
+	return n, err
+}
+
+func (e *Engine) stopEverything(ctx context.Context, wireReason, reason string) (int, error) {
+	n, zones := e.arb.stopAll(wireReason, reason, e.clock.Now())
+	return n, e.pub.flushZones(ctx, zones)
+}
+
+func actorName(a string) string {
+	if a == "" {
+		return "unknown"
+	}
+	return a
+}
+
+// record queues a snapshot of b for the Recorder. Called with arbiter.mu
+// held (the arbiter's changed hook), so records keep the order of changes.
 func (e *Engine) record(b *bcast) {
 	if e.deps.Recorder == nil {
 		return
@@ -672,37 +698,23 @@ func (e *Engine) flushRecords(ctx context.Context) {
 
 // Get returns a snapshot of broadcast id.
 func (e *Engine) Get(id string) (Broadcast, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	b, ok := e.all[id]
-	if !ok {
+	var s Broadcast
+	if !e.arb.view(id, func(b *bcast) { s = e.snapshot(b) }) {
 		return Broadcast{}, fmt.Errorf("get %s: %w", id, ErrNotFound)
 	}
-	return e.snapshot(b), nil
+	return s, nil
 }
 
 // List returns snapshots of the broadcasts in memory, oldest first: every
 // active and queued one and the most recent ended ones.
 func (e *Engine) List() []Broadcast {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]Broadcast, 0, len(e.order))
-	for _, b := range e.order {
-		out = append(out, e.snapshot(b))
-	}
+	out := []Broadcast{}
+	e.arb.viewAll(func(b *bcast) { out = append(out, e.snapshot(b)) })
 	return out
 }
 
 // Stats returns the per-zone publish counters.
-func (e *Engine) Stats() Stats {
-	e.statsMu.Lock()
-	defer e.statsMu.Unlock()
-	s := Stats{Since: e.since, Zones: make(map[string]ZoneStats, len(e.stats))}
-	for z, v := range e.stats {
-		s.Zones[z] = *v
-	}
-	return s
-}
+func (e *Engine) Stats() Stats { return e.pub.counters() }
 
 // HandleReport records a delivery report from a speaker (dev/<id>/report).
 // Reports are matched to broadcasts by stream id; counts are cumulative per
@@ -711,23 +723,13 @@ func (e *Engine) HandleReport(deviceID string, r wire.Report) {
 	if r.Validate() != nil || wire.ValidLevel(deviceID) != nil {
 		return
 	}
-	now := e.clock.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	b, ok := e.streams[r.StreamID]
-	if !ok {
+	b := e.acct.report(deviceID, r, e.clock.Now())
+	if b == nil {
 		e.log.Debug("report for unknown stream", "device", deviceID, "stream", r.StreamID)
 		return
 	}
-	dr := b.reports[deviceID]
-	if dr == nil {
-		dr = &devReports{byStream: make([]wire.Report, 0, 1)}
-		b.reports[deviceID] = dr
-	}
-	dr.set(r)
-	dr.last = now
-	if r.Final && b.terminal {
-		e.record(b)
+	if r.Final {
+		e.arb.recordIfEnded(b)
 	}
 }
 
@@ -737,56 +739,24 @@ func (e *Engine) HandleReport(deviceID string, r wire.Report) {
 // topics, and a speaker already playing the stream ignores a repeated start
 // for a stream id it knows.
 func (e *Engine) DeviceOnline(deviceID string) {
-	type cand struct {
-		seg  *segment
-		zone string
-	}
-	var cands []cand
-	e.mu.Lock()
-	for _, b := range e.order {
-		if b.terminal || b.rank != wire.PriorityRank(wire.PriorityEmergency) {
-			continue
-		}
-		for _, s := range b.segs {
-			for z := range s.zones {
-				cands = append(cands, cand{s, z})
-			}
-		}
-	}
-	e.mu.Unlock()
+	cands := e.arb.emergencyZones()
 	if len(cands) == 0 {
 		return
 	}
-	var hit []cand
+	var hit []zoneSeg
 	for _, c := range cands {
-		for _, m := range e.deps.Directory.Members([]string{c.zone}) {
-			if m == deviceID {
-				hit = append(hit, c)
-				break
-			}
+		if contains(e.deps.Directory.Members([]string{c.zone}), deviceID) {
+			hit = append(hit, c)
 		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, c := range hit {
-		if c.seg.removed || !c.seg.zones[c.zone] {
-			continue
+		if e.arb.resendStart(c, func() { e.acct.addMember(c.seg.b.acct, deviceID) }) {
+			e.log.Info("emergency re-sent", "device", deviceID, "zone", c.zone, "stream", c.seg.id)
 		}
-		if _, ok := c.seg.b.reports[deviceID]; !ok && !contains(c.seg.b.members, deviceID) {
-			c.seg.b.members = append(c.seg.b.members, deviceID)
-		}
-		if !contains(c.seg.starts, c.zone) {
-			c.seg.starts = append(c.seg.starts, c.zone)
-		}
-		select {
-		case c.seg.kick <- struct{}{}:
-		default:
-		}
-		e.log.Info("emergency re-sent", "device", deviceID, "zone", c.zone, "stream", c.seg.id)
 	}
 }
 
-// snapshot copies b. Called with e.mu held.
+// snapshot copies b. Called with arbiter.mu held.
 func (e *Engine) snapshot(b *bcast) Broadcast {
 	s := Broadcast{
 		ID:         b.id,
@@ -815,32 +785,7 @@ func (e *Engine) snapshot(b *bcast) Broadcast {
 		lg := b.legs[z]
 		s.ZoneState = append(s.ZoneState, ZoneState{Zone: z, State: lg.state, StreamID: lg.stream})
 	}
-	ids := append([]string(nil), b.members...)
-	for id := range b.reports {
-		if !contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	s.Devices = make([]Delivery, 0, len(ids))
-	for _, id := range ids {
-		d := Delivery{ID: id, OnlineAtStart: b.online[id]}
-		if dr := b.reports[id]; dr != nil {
-			d.LastReport = dr.last
-			for _, sid := range b.streams {
-				r, ok := dr.get(sid)
-				if !ok {
-					continue
-				}
-				d.FramesExpected += uint64(r.Expected)
-				d.FramesPlayed += uint64(r.Played)
-				d.FramesLate += uint64(r.Late)
-				d.FramesLost += uint64(r.Lost)
-				d.ClockErrorUS = r.ClockErrorUS
-			}
-		}
-		s.Devices = append(s.Devices, d)
-	}
+	s.Devices = e.acct.summary(b.acct)
 	return s
 }
 
@@ -851,36 +796,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func newBroadcastID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+).
-	return "b-" + hex.EncodeToString(b[:])
-}
-
-// newStreamID returns a random non-zero stream id not in use. Called with
-// e.mu held.
-func (e *Engine) newStreamID() uint32 {
-	for {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		id := binary.BigEndian.Uint32(b[:])
-		if _, used := e.streams[id]; id != 0 && !used {
-			return id
-		}
-	}
-}
-
-// timer returns a channel that fires after d on the engine's clock, and a
-// function that releases it.
-func (e *Engine) timer(d time.Duration) (<-chan time.Time, func()) {
-	if d < 0 {
-		d = 0
-	}
-	if ac, ok := e.clock.(afterClock); ok {
-		return ac.After(d), func() {}
-	}
-	t := time.NewTimer(d)
-	return t.C, func() { t.Stop() }
 }

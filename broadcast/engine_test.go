@@ -173,7 +173,7 @@ func TestBroadcastTwoZones(t *testing.T) {
 		t.Errorf("hall output: starts %v, %d frames, stops %v", r.out.starts, len(r.out.frames), r.out.stops)
 	}
 	r.out.mu.Unlock()
-	if got := r.rec.states(b.ID); !slices.Equal(got, []string{broadcast.StatePlaying, broadcast.StateDone}) {
+	if got := r.rec.states(b.ID); !slices.Equal(got, []broadcast.State{broadcast.StatePlaying, broadcast.StateDone}) {
 		t.Errorf("recorded states %v", got)
 	}
 }
@@ -354,10 +354,10 @@ func TestEqualPriorityQueues(t *testing.T) {
 	checkStream(t, streamEvents(cEvs, g2.StreamIDs[0]), p2, 0, 3, broadcast.ReasonDone)
 	resumed := streamEvents(cEvs, g3.StreamIDs[1])
 	checkStream(t, resumed, p3, packetIndex(resumed[1].frame.Packets[0]), 3, broadcast.ReasonDone)
-	if got := r.rec.states(b3.ID); !slices.Equal(got, []string{broadcast.StatePlaying, broadcast.StatePreempted, broadcast.StatePlaying, broadcast.StateDone}) {
+	if got := r.rec.states(b3.ID); !slices.Equal(got, []broadcast.State{broadcast.StatePlaying, broadcast.StatePreempted, broadcast.StatePlaying, broadcast.StateDone}) {
 		t.Errorf("recorded states of the background broadcast %v", got)
 	}
-	if got := r.rec.states(b2.ID); !slices.Equal(got, []string{broadcast.StateQueued, broadcast.StatePlaying, broadcast.StateDone}) {
+	if got := r.rec.states(b2.ID); !slices.Equal(got, []broadcast.State{broadcast.StateQueued, broadcast.StatePlaying, broadcast.StateDone}) {
 		t.Errorf("recorded states of the queued broadcast %v", got)
 	}
 }

@@ -218,10 +218,10 @@ func (r *recorder) SaveBroadcast(_ context.Context, rec broadcast.Record) error 
 	return nil
 }
 
-func (r *recorder) states(id string) []string {
+func (r *recorder) states(id string) []broadcast.State {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []string
+	var out []broadcast.State
 	for _, rec := range r.recs {
 		if rec.ID == id && (len(out) == 0 || out[len(out)-1] != rec.State) {
 			out = append(out, rec.State)
@@ -326,10 +326,10 @@ func newRig(t *testing.T, opts ...rigOpt) *rig {
 	return r
 }
 
-func (r *rig) waitState(t *testing.T, id string, d time.Duration, states ...string) broadcast.Broadcast {
+func (r *rig) waitState(t *testing.T, id string, d time.Duration, states ...broadcast.State) broadcast.Broadcast {
 	t.Helper()
 	var b broadcast.Broadcast
-	waitFor(t, d, id+" state "+strings.Join(states, "|"), func() bool {
+	waitFor(t, d, id+" state "+fmt.Sprint(states), func() bool {
 		var err error
 		b, err = r.e.Get(id)
 		return err == nil && slices.Contains(states, b.State)

@@ -90,50 +90,41 @@ func (e *Engine) Live(ctx context.Context, req Request) (*Live, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := e.clock.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil, ErrClosed
-	}
-	if z := e.blockedBy(b.rank, b.zones); z != "" {
-		return nil, fmt.Errorf("live in zone %q held by %s broadcast %s: %w", z, e.owner[z].b.req.Priority, e.owner[z].b.id, ErrBusy)
-	}
-	b.created = now
 	b.live = &Live{
 		id:      b.id,
 		pkts:    make(chan livePacket, liveQueue),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	e.register(b)
-	e.admit(b, b.zones, now)
+	if err := e.arb.submitLive(b, e.clock.Now()); err != nil {
+		return nil, err
+	}
 	return b.live, nil
 }
 
 // runLive publishes live packets as they come: frames of PacketsPerFrame
 // consecutive packets (fewer when a frame has waited its own duration),
 // PlayAt = start_at + seq·20 ms with the live play-out delay and FlagLive.
-func (e *Engine) runLive(seg *segment, l *Live) {
-	defer e.wg.Done()
+func (p *streamer) runLive(seg *segment, l *Live) {
+	defer p.wg.Done()
 	defer close(l.done)
 	b := seg.b
-	ppf := e.cfg.PacketsPerFrame
+	ppf := p.ppf
 	frameDur := time.Duration(ppf) * packetDur
 
-	e.mu.Lock()
-	maxAt := b.started.Add(e.cfg.MaxDuration)
-	delay := newLiveDelay(ppf, e.cfg.LiveDelay, e.liveJitter)
-	e.mu.Unlock()
+	maxAt := p.arb.liveLimit(seg)
+	p.mu.Lock()
+	delay := newLiveDelay(ppf, p.liveDelay, p.liveJitter)
+	p.mu.Unlock()
 	defer func() {
 		// The next live stream starts from this one's jitter.
 		if delay.est.have {
-			e.mu.Lock()
-			e.liveJitter = delay.est.jitter()
-			e.mu.Unlock()
+			p.mu.Lock()
+			p.liveJitter = delay.est.jitter()
+			p.mu.Unlock()
 		}
 	}()
-	lastPkt := e.clock.Now()
+	lastPkt := p.clock.Now()
 	started := false
 	var (
 		ctlBytes []byte
@@ -164,17 +155,14 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 		if last {
 			f.Flags |= wire.FlagLast
 		}
-		e.sendFrame(seg, h, f)
-		e.mu.Lock()
-		b.sent = int(bufSeq) + len(buf)
-		seg.next = b.sent
-		e.mu.Unlock()
+		p.sendFrame(seg, h, f)
+		p.arb.liveProgress(seg, int(bufSeq)+len(buf))
 		buf = nil
 	}
-	handle := func(p livePacket) bool {
-		now := e.clock.Now()
+	handle := func(pk livePacket) bool {
+		now := p.clock.Now()
 		lastPkt = now
-		at := p.at
+		at := pk.at
 		if at.IsZero() {
 			at = now
 		}
@@ -188,21 +176,18 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 			// stream starts when the hall is ready and keeps that delay
 			// until a pause longer than it lets the timeline catch up
 			// (liveGap below).
-			_, wired := e.owned(seg)
-			if r := e.readyStart(now, wired, delay.cur); r.After(now) && r.After(at) {
+			_, wired := p.owned(seg)
+			if r := p.readyStart(now, wired, delay.cur); r.After(now) && r.After(at) {
 				at = r
 			}
-			e.mu.Lock()
-			seg.startAt = at
-			ctl := e.startControl(seg)
-			e.mu.Unlock()
+			ctl := p.begin(seg, at)
 			ctl.PlayoutDelayMS = int(delay.cur / time.Millisecond)
 			var err error
 			if ctlBytes, err = wire.Encode(ctl); err != nil {
 				return false
 			}
-			h = &hall{e: e, ctx: seg.ctx, ctl: ctl}
-			if attempted, ok := e.sendStarts(seg, ctlBytes); attempted > 0 && ok == 0 {
+			h = &hall{out: p.out, ctx: seg.ctx, ctl: ctl}
+			if attempted, ok := p.sendStarts(seg, ctlBytes); attempted > 0 && ok == 0 {
 				return false
 			}
 			h.update(wired)
@@ -217,65 +202,31 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 		if len(buf) == 0 {
 			bufSeq, bufAt = seq, now
 		}
-		buf = append(buf, p.pkt)
+		buf = append(buf, pk.pkt)
 		nextSeq = seq + 1
 		if len(buf) >= ppf {
 			flush(false)
 		}
 		return true
 	}
-	end := func(wireReason, state, reason string) {
-		e.sendStops(seg, wireReason)
-		now := e.clock.Now()
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if seg.removed {
+	end := func(wireReason string, state State, reason string) {
+		p.sendStops(seg, wireReason)
+		if !p.arb.liveEnded(seg, state, reason, p.clock.Now()) {
 			return
 		}
-		for z := range seg.zones {
-			b.legs[z].state = ZoneDone
-		}
-		for _, lg := range b.legs {
-			if lg.state == ZoneSuspended {
-				lg.state = ZoneDone
-			}
-		}
-		e.dropSegment(seg)
-		if state == StateDone {
-			e.settle(b, now)
-		} else {
-			for _, lg := range b.legs {
-				if lg.state == ZoneDone {
-					lg.state = ZoneStopped
-				}
-			}
-			e.finish(b, state, reason, now)
-		}
-		e.pass(now)
 		l.mu.Lock()
 		dropped := l.dropped
 		l.mu.Unlock()
 		if dropped > 0 {
-			e.log.Warn("live packets dropped", "id", b.id, "dropped", dropped)
+			p.log.Warn("live packets dropped", "id", b.id, "dropped", dropped)
 		}
 	}
 	fail := func() {
-		now := e.clock.Now()
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if seg.removed {
-			return
-		}
-		for z := range seg.zones {
-			b.legs[z].state = ZoneFailed
-		}
-		e.dropSegment(seg)
-		e.finish(b, StateFailed, "no zone accepted the stream start", now)
-		e.pass(now)
+		p.arb.liveFailed(seg, "no zone accepted the stream start", p.clock.Now())
 	}
 
 	for {
-		now := e.clock.Now()
+		now := p.clock.Now()
 		if !now.Before(maxAt) {
 			flush(true)
 			end(ReasonExpired, StateStopped, "maximum duration reached")
@@ -290,17 +241,17 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 			flush(false)
 		}
 		if started {
-			e.sendStarts(seg, ctlBytes)
+			p.sendStarts(seg, ctlBytes)
 		}
 		wait := min(maxAt.Sub(now), lastPkt.Add(liveIdle).Sub(now))
 		if len(buf) > 0 {
 			wait = min(wait, bufAt.Add(frameDur).Sub(now))
 		}
-		c, stop := e.timer(wait)
+		c, stop := p.timer(wait)
 		select {
-		case p := <-l.pkts:
+		case pk := <-l.pkts:
 			stop()
-			if !handle(p) {
+			if !handle(pk) {
 				fail()
 				return
 			}
@@ -311,8 +262,8 @@ func (e *Engine) runLive(seg *segment, l *Live) {
 			stop()
 			for drained := false; !drained; {
 				select {
-				case p := <-l.pkts:
-					if !handle(p) {
+				case pk := <-l.pkts:
+					if !handle(pk) {
 						fail()
 						return
 					}

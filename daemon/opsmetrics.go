@@ -64,7 +64,7 @@ func newOpsMetrics(reg *prometheus.Registry, db *store.DB, zonesOf func(string) 
 			counts := map[[2]string]int{}
 			for _, b := range active() {
 				if !broadcast.Terminal(b.State) {
-					counts[[2]string{b.State, b.Priority}]++
+					counts[[2]string{string(b.State), string(b.Priority)}]++
 				}
 			}
 			for k, n := range counts {
@@ -84,7 +84,7 @@ func newOpsMetrics(reg *prometheus.Registry, db *store.DB, zonesOf func(string) 
 	)
 	// Every priority shows, at zero, before its first broadcast.
 	for _, p := range []string{wire.PriorityEmergency, wire.PriorityPriority, wire.PriorityNormal, wire.PriorityBackground} {
-		m.broadcasts.WithLabelValues(broadcast.StateDone, p)
+		m.broadcasts.WithLabelValues(string(broadcast.StateDone), p)
 	}
 	for _, o := range []string{schedule.OutcomeFired, schedule.OutcomeFailed, schedule.OutcomeMissed, schedule.OutcomeSkippedQuiet} {
 		m.firings.WithLabelValues(o)
@@ -110,9 +110,9 @@ func (m *opsMetrics) observe(b broadcast.Record) {
 			m.order = m.order[1:]
 		}
 	}
-	if !slices.Contains(s.states, b.State) {
-		s.states = append(s.states, b.State)
-		m.broadcasts.WithLabelValues(b.State, b.Priority).Inc()
+	if !slices.Contains(s.states, string(b.State)) {
+		s.states = append(s.states, string(b.State))
+		m.broadcasts.WithLabelValues(string(b.State), string(b.Priority)).Inc()
 	}
 	for _, d := range b.Devices {
 		prev := s.devices[d.ID]

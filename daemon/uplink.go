@@ -128,7 +128,7 @@ func (d *Daemon) reportCommands(ctx context.Context) error {
 			if err != nil || !broadcast.Terminal(b.State) || time.Since(b.Ended) < uplinkReportDelay {
 				continue
 			}
-			d.up.cmds.BroadcastEnded(id, b.State, b.Reason, b.Devices)
+			d.up.cmds.BroadcastEnded(id, string(b.State), b.Reason, b.Devices)
 		}
 		probs := d.health.Problems()
 		key := fmt.Sprint(probs)
@@ -167,8 +167,8 @@ func (d *Daemon) uplinkState() uplinkStateSnapshot {
 		if broadcast.Terminal(b.State) {
 			continue
 		}
-		st.Broadcasts = append(st.Broadcasts, uplink.RunningBroadcast{ID: b.ID, State: b.State, Zones: b.Zones, Priority: b.Priority,
-			Origin: b.Origin, Actor: b.Actor, Started: b.Started})
+		st.Broadcasts = append(st.Broadcasts, uplink.RunningBroadcast{ID: b.ID, State: string(b.State), Zones: b.Zones, Priority: string(b.Priority),
+			Origin: string(b.Origin), Actor: b.Actor, Started: b.Started})
 	}
 	slices.SortFunc(st.Broadcasts, func(a, b uplink.RunningBroadcast) int { return strings.Compare(a.ID, b.ID) })
 	return uplinkStateSnapshot{StateData: st, key: fmt.Sprint(st)}
@@ -189,9 +189,9 @@ func (d *Daemon) reportFromLog(id string) {
 	case err != nil:
 		d.log.Error("uplink played report: read broadcast log", "broadcast", id, "err", err)
 	case broadcast.Terminal(rec.State):
-		d.up.cmds.BroadcastEnded(id, rec.State, rec.Reason, rec.Devices)
+		d.up.cmds.BroadcastEnded(id, string(rec.State), rec.Reason, rec.Devices)
 	default:
-		d.up.cmds.BroadcastEnded(id, broadcast.StateStopped, "the controller restarted while it was "+rec.State, rec.Devices)
+		d.up.cmds.BroadcastEnded(id, string(broadcast.StateStopped), "the controller restarted while it was "+string(rec.State), rec.Devices)
 	}
 }
 
@@ -210,7 +210,7 @@ func (p uplinkPlayer) Play(ctx context.Context, pl uplink.Play) (string, error) 
 	if len(zones) == 0 {
 		return "", fmt.Errorf("none of the zones %q is here", pl.Zones)
 	}
-	req := broadcast.Request{Zones: zones, Priority: pl.Priority, Actor: pl.Actor, Origin: broadcast.OriginUplink, Text: pl.Text}
+	req := broadcast.Request{Zones: zones, Priority: broadcast.Priority(pl.Priority), Actor: pl.Actor, Origin: broadcast.OriginUplink, Text: pl.Text}
 	if pl.Media != nil {
 		info, err := d.media.Import(ctx, pl.MediaName, bytes.NewReader(pl.Media))
 		if err != nil {

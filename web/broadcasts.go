@@ -193,7 +193,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) {
 		req.Language = media.DefaultLanguage
 	}
 	b, err := s.bc.Engine.Start(r.Context(), broadcast.Request{MediaID: req.MediaID, Text: req.Text, Zones: req.Zones,
-		Priority: req.Priority, Volume: req.Volume, Actor: UserFrom(r.Context()).Username, Origin: broadcast.OriginAPI, Language: req.Language})
+		Priority: broadcast.Priority(req.Priority), Volume: req.Volume, Actor: UserFrom(r.Context()).Username, Origin: broadcast.OriginAPI, Language: req.Language})
 	if err != nil {
 		writeError(w, r, err)
 		return

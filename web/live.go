@@ -238,7 +238,7 @@ func (l *LiveService) handlePost(w http.ResponseWriter, r *http.Request) {
 	}
 	u := UserFrom(r.Context())
 	sess, answer, err := l.start(r.Context(), offer, u.Username, broadcast.Request{
-		Zones: zones, Priority: priority, Actor: u.Username, Origin: broadcast.OriginLive,
+		Zones: zones, Priority: broadcast.Priority(priority), Actor: u.Username, Origin: broadcast.OriginLive,
 	})
 	if err != nil {
 		writeError(w, r, err)

@@ -190,8 +190,8 @@ func (s *Server) handlePlayout(w http.ResponseWriter, r *http.Request) {
 		for _, d := range b.Devices {
 			e, p, l, lo = e+d.FramesExpected, p+d.FramesPlayed, l+d.FramesLate, lo+d.FramesLost
 		}
-		cw.Write([]string{csvCell(b.ID), ts(b.Created), ts(b.Started), ts(b.Ended), b.State, b.Source, b.MediaID, csvCell(strings.Join(b.Zones, " ")),
-			b.Priority, b.Language, csvCell(b.Actor), b.Origin, csvCell(b.ScheduleID), strconv.FormatFloat(playout.AirTime(b, s.now()).Seconds(), 'f', 1, 64),
+		cw.Write([]string{csvCell(b.ID), ts(b.Created), ts(b.Started), ts(b.Ended), string(b.State), b.Source, b.MediaID, csvCell(strings.Join(b.Zones, " ")),
+			string(b.Priority), b.Language, csvCell(b.Actor), string(b.Origin), csvCell(b.ScheduleID), strconv.FormatFloat(playout.AirTime(b, s.now()).Seconds(), 'f', 1, 64),
 			strconv.Itoa(len(b.Devices)), strconv.FormatUint(e, 10), strconv.FormatUint(p, 10), strconv.FormatUint(l, 10), strconv.FormatUint(lo, 10)})
 	}
 	cw.Flush()

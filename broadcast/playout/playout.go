@@ -71,7 +71,7 @@ var _ broadcast.Recorder = (*Log)(nil)
 // SaveBroadcast stores b and audits its change of state.
 func (l *Log) SaveBroadcast(ctx context.Context, b broadcast.Record) error {
 	at := l.now()
-	return l.store.UpdatePlayout(ctx, "broadcast "+b.ID+" "+b.State, func(tx Tx) error { return put(tx, b, at) })
+	return l.store.UpdatePlayout(ctx, "broadcast "+b.ID+" "+string(b.State), func(tx Tx) error { return put(tx, b, at) })
 }
 
 // SaveFirst stores b only if no record of it exists yet, so that an older
@@ -80,7 +80,7 @@ func (l *Log) SaveBroadcast(ctx context.Context, b broadcast.Record) error {
 // after the answer would otherwise lose an acknowledged broadcast.
 func (l *Log) SaveFirst(ctx context.Context, b broadcast.Record) error {
 	at := l.now()
-	return l.store.UpdatePlayout(ctx, "broadcast "+b.ID+" "+b.State, func(tx Tx) error {
+	return l.store.UpdatePlayout(ctx, "broadcast "+b.ID+" "+string(b.State), func(tx Tx) error {
 		if tx.Exists(b.ID) {
 			return nil
 		}
@@ -106,7 +106,7 @@ func put(tx Tx, b broadcast.Record, at time.Time) error {
 	if broadcast.Terminal(b.State) {
 		detail["delivery"] = Summary(b.Devices)
 	}
-	return tx.Audit(audit.Entry{Time: at, Actor: b.Actor, Action: audit.BroadcastState(b.State), Target: b.ID, Detail: detail})
+	return tx.Audit(audit.Entry{Time: at, Actor: b.Actor, Action: audit.BroadcastState(string(b.State)), Target: b.ID, Detail: detail})
 }
 
 // Summary condenses per-device delivery for the audit trail.

@@ -45,7 +45,7 @@ func TestLogAuditPolicy(t *testing.T) {
 	if err := log.SaveFirst(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range []string{broadcast.StatePlaying, broadcast.StatePlaying, broadcast.StateDone} {
+	for _, st := range []broadcast.State{broadcast.StatePlaying, broadcast.StatePlaying, broadcast.StateDone} {
 		b.State = st
 		if st == broadcast.StateDone {
 			b.Devices = []broadcast.Delivery{{ID: "spk-1", FramesExpected: 10, FramesPlayed: 9, FramesLost: 1}}

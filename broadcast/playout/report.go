@@ -90,7 +90,7 @@ func Monthly(recs []broadcast.Record, devZones map[string][]string, now time.Tim
 		bl := b.Language
 		rep.Broadcasts++
 		air := AirTime(b, now).Seconds()
-		prio := b.Priority
+		prio := string(b.Priority)
 		if prio == "" {
 			prio = wire.PriorityNormal
 		}

@@ -154,7 +154,7 @@ func (t *Trigger) Fire(ctx context.Context, s schedule.Schedule, occ time.Time) 
 	if err := t.spaced(s.ID, occ); err != nil {
 		return err
 	}
-	req := broadcast.Request{Zones: s.Zones, Priority: s.Priority, Volume: s.Volume, Actor: schedule.Actor,
+	req := broadcast.Request{Zones: s.Zones, Priority: broadcast.Priority(s.Priority), Volume: s.Volume, Actor: schedule.Actor,
 		Origin: broadcast.OriginSchedule, ScheduleID: s.ID, Language: s.Language}
 	repeat := max(s.Repeat, 1)
 	switch s.Source.Kind {

@@ -180,7 +180,7 @@ broadcasts.`,
 			return c.emit(list, func() {
 				rows := [][]string{{"ID", "STATE", "PRIORITY", "ZONES", "SOURCE", "BY", "CREATED"}}
 				for _, b := range list {
-					rows = append(rows, []string{b.ID, b.State, b.Priority, strings.Join(b.Zones, ","), b.Source, orDash(b.Actor), b.Created.Local().Format("2006-01-02 15:04:05")})
+					rows = append(rows, []string{b.ID, string(b.State), string(b.Priority), strings.Join(b.Zones, ","), b.Source, orDash(b.Actor), b.Created.Local().Format("2006-01-02 15:04:05")})
 				}
 				printTable(c.out, rows)
 			})
