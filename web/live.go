@@ -193,7 +193,7 @@ type liveSession struct {
 	user    string
 	pc      *webrtc.PeerConnection
 	live    *broadcast.Live
-	archive *oggOpus
+	archive *archive
 	path    string
 	log     *slog.Logger
 	created time.Time
@@ -328,7 +328,7 @@ func (l *LiveService) start(ctx context.Context, offer, user string, req broadca
 	s.log = l.log.With("broadcast", s.id, "user", user)
 	var serial [4]byte
 	rand.Read(serial[:])
-	if s.archive, err = newOggOpus(s.path, binary.LittleEndian.Uint32(serial[:])); err != nil {
+	if s.archive, err = createArchive(s.path, binary.LittleEndian.Uint32(serial[:])); err != nil {
 		live.Close()
 		return fail(err)
 	}
