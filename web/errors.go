@@ -14,6 +14,7 @@ import (
 	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/whip"
 )
 
 // Errors of the HTTP layer itself.
@@ -69,6 +70,10 @@ var domainStatus = []struct {
 	{camera.ErrTooManyViewers, http.StatusServiceUnavailable},
 	{camera.ErrCameraDown, http.StatusServiceUnavailable},
 	{camera.ErrClosed, http.StatusServiceUnavailable},
+	// Live speech over WHIP (RFC 9725 §4.2).
+	{whip.ErrBadOffer, http.StatusBadRequest},
+	{whip.ErrNotFound, http.StatusNotFound},
+	{whip.ErrClosed, http.StatusServiceUnavailable},
 }
 
 // status maps an error to its HTTP status: the one place where domain

@@ -1,4 +1,4 @@
-package web
+package whip
 
 import (
 	"bufio"
