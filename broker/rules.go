@@ -128,35 +128,45 @@ type Rules struct {
 	Accounts []Account
 }
 
-// Prefix returns the site's topic prefix, "loalang/v1/<site>/".
-func (r Rules) Prefix() string {
-	return "loalang/v1/" + r.Site + "/"
-}
+// Prefix returns the site's topic prefix, "loalang/v1/<site>/"
+// (wire.SitePrefix).
+func (r Rules) Prefix() string { return wire.SitePrefix(r.Site) }
 
 // Grants returns the topic filters the account may use. It is the single
 // definition of the ACL: Allowed, the embedded broker's hook and the Mosquitto
-// ACL file are all computed from it.
+// ACL file are all computed from it. Every filter is a device/wire topic:
+// the broker restates none of the protocol. A site, device id or zone that
+// is not a valid topic level (wire.ValidLevel) gets no grant at all.
 func (r Rules) Grants(a Account) []Grant {
-	p := r.Prefix()
+	topics, err := wire.NewTopics(r.Site)
+	if err != nil {
+		return nil
+	}
 	switch a.Role {
 	case RoleService:
-		return []Grant{{Filter: p + "#", Access: AccessReadWrite, Retain: true}}
+		return []Grant{{Filter: topics.All(), Access: AccessReadWrite, Retain: true}}
 	case RoleDevice:
 		// Exactly the topics of the protocol (device/wire), each with its
 		// size and retain rule: a device cannot use its subtree as storage.
-		dev := p + "dev/" + a.deviceID() + "/"
+		id := a.deviceID()
+		if wire.ValidLevel(id) != nil {
+			return nil
+		}
 		var g []Grant
 		for _, t := range wire.DeviceTopicRules {
 			if t.Direction == wire.FromDevice {
-				g = append(g, Grant{Filter: dev + t.Suffix, Access: AccessWrite, Retain: t.Retained, MaxPayload: t.MaxPayload})
+				g = append(g, Grant{Filter: topics.Device(id, t.Suffix), Access: AccessWrite, Retain: t.Retained, MaxPayload: t.MaxPayload})
 			} else {
-				g = append(g, Grant{Filter: dev + t.Suffix, Access: AccessRead})
+				g = append(g, Grant{Filter: topics.Device(id, t.Suffix), Access: AccessRead})
 			}
 		}
 		for _, z := range a.Zones {
+			if wire.ValidLevel(z) != nil {
+				continue
+			}
 			for _, t := range wire.ZoneTopicRules {
 				if t.Direction == wire.ToDevice {
-					g = append(g, Grant{Filter: p + "zone/" + z + "/" + t.Suffix, Access: AccessRead})
+					g = append(g, Grant{Filter: topics.Zone(z, t.Suffix), Access: AccessRead})
 				}
 			}
 		}
@@ -167,13 +177,15 @@ func (r Rules) Grants(a Account) []Grant {
 }
 
 // Validate reports whether the rules can be enforced identically by both
-// brokers: every name must be a plain topic level (no MQTT wildcards, no "/",
-// nothing the Mosquitto configuration files would reinterpret), usernames and
+// brokers: the site, device ids and zones must be topic levels of the
+// protocol (wire.ValidLevel), usernames must be plain names (no MQTT
+// wildcards, no "/", nothing the Mosquitto configuration files would
+// reinterpret), usernames and
 // client ids must be unique (one session per identity [MQTT-3.1.4-3]) and
 // every account must have a known role.
 func (r Rules) Validate() error {
-	if !validName(r.Site) {
-		return fmt.Errorf("site %q: %w", r.Site, ErrInvalidRules)
+	if err := wire.ValidLevel(r.Site); err != nil {
+		return fmt.Errorf("site %q: %w: %w", r.Site, ErrInvalidRules, err)
 	}
 	seen := make(map[string]bool, len(r.Accounts))
 	ids := make(map[string]string, len(r.Accounts))
@@ -199,12 +211,12 @@ func (r Rules) Validate() error {
 		switch a.Role {
 		case RoleService:
 		case RoleDevice:
-			if !validName(a.deviceID()) {
-				return fmt.Errorf("account %q device id %q: %w", a.Username, a.DeviceID, ErrInvalidRules)
+			if err := wire.ValidLevel(a.deviceID()); err != nil {
+				return fmt.Errorf("account %q device id %q: %w: %w", a.Username, a.deviceID(), ErrInvalidRules, err)
 			}
 			for _, z := range a.Zones {
-				if !validName(z) {
-					return fmt.Errorf("account %q zone %q: %w", a.Username, z, ErrInvalidRules)
+				if err := wire.ValidLevel(z); err != nil {
+					return fmt.Errorf("account %q zone %q: %w: %w", a.Username, z, ErrInvalidRules, err)
 				}
 			}
 		default:

@@ -207,6 +207,8 @@ func TestRulesValidate(t *testing.T) {
 		"duplicate user":  func(r *Rules) { r.Accounts[2].Username = "d1" },
 		"hash zone":       func(r *Rules) { r.Accounts[1].Zones = []string{"#"} },
 		"bad device id":   func(r *Rules) { r.Accounts[1].DeviceID = "+" },
+		"dotted site":     func(r *Rules) { r.Site = "de.mo" }, // not a wire topic level
+		"dotted zone":     func(r *Rules) { r.Accounts[1].Zones = []string{"z.1"} },
 		"no role":         func(r *Rules) { r.Accounts[1].Role = 0 },
 		"plain password":  func(r *Rules) { r.Accounts[1].PasswordHash = "secret" },
 		"newline in hash": func(r *Rules) { r.Accounts[1].PasswordHash = h + "\nuser evil" },
@@ -225,5 +227,46 @@ func TestRulesValidate(t *testing.T) {
 		if err := r.Validate(); !errors.Is(err, ErrInvalidRules) {
 			t.Errorf("%s: Validate() = %v, want ErrInvalidRules", name, err)
 		}
+	}
+}
+
+// TestGrantsAreWireTopics checks every grant is a topic of device/wire's
+// contract, built by its Topics: the broker restates none of the protocol.
+// A device gets exactly its DeviceTopicRules and its zones' ZoneTopicRules;
+// rules the wire contract would refuse grant nothing.
+func TestGrantsAreWireTopics(t *testing.T) {
+	r := testRules("", "", "")
+	tp := wire.MustTopics(r.Site)
+	want := map[string]bool{}
+	for _, tr := range wire.DeviceTopicRules {
+		want[tp.Device("d1", tr.Suffix)] = true
+	}
+	for _, z := range []string{"z1", "z2"} {
+		for _, tr := range wire.ZoneTopicRules {
+			want[tp.Zone(z, tr.Suffix)] = true
+		}
+	}
+	got := r.Grants(r.Accounts[1])
+	if len(got) != len(want) {
+		t.Fatalf("%d grants, want %d: %+v", len(got), len(want), got)
+	}
+	for _, g := range got {
+		if !want[g.Filter] {
+			t.Errorf("grant %q is not a wire topic of d1", g.Filter)
+		}
+		if id, suffix, ok := tp.ParseDevice(g.Filter); ok && (id != "d1" || suffix == "") {
+			t.Errorf("grant %q parses as device %q", g.Filter, id)
+		}
+	}
+	if svc := r.Grants(r.Accounts[0]); len(svc) != 1 || svc[0].Filter != tp.All() {
+		t.Errorf("service grants %+v, want only %q", svc, tp.All())
+	}
+	bad := r
+	bad.Site = "de.mo"
+	if g := bad.Grants(r.Accounts[1]); g != nil {
+		t.Errorf("invalid site granted %+v", g)
+	}
+	if g := r.Grants(Account{Username: "x.y", Role: RoleDevice}); g != nil {
+		t.Errorf("invalid device id granted %+v", g)
 	}
 }

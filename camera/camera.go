@@ -20,6 +20,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/loalang/loalang/rtc"
 )
 
 // Config configures the relay. Zero durations and sizes take the defaults of
@@ -311,14 +313,7 @@ func (r *Relay) setupICE() error {
 		}
 	}
 	r.se = se
-	if len(cfg.STUNServers) > 0 {
-		r.iceServers = append(r.iceServers, webrtc.ICEServer{URLs: cfg.STUNServers})
-	}
-	if len(cfg.TURNServers) > 0 {
-		r.iceServers = append(r.iceServers, webrtc.ICEServer{
-			URLs: cfg.TURNServers, Username: cfg.TURNUsername, Credential: cfg.TURNCredential,
-		})
-	}
+	r.iceServers = rtc.ICEServers(cfg.STUNServers, cfg.TURNServers, cfg.TURNUsername, cfg.TURNCredential)
 	return nil
 }
 

@@ -105,47 +105,6 @@ func parseOffer(raw string) ([]offeredCodec, error) {
 	return nil, fmt.Errorf("%w: no video m-section that can receive", ErrBadSDP)
 }
 
-// pickH264 chooses the offered H.264 payload type for a camera with the
-// given profile-level-id. Only packetization-mode=1 is acceptable (RFC 6184
-// §6.3: mode 0 cannot fragment keyframes larger than the MTU). The same
-// profile_idc is preferred, then constrained baseline, then any; browsers
-// decode by the in-band SPS, the fmtp profile is a capability hint.
-func pickH264(offered []offeredCodec, profile string) (offeredCodec, bool) {
-	best, bestScore := offeredCodec{}, -1
-	camIDC := ""
-	if len(profile) >= 2 {
-		camIDC = strings.ToLower(profile[:2])
-	}
-	for _, c := range offered {
-		if c.name != "H264" || c.param("packetization-mode") != "1" {
-			continue
-		}
-		plid := strings.ToLower(c.param("profile-level-id"))
-		score := 1
-		switch {
-		case len(plid) >= 2 && plid[:2] == camIDC && len(profile) >= 4 && len(plid) >= 4 && plid[2:4] == strings.ToLower(profile[2:4]):
-			score = 4
-		case len(plid) >= 2 && plid[:2] == camIDC:
-			score = 3
-		case strings.HasPrefix(plid, "42e0"):
-			score = 2
-		}
-		if score > bestScore {
-			best, bestScore = c, score
-		}
-	}
-	return best, bestScore >= 0
-}
-
-func pickH265(offered []offeredCodec) (offeredCodec, bool) {
-	for _, c := range offered {
-		if c.name == "H265" || c.name == "HEVC" {
-			return c, true
-		}
-	}
-	return offeredCodec{}, false
-}
-
 func newSessionID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -233,46 +192,33 @@ func (r *Relay) Offer(ctx context.Context, cameraID, offerSDP, viewer string) (S
 		return Session{}, err
 	}
 
+	// The codec table decides: its pick, and whether a browser that cannot
+	// decode the main stream goes to the substream.
 	useSub := false
-	var chosen offeredCodec
-	ok := false
-	switch info.codec {
-	case codecH265:
-		chosen, ok = pickH265(offered)
-		if !ok && sub != nil {
+	cd := codecByName(info.codec)
+	chosen, ok := cd.pick(offered, info.profile)
+	if !ok && cd.substreamFirst && sub != nil {
+		src.release()
+		src, useSub = sub, true
+		src.acquire()
+		info, err = src.waitInfo(ctx)
+		if err != nil {
 			src.release()
-			src, useSub = sub, true
-			src.acquire()
-			info, err = src.waitInfo(ctx)
-			if err != nil {
-				src.release()
-				r.unreserve(e)
-				return Session{}, fmt.Errorf("substream: %w", err)
-			}
+			r.unreserve(e)
+			return Session{}, fmt.Errorf("substream: %w", err)
 		}
-	}
-	if !ok {
-		switch info.codec {
-		case codecH264:
-			chosen, ok = pickH264(offered, info.profile)
-		case codecH265:
-			chosen, ok = pickH265(offered)
-		}
+		cd = codecByName(info.codec)
+		chosen, ok = cd.pick(offered, info.profile)
 	}
 	if !ok {
 		src.release()
 		r.unreserve(e)
-		label := codecLabel(info.codec)
 		if useSub {
 			return Session{}, fmt.Errorf("camera %s substream sends %s and the browser offered no %s (packetization-mode=1): %w",
-				cam.ID, label, label, ErrCodecUnsupported)
-		}
-		hint := ""
-		if info.codec == codecH265 {
-			hint = "; configure an H.264 substream"
+				cam.ID, cd.label, cd.label, ErrCodecUnsupported)
 		}
 		return Session{}, fmt.Errorf("camera %s sends %s and the browser offered no %s%s: %w",
-			cam.ID, label, label, hint, ErrCodecUnsupported)
+			cam.ID, cd.label, cd.label, cd.substreamHint, ErrCodecUnsupported)
 	}
 
 	id := newSessionID()
@@ -307,12 +253,9 @@ const nackHistory = 256
 // negotiate builds the peer connection for v with exactly the chosen codec
 // and returns the complete answer.
 func (r *Relay) negotiate(ctx context.Context, v *viewer, chosen offeredCodec, offerSDP string) (string, error) {
-	mime := webrtc.MimeTypeH264
-	if v.codec == codecH265 {
-		mime = webrtc.MimeTypeH265
-	}
+	cd := codecByName(v.codec)
 	capab := webrtc.RTPCodecCapability{
-		MimeType: mime, ClockRate: 90000, SDPFmtpLine: chosen.fmtp,
+		MimeType: cd.mime, ClockRate: cd.clockRate, SDPFmtpLine: chosen.fmtp,
 		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "ccm", Parameter: "fir"}},
 	}
 	m := &webrtc.MediaEngine{}

@@ -13,10 +13,8 @@ const maxPayload = rtpMTU - 12
 // NAL units avoids building an Annex B stream only to search it for start
 // codes again.
 func packetize(codec string, nalus [][]byte) [][]byte {
-	hdr := 2 // FU-A indicator + header
-	if codec == codecH265 {
-		hdr = 3 // payload header (2) + FU header
-	}
+	cd := codecByName(codec)
+	hdr := cd.nalHeaderLen + 1 // the FU prefix (NAL header sized) + FU header
 	size, count := 0, 0
 	for _, n := range nalus {
 		if len(n) == 0 {
@@ -44,35 +42,13 @@ func packetize(codec string, nalus [][]byte) [][]byte {
 			out = append(out, buf[start:len(buf):len(buf)])
 			continue
 		}
-		if codec == codecH265 {
-			if len(n) < 3 {
-				continue
-			}
-			typ := (n[0] >> 1) & 0x3f
-			ph0 := n[0]&0x81 | 49<<1 // F and the top bit of LayerId kept, Type = 49 (FU)
-			ph1 := n[1]
-			rest := n[2:]
-			for first := true; len(rest) > 0; first = false {
-				k := min(len(rest), maxPayload-3)
-				fu := typ
-				if first {
-					fu |= 0x80
-				}
-				if k == len(rest) {
-					fu |= 0x40
-				}
-				start := len(buf)
-				buf = append(append(buf, ph0, ph1, fu), rest[:k]...)
-				out = append(out, buf[start:len(buf):len(buf)])
-				rest = rest[k:]
-			}
-			continue
+		if len(n) <= cd.nalHeaderLen {
+			continue // a bare header cannot be fragmented
 		}
-		ind := n[0]&0xe0 | 28 // F and NRI kept, type 28 (FU-A)
-		typ := n[0] & 0x1f
-		rest := n[1:]
+		prefix, typ := cd.fuPrefix(n)
+		rest := n[cd.nalHeaderLen:]
 		for first := true; len(rest) > 0; first = false {
-			k := min(len(rest), maxPayload-2)
+			k := min(len(rest), maxPayload-hdr)
 			fu := typ
 			if first {
 				fu |= 0x80
@@ -81,7 +57,7 @@ func packetize(codec string, nalus [][]byte) [][]byte {
 				fu |= 0x40
 			}
 			start := len(buf)
-			buf = append(append(buf, ind, fu), rest[:k]...)
+			buf = append(append(append(buf, prefix[:cd.nalHeaderLen]...), fu), rest[:k]...)
 			out = append(out, buf[start:len(buf):len(buf)])
 			rest = rest[k:]
 		}

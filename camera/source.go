@@ -3,7 +3,6 @@ package camera
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,29 +15,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/pion/rtp"
 )
-
-// Codec names as reported in Status.
-const (
-	codecH264 = "H264"
-	codecH265 = "H265"
-)
-
-// codecLabel is the human spelling used in error messages.
-func codecLabel(c string) string {
-	switch c {
-	case codecH264:
-		return "H.264"
-	case codecH265:
-		return "H.265"
-	}
-	return c
-}
 
 // maxGOPFrames bounds the GOP cache; a camera with a longer GOP (or none)
 // makes new viewers wait for the next keyframe instead of growing memory.
@@ -390,40 +368,23 @@ func (s *source) session(ctx context.Context, rawURL string) error {
 		return fmt.Errorf("rtsp describe: %w", err)
 	}
 	var (
-		h264f  *format.H264
-		h265f  *format.H265
 		info   streamInfo
-		decode func(*rtp.Packet) ([][]byte, error)
+		medi   *description.Media
 		forma  format.Format
+		decode func(*rtp.Packet) ([][]byte, error)
 		params [][]byte
 	)
-	medi := desc.FindFormat(&h264f)
-	switch {
-	case medi != nil:
-		if h264f.PacketizationMode >= 2 {
-			return errors.New("camera uses H.264 interleaved packetization (RFC 6184 mode 2), which the relay does not support: set the camera's RTP packetization to non-interleaved")
+	for _, cd := range codecTable {
+		if medi, forma, decode, params, err = cd.ingest(desc); err != nil {
+			return err
 		}
-		dec, err := h264f.CreateDecoder()
-		if err != nil {
-			return fmt.Errorf("create H.264 depacketizer: %w", err)
+		if medi != nil {
+			info.codec = cd.name
+			break
 		}
-		decode = func(p *rtp.Packet) ([][]byte, error) { return dec.Decode(p) }
-		info.codec, forma = codecH264, h264f
-		sps, pps := h264f.SafeParams()
-		params = nonNil(sps, pps)
-	default:
-		medi = desc.FindFormat(&h265f)
-		if medi == nil {
-			return fmt.Errorf("camera sends no H.264 or H.265 video (%s): configure an H.264 stream", formatNames(desc.Medias))
-		}
-		dec, err := h265f.CreateDecoder()
-		if err != nil {
-			return fmt.Errorf("create H.265 depacketizer: %w", err)
-		}
-		decode = func(p *rtp.Packet) ([][]byte, error) { return dec.Decode(p) }
-		info.codec, forma = codecH265, h265f
-		vps, sps, pps := h265f.SafeParams()
-		params = nonNil(vps, sps, pps)
+	}
+	if medi == nil {
+		return fmt.Errorf("camera sends no %s video (%s): configure an H.264 stream", codecLabels(), formatNames(desc.Medias))
 	}
 	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
 		return fmt.Errorf("rtsp setup: %w", err)
@@ -435,10 +396,9 @@ func (s *source) session(ctx context.Context, rawURL string) error {
 		}
 		au, err := decode(pkt)
 		if err != nil {
-			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph265.ErrMorePacketsNeeded) &&
-				!errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) && !errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
-				s.log.Debug("depacketize", "err", err)
-			}
+			s.log.Debug("depacketize", "err", err)
+		}
+		if err != nil || au == nil { // nil, nil: more packets needed
 			return
 		}
 		s.onAU(au, pts)
@@ -511,33 +471,14 @@ func formatNames(medias []*description.Media) string {
 	return strings.Join(names, ", ")
 }
 
-// paramKind classifies a NAL unit: 'v' VPS, 's' SPS, 'p' PPS, 'a' AUD, 0 other.
+// paramKind classifies a NAL unit of codec (codec.paramKind): 'v' VPS,
+// 's' SPS, 'p' PPS, 'a' AUD, 0 other.
 func paramKind(codec string, n []byte) byte {
-	if len(n) == 0 {
+	c := codecByName(codec)
+	if len(n) == 0 || c == nil {
 		return 0
 	}
-	if codec == codecH265 {
-		switch h265.NALUType((n[0] >> 1) & 0x3f) {
-		case h265.NALUType_VPS_NUT:
-			return 'v'
-		case h265.NALUType_SPS_NUT:
-			return 's'
-		case h265.NALUType_PPS_NUT:
-			return 'p'
-		case h265.NALUType_AUD_NUT:
-			return 'a'
-		}
-		return 0
-	}
-	switch h264.NALUType(n[0] & 0x1f) {
-	case h264.NALUTypeSPS:
-		return 's'
-	case h264.NALUTypePPS:
-		return 'p'
-	case h264.NALUTypeAccessUnitDelimiter:
-		return 'a'
-	}
-	return 0
+	return c.paramKind(n)
 }
 
 // learnParamLocked stores an in-band or SDP parameter set, keeping the
@@ -566,25 +507,21 @@ func (s *source) learnParamLocked(codec string, n []byte) bool {
 	return true
 }
 
-// describeParamsLocked parses the SPS for profile, size and frame rate.
+// describeParamsLocked parses the SPS for profile, size and frame rate
+// (codec.describe).
 func (s *source) describeParamsLocked(codec string) (profile string, w, h int, fps float64) {
+	c := codecByName(codec)
+	if c == nil {
+		return "", 0, 0, 0
+	}
 	for _, p := range s.params {
-		if paramKind(codec, p) != 's' {
+		if c.paramKind(p) != 's' {
 			continue
 		}
-		if codec == codecH264 {
-			if len(p) >= 4 {
-				profile = hex.EncodeToString(p[1:4])
-			}
-			var sps h264.SPS
-			if sps.Unmarshal(p) == nil {
-				return profile, sps.Width(), sps.Height(), sps.FPS()
-			}
-		} else {
-			var sps h265.SPS
-			if sps.Unmarshal(p) == nil {
-				return "", sps.Width(), sps.Height(), sps.FPS()
-			}
+		pr, w, h, fps, ok := c.describe(p)
+		profile = pr
+		if ok {
+			return profile, w, h, fps
 		}
 	}
 	return profile, 0, 0, 0
@@ -602,12 +539,7 @@ func (s *source) onAU(au [][]byte, pts int64) {
 		return
 	}
 	codec := s.info.codec
-	var key bool
-	if codec == codecH265 {
-		key = h265.IsRandomAccess(au)
-	} else {
-		key = h264.IsRandomAccess(au)
-	}
+	key := codecByName(codec).isKeyframe(au)
 	var have [256]bool // parameter-set kinds present (paramKind)
 	nalus := make([][]byte, 0, len(au)+3)
 	changed := false

@@ -1,82 +1,12 @@
 package web
 
 import (
-	"bytes"
 	"crypto/tls"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
-
-func TestOpusDuration(t *testing.T) {
-	for _, c := range []struct {
-		pkt    []byte
-		want   time.Duration
-		stereo bool
-	}{
-		{[]byte{0xfc, 1}, 20 * time.Millisecond, true},       // config 31 CELT 20 ms, stereo, code 0
-		{[]byte{0xf8, 1}, 20 * time.Millisecond, false},      // config 31 CELT 20 ms, mono
-		{[]byte{0x08}, 20 * time.Millisecond, false},         // config 1 SILK 20 ms
-		{[]byte{0x01 << 3, 0}, 20 * time.Millisecond, false}, // same, extra byte
-		{[]byte{0x00}, 10 * time.Millisecond, false},         // config 0 SILK 10 ms
-		{[]byte{0x18}, 60 * time.Millisecond, false},         // config 3 SILK 60 ms
-		{[]byte{0xf9}, 40 * time.Millisecond, false},         // CELT 20 ms, code 1: two frames
-		{[]byte{0xf3, 0x02}, 20 * time.Millisecond, false},   // config 30 CELT 10 ms, code 3, 2 frames
-		{[]byte{0x78}, 20 * time.Millisecond, false},         // config 15 hybrid 20 ms
-	} {
-		d, stereo, err := opusDuration(c.pkt)
-		if err != nil || d != c.want || stereo != c.stereo {
-			t.Errorf("TOC %#x: %v stereo %v %v, want %v stereo %v", c.pkt[0], d, stereo, err, c.want, c.stereo)
-		}
-	}
-	if _, _, err := opusDuration([]byte{0xfb}); err == nil {
-		t.Error("code 3 without a count byte accepted")
-	}
-}
-
-// TestOggOpusArchive checks the archive's pages: capture pattern, CRC and
-// granule positions (RFC 7845 §4) of a few seconds of packets.
-func TestOggOpusArchive(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "a.opus")
-	o, err := newOggOpus(path, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 120 {
-		o.write(bytes.Repeat([]byte{0xf8, 0xaa}, 150), 960) // 300-byte packets need 2 lacing values
-	}
-	if err := o.close(); err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := os.ReadFile(path)
-	var pages, lastFlags int
-	var granule int64
-	for off := 0; off < len(raw); {
-		if string(raw[off:off+4]) != "OggS" {
-			t.Fatalf("no capture pattern at %d", off)
-		}
-		n := int(raw[off+26])
-		size := 27 + n
-		for _, l := range raw[off+27 : off+27+n] {
-			size += int(l)
-		}
-		page := append([]byte(nil), raw[off:off+size]...)
-		want := uint32(page[22]) | uint32(page[23])<<8 | uint32(page[24])<<16 | uint32(page[25])<<24
-		page[22], page[23], page[24], page[25] = 0, 0, 0, 0
-		if got := oggCRC(0, page); got != want {
-			t.Fatalf("page %d CRC %08x, want %08x", pages, got, want)
-		}
-		granule = int64(page[6]) | int64(page[7])<<8 | int64(page[8])<<16 | int64(page[9])<<24
-		lastFlags = int(page[5])
-		pages++
-		off += size
-	}
-	if granule != 120*960 || lastFlags&0x04 == 0 || pages < 4 {
-		t.Fatalf("%d pages, final granule %d flags %#x; want granule %d and EOS", pages, granule, lastFlags, 120*960)
-	}
-}
 
 func TestSameOrigin(t *testing.T) {
 	for _, c := range []struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/store"
+	"github.com/loalang/loalang/whip"
 )
 
 // Errors of the HTTP layer itself.
@@ -84,6 +85,10 @@ var domainStatus = []struct {
 	{camera.ErrClosed, http.StatusServiceUnavailable},
 	{camera.ErrInvalid, http.StatusBadRequest}, // a *camera.FieldError names the field
 	{camera.ErrExists, http.StatusConflict},
+	// Live speech over WHIP (RFC 9725 §4.2).
+	{whip.ErrBadOffer, http.StatusBadRequest},
+	{whip.ErrNotFound, http.StatusNotFound},
+	{whip.ErrClosed, http.StatusServiceUnavailable},
 }
 
 // status maps an error to its HTTP status: the one place where domain

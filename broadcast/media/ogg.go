@@ -3,42 +3,18 @@ package media
 import (
 	"encoding/binary"
 	"fmt"
-	"io"
+
+	"github.com/loalang/loalang/internal/ogg"
 )
 
-// Ogg page header flags (RFC 3533 §6).
+// Ogg page header flags (RFC 3533 §6) and the fixed header length; the
+// writer and the CRC are internal/ogg's, shared with the live archive.
 const (
-	oggContinued = 0x01
-	oggBOS       = 0x02
-	oggEOS       = 0x04
+	oggContinued = ogg.Continued
+	oggBOS       = ogg.BOS
+	oggEOS       = ogg.EOS
+	oggHeaderLen = ogg.HeaderLen
 )
-
-// oggHeaderLen is the fixed part of a page header before the segment table.
-const oggHeaderLen = 27
-
-// oggCRCTable is the CRC-32 used by Ogg: polynomial 0x04c11db7, initial value
-// 0, no bit reflection and no final XOR (RFC 3533 §6, "CRC checksum").
-var oggCRCTable = func() (t [256]uint32) {
-	for i := range t {
-		r := uint32(i) << 24
-		for j := 0; j < 8; j++ {
-			if r&0x80000000 != 0 {
-				r = r<<1 ^ 0x04c11db7
-			} else {
-				r <<= 1
-			}
-		}
-		t[i] = r
-	}
-	return t
-}()
-
-func oggCRC(crc uint32, b []byte) uint32 {
-	for _, c := range b {
-		crc = crc<<8 ^ oggCRCTable[byte(crc>>24)^c]
-	}
-	return crc
-}
 
 // oggPage is one parsed Ogg page (RFC 3533 §6).
 type oggPage struct {
@@ -73,9 +49,9 @@ func parseOggPage(b []byte) (oggPage, int, error) {
 		return oggPage{}, 0, fmt.Errorf("ogg: page body truncated (need %d bytes, have %d): %w", total, len(b), ErrCorrupt)
 	}
 	want := binary.LittleEndian.Uint32(b[22:26])
-	crc := oggCRC(0, b[:22])
-	crc = oggCRC(crc, []byte{0, 0, 0, 0})
-	crc = oggCRC(crc, b[26:total])
+	crc := ogg.CRC(0, b[:22])
+	crc = ogg.CRC(crc, []byte{0, 0, 0, 0})
+	crc = ogg.CRC(crc, b[26:total])
 	if crc != want {
 		return oggPage{}, 0, fmt.Errorf("ogg: page checksum mismatch: %w", ErrCorrupt)
 	}
@@ -182,50 +158,3 @@ func readOggStream(data []byte, magic string) ([]oggPacket, error) {
 	}
 	return packets, nil
 }
-
-// oggWriter writes one logical Ogg stream (RFC 3533).
-type oggWriter struct {
-	w      io.Writer
-	serial uint32
-	seq    uint32
-	buf    []byte
-}
-
-// writePage writes packets as one page with the given flags and granule
-// position. The caller keeps the page within 255 lacing values; every packet
-// ends on this page.
-func (o *oggWriter) writePage(flags byte, granule int64, packets ...[]byte) error {
-	var lacing []byte
-	bodyLen := 0
-	for _, p := range packets {
-		n := len(p)
-		for n >= 255 {
-			lacing = append(lacing, 255)
-			n -= 255
-		}
-		lacing = append(lacing, byte(n))
-		bodyLen += len(p)
-	}
-	if len(lacing) > 255 {
-		return fmt.Errorf("ogg: page would need %d lacing values", len(lacing))
-	}
-	b := o.buf[:0]
-	b = append(b, "OggS"...)
-	b = append(b, 0, flags)
-	b = binary.LittleEndian.AppendUint64(b, uint64(granule))
-	b = binary.LittleEndian.AppendUint32(b, o.serial)
-	b = binary.LittleEndian.AppendUint32(b, o.seq)
-	b = append(b, 0, 0, 0, 0, byte(len(lacing)))
-	b = append(b, lacing...)
-	for _, p := range packets {
-		b = append(b, p...)
-	}
-	binary.LittleEndian.PutUint32(b[22:], oggCRC(0, b))
-	o.buf = b
-	o.seq++
-	_, err := o.w.Write(b)
-	return err
-}
-
-// lacingLen returns how many lacing values a packet of n bytes needs.
-func lacingLen(n int) int { return n/255 + 1 }

@@ -3,12 +3,13 @@ package media
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"time"
 
 	"gopkg.in/hraban/opus.v2"
+
+	"github.com/loalang/loalang/internal/ogg"
 )
 
 // Opus framing used for everything loalang stores and streams.
@@ -25,7 +26,7 @@ const (
 	// audio applications: 2.5 ms + 4 ms delay compensation = 312 samples
 	// (the value opusenc and ffmpeg write). RFC 7845 §4.2 asks decoders to
 	// discard this many samples from the start.
-	opusPreSkip = 312
+	opusPreSkip = ogg.OpusPreSkip
 	// maxOpusPacketSamples is 120 ms at 48 kHz, the longest Opus packet
 	// (RFC 6716 §3.2.5).
 	maxOpusPacketSamples = 5760
@@ -66,26 +67,6 @@ func parseOpusHead(b []byte) (opusHead, error) {
 		return opusHead{}, fmt.Errorf("opus: %d channels with mapping family %d are not supported (mono or stereo only): %w", h.Channels, h.Mapping, ErrUnsupported)
 	}
 	return h, nil
-}
-
-func (h opusHead) marshal() []byte {
-	b := make([]byte, 0, 19)
-	b = append(b, "OpusHead"...)
-	b = append(b, 1, byte(h.Channels))
-	b = binary.LittleEndian.AppendUint16(b, uint16(h.PreSkip))
-	b = binary.LittleEndian.AppendUint32(b, h.InputRate)
-	b = binary.LittleEndian.AppendUint16(b, uint16(h.OutputGain))
-	return append(b, byte(h.Mapping))
-}
-
-// opusTags builds a comment header (RFC 7845 §5.2) holding only the vendor
-// string, so the stored file's bytes depend on the audio alone.
-func opusTags() []byte {
-	const vendor = "loalang"
-	b := []byte("OpusTags")
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(vendor)))
-	b = append(b, vendor...)
-	return binary.LittleEndian.AppendUint32(b, 0)
 }
 
 // decodeOggOpus decodes an Ogg Opus file (RFC 7845) with libopus: it applies
@@ -217,44 +198,19 @@ func (e *encoder) encode(frame []float32) ([]byte, error) {
 	return bytes.Clone(e.out[:n]), nil
 }
 
-// packetsPerPage is how many 20 ms packets go on one Ogg page (one second,
-// like opusenc's default page delay).
-const packetsPerPage = 50
-
-// writeOggOpus writes packets as an Ogg Opus file (RFC 7845): OpusHead alone
-// on the BOS page, OpusTags alone on the second page, then audio pages whose
-// granule positions count 48 kHz samples including pre-skip, the last page
-// flagged EOS with the granule trimmed to preSkip+samples (§4.5).
+// writeOggOpus writes packets as an Ogg Opus file (RFC 7845) with
+// internal/ogg's writer: OpusHead alone on the BOS page, OpusTags alone on
+// the second page, then audio pages of a second each, the last page flagged
+// EOS with the granule trimmed to preSkip+samples (§4.5).
 func writeOggOpus(buf *bytes.Buffer, serial uint32, packets [][]byte, samples int64) error {
-	ow := &oggWriter{w: buf, serial: serial}
-	head := opusHead{Channels: 1, PreSkip: opusPreSkip, InputRate: OpusRate}
-	if err := ow.writePage(oggBOS, 0, head.marshal()); err != nil {
+	w, err := ogg.NewOpusWriter(buf, serial, 1)
+	if err != nil {
 		return err
 	}
-	if err := ow.writePage(0, 0, opusTags()); err != nil {
-		return err
-	}
-	granule := int64(0)
-	for i := 0; i < len(packets); {
-		j, segs := i, 0
-		for j < len(packets) && j-i < packetsPerPage && segs+lacingLen(len(packets[j])) <= 255 {
-			segs += lacingLen(len(packets[j]))
-			j++
-		}
-		if j == i {
-			return errors.New("ogg: packet too large for a page")
-		}
-		granule += int64(j-i) * FrameSamples
-		flags := byte(0)
-		g := granule
-		if j == len(packets) {
-			flags = oggEOS
-			g = min(granule, opusPreSkip+samples)
-		}
-		if err := ow.writePage(flags, g, packets[i:j]...); err != nil {
+	for _, p := range packets {
+		if err := w.Write(p, FrameSamples); err != nil {
 			return err
 		}
-		i = j
 	}
-	return nil
+	return w.Close(samples)
 }

@@ -20,8 +20,13 @@ func NewTopics(site string) (Topics, error) {
 	if err := ValidLevel(site); err != nil {
 		return Topics{}, fmt.Errorf("site: %w", err)
 	}
-	return Topics{prefix: "loalang/" + Version + "/" + site + "/"}, nil
+	return Topics{prefix: SitePrefix(site)}, nil
 }
+
+// SitePrefix returns "loalang/v1/<site>/" without checking site; NewTopics
+// is the checked way in. The broker uses it to name the prefix of rules it
+// is about to refuse.
+func SitePrefix(site string) string { return "loalang/" + Version + "/" + site + "/" }
 
 // MustTopics is NewTopics for sites known to be valid, such as ones already
 // checked by configuration validation. It panics on an invalid site.
@@ -54,6 +59,10 @@ func ValidLevel(s string) error {
 // Prefix returns "loalang/v1/<site>/".
 func (t Topics) Prefix() string { return t.prefix }
 
+// All returns "loalang/v1/<site>/#", the filter of every topic of the site
+// (the controller's own grant on a broker).
+func (t Topics) All() string { return t.prefix + "#" }
+
 // Device topic suffixes, each under dev/<id>/.
 const (
 	// SufStatus is the retained online/offline status, also the last will.
@@ -83,13 +92,15 @@ func (t Topics) DeviceAll(suffix string) string {
 	return t.prefix + "dev/+/" + suffix
 }
 
+// Zone returns zone/<zone>/<kind>, kind being one of ZoneTopicRules'
+// suffixes.
+func (t Topics) Zone(zone, kind string) string { return t.prefix + "zone/" + zone + "/" + kind }
+
 // ZoneStream returns zone/<zone>/stream, the QoS 1 stream control topic.
-func (t Topics) ZoneStream(zone string) string {
-	return t.prefix + "zone/" + zone + "/" + ZoneKindStream
-}
+func (t Topics) ZoneStream(zone string) string { return t.Zone(zone, ZoneKindStream) }
 
 // ZoneAudio returns zone/<zone>/audio, the QoS 0 audio frame topic.
-func (t Topics) ZoneAudio(zone string) string { return t.prefix + "zone/" + zone + "/" + ZoneKindAudio }
+func (t Topics) ZoneAudio(zone string) string { return t.Zone(zone, ZoneKindAudio) }
 
 // ParseDevice splits a device topic into its device id and suffix. It reports
 // false for any topic that is not exactly prefix + dev/<id>/<suffix>.

@@ -138,6 +138,15 @@ func TestTopics(t *testing.T) {
 	if _, err := NewTopics("a/b"); err == nil {
 		t.Fatal("site with slash accepted")
 	}
+	if got := tp.Zone("market", ZoneKindStream); got != "loalang/v1/demo/zone/market/stream" || got != tp.ZoneStream("market") {
+		t.Errorf("zone topic %q", got)
+	}
+	if got := tp.All(); got != "loalang/v1/demo/#" {
+		t.Errorf("site filter %q", got)
+	}
+	if got := SitePrefix("demo"); got != tp.Prefix() {
+		t.Errorf("SitePrefix %q, Prefix %q", got, tp.Prefix())
+	}
 }
 
 func TestPublishSize(t *testing.T) {
