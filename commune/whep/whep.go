@@ -416,9 +416,7 @@ func (h *Handler) handleDelete(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	if a.Status != http.StatusNoContent {
-		h.log.Info("camera hangup", "village", s.village, "status", a.Status, "err", a.Error)
-	}
+	h.log.Info("camera hangup forwarded", "village", s.village, "camera", s.camera, "status", a.Status, "err", a.Error)
 	w.WriteHeader(http.StatusNoContent)
 }
 
