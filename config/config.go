@@ -13,6 +13,11 @@ import (
 // by its path in upper case with '.' replaced by '_' (mqtt.url is
 // LOALANG_MQTT_URL).
 type Config struct {
+	// Role is "village" (the default, empty too) or "commune": the same
+	// binary runs the commune office's server (commune.go, docs/commune.md).
+	Role string `yaml:"role"`
+	// Commune configures role: commune (commune.go).
+	Commune Commune `yaml:"commune"`
 	// Site names this installation; it is one MQTT topic level.
 	Site string `yaml:"site"`
 	// DataDir holds the bbolt store, media, certificates and generated secrets.

@@ -18,6 +18,13 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
 		return &Error{Key: key, Reason: fmt.Sprintf(format, args...)}
 	}
+	switch c.Role {
+	case "", RoleVillage:
+	case RoleCommune:
+		return c.validateCommune()
+	default:
+		return bad("role", "%q is not village or commune", c.Role)
+	}
 	if err := wire.ValidLevel(c.Site); err != nil {
 		return bad("site", "%v", err)
 	}

@@ -3,6 +3,7 @@
 // relays cameras to the commune police and keeps its state in bbolt.
 //
 //	loalangd --config FILE [--data-dir DIR] [--http ADDR] [--mqtt ADDR]
+//	  (role: commune in FILE runs the commune office's server instead)
 //	loalangd --check-config FILE
 //	loalangd --version
 //	loalangd mosquitto-config --config FILE --out DIR [--listen ADDR]
@@ -27,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/loalang/loalang/commune"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/store"
@@ -109,6 +111,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Role == config.RoleCommune {
+		// The commune office runs the same binary (docs/commune.md):
+		// one build, one package, one config loader and one upgrade path
+		// for the district's technician.
+		return commune.Run(ctx, cfg, log)
+	}
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
 		return err

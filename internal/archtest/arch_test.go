@@ -18,7 +18,7 @@ const module = "github.com/loalang/loalang/"
 var domain = []string{"auth", "device", "device/wire", "broadcast", "broadcast/schedule", "health", "audit"}
 
 // adapters wrap one dependency each, or wire the daemon together.
-var adapters = []string{"store", "broker", "bus", "uplink", "web", "daemon", "cmd/loalangd", "cmd/loalang"}
+var adapters = []string{"store", "broker", "bus", "uplink", "web", "commune", "daemon", "cmd/loalangd", "cmd/loalang"}
 
 // adapterLibs are the libraries that belong behind an adapter.
 var adapterLibs = []string{"go.etcd.io/bbolt", "github.com/mochi-mqtt/", "github.com/eclipse/paho.mqtt.golang", "net/http"}

@@ -1,0 +1,138 @@
+package commune
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/loalang/loalang/uplink"
+)
+
+// link is the commune's connection to its Mosquitto: MQTT 3.1.1, clean
+// session 0 (§3.1.2.4) so the broker queues the villages' QoS 1 events
+// while the commune is down, subscriptions at QoS 1 to every village's
+// events and presence, and QoS 1 publishes of signed commands.
+type link struct {
+	connected atomic.Bool
+	mu        sync.Mutex
+	pc        mqtt.Client
+	lastErr   string
+}
+
+func (s *Server) eventsFilter() string {
+	return "loalang/" + uplink.Version + "/" + s.cfg.Commune.Province + "/" + s.cfg.Commune.ID + "/+/events"
+}
+
+func (s *Server) presenceFilter() string {
+	return "loalang/" + uplink.Version + "/" + s.cfg.Commune.Province + "/" + s.cfg.Commune.ID + "/+/presence"
+}
+
+// siteOf returns the <site> level of a village topic.
+func siteOf(topic string) string {
+	parts := strings.Split(topic, "/")
+	if len(parts) < 6 {
+		return ""
+	}
+	return parts[4]
+}
+
+// startMQTT reads the broker password and starts the connection loop.
+func (s *Server) startMQTT() error {
+	c := s.cfg.Commune
+	var pw string
+	if c.PasswordFile != "" {
+		raw, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("commune.password_file: %w", err)
+		}
+		pw = strings.TrimSpace(string(raw))
+	}
+	opts := mqtt.NewClientOptions().AddBroker(c.MQTTURL).
+		SetProtocolVersion(4).SetClientID(c.ClientID).SetUsername(c.Username).SetPassword(pw).
+		SetCleanSession(false).SetOrderMatters(true).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(2 * time.Second).SetMaxReconnectInterval(30 * time.Second).
+		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).SetWriteTimeout(10 * time.Second)
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return fmt.Errorf("commune.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("commune.ca_file %s: no PEM certificate", c.CAFile)
+		}
+		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
+	l := &link{}
+	s.mqtt = l
+	// The handlers are registered before the connection so that the
+	// session's queued messages, delivered right after CONNACK, are
+	// routed (paho's router matches them by filter).
+	opts.SetOnConnectHandler(func(pc mqtt.Client) {
+		tok := pc.SubscribeMultiple(map[string]byte{s.eventsFilter(): 1, s.presenceFilter(): 1}, nil)
+		if !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+			s.setLinkErr(fmt.Errorf("subscribe: %v", tok.Error()))
+			return
+		}
+		l.connected.Store(true)
+		s.log.Info("commune broker connected", "broker", c.MQTTURL)
+		s.kickResend()
+	}).SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		l.connected.Store(false)
+		s.setLinkErr(err)
+	})
+	pc := mqtt.NewClient(opts)
+	pc.AddRoute(s.eventsFilter(), func(_ mqtt.Client, m mqtt.Message) { s.onEvent(siteOf(m.Topic()), m.Payload()) })
+	pc.AddRoute(s.presenceFilter(), func(_ mqtt.Client, m mqtt.Message) { s.onPresence(siteOf(m.Topic()), string(m.Payload())) })
+	l.pc = pc
+	pc.Connect() // retried in the background (SetConnectRetry)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.resendLoop(s.ctx)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		<-s.ctx.Done()
+		l.connected.Store(false)
+		pc.Disconnect(250)
+	}()
+	return nil
+}
+
+func (s *Server) setLinkErr(err error) {
+	if err == nil {
+		return
+	}
+	s.mqtt.mu.Lock()
+	s.mqtt.lastErr = err.Error()
+	s.mqtt.mu.Unlock()
+	s.log.Warn("commune broker", "err", err)
+}
+
+// publish sends one command envelope at QoS 1 to topic and waits for the
+// broker's PUBACK.
+func (s *Server) publish(ctx context.Context, topic string, payload []byte) error {
+	if !s.mqtt.connected.Load() {
+		return errors.New("not connected to the commune broker")
+	}
+	tok := s.mqtt.pc.Publish(topic, 1, false, payload)
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return errors.New("no PUBACK within 30s")
+	}
+}
