@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,17 +22,15 @@ import (
 	"github.com/loalang/loalang/uplink"
 )
 
-// The NAT test runs four kinds of process: this test (which builds the
-// namespaces), the commune server (this test binary re-executed in the
-// commune namespace with roleEnv=commune), loalangd and firmware-sim
-// (built by the test, in the village namespace), Mosquitto and coturn (in
-// the commune namespace) and headless Chromium driven by this test binary
-// re-executed in the police namespace (roleEnv=police).
+// The NAT test runs: this test (which builds the namespaces); loalangd
+// (built by the test) with role: commune, Mosquitto and coturn in the
+// commune namespace; loalangd and firmware-sim in the village namespace;
+// headless Chromium driven by this test binary re-executed in the police
+// namespace (roleEnv=police).
 const roleEnv = "LOALANG_NATCAM_ROLE"
 
 const (
 	province, communeID, village = "hn", "xa-1", "thon-3"
-	policeToken                  = "police-token-7f3a"
 	policeUser                   = "cong-an-1"
 	webPort                      = "8080"
 	villageHTTPPort              = "8088"
@@ -62,6 +57,21 @@ func (l *lines) find(prefix string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+func (l *lines) has(subs ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+next:
+	for _, s := range l.all {
+		for _, sub := range subs {
+			if !strings.Contains(s, sub) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func (l *lines) text() string {
@@ -198,15 +208,65 @@ func TestNATCameraPath(t *testing.T) {
 		return ok
 	})
 
-	_, key, _ := ed25519.GenerateKey(nil)
+	// The commune server: loalangd with role: commune, the camera path
+	// mounted on it (whep.Mount).
+	cdir := filepath.Join(tmp, "commune")
+	os.MkdirAll(cdir, 0o700)
+	communePub, err := uplink.Keygen(filepath.Join(cdir, "commune.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(cdir, "turn-secret"), []byte(turnSecret+"\n"), 0o600)
 	provKey, _, _ := ed25519.GenerateKey(nil)
-	srv := lab.Command(lab.Commune, os.Args[0], "-test.run=^TestNATHelperCommune$", "-test.v", "-test.timeout=20m")
-	srv.Env = append(os.Environ(), roleEnv+"=commune",
-		"NATCAM_KEY="+base64.StdEncoding.EncodeToString(key.Seed()), "NATCAM_TURN_SECRET="+turnSecret)
-	srvOut := start(t, "commune server", srv)
+	ccfg := fmt.Sprintf(`role: commune
+http:
+  addr: %[1]s:%[2]s
+commune:
+  province: %[3]s
+  id: %[4]s
+  mqtt_url: tcp://%[5]s:1883
+  client_id: commune-%[4]s
+  signing_key_file: %[6]s
+  public_url: http://%[1]s:%[2]s
+  villages: [%[7]s]
+commune_cameras:
+  turn_urls: ["turn:%[1]s:3478?transport=udp"]
+  turn_secret_file: %[8]s
+  timeout: 4s
+  relay_only: true
+`, natlab.CommunePoliceIP, webPort, province, communeID, natlab.CommuneWANIP, filepath.Join(cdir, "commune.key"), village, filepath.Join(cdir, "turn-secret"))
+	os.WriteFile(filepath.Join(cdir, "loalangd.yaml"), []byte(ccfg), 0o600)
+	srvOut := start(t, "commune loalangd", lab.Command(lab.Commune, loalangd, "--config", filepath.Join(cdir, "loalangd.yaml"), "--data-dir", cdir, "--log-level", "info"))
 	web := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: commune}}
 	base := "http://" + natlab.CommunePoliceIP + ":" + webPort
-	waitFor(t, 60*time.Second, "the commune server", func() bool { _, ok := srvOut.find("COMMUNE READY"); return ok })
+	waitFor(t, 60*time.Second, "the commune server", func() bool {
+		resp, err := web.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	adminPW, err := os.ReadFile(filepath.Join(cdir, "initial-admin-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminTok := login(t, web, base, "admin", strings.TrimSpace(string(adminPW)))
+	var cams []string
+	for i := 1; i <= 5; i++ {
+		cams = append(cams, whep.CameraID(village, fmt.Sprintf("cam-%d", i)))
+	}
+	cams = append(cams, whep.CameraID("thon-9", "cam-1"))
+	body, _ := json.Marshal(map[string]any{"username": policeUser, "password": "mot-hai-ba-bon-nam", "role": "police", "cameras": cams})
+	resp, err := do(web, "POST", base+"/api/v1/commune/users", adminTok, "application/json", strings.NewReader(string(body)))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create the police user: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	policeToken := login(t, web, base, policeUser, "mot-hai-ba-bon-nam")
+	authed := func(method, url, ctype string, body io.Reader) (*http.Response, error) {
+		return do(web, method, url, policeToken, ctype, body)
+	}
 
 	// The village.
 	vdir := filepath.Join(tmp, "village")
@@ -223,7 +283,7 @@ func TestNATCameraPath(t *testing.T) {
 		fmt.Fprintf(&cfg, "  - id: cam-%d\n    name: Camera %d\n    url: rtsp://127.0.0.1:%d/cam-%d\n", i, i, 18553+i, i)
 	}
 	fmt.Fprintf(&cfg, "uplink:\n  url: tcp://%s:1883\n  client_id: %s\n  province: %s\n  commune: %s\n  province_keys: [%q]\n  commune_keys: [%q]\n  max_backoff: 5s\n  commune_cameras: [cam-1, cam-2, cam-3, cam-4]\n",
-		natlab.CommuneWANIP, village, province, communeID, uplink.PublicKeyString(provKey), uplink.PublicKeyString(key.Public().(ed25519.PublicKey)))
+		natlab.CommuneWANIP, village, province, communeID, uplink.PublicKeyString(provKey), communePub)
 	os.WriteFile(filepath.Join(vdir, "loalangd.yaml"), []byte(cfg.String()), 0o600)
 	start(t, "loalangd", lab.Command(lab.Village, loalangd, "--config", filepath.Join(vdir, "loalangd.yaml"), "--data-dir", vdir, "--log-level", "info"))
 	var ready struct{ HTTP, MQTT string }
@@ -242,7 +302,7 @@ func TestNATCameraPath(t *testing.T) {
 	start(t, "firmware-sim", lab.Command(lab.Village, fwsim, "--provisioning", filepath.Join(vdir, "sim.json"), "--no-relay"))
 
 	waitFor(t, 90*time.Second, "the village's uplink online at the commune", func() bool {
-		resp, err := authed(web, "GET", base+"/api/v1/commune/villages/presence", "", nil)
+		resp, err := authed("GET", base+"/api/v1/commune/villages/presence", "", nil)
 		if err != nil {
 			return false
 		}
@@ -275,7 +335,7 @@ func TestNATCameraPath(t *testing.T) {
 	offer := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
 	expect := func(path string, want int, wantText string) {
 		t.Helper()
-		resp, err := authed(web, "POST", base+path, "application/sdp", strings.NewReader(offer))
+		resp, err := authed("POST", base+path, "application/sdp", strings.NewReader(offer))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,7 +349,7 @@ func TestNATCameraPath(t *testing.T) {
 	expect("/api/v1/commune/villages/"+village+"/cameras/cam-9/whep", http.StatusForbidden, "Forbidden")
 	expect("/api/v1/commune/villages/"+village+"/cameras/cam-5/whep", http.StatusForbidden, "not shared with the commune")
 	expect("/api/v1/commune/villages/thon-9/cameras/cam-1/whep", http.StatusGatewayTimeout, "did not answer")
-	resp, err := web.Post(base+"/api/v1/commune/villages/"+village+"/cameras/cam-1/whep", "application/sdp", strings.NewReader(offer))
+	resp, err = web.Post(base+"/api/v1/commune/villages/"+village+"/cameras/cam-1/whep", "application/sdp", strings.NewReader(offer))
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("unauthenticated offer: %v %v", resp.StatusCode, err)
 	}
@@ -325,8 +385,7 @@ func TestNATCameraPath(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, "the village's hangup of the commune session", func() bool {
-		rest, ok := srvOut.find(`msg="camera hangup forwarded"`)
-		return ok && strings.Contains(rest, "status=204")
+		return srvOut.has("camera hangup forwarded", "204")
 	})
 	_ = mosq
 }
@@ -347,64 +406,29 @@ type policeResult struct {
 	Error   string         `json:"error,omitempty"`
 }
 
-func authed(c *http.Client, method, url, ctype string, body io.Reader) (*http.Response, error) {
+func do(c *http.Client, method, url, token, ctype string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+policeToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
 	return c.Do(req)
 }
 
-// TestNATHelperCommune is the commune's camera server, run by
-// TestNATCameraPath in the commune namespace: the whep handler with a
-// bearer-token authorizer (one police user allowed cam-1..cam-5 of the
-// village), until stdin closes or it is interrupted.
-func TestNATHelperCommune(t *testing.T) {
-	if os.Getenv(roleEnv) != "commune" {
-		t.Skip("run by TestNATCameraPath")
-	}
-	seed, _ := base64.StdEncoding.DecodeString(os.Getenv("NATCAM_KEY"))
-	permitted := map[string]bool{}
-	for i := 1; i <= 5; i++ {
-		permitted[fmt.Sprintf("%s/cam-%d", village, i)] = true
-	}
-	permitted["thon-9/cam-1"] = true
-	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
-	h, err := whep.New(whep.Config{Log: log, Province: province, Commune: communeID, Key: ed25519.NewKeyFromSeed(seed),
-		BrokerURL: "tcp://" + natlab.CommuneWANIP + ":1883",
-		TURNURLs:  []string{"turn:" + natlab.CommunePoliceIP + ":3478?transport=udp"}, TURNSecret: os.Getenv("NATCAM_TURN_SECRET"),
-		Timeout: 4 * time.Second, RelayOnly: true,
-		Authorize: func(r *http.Request, v, c string) (string, int) {
-			if r.Header.Get("Authorization") != "Bearer "+policeToken {
-				return "", http.StatusUnauthorized
-			}
-			if v != "" && !permitted[v+"/"+c] {
-				return "", http.StatusForbidden
-			}
-			return policeUser, 0
-		},
-		Cameras: func(*http.Request, string) []whep.VillageCameras {
-			return []whep.VillageCameras{{Village: village, VillageName: "Thôn 3", Cameras: []whep.GridCamera{{ID: "cam-1", Name: "Cổng làng"}, {ID: "cam-2", Name: "Chợ"}}}}
-		},
-	})
+func login(t *testing.T, c *http.Client, base, user, pass string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"username": user, "password": pass})
+	resp, err := c.Post(base+"/api/v1/commune/login", "application/json", strings.NewReader(string(body)))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("login %s: %v", user, err)
 	}
-	defer h.Close()
-	ln, err := net.Listen("tcp", natlab.CommunePoliceIP+":"+webPort)
-	if err != nil {
-		t.Fatal(err)
+	defer resp.Body.Close()
+	var out struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || out.Token == "" {
+		t.Fatalf("login %s: %d %v", user, resp.StatusCode, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	waitFor(t, 30*time.Second, "broker connection", h.Connected)
-	fmt.Println("COMMUNE READY")
-	sig := make(chan os.Signal, 1)
-	signalNotify(sig)
-	<-sig
+	return out.Token
 }

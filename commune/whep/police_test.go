@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,8 +14,6 @@ import (
 
 	"github.com/loalang/loalang/internal/natlab"
 )
-
-func signalNotify(c chan os.Signal) { signal.Notify(c, os.Interrupt, syscall.SIGTERM) }
 
 // TestNATHelperPolice is the police's browser, run by TestNATCameraPath in
 // the police namespace: headless Chromium opens the commune's camera grid
