@@ -285,7 +285,7 @@ commune_cameras:
 	fmt.Fprintf(&cfg, "uplink:\n  url: tcp://%s:1883\n  client_id: %s\n  province: %s\n  commune: %s\n  province_keys: [%q]\n  commune_keys: [%q]\n  max_backoff: 5s\n  commune_cameras: [cam-1, cam-2, cam-3, cam-4]\n",
 		natlab.CommuneWANIP, village, province, communeID, uplink.PublicKeyString(provKey), communePub)
 	os.WriteFile(filepath.Join(vdir, "loalangd.yaml"), []byte(cfg.String()), 0o600)
-	start(t, "loalangd", lab.Command(lab.Village, loalangd, "--config", filepath.Join(vdir, "loalangd.yaml"), "--data-dir", vdir, "--log-level", "info"))
+	vOut := start(t, "loalangd", lab.Command(lab.Village, loalangd, "--config", filepath.Join(vdir, "loalangd.yaml"), "--data-dir", vdir, "--log-level", "info"))
 	var ready struct{ HTTP, MQTT string }
 	waitFor(t, 120*time.Second, "loalangd ready", func() bool {
 		raw, err := os.ReadFile(filepath.Join(vdir, "ready.json"))
@@ -370,6 +370,15 @@ commune_cameras:
 		t.Fatalf("police result %q: %v", res, err)
 	}
 	t.Logf("police: %+v", got)
+	for _, out := range []*lines{srvOut, vOut} {
+		out.mu.Lock()
+		for _, l := range out.all {
+			if strings.Contains(l, "took=") {
+				t.Log(l)
+			}
+		}
+		out.mu.Unlock()
+	}
 	if got.Error != "" {
 		t.Fatalf("police: %s", got.Error)
 	}
@@ -393,6 +402,7 @@ commune_cameras:
 type policeCamera struct {
 	Camera        string  `json:"camera"`
 	FramesDecoded int     `json:"frames_decoded"`
+	GatheredMS    float64 `json:"gathered_ms"`
 	AnswerMS      float64 `json:"answer_ms"`
 	FirstFrameMS  float64 `json:"first_frame_ms"`
 	LocalType     string  `json:"local_type"`

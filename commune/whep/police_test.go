@@ -94,7 +94,7 @@ func TestNATHelperPolice(t *testing.T) {
   let pair = null, frames = 0;
   st.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) pair = st.get(r.selectedCandidatePairId); });
   st.forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0; });
-  const out = { camera: k, frames_decoded: frames, answer_ms: tm.answered - tm.start, first_frame_ms: (tm.decoded || 0) - tm.start };
+  const out = { camera: k, frames_decoded: frames, gathered_ms: tm.gathered - tm.start, answer_ms: tm.answered - tm.start, first_frame_ms: (tm.decoded || 0) - tm.start };
   if (pair) {
     out.local_type = st.get(pair.localCandidateId).candidateType;
     out.remote_type = st.get(pair.remoteCandidateId).candidateType;
