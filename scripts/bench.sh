@@ -43,6 +43,12 @@ step go run ./bench/fanout -speakers "$speakers" -duration "$duration" -runs "$r
 step go run ./bench/sync -speakers "$sync_speakers" -clip "$sync_clip" -runs "$sync_runs" -results "$results"
 # The uplink: 3 NATS nodes, 10 villages; BENCH_UPLINK_OUTAGE (default 10m) is the outage.
 step go run ./bench/uplink -runs "$runs" -outage "${BENCH_UPLINK_OUTAGE:-10m}" -results "$results"
+# The police camera path across NAT needs root (network namespaces).
+if [ "$(id -u)" = 0 ]; then
+	step go run ./bench/commune -runs "$runs" -results "$results"
+else
+	echo "== bench/commune skipped: network namespaces need root"
+fi
 # Other benchmarks (camera, schedule, live), owned elsewhere, run when present.
 for b in camera schedule live; do
 	if [ -d "bench/$b" ]; then
