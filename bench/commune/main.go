@@ -52,7 +52,7 @@ func main() {
 	if *police {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
-		natlab.PrintPolice(ctx, os.Getenv("NATCAM_URL"), os.Getenv("NATCAM_TOKEN"), *viewers, strings.Split(os.Getenv("NATCAM_CAMERAS"), ","), true)
+		natlab.PrintPolice(ctx, os.Getenv("NATCAM_URL"), os.Getenv("NATCAM_TOKEN"), *viewers, strings.Split(os.Getenv("NATCAM_CAMERAS"), ","), true, "")
 		return
 	}
 	if err := run(*runs, *viewers, *cameras, *resultsPath, *key, *loalangd, *fwsim); err != nil {

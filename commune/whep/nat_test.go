@@ -136,7 +136,7 @@ func TestNATCameraPath(t *testing.T) {
 	// Chromium at the police plays cam-1 through TURN.
 	pol := s.Command(s.Lab.Police, os.Args[0], "-test.run=^TestNATHelperPolice$", "-test.v", "-test.timeout=5m")
 	pol.Env = append(os.Environ(), roleEnv+"=police", "NATCAM_URL="+natlab.PoliceURL(s.Base, s.PoliceToken),
-		"NATCAM_TOKEN="+s.PoliceToken, "NATCAM_CAMERAS=cam-1")
+		"NATCAM_TOKEN="+s.PoliceToken, "NATCAM_CAMERAS=cam-1", "NATCAM_SHOT="+filepath.Join(outputDir(t), "commune-cameras.png"))
 	polProc, err := natlab.Start("police chromium", pol)
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +187,19 @@ func TestNATCameraPath(t *testing.T) {
 	})
 }
 
+// outputDir is where the grid's screenshot goes: $LOALANG_TEST_OUTPUT or
+// <repo>/test-output (gitignored).
+func outputDir(t *testing.T) string {
+	dir := os.Getenv("LOALANG_TEST_OUTPUT")
+	if dir == "" {
+		dir, _ = filepath.Abs(filepath.Join("..", "..", "test-output"))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestNATHelperPolice is the police's browser, run by TestNATCameraPath in
 // the police namespace: it plays NATCAM_CAMERAS on the grid page and prints
 // one natlab.ResultPrefix line.
@@ -196,5 +209,5 @@ func TestNATHelperPolice(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	natlab.PrintPolice(ctx, os.Getenv("NATCAM_URL"), os.Getenv("NATCAM_TOKEN"), 1, strings.Split(os.Getenv("NATCAM_CAMERAS"), ","), true)
+	natlab.PrintPolice(ctx, os.Getenv("NATCAM_URL"), os.Getenv("NATCAM_TOKEN"), 1, strings.Split(os.Getenv("NATCAM_CAMERAS"), ","), true, os.Getenv("NATCAM_SHOT"))
 }

@@ -40,8 +40,8 @@ const ResultPrefix = "POLICE RESULT "
 
 // PrintPolice runs RunPolice and prints its result line: for a process
 // re-executed in the police namespace.
-func PrintPolice(ctx context.Context, pageURL, token string, viewers int, cameras []string, hangup bool) {
-	res, err := RunPolice(ctx, pageURL, token, viewers, cameras, hangup)
+func PrintPolice(ctx context.Context, pageURL, token string, viewers int, cameras []string, hangup bool, shot string) {
+	res, err := RunPolice(ctx, pageURL, token, viewers, cameras, hangup, shot)
 	out := PoliceResult{Cameras: res}
 	if err != nil {
 		out.Error = err.Error()
@@ -55,8 +55,11 @@ func PrintPolice(ctx context.Context, pageURL, token string, viewers int, camera
 // ?autoplay=0) and plays every camera of the village at once, waits until
 // each has decoded a frame, reads the selected ICE candidate pair (W3C
 // webrtc-stats §6.5) and, with hangup, DELETEs each session. Viewer 1's
-// sessions start the cameras (cold); later viewers find them running.
-func RunPolice(ctx context.Context, pageURL, token string, viewers int, cameras []string, hangup bool) ([]PoliceCamera, error) {
+// sessions start the cameras (cold); later viewers find them running. With
+// shot set, a last tab at 390×844 opens the grid as a user would (every
+// permitted camera playing by itself) and saves a PNG screenshot there once
+// the village's shared cameras play.
+func RunPolice(ctx context.Context, pageURL, token string, viewers int, cameras []string, hangup bool, shot string) ([]PoliceCamera, error) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		return nil, err
@@ -147,6 +150,29 @@ func RunPolice(ctx context.Context, pageURL, token string, viewers int, cameras 
 				c.Deleted = status == 204
 			}
 			out = append(out, c)
+		}
+	}
+	if shot != "" {
+		tctx, cancelTab := chromedp.NewContext(bctx)
+		defer cancelTab()
+		if err := chromedp.Do(tctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(strings.Replace(pageURL, "autoplay=0", "autoplay=1", 1))); err != nil {
+			return out, fmt.Errorf("screenshot: open the grid page: %w", err)
+		}
+		deadline := time.Now().Add(45 * time.Second)
+		for time.Now().Before(deadline) {
+			n, err := chromedp.Run(tctx, chromedp.Evaluate[int](`[...document.querySelectorAll(".cam")].filter((t) => t.querySelector(".msg").textContent === "").length`))
+			if err == nil && n >= len(cameras) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // a few more frames painted
+		png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			return out, fmt.Errorf("screenshot: %w", err)
+		}
+		if err := os.WriteFile(shot, png, 0o644); err != nil {
+			return out, fmt.Errorf("screenshot: %w", err)
 		}
 	}
 	return out, nil
