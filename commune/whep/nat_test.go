@@ -2,6 +2,7 @@ package whep_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -185,6 +186,22 @@ func TestNATCameraPath(t *testing.T) {
 	waitFor(t, 30*time.Second, "the village's relay ending the viewer", func() bool {
 		return s.Village.Has("commune:"+natlab.CommuneID+":"+natlab.PoliceUser) && s.Village.Has("hangup")
 	})
+
+	// The village goes offline: its uplink says so as it shuts down, and
+	// the commune answers at once 503 with the time it dropped.
+	s.FWSim.Stop()
+	s.Village.Stop()
+	waitFor(t, 30*time.Second, "the village offline at the commune", func() bool {
+		resp, err := s.Do("GET", "/api/v1/commune/villages/presence", s.PoliceToken, "", nil)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var ps []whep.Presence
+		json.NewDecoder(resp.Body).Decode(&ps)
+		return len(ps) == 1 && !ps[0].Online
+	})
+	expect(s.PoliceToken, v+"/cameras/cam-1/whep", http.StatusServiceUnavailable, "village thon-3 is offline")
 }
 
 // outputDir is where the grid's screenshot goes: $LOALANG_TEST_OUTPUT or
