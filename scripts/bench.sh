@@ -45,9 +45,9 @@ step go run ./bench/sync -speakers "$sync_speakers" -clip "$sync_clip" -runs "$s
 step go run ./bench/uplink -runs "$runs" -outage "${BENCH_UPLINK_OUTAGE:-10m}" -results "$results"
 # The police camera path across NAT needs root (network namespaces).
 if [ "$(id -u)" = 0 ]; then
-	step go run ./bench/commune -runs "$runs" -results "$results"
+	step go run ./bench/communecam -runs "$runs" -results "$results"
 else
-	echo "== bench/commune skipped: network namespaces need root"
+	echo "== bench/communecam skipped: network namespaces need root"
 fi
 # Other benchmarks (camera, schedule, live), owned elsewhere, run when present.
 for b in camera schedule live; do

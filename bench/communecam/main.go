@@ -17,7 +17,7 @@
 //
 // It needs root (ip netns), mosquitto, coturn and chromium.
 //
-//	go run ./bench/commune -runs 3 -results bench/results.json
+//	go run ./bench/communecam -runs 3 -results bench/results.json
 package main
 
 import (
@@ -56,7 +56,7 @@ func main() {
 		return
 	}
 	if err := run(*runs, *viewers, *cameras, *resultsPath, *key, *loalangd, *fwsim); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/commune:", err)
+		fmt.Fprintln(os.Stderr, "bench/communecam:", err)
 		os.Exit(1)
 	}
 }
@@ -154,7 +154,7 @@ func run(runs, viewers, cameras int, resultsPath, key, loalangdPath, fwsimPath s
 		return err
 	}
 	self, _ := os.Executable()
-	cmdline := "go run ./bench/commune " + strings.Join(os.Args[1:], " ")
+	cmdline := "go run ./bench/communecam " + strings.Join(os.Args[1:], " ")
 	fmt.Printf("command: %s\n%d cameras x %d police viewers, %d runs\n", cmdline, cameras, viewers, runs)
 	direct := connectMS(s, s.Lab.Police, natlab.CommunePoliceIP+":"+natlab.WebPort, 21) + connectMS(s, s.Lab.Village, natlab.CommuneWANIP+":1883", 21)
 	fmt.Printf("direct hops (police->commune + village->commune TCP connect, median of 21): %.2f ms\n\n", direct)
