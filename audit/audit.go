@@ -75,6 +75,11 @@ const (
 	CameraView   Action = "camera.view"
 )
 
+// The uplink: a bulletin the village head submitted to the commune.
+const (
+	UplinkDraft Action = "uplink.draft"
+)
+
 // The store.
 const (
 	StoreReinit Action = "store.reinit"

@@ -14,6 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/uplink"
 )
 
@@ -26,6 +27,7 @@ type link struct {
 	mu        sync.Mutex
 	pc        mqtt.Client
 	lastErr   string
+	extra     map[string]byte // filters added with Server.Subscribe
 }
 
 func (s *Server) eventsFilter() string {
@@ -72,28 +74,39 @@ func (s *Server) startMQTT() error {
 		}
 		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
-	l := &link{}
+	l := &link{extra: map[string]byte{}}
 	s.mqtt = l
 	// The handlers are registered before the connection so that the
 	// session's queued messages, delivered right after CONNACK, are
 	// routed (paho's router matches them by filter).
 	opts.SetOnConnectHandler(func(pc mqtt.Client) {
-		tok := pc.SubscribeMultiple(map[string]byte{s.eventsFilter(): 1, s.presenceFilter(): 1}, nil)
+		filters := map[string]byte{s.eventsFilter(): 1, s.presenceFilter(): 1}
+		l.mu.Lock()
+		for f, q := range l.extra {
+			filters[f] = q
+		}
+		l.mu.Unlock()
+		tok := pc.SubscribeMultiple(filters, nil)
 		if !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
 			s.setLinkErr(fmt.Errorf("subscribe: %v", tok.Error()))
 			return
 		}
 		l.connected.Store(true)
+		s.health.Set("commune-broker", nil)
 		s.log.Info("commune broker connected", "broker", c.MQTTURL)
 		s.kickResend()
 	}).SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		l.connected.Store(false)
 		s.setLinkErr(err)
+		s.health.Set("commune-broker", fmt.Errorf("lost %s: %v", c.MQTTURL, err))
+	}).SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
+		s.health.Set("commune-broker", fmt.Errorf("not connected to %s: village events and commands wait (last error: %s)", c.MQTTURL, s.linkErr()))
 	})
 	pc := mqtt.NewClient(opts)
 	pc.AddRoute(s.eventsFilter(), func(_ mqtt.Client, m mqtt.Message) { s.onEvent(siteOf(m.Topic()), m.Payload()) })
 	pc.AddRoute(s.presenceFilter(), func(_ mqtt.Client, m mqtt.Message) { s.onPresence(siteOf(m.Topic()), string(m.Payload())) })
 	l.pc = pc
+	s.health.Set("commune-broker", fmt.Errorf("connecting to %s", c.MQTTURL))
 	pc.Connect() // retried in the background (SetConnectRetry)
 	s.wg.Add(1)
 	go func() {
@@ -103,11 +116,34 @@ func (s *Server) startMQTT() error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			s.prune()
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
 		<-s.ctx.Done()
 		l.connected.Store(false)
 		pc.Disconnect(250)
 	}()
 	return nil
+}
+
+func (s *Server) linkErr() string {
+	s.mqtt.mu.Lock()
+	defer s.mqtt.mu.Unlock()
+	if s.mqtt.lastErr == "" {
+		return "none"
+	}
+	return s.mqtt.lastErr
 }
 
 func (s *Server) setLinkErr(err error) {
@@ -136,3 +172,36 @@ func (s *Server) publish(ctx context.Context, topic string, payload []byte) erro
 		return errors.New("no PUBACK within 30s")
 	}
 }
+
+// Publish sends payload to topic at QoS 1 on the commune's broker
+// connection and waits for the PUBACK; it fails at once while the broker
+// is unreachable. For packages mounted on the server (COMMUNE_HOOK.md).
+func (s *Server) Publish(ctx context.Context, topic string, payload []byte) error {
+	return s.publish(ctx, topic, payload)
+}
+
+// Subscribe routes messages matching filter (an MQTT 3.1.1 §4.7 filter)
+// to h, on the commune's broker connection, at QoS qos, now and after
+// every reconnection. h runs on paho's goroutine, in order: it must not
+// block. For packages mounted on the server (COMMUNE_HOOK.md).
+func (s *Server) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
+	l := s.mqtt
+	l.pc.AddRoute(filter, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) })
+	l.mu.Lock()
+	l.extra[filter] = qos
+	l.mu.Unlock()
+	if !l.connected.Load() {
+		return nil // subscribed by the next connection's handler
+	}
+	tok := l.pc.Subscribe(filter, qos, nil)
+	if !tok.WaitTimeout(15 * time.Second) {
+		return errors.New("subscribe: no SUBACK within 15s")
+	}
+	return tok.Error()
+}
+
+// Connected reports whether the commune's broker connection is up.
+func (s *Server) Connected() bool { return s.mqtt.connected.Load() }
+
+// Config is the server's configuration (read-only).
+func (s *Server) Config() config.Config { return s.cfg }

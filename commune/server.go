@@ -27,6 +27,7 @@ import (
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/config"
+	"github.com/loalang/loalang/health"
 	"github.com/loalang/loalang/uplink"
 )
 
@@ -65,6 +66,8 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mqtt   *link
+	kick   chan struct{}
+	health *health.Registry
 
 	closeOnce sync.Once
 }
@@ -99,7 +102,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, db: d, mux: http.NewServeMux(), key: key,
-		limit: auth.NewLimiter(5, 10*time.Second), now: time.Now}
+		limit: auth.NewLimiter(5, 10*time.Second), now: time.Now, kick: make(chan struct{}, 1), health: health.New()}
 	if err := s.bootstrapAdmin(); err != nil {
 		d.close()
 		return nil, err
@@ -222,8 +225,15 @@ func (s *Server) routes() {
 	s.Handle("GET /api/v1/commune/me", Roles, http.HandlerFunc(s.me))
 	s.Handle("GET /api/v1/commune/users", []string{RoleAdmin}, http.HandlerFunc(s.listUsers))
 	s.Handle("POST /api/v1/commune/users", []string{RoleAdmin}, http.HandlerFunc(s.createUser))
+	// GET /healthz: 200 while every part works, 503 with the problems
+	// (health.Problem: component, reason, since) otherwise.
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "mqtt_connected": s.mqtt != nil && s.mqtt.connected.Load()})
+		probs := s.health.Problems()
+		code := http.StatusOK
+		if len(probs) > 0 {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, map[string]any{"ok": len(probs) == 0, "problems": probs})
 	})
 	s.extraRoutes()
 }

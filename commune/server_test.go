@@ -95,6 +95,9 @@ func TestSignInRolesAndHook(t *testing.T) {
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 
+	if code, body := (&client{t: t, base: srv.URL}).do("GET", "/healthz", nil); code != 503 || !strings.Contains(string(body), "commune-broker") {
+		t.Fatalf("healthz without a broker: %d %s", code, body)
+	}
 	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, AdminPassFile))
 	if err != nil {
 		t.Fatal(err)

@@ -44,6 +44,7 @@ var accessMatrix = map[string]struct {
 	"POST /api/v1/devices/{id}/volume":   {who: "admin head"},
 	"GET /api/v1/audit":                  {who: "admin"},
 	"GET /api/v1/uplink":                 {who: "admin head"},
+	"POST /api/v1/uplink/drafts":         {who: "admin head"},
 	"/api/":                              {who: "public", path: "/api/v1/no-such-thing"},
 	"GET /app/static/":                   {who: "public", path: "/app/static/app.css"},
 	"GET /{$}":                           {who: "public"},

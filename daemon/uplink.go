@@ -12,11 +12,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/internal/egress"
 	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/uplink"
+	"github.com/loalang/loalang/web"
 )
 
 // uplinkParts is the running uplink (docs/uplink.md), nil when
@@ -43,6 +45,15 @@ var uplinkReportDelay = 2 * time.Second
 func (d *Daemon) startUplink(ctx context.Context) error {
 	d.web.EnableUplink(func() any { return d.uplinkStatus() })
 	d.metrics.MustRegister(uplinkCollector{d})
+	d.web.EnableUplinkDrafts(func(author string, dr web.UplinkDraft) (string, error) {
+		if d.up == nil {
+			return "", web.ErrUplinkOff
+		}
+		id := auth.RandomSecret(9)
+		err := d.up.outbox.Append(uplink.KindDraft, uplink.ClassReport, uplink.DraftData{ID: id, Author: author, Title: dr.Title,
+			Text: dr.Text, Urgency: dr.Urgency, Zones: dr.Zones, Created: time.Now().UTC()})
+		return id, err
+	})
 	u := d.cfg.Uplink
 	if u.URL == "" {
 		return nil
@@ -106,7 +117,7 @@ func (d *Daemon) uplinkStatus() uplink.Status {
 func (d *Daemon) reportCommands(ctx context.Context) error {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
-	var lastHealth string
+	var lastHealth, lastState string
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,7 +143,40 @@ func (d *Daemon) reportCommands(ctx context.Context) error {
 				d.log.Error("uplink health event not queued", "err", err)
 			}
 		}
+		if st := d.uplinkState(); st.key != lastState {
+			if err := d.up.outbox.Append(uplink.KindState, uplink.ClassTelemetry, st.StateData); err != nil {
+				d.log.Error("uplink state event not queued", "err", err)
+			} else {
+				lastState = st.key
+			}
+		}
 	}
+}
+
+// uplinkStateSnapshot is a state event's data and its comparison key.
+type uplinkStateSnapshot struct {
+	uplink.StateData
+	key string
+}
+
+// uplinkState is the village's devices (zones, online) and the broadcasts
+// playing now, for the commune's overview (a "state" event whenever it
+// changes: docs/protocol.md). A snapshot, not a delta, so a commune that
+// missed events is right again with the next one.
+func (d *Daemon) uplinkState() uplinkStateSnapshot {
+	var st uplink.StateData
+	for _, s := range d.devices.List() {
+		st.Devices = append(st.Devices, uplink.DeviceState{ID: s.ID, Kind: s.Kind, Zones: s.Zones, Online: s.Online})
+	}
+	for _, b := range d.engine.List() {
+		if broadcast.Terminal(b.State) {
+			continue
+		}
+		st.Broadcasts = append(st.Broadcasts, uplink.RunningBroadcast{ID: b.ID, State: b.State, Zones: b.Zones, Priority: b.Priority,
+			Origin: b.Origin, Actor: b.Actor, Started: b.Started})
+	}
+	slices.SortFunc(st.Broadcasts, func(a, b uplink.RunningBroadcast) int { return strings.Compare(a.ID, b.ID) })
+	return uplinkStateSnapshot{StateData: st, key: fmt.Sprint(st)}
 }
 
 // reportFromLog reports a command's broadcast that this engine does not

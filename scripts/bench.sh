@@ -49,6 +49,8 @@ if [ "$(id -u)" = 0 ]; then
 else
 	echo "== bench/communecam skipped: network namespaces need root"
 fi
+# The commune: approver's click -> first sample in 5 villages x 20 speakers.
+step go run ./bench/commune -villages 5 -speakers 20 -runs "$runs" -results "$results"
 # Other benchmarks (camera, schedule, live), owned elsewhere, run when present.
 for b in camera schedule live; do
 	if [ -d "bench/$b" ]; then

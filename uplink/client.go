@@ -173,9 +173,10 @@ func (c *Client) Run(ctx context.Context) error {
 		c.connected.Store(false)
 		c.setPC(nil)
 		if ctx.Err() != nil {
-			// A clean DISCONNECT discards the will (MQTT 3.1.1 §3.14.4):
-			// say "offline" ourselves, so the commune knows at once.
-			pc.Publish(c.cfg.Topics.Presence(), 1, false, []byte("offline")).WaitTimeout(time.Second)
+			// A clean DISCONNECT discards the will (MQTT 3.1.1 §3.14.4),
+			// so the stop is said explicitly: the commune shows the
+			// village offline (docs/commune.md).
+			pc.Publish(c.cfg.Topics.Presence(), 1, false, []byte("offline")).WaitTimeout(2 * time.Second)
 			pc.Disconnect(250)
 			return nil
 		}

@@ -1,0 +1,233 @@
+// The commune's web app (commune/app): villages, broadcasts with
+// delivery, approvals and reports. Vietnamese first, English second.
+"use strict";
+const T = {
+  vi: {
+    "app.name": "Đài truyền thanh xã", "lang.switch": "English", "nav.logout": "Đăng xuất",
+    "nav.villages": "Các thôn", "nav.broadcast": "Phát thanh", "nav.approvals": "Duyệt tin", "nav.reports": "Báo cáo",
+    "login.title": "Đăng nhập", "login.user": "Tên đăng nhập", "login.pw": "Mật khẩu", "login.go": "Đăng nhập",
+    "role.admin": "quản trị", "role.editor": "biên tập", "role.approver": "duyệt tin", "role.police": "công an",
+    "v.online": "trực tuyến", "v.offline": "mất kết nối", "v.unknown": "chưa liên lạc", "v.speakers": "Loa hoạt động",
+    "v.alarms": "Cảnh báo", "v.running": "Đang phát", "v.delivery": "Tỉ lệ nhận", "v.heard": "Tin gần nhất",
+    "v.broker": "Máy chủ MQTT của xã", "v.none": "Không có",
+    "b.new": "Soạn bản tin", "b.title": "Tiêu đề", "b.text": "Nội dung (đọc tự động)", "b.file": "hoặc tệp ghi âm",
+    "b.villages": "Thôn nhận", "b.zones": "Khu vực (để trống: tất cả)", "b.urgency": "Mức độ",
+    "b.routine": "thường", "b.emergency": "khẩn cấp", "b.expires": "Hiệu lực", "b.bypass": "Khẩn cấp: phát ngay, không chờ duyệt (được ghi nhật ký)",
+    "b.save": "Gửi duyệt", "b.sent": "Đã gửi", "b.list": "Bản tin", "b.delivery": "Kết quả phát",
+    "st.pending": "chờ duyệt", "st.submitted": "thôn gửi lên", "st.rejected": "bị từ chối", "st.sent": "đã phát lệnh", "st.expired": "hết hiệu lực",
+    "d.waiting": "chờ thôn nhận", "d.accepted": "đã nhận", "d.refused": "từ chối", "d.started": "đang phát", "d.played": "đã phát", "d.failed": "lỗi",
+    "d.village": "Thôn", "d.step": "Trạng thái", "d.speakers": "Loa", "d.frames": "Gói tin",
+    "a.approve": "Duyệt và phát", "a.reject": "Từ chối", "a.reason": "Lý do từ chối", "a.take": "Biên tập bản tin này", "a.empty": "Không có bản tin chờ duyệt.",
+    "r.month": "Tháng", "r.csv": "Tải CSV", "r.air": "Phút phát", "r.count": "Số lần phát",
+    "err.login": "Sai tên đăng nhập hoặc mật khẩu",
+  },
+  en: {
+    "app.name": "Commune radio", "lang.switch": "Tiếng Việt", "nav.logout": "Sign out",
+    "nav.villages": "Villages", "nav.broadcast": "Broadcast", "nav.approvals": "Approvals", "nav.reports": "Reports",
+    "login.title": "Sign in", "login.user": "Username", "login.pw": "Password", "login.go": "Sign in",
+    "role.admin": "admin", "role.editor": "editor", "role.approver": "approver", "role.police": "police",
+    "v.online": "online", "v.offline": "offline", "v.unknown": "never heard", "v.speakers": "Speakers online",
+    "v.alarms": "Alarms", "v.running": "Playing now", "v.delivery": "Delivery", "v.heard": "Last event",
+    "v.broker": "Commune MQTT broker", "v.none": "None",
+    "b.new": "New bulletin", "b.title": "Title", "b.text": "Text (spoken)", "b.file": "or a recording",
+    "b.villages": "Villages", "b.zones": "Zones (empty: all)", "b.urgency": "Priority",
+    "b.routine": "routine", "b.emergency": "emergency", "b.expires": "Valid for", "b.bypass": "Emergency: send now without approval (audited)",
+    "b.save": "Submit for approval", "b.sent": "Sent", "b.list": "Bulletins", "b.delivery": "Delivery",
+    "st.pending": "awaiting approval", "st.submitted": "from a village", "st.rejected": "rejected", "st.sent": "sent", "st.expired": "expired",
+    "d.waiting": "waiting", "d.accepted": "accepted", "d.refused": "refused", "d.started": "playing", "d.played": "played", "d.failed": "failed",
+    "d.village": "Village", "d.step": "Status", "d.speakers": "Speakers", "d.frames": "Frames",
+    "a.approve": "Approve and send", "a.reject": "Reject", "a.reason": "Reason", "a.take": "Edit this bulletin", "a.empty": "Nothing awaits approval.",
+    "r.month": "Month", "r.csv": "Download CSV", "r.air": "Air minutes", "r.count": "Broadcasts",
+    "err.login": "Wrong username or password",
+  },
+};
+let lang = localStorage.getItem("commune.lang") || "vi";
+const t = (k) => (T[lang] && T[lang][k]) || T.vi[k] || k;
+const $ = (s) => document.querySelector(s);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+let me = null;
+
+async function api(method, path, body, raw) {
+  const h = { "X-CSRF-Token": sessionStorage.getItem("commune.csrf") || "" };
+  let b = body;
+  if (body !== undefined && !raw) { h["Content-Type"] = "application/json"; b = JSON.stringify(body); }
+  const r = await fetch(path, { method, headers: h, body: b, credentials: "same-origin" });
+  if (r.status === 401 && path !== "/api/v1/commune/login") {
+    // The session ended: back to the sign-in form (not from the sign-in check itself).
+    if (me && path !== "/api/v1/commune/me") { me = null; setTimeout(render, 0); }
+    throw new Error("401");
+  }
+  const ct = r.headers.get("Content-Type") || "";
+  const data = ct.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) throw new Error((data && data.error) || r.status);
+  return data;
+}
+function toast(msg, bad) { const el = $("#toast"); el.textContent = msg; el.className = bad ? "bad" : ""; el.hidden = false; setTimeout(() => (el.hidden = true), 4000); }
+function pct(x) { return Math.round(100 * x) + "%"; }
+function bar(x, label) { return `<div class="progress"><div class="bar" style="width:${Math.min(100, 100 * x)}%"></div><span>${esc(label)}</span></div>`; }
+function when(s) { if (!s || s.startsWith("0001")) return "—"; return new Date(s).toLocaleString(lang === "vi" ? "vi-VN" : "en-GB", { hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit" }); }
+
+function applyI18n() {
+  document.documentElement.lang = lang;
+  document.querySelectorAll("[data-i18n]").forEach((el) => (el.textContent = t(el.dataset.i18n)));
+}
+
+const pages = {
+  villages: { roles: ["admin", "editor", "approver", "police"], render: renderVillages },
+  broadcast: { roles: ["admin", "editor", "approver"], render: renderBroadcast },
+  approvals: { roles: ["admin", "editor", "approver"], render: renderApprovals },
+  reports: { roles: ["admin", "editor", "approver", "police"], render: renderReports },
+};
+
+async function render() {
+  applyI18n();
+  const main = $("#main");
+  if (!me) {
+    try { me = await api("GET", "/api/v1/commune/me"); } catch (e) { me = null; }
+  }
+  if (!me) {
+    $("#nav").hidden = true; $("#logout").hidden = true; $("#who").textContent = "";
+    main.innerHTML = `<form class="login" id="login"><h1>${t("login.title")}</h1>
+      <label><span>${t("login.user")}</span><input name="username" autocomplete="username" required></label>
+      <label><span>${t("login.pw")}</span><input name="password" type="password" autocomplete="current-password" required></label>
+      <button class="primary" style="width:100%">${t("login.go")}</button><p id="login-err" class="error" hidden></p></form>`;
+    $("#login").onsubmit = async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(ev.target);
+      try {
+        const r = await api("POST", "/api/v1/commune/login", { username: f.get("username"), password: f.get("password") });
+        sessionStorage.setItem("commune.csrf", r.csrf); me = null; render();
+      } catch (e) { const el = $("#login-err"); el.textContent = t("err.login"); el.hidden = false; }
+    };
+    return;
+  }
+  $("#who").textContent = `${me.username} · ${t("role." + me.role)}`;
+  $("#logout").hidden = false;
+  const page = (location.hash || "#villages").slice(1);
+  const nav = $("#nav"); nav.hidden = false;
+  nav.innerHTML = Object.keys(pages).filter((p) => pages[p].roles.includes(me.role))
+    .map((p) => `<a href="#${p}" class="${p === page ? "active" : ""}">${t("nav." + p)}</a>`).join("");
+  const p = pages[page] || pages.villages;
+  try { await p.render(main); } catch (e) { if (e.message !== "401") main.innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+}
+
+async function renderVillages(main) {
+  const d = await api("GET", "/api/v1/commune/villages");
+  const total = d.villages.reduce((a, v) => a + v.speakers, 0), on = d.villages.reduce((a, v) => a + v.online, 0);
+  main.innerHTML = `<h1>${t("nav.villages")} · ${esc(d.commune)}</h1>
+    <p class="muted">${t("v.broker")}: <span class="${d.broker_connected ? "ok" : "bad"}">${d.broker_connected ? t("v.online") : t("v.offline")}</span> · ${t("v.speakers")}: ${on}/${total}</p>` +
+    d.villages.map((v) => {
+      const st = v.presence || "unknown";
+      const zones = v.zones.map((z) => `<span class="zone ${z.online < z.speakers ? "bad" : ""}">${esc(z.zone)} ${z.online}/${z.speakers}</span>`).join("");
+      const running = v.broadcasts.map((b) => `<li><span class="badge ${b.priority === "emergency" ? "em" : ""}">${esc(b.priority)}</span> ${esc(b.actor || b.origin)} · ${esc((b.zones || []).join(", "))}</li>`).join("");
+      const alarms = v.alarms.map((a) => `<li class="bad">${esc(a.component)}: ${esc(a.reason)}</li>`).join("");
+      return `<section class="card ${st === "offline" ? "offline" : ""}" data-site="${esc(v.site)}">
+        <div class="spread"><h2>${esc(v.site)}</h2><span class="badge ${st === "online" ? "ok" : st === "offline" ? "bad" : ""}">${t("v." + st)}</span></div>
+        ${bar(v.speakers ? v.online / v.speakers : 0, `${t("v.speakers")}: ${v.online}/${v.speakers}`)}
+        <div class="zones">${zones}</div>
+        ${running ? `<p><b>${t("v.running")}</b></p><ul>${running}</ul>` : ""}
+        ${alarms ? `<p><b>${t("v.alarms")}</b></p><ul>${alarms}</ul>` : ""}
+        <p class="muted">${t("v.delivery")}: ${v.delivery.frames_expected ? pct(v.delivery_ratio) : "—"} · ${t("v.heard")}: ${when(v.last_heard)}</p>
+      </section>`;
+    }).join("");
+}
+
+function step(x) {
+  if (x.played && !x.played.startsWith("0001")) return ["d.played", "ok"];
+  if (x.failed) return ["d.failed", "bad"];
+  if (x.refused) return ["d.refused", "bad"];
+  if (x.started && !x.started.startsWith("0001")) return ["d.started", ""];
+  if (x.accepted && !x.accepted.startsWith("0001")) return ["d.accepted", ""];
+  return ["d.waiting", ""];
+}
+
+function draftCard(d) {
+  const s = d.summary;
+  const rows = d.deliveries.map((x) => {
+    const devs = x.devices || [];
+    const played = devs.filter((v) => v.frames_played > 0).length;
+    const [k, cls] = step(x);
+    return `<tr><td>${esc(x.site)}</td><td class="${cls}">${t(k)}${x.refused ? " (" + esc(x.refused) + ")" : ""}</td><td>${devs.length ? played + "/" + devs.length : "—"}</td></tr>`;
+  }).join("");
+  return `<section class="card" data-draft="${esc(d.id)}">
+    <div class="spread"><h2>${esc(d.title || d.id)}</h2><span class="badge ${d.urgency === "emergency" ? "em" : ""}">${t("b." + d.urgency)}</span></div>
+    <p class="muted">${t("st." + d.status)}${d.bypass ? " · bypass" : ""} · ${esc(d.created_by)} · ${when(d.created)}</p>
+    ${d.text ? `<p>${esc(d.text)}</p>` : d.media ? `<p class="muted">♫ ${esc(d.media.sha256.slice(0, 12))}… (${Math.round(d.media.size / 1024)} KiB)</p>` : ""}
+    ${d.deliveries.length ? bar(s.speakers ? s.speakers_played / s.speakers : 0, `${t("b.delivery")}: ${s.played}/${s.villages} ${t("nav.villages").toLowerCase()} · ${s.speakers_played}/${s.speakers} ${t("d.speakers").toLowerCase()}`) +
+      `<table><tr><th>${t("d.village")}</th><th>${t("d.step")}</th><th>${t("d.speakers")}</th></tr>${rows}</table>` : ""}
+  </section>`;
+}
+
+async function renderBroadcast(main) {
+  const f0 = document.querySelector("details[open] #draft");
+  const [vil, drafts] = await Promise.all([api("GET", "/api/v1/commune/villages"), api("GET", "/api/v1/commune/drafts")]);
+  const form = me.role === "editor" || me.role === "admin" ? `<details class="card"><summary><b>${t("b.new")}</b></summary><form id="draft">
+    <label><span>${t("b.title")}</span><input name="title" maxlength="200"></label>
+    <label><span>${t("b.text")}</span><textarea name="text" rows="3" maxlength="4000"></textarea></label>
+    <label><span>${t("b.file")}</span><input name="file" type="file" accept="audio/*"></label>
+    <fieldset><legend><b>${t("b.villages")}</b></legend>${vil.villages.map((v) => `<label class="check"><input type="checkbox" name="v" value="${esc(v.site)}"> ${esc(v.site)}</label>`).join("")}</fieldset>
+    <label><span>${t("b.zones")}</span><input name="zones" placeholder="a, b"></label>
+    <label><span>${t("b.urgency")}</span><select name="urgency"><option value="routine">${t("b.routine")}</option><option value="emergency">${t("b.emergency")}</option></select></label>
+    <label><span>${t("b.expires")}</span><select name="expires_in"><option>1h</option><option selected>2h</option><option>6h</option><option>24h</option></select></label>
+    <label class="check"><input type="checkbox" name="bypass"> ${t("b.bypass")}</label>
+    <button class="primary">${t("b.save")}</button></form></details>` : "";
+  const sent = drafts.filter((d) => d.status === "sent" || d.status === "expired");
+  main.innerHTML = `<h1>${t("nav.broadcast")}</h1>${form}<h2>${t("b.list")}</h2>` + (sent.map(draftCard).join("") || `<p class="muted">${t("v.none")}</p>`);
+  if (f0) { const f = $("#draft"); f.closest("details").open = true; }
+  const f = $("#draft");
+  if (f) f.onsubmit = async (ev) => {
+    ev.preventDefault();
+    const fd = new FormData(f);
+    try {
+      const body = { title: fd.get("title"), villages: fd.getAll("v"), urgency: fd.get("urgency"), expires_in: fd.get("expires_in"), bypass: fd.get("bypass") === "on",
+        zones: String(fd.get("zones") || "").split(",").map((s) => s.trim()).filter(Boolean) };
+      const file = fd.get("file");
+      if (file && file.size) body.media_sha256 = (await api("POST", "/api/v1/commune/media", file, true)).sha256;
+      else body.text = fd.get("text");
+      const d = await api("POST", "/api/v1/commune/drafts", body);
+      toast(t("st." + d.status)); render();
+    } catch (e) { toast(e.message, true); }
+  };
+}
+
+async function renderApprovals(main) {
+  const drafts = await api("GET", "/api/v1/commune/drafts");
+  const open = drafts.filter((d) => d.status === "pending" || d.status === "submitted");
+  const done = drafts.filter((d) => d.status === "rejected").slice(0, 10);
+  main.innerHTML = `<h1>${t("nav.approvals")}</h1>` + (open.map((d) => draftCard(d).replace("</section>",
+    (d.status === "pending" && (me.role === "approver" || me.role === "admin") ?
+      `<label><span>${t("a.reason")}</span><input data-reason="${esc(d.id)}"></label><div class="row"><button class="primary" data-approve="${esc(d.id)}">${t("a.approve")}</button><button class="danger" data-reject="${esc(d.id)}">${t("a.reject")}</button></div>` : "") +
+    (d.status === "submitted" && (me.role === "editor" || me.role === "admin") ? `<button data-take="${esc(d.id)}">${t("a.take")}</button>` : "") + "</section>")).join("") || `<p class="muted">${t("a.empty")}</p>`) +
+    done.map(draftCard).join("");
+  main.querySelectorAll("[data-approve]").forEach((b) => (b.onclick = async () => {
+    try { await api("POST", `/api/v1/commune/drafts/${b.dataset.approve}/approve`, {}); toast(t("st.sent")); render(); } catch (e) { toast(e.message, true); }
+  }));
+  main.querySelectorAll("[data-reject]").forEach((b) => (b.onclick = async () => {
+    const reason = main.querySelector(`[data-reason="${b.dataset.reject}"]`).value;
+    try { await api("POST", `/api/v1/commune/drafts/${b.dataset.reject}/reject`, { reason }); toast(t("st.rejected")); render(); } catch (e) { toast(e.message, true); }
+  }));
+  main.querySelectorAll("[data-take]").forEach((b) => (b.onclick = async () => {
+    const d = open.find((x) => x.id === b.dataset.take);
+    try { await api("POST", "/api/v1/commune/drafts", { from: d.id, title: d.title, text: d.text, villages: d.villages, zones: d.zones, urgency: d.urgency }); render(); } catch (e) { toast(e.message, true); }
+  }));
+}
+
+async function renderReports(main) {
+  const month = sessionStorage.getItem("commune.month") || new Date().toISOString().slice(0, 7);
+  const r = await api("GET", "/api/v1/commune/reports?month=" + month);
+  const svg = await api("GET", "/api/v1/commune/reports.svg?month=" + month);
+  main.innerHTML = `<h1>${t("nav.reports")}</h1><label><span>${t("r.month")}</span><input type="month" id="month" value="${esc(month)}"></label>
+    <div class="card chart">${svg}</div>
+    <a class="button" href="/api/v1/commune/reports.csv?month=${esc(month)}">${t("r.csv")}</a>
+    <table><tr><th>${t("d.village")}</th><th>${t("r.count")}</th><th>${t("r.air")}</th><th>${t("v.delivery")}</th></tr>
+    ${r.villages.map((v) => `<tr><td>${esc(v.site)}</td><td>${v.broadcasts}</td><td>${(v.air_seconds / 60).toFixed(2)}</td><td>${v.frames_expected ? pct(v.delivery_ratio) : "—"}</td></tr>`).join("")}</table>`;
+  $("#month").onchange = (ev) => { sessionStorage.setItem("commune.month", ev.target.value); render(); };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#lang-switch").onclick = () => { lang = lang === "vi" ? "en" : "vi"; localStorage.setItem("commune.lang", lang); render(); };
+  $("#logout").onclick = async () => { try { await api("POST", "/api/v1/commune/logout"); } catch (e) {} me = null; render(); };
+  window.addEventListener("hashchange", render);
+  render();
+  setInterval(() => { if (me && !document.querySelector("form:focus-within")) render(); }, 10000);
+});
