@@ -11,7 +11,8 @@ LDFLAGS := -X github.com/loalang/loalang/daemon.Version=$(VERSION) -X main.commi
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := mosquitto mosquitto-clients libopus-dev libopusfile-dev libasound2-dev pkg-config \
-	chromium ffmpeg espeak-ng sox socat iproute2 procps ca-certificates
+	chromium ffmpeg espeak-ng sox socat iproute2 procps ca-certificates \
+	coturn nftables
 
 .PHONY: all deps build test vet run bench fuzz reliability clean
 

@@ -18,6 +18,9 @@ type Config struct {
 	Role string `yaml:"role"`
 	// Commune configures role: commune (commune.go).
 	Commune Commune `yaml:"commune"`
+	// CommuneCameras configures the police camera path of role: commune
+	// (commune_cameras.go, docs/commune-cameras.md).
+	CommuneCameras CommuneCameras `yaml:"commune_cameras"`
 	// Site names this installation; it is one MQTT topic level.
 	Site string `yaml:"site"`
 	// DataDir holds the bbolt store, media, certificates and generated secrets.

@@ -49,6 +49,10 @@ type Uplink struct {
 	// loopback or private (the commune's LAN server); public addresses are
 	// always allowed.
 	MediaAllow []string `yaml:"media_allow"`
+	// CommuneCameras lists the camera ids the commune's police may view
+	// through the uplink (docs/commune-cameras.md); ["*"] shares every
+	// camera, empty shares none.
+	CommuneCameras []string `yaml:"commune_cameras"`
 }
 
 // validate checks the uplink section when it is on.

@@ -165,6 +165,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := d.startCameras(ctx); err != nil {
 		return nil, err
 	}
+	// The commune's camera requests reach the relay from now on (uplink_cameras.go).
+	d.uplinkCamerasReady()
 	if err := d.startLive(ctx); err != nil { // WHIP live speech (live.go)
 		return nil, err
 	}

@@ -28,6 +28,10 @@ type uplinkParts struct {
 	outbox *uplink.Outbox
 	cmds   *uplink.Commands
 	tail   *uplink.AuditTail
+	// cams answers the commune's camera requests (uplink_cameras.go).
+	cams *uplink.CameraService
+	// camRelay is the camera relay, set once startCameras has run.
+	camRelay *uplinkCameraRelay
 }
 
 // uplinkReportDelay is how long after a command's broadcast ended its
@@ -89,6 +93,7 @@ func (d *Daemon) startUplink(ctx context.Context) error {
 		return &config.Error{File: "config", Key: "uplink.ca_file", Reason: err.Error()}
 	}
 	d.up = &uplinkParts{client: client, outbox: ob, cmds: cmds, tail: uplink.NewAuditTail(d.db, ob)}
+	d.wireUplinkCameras(topics, keys)
 	d.supervise(ctx, "uplink", client.Run)
 	d.supervise(ctx, "uplink-commands", cmds.Run)
 	d.supervise(ctx, "uplink-audit", func(ctx context.Context) error { return d.up.tail.Run(ctx, time.Second) })

@@ -43,6 +43,12 @@ step go run ./bench/fanout -speakers "$speakers" -duration "$duration" -runs "$r
 step go run ./bench/sync -speakers "$sync_speakers" -clip "$sync_clip" -runs "$sync_runs" -results "$results"
 # The uplink: 3 NATS nodes, 10 villages; BENCH_UPLINK_OUTAGE (default 10m) is the outage.
 step go run ./bench/uplink -runs "$runs" -outage "${BENCH_UPLINK_OUTAGE:-10m}" -results "$results"
+# The police camera path across NAT needs root (network namespaces).
+if [ "$(id -u)" = 0 ]; then
+	step go run ./bench/communecam -runs "$runs" -results "$results"
+else
+	echo "== bench/communecam skipped: network namespaces need root"
+fi
 # The commune: approver's click -> first sample in 5 villages x 20 speakers.
 step go run ./bench/commune -villages 5 -speakers 20 -runs "$runs" -results "$results"
 # Other benchmarks (camera, schedule, live), owned elsewhere, run when present.

@@ -74,6 +74,34 @@ type Client struct {
 	lastErr   string
 	lastErrAt time.Time
 	pc        mqtt.Client // the current connection, nil while down
+
+	// extra are further subscriptions (camera requests), set before Run.
+	extra map[string]func(ctx context.Context, payload []byte)
+}
+
+// Subscribe adds a QoS 1 subscription made on every connection, whose
+// messages go to fn (which must not block: paho delivers in order on one
+// goroutine). Call it before Run.
+func (c *Client) Subscribe(topic string, fn func(ctx context.Context, payload []byte)) {
+	if c.extra == nil {
+		c.extra = map[string]func(context.Context, []byte){}
+	}
+	c.extra[topic] = fn
+}
+
+// Publish sends payload on topic at QoS 1 over the current connection and
+// waits for the broker's PUBACK; it fails at once while the uplink is down.
+func (c *Client) Publish(ctx context.Context, topic string, payload []byte) error {
+	c.mu.Lock()
+	pc := c.pc
+	c.mu.Unlock()
+	if pc == nil {
+		return errors.New("uplink publish: not connected")
+	}
+	if err := wait(ctx, pc.Publish(topic, 1, false, payload), c.cfg.AckTimeout); err != nil {
+		return fmt.Errorf("uplink publish %s: %w", topic, err)
+	}
+	return nil
 }
 
 // New returns a client; Run connects it.
@@ -228,6 +256,12 @@ func (c *Client) dial(ctx context.Context) (mqtt.Client, <-chan error, error) {
 		pc.Disconnect(0)
 		return nil, nil, fmt.Errorf("uplink subscribe: %w", err)
 	}
+	for topic, fn := range c.extra {
+		if err := wait(ctx, pc.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { fn(ctx, m.Payload()) }), 15*time.Second); err != nil {
+			pc.Disconnect(0)
+			return nil, nil, fmt.Errorf("uplink subscribe %s: %w", topic, err)
+		}
+	}
 	if st, ok := pc.(interface{ IsConnectionOpen() bool }); ok && !st.IsConnectionOpen() {
 		pc.Disconnect(0)
 		return nil, nil, errors.New("uplink: connection closed after subscribe")
@@ -256,6 +290,12 @@ func (c *Client) explain(err error) error {
 }
 
 func (c *Client) onCommand(ctx context.Context, m mqtt.Message) {
+	// A persistent session may deliver a queued message before its
+	// subscription's route is registered again: route it by topic here.
+	if fn := c.extra[m.Topic()]; fn != nil {
+		fn(ctx, m.Payload())
+		return
+	}
 	if c.cmds == nil {
 		return
 	}

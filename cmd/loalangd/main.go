@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/loalang/loalang/commune"
+	"github.com/loalang/loalang/commune/whep"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/store"
@@ -115,7 +116,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// The commune office runs the same binary (docs/commune.md):
 		// one build, one package, one config loader and one upgrade path
 		// for the district's technician.
-		return commune.Run(ctx, cfg, log)
+		// The police camera path (docs/commune-cameras.md) mounts on it.
+		return commune.Run(ctx, cfg, log, whep.Mount(ctx, cfg, log))
 	}
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
