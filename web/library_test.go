@@ -14,8 +14,8 @@ import (
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast/catalog"
 	"github.com/loalang/loalang/broadcast/media"
-	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/broadcast/playout"
+	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/internal/audiotest"
 	"github.com/loalang/loalang/store"
 )
