@@ -499,7 +499,7 @@ func (d *Daemon) startWeb() error {
 	accounts := store.NewAuthStore(d.db) // users and sessions (auth)
 	sessions := auth.NewSessions(accounts, auth.SessionsConfig{TTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery, Log: d.base})
 	d.web = web.New(web.Config{MetricsToken: metricsToken},
-		web.Deps{DB: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health,
+		web.Deps{Audit: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health,
 			Users: auth.NewUsers(accounts), Sessions: sessions}, d.base)
 	return nil
 }

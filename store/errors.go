@@ -3,8 +3,9 @@ package store
 import "errors"
 
 var (
-	// ErrNotFound means the key does not exist.
-	ErrNotFound = errors.New("not found")
+	// ErrNotFound means the key does not exist. Its NotFound method lets
+	// adapters that must not import the store (web) recognise it.
+	ErrNotFound error = notFoundError{}
 	// ErrLocked means another process holds the store file: bbolt's file
 	// lock did not come free within the lock timeout.
 	ErrLocked = errors.New("store is locked by another process (is another loalangd running on this data dir?)")
@@ -18,8 +19,26 @@ var (
 	// ErrNoSpace means a write failed because the data disk is full
 	// (ENOSPC or EDQUOT). The transaction was rolled back; retrying once
 	// space is free succeeds.
-	ErrNoSpace = errors.New("no space left on the data disk")
+	ErrNoSpace error = noSpaceError{}
 )
+
+// notFoundError and noSpaceError are sentinels that also say their
+// condition by method, so that an adapter which must not import the store
+// (web) can test for it through errors.As with a one-method interface.
+type (
+	notFoundError struct{}
+	noSpaceError  struct{}
+)
+
+func (notFoundError) Error() string { return "not found" }
+
+// NotFound reports that the error means a missing key.
+func (notFoundError) NotFound() bool { return true }
+
+func (noSpaceError) Error() string { return "no space left on the data disk" }
+
+// NoSpace reports that the error means the data disk is full.
+func (noSpaceError) NoSpace() bool { return true }
 
 // Audit trail alarms (AuditStatus.Problem).
 var (

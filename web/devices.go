@@ -96,7 +96,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	events, err := s.db.AuditRange(since, until, limit)
+	events, err := s.trail.AuditRange(since, until, limit)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -15,7 +15,6 @@ import (
 	"github.com/loalang/loalang/broadcast/schedule"
 	"github.com/loalang/loalang/camera"
 	"github.com/loalang/loalang/device"
-	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/whip"
 )
 
@@ -105,7 +104,7 @@ func status(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, errForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, errNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, device.ErrUnknown):
+	case errors.Is(err, errNotFound), notFound(err), errors.Is(err, device.ErrUnknown):
 		return http.StatusNotFound
 	case errors.Is(err, errConflict):
 		return http.StatusConflict
@@ -117,7 +116,7 @@ func status(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, device.ErrRejected):
 		return http.StatusBadGateway
-	case errors.Is(err, store.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+	case noSpace(err), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		// RFC 4918 §11.5: the server is unable to store what the request
 		// needs. Nothing was saved; the client may retry once space is free.
 		return http.StatusInsufficientStorage
@@ -141,7 +140,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if code == http.StatusInsufficientStorage {
 		// The wrapped error names files in the data dir; say what matters.
-		msg = store.ErrNoSpace.Error() + ": nothing was saved; free space on the controller and retry"
+		msg = "no space left on the data disk: nothing was saved; free space on the controller and retry"
 		LogFrom(r).Error("request failed: disk full", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if code == http.StatusUnauthorized {
@@ -162,3 +161,15 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) { writeError(
 
 // WriteJSON is writeJSON for feature handlers registered with Handle.
 func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// notFound and noSpace recognise the store's conditions by method, so that
+// web tells them apart without importing it (docs/architecture.md, rule 4).
+func notFound(err error) bool {
+	var k interface{ NotFound() bool }
+	return errors.As(err, &k) && k.NotFound()
+}
+
+func noSpace(err error) bool {
+	var k interface{ NoSpace() bool }
+	return errors.As(err, &k) && k.NoSpace()
+}

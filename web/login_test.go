@@ -27,6 +27,7 @@ import (
 // admin and bob, and the production login settings (burst 5, 10 s).
 type loginServer struct {
 	*Server
+	db     *store.DB
 	t      *testing.T
 	mu     sync.Mutex
 	clock  time.Time
@@ -45,8 +46,8 @@ func newLoginServer(t *testing.T) *loginServer {
 	st := store.NewAuthStore(db)
 	users := auth.NewUsers(st)
 	sessions := auth.NewSessions(st, auth.SessionsConfig{TTL: 12 * time.Hour, LoginBurst: 5, LoginEvery: 10 * time.Second, Log: log})
-	s := New(Config{}, Deps{DB: db, Users: users, Sessions: sessions}, log)
-	ls := &loginServer{Server: s, t: t, clock: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
+	s := New(Config{}, Deps{Audit: db, Users: users, Sessions: sessions}, log)
+	ls := &loginServer{Server: s, db: db, t: t, clock: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
 	s.now = func() time.Time { ls.mu.Lock(); defer ls.mu.Unlock(); return ls.clock }
 	users.Now, sessions.Now = s.now, s.now
 	sessions.Wait = func(_ context.Context, d time.Duration) error {

@@ -25,7 +25,6 @@ import (
 	"github.com/loalang/loalang/device"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/health"
-	"github.com/loalang/loalang/store"
 )
 
 // Devices is the presence registry the API reads.
@@ -51,7 +50,7 @@ type Config struct {
 // Server serves the API.
 type Server struct {
 	cfg      Config
-	db       *store.DB
+	trail    AuditTrail
 	devices  Devices
 	commands Commands
 	// users and sessions own the accounts' and sign-in rules (auth).
@@ -71,9 +70,19 @@ type Server struct {
 	routeList []Route
 }
 
+// AuditTrail is the audit trail as the API uses it.
+type AuditTrail interface {
+	AppendAudit(entries ...audit.Entry) error
+	// AuditRange returns entries from since to until (zero: open), at
+	// most limit of them (0: all).
+	AuditRange(since, until time.Time, limit int) ([]audit.Entry, error)
+}
+
 // Deps are the domain services behind the API.
 type Deps struct {
-	DB       *store.DB
+	// Audit is the audit trail: handlers append to it and /api/v1/audit
+	// reads it (the store implements it).
+	Audit    AuditTrail
 	Devices  Devices
 	Commands Commands
 	// Users and Sessions are the accounts and sign-in services.
@@ -92,7 +101,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Server {
 		cfg.MaxBody = 64 << 10
 	}
 	s := &Server{
-		cfg: cfg, db: deps.DB, devices: deps.Devices, commands: deps.Commands,
+		cfg: cfg, trail: deps.Audit, devices: deps.Devices, commands: deps.Commands,
 		users: deps.Users, sessions: deps.Sessions,
 		log:      log.With("component", "web"),
 		registry: deps.Metrics,
@@ -322,7 +331,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // after the action itself succeeded.
 func (s *Server) audit(r *http.Request, action audit.Action, target string, detail map[string]any) {
 	actor := UserFrom(r.Context()).Username
-	if err := s.db.AppendAudit(store.Event{Time: s.now(), Actor: actor, Action: action, Target: target, Detail: detail}); err != nil {
+	if err := s.trail.AppendAudit(audit.Entry{Time: s.now(), Actor: actor, Action: action, Target: target, Detail: detail}); err != nil {
 		s.log.Error("audit failed", "action", action, "err", err)
 	}
 }

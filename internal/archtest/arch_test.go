@@ -23,10 +23,6 @@ var adapters = []string{"store", "broker", "bus", "uplink", "web", "whip", "rtc"
 // adapterLibs are the libraries that belong behind an adapter.
 var adapterLibs = []string{"go.etcd.io/bbolt", "github.com/mochi-mqtt/", "github.com/eclipse/paho.mqtt.golang", "net/http"}
 
-// webMayImportStore admits web's use of the store, which the service layer
-// (issue 12) is to remove; set it to false then. The other half of the
-// rule, that web never imports bbolt, holds already.
-const webMayImportStore = true
 
 type pkg struct {
 	ImportPath string
@@ -99,7 +95,7 @@ func violations(pkgs map[string]pkg) []string {
 			}
 		case name == "web":
 			for _, dep := range p.Imports {
-				if strings.HasPrefix(dep, "go.etcd.io/bbolt") || (!webMayImportStore && dep == module+"store") {
+				if strings.HasPrefix(dep, "go.etcd.io/bbolt") || dep == module+"store" {
 					out = append(out, fmt.Sprintf("web imports %s: it reaches storage through services", dep))
 				}
 			}
@@ -136,12 +132,14 @@ func TestRulesCatchViolations(t *testing.T) {
 	add("device", "go.etcd.io/bbolt")
 	add("firmware-sim/speaker", module+"broadcast")
 	add("web", "go.etcd.io/bbolt")
+	add("web", module+"store")
 	add("broker", module+"daemon")
 	want := []string{
 		"domain package broadcast depends on adapter store",
 		"domain package device depends on go.etcd.io/bbolt, which belongs behind an adapter",
 		"simulator package firmware-sim/speaker depends on broadcast (only device/wire is shared)",
 		"web imports go.etcd.io/bbolt: it reaches storage through services",
+		"web imports github.com/loalang/loalang/store: it reaches storage through services",
 		"broker imports daemon: only cmd/loalangd wires the daemon",
 	}
 	got := violations(pkgs)
