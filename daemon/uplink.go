@@ -14,9 +14,9 @@ import (
 
 	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
+	"github.com/loalang/loalang/broadcast/playout"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/internal/egress"
-	"github.com/loalang/loalang/store"
 	"github.com/loalang/loalang/uplink"
 	"github.com/loalang/loalang/web"
 )
@@ -186,10 +186,9 @@ func (d *Daemon) uplinkState() uplinkStateSnapshot {
 // process was killed) is reported "stopped", as nothing plays it any more;
 // a missing record as "unknown".
 func (d *Daemon) reportFromLog(id string) {
-	var rec broadcast.Record
-	err := d.db.View(func(tx *store.Tx) error { return tx.Get(store.Broadcasts, id, &rec) })
+	rec, err := (&recorder{retry: d.retry}).log().Get(context.Background(), id)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, playout.ErrNotFound):
 		d.up.cmds.BroadcastEnded(id, "unknown", "no record of the broadcast", nil)
 	case err != nil:
 		d.log.Error("uplink played report: read broadcast log", "broadcast", id, "err", err)
