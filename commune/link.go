@@ -175,7 +175,7 @@ func (s *Server) publish(ctx context.Context, topic string, payload []byte) erro
 
 // Publish sends payload to topic at QoS 1 on the commune's broker
 // connection and waits for the PUBACK; it fails at once while the broker
-// is unreachable. For packages mounted on the server (COMMUNE_HOOK.md).
+// is unreachable. For packages mounted on the server (docs/commune.md, "Extending the commune server").
 func (s *Server) Publish(ctx context.Context, topic string, payload []byte) error {
 	return s.publish(ctx, topic, payload)
 }
@@ -183,7 +183,7 @@ func (s *Server) Publish(ctx context.Context, topic string, payload []byte) erro
 // Subscribe routes messages matching filter (an MQTT 3.1.1 §4.7 filter)
 // to h, on the commune's broker connection, at QoS qos, now and after
 // every reconnection. h runs on paho's goroutine, in order: it must not
-// block. For packages mounted on the server (COMMUNE_HOOK.md).
+// block. For packages mounted on the server (docs/commune.md, "Extending the commune server").
 func (s *Server) Subscribe(filter string, qos byte, h func(topic string, payload []byte)) error {
 	l := s.mqtt
 	l.pc.AddRoute(filter, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) })

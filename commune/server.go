@@ -3,7 +3,7 @@
 // village's state from their uplink events in its own bbolt file, and
 // signs and sends broadcast commands to the villages after approval
 // (Circular 39/2020/TT-BTTTT: biên tập, duyệt). Other packages mount
-// their routes on it with Server.Handle (COMMUNE_HOOK.md).
+// their routes on it with Server.Handle (docs/commune.md, "Extending the commune server").
 package commune
 
 import (
@@ -385,7 +385,7 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 // Run serves the commune role on cfg.HTTP.Addr (HTTPS with
 // http.cert_file and key_file) until ctx ends: what cmd/loalangd runs for
 // role: commune. Each mount is called with the server before it listens,
-// to add routes with Handle (COMMUNE_HOOK.md).
+// to add routes with Handle (docs/commune.md, "Extending the commune server").
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, mounts ...func(*Server) error) error {
 	s, err := New(ctx, cfg, log)
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 // list: "<village>.<camera>" (auth.ValidCameras allows no '/').
 func CameraID(village, camera string) string { return village + "." + camera }
 
-// Mount returns the commune server hook (COMMUNE_HOOK.md) that serves the
+// Mount returns the commune server hook (docs/commune.md, "Extending the commune server") that serves the
 // police camera path: the WHEP, ICE-server, presence and camera-list
 // routes for the police role (admin too), each camera checked against the
 // user's camera list, and the grid page at /commune/cameras. With no
