@@ -4,7 +4,7 @@
 const T = {
   vi: {
     "app.name": "Đài truyền thanh xã", "lang.switch": "English", "nav.logout": "Đăng xuất",
-    "nav.villages": "Các thôn", "nav.broadcast": "Phát thanh", "nav.approvals": "Duyệt tin", "nav.reports": "Báo cáo",
+    "nav.villages": "Các thôn", "nav.broadcast": "Phát thanh", "nav.approvals": "Duyệt tin", "nav.reports": "Báo cáo", "nav.cameras": "Camera",
     "login.title": "Đăng nhập", "login.user": "Tên đăng nhập", "login.pw": "Mật khẩu", "login.go": "Đăng nhập",
     "role.admin": "quản trị", "role.editor": "biên tập", "role.approver": "duyệt tin", "role.police": "công an",
     "v.online": "trực tuyến", "v.offline": "mất kết nối", "v.unknown": "chưa liên lạc", "v.speakers": "Loa hoạt động",
@@ -23,7 +23,7 @@ const T = {
   },
   en: {
     "app.name": "Commune radio", "lang.switch": "Tiếng Việt", "nav.logout": "Sign out",
-    "nav.villages": "Villages", "nav.broadcast": "Broadcast", "nav.approvals": "Approvals", "nav.reports": "Reports",
+    "nav.villages": "Villages", "nav.broadcast": "Broadcast", "nav.approvals": "Approvals", "nav.reports": "Reports", "nav.cameras": "Cameras",
     "login.title": "Sign in", "login.user": "Username", "login.pw": "Password", "login.go": "Sign in",
     "role.admin": "admin", "role.editor": "editor", "role.approver": "approver", "role.police": "police",
     "v.online": "online", "v.offline": "offline", "v.unknown": "never heard", "v.speakers": "Speakers online",
@@ -106,7 +106,8 @@ async function render() {
   const page = (location.hash || "#villages").slice(1);
   const nav = $("#nav"); nav.hidden = false;
   nav.innerHTML = Object.keys(pages).filter((p) => pages[p].roles.includes(me.role))
-    .map((p) => `<a href="#${p}" class="${p === page ? "active" : ""}">${t("nav." + p)}</a>`).join("");
+    .map((p) => `<a href="#${p}" class="${p === page ? "active" : ""}">${t("nav." + p)}</a>`).join("") +
+    (["admin", "police"].includes(me.role) ? `<a href="/commune/cameras">${t("nav.cameras")}</a>` : "");
   const p = pages[page] || pages.villages;
   try { await p.render(main); } catch (e) { if (e.message !== "401") main.innerHTML = `<p class="error">${esc(e.message)}</p>`; }
 }
