@@ -107,7 +107,7 @@ func (s *Server) startMQTT() error {
 	pc.AddRoute(s.presenceFilter(), func(_ mqtt.Client, m mqtt.Message) { s.onPresence(siteOf(m.Topic()), string(m.Payload())) })
 	l.pc = pc
 	s.health.Set("commune-broker", fmt.Errorf("connecting to %s", c.MQTTURL))
-	pc.Connect() // retried in the background (SetConnectRetry)
+	connecting := pc.Connect() // retried in the background (SetConnectRetry)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -133,6 +133,10 @@ func (s *Server) startMQTT() error {
 		<-s.ctx.Done()
 		l.connected.Store(false)
 		pc.Disconnect(250)
+		// A Disconnect during paho's connect retries ends them only after
+		// the current retry interval: wait for that, so that Close leaves
+		// no goroutine behind.
+		connecting.WaitTimeout(5 * time.Second)
 	}()
 	return nil
 }
