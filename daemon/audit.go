@@ -73,7 +73,7 @@ func (d *Daemon) startAudit(ctx context.Context) {
 		if st.Expired+st.Trimmed > 0 {
 			d.log.Info("audit pruned", "expired", st.Expired, "trimmed", st.Trimmed, "bytes", st.Bytes)
 		}
-		if _, err := d.web.PurgeSessions(); err != nil { // ended sessions, kept small with the audit
+		if _, err := d.sessions.Purge(ctx); err != nil { // ended sessions, kept small with the audit
 			d.log.Warn("purge sessions failed", "err", err)
 		}
 		// The play-out log, under the same 12-month rule with its own bound.

@@ -74,21 +74,23 @@ type Daemon struct {
 	devices *device.Registry
 	cmds    *device.Commander
 	web     *web.Server
-	metrics *prometheus.Registry
-	health  *health.Registry // what /healthz and loalang_component_up report
-	httpLn  net.Listener
-	httpSrv *http.Server
-	ready   Ready
-	audit   chan store.Event
-	retry   *retrier // writes held for retry while the disk is full (storage.go)
-	media   *media.Library
-	tts     tts // one espeak-ng limit for API and scheduled text
-	engine  *broadcast.Engine
-	sched   *schedule.Scheduler // timetable runner (schedule.go)
-	ops     *opsMetrics         // broadcast, delivery and firing metrics (opsmetrics.go)
-	hall    *hall.Hall
-	cameras *camera.Relay
-	up      *uplinkParts // nil unless uplink.url is set (uplink.go)
+	// sessions is sign-in and its throttled-sign-in audit (auth.Sessions).
+	sessions *auth.Sessions
+	metrics  *prometheus.Registry
+	health   *health.Registry // what /healthz and loalang_component_up report
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	ready    Ready
+	audit    chan store.Event
+	retry    *retrier // writes held for retry while the disk is full (storage.go)
+	media    *media.Library
+	tts      tts // one espeak-ng limit for API and scheduled text
+	engine   *broadcast.Engine
+	sched    *schedule.Scheduler // timetable runner (schedule.go)
+	ops      *opsMetrics         // broadcast, delivery and firing metrics (opsmetrics.go)
+	hall     *hall.Hall
+	cameras  *camera.Relay
+	up       *uplinkParts // nil unless uplink.url is set (uplink.go)
 
 	opts        options
 	brokerRules broker.Rules       // the embedded broker's, for a restart in tests
@@ -469,7 +471,7 @@ func (d *Daemon) sweep(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			d.devices.Sweep()
-			d.web.FlushAudit(false) // summaries of throttled sign-ins
+			d.sessions.FlushAudit(ctx, false) // summaries of throttled sign-ins
 		}
 	}
 }
@@ -497,10 +499,10 @@ func (d *Daemon) startWeb() error {
 	buildInfo.Set(1)
 	d.metrics.MustRegister(buildInfo)
 	accounts := store.NewAuthStore(d.db) // users and sessions (auth)
-	sessions := auth.NewSessions(accounts, auth.SessionsConfig{TTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery, Log: d.base})
+	d.sessions = auth.NewSessions(accounts, auth.SessionsConfig{TTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery, Log: d.base})
 	d.web = web.New(web.Config{MetricsToken: metricsToken},
 		web.Deps{Audit: d.db, Devices: d.devices, Commands: d.cmds, Metrics: d.metrics, Health: d.health,
-			Users: auth.NewUsers(accounts), Sessions: sessions}, d.base)
+			Users: auth.NewUsers(accounts), Sessions: d.sessions}, d.base)
 	return nil
 }
 
@@ -551,8 +553,8 @@ func (d *Daemon) Close() error {
 		}
 		d.closePprof()
 		// Summaries of throttled sign-ins are written while the store is open.
-		if d.web != nil && d.db != nil {
-			d.web.FlushAudit(true)
+		if d.sessions != nil && d.db != nil {
+			d.sessions.FlushAudit(context.Background(), true)
 		}
 		// Closers run in reverse order of start, so the engine tells the
 		// speakers to stop while the MQTT client and broker are still up,

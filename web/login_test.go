@@ -128,9 +128,9 @@ func (ls *loginServer) flood(n int, step time.Duration) (int64, map[int]int) {
 		code, _ := ls.apiLogin("192.0.2.66:4000", user, "guess")
 		codes[code]++
 		ls.advance(step)
-		ls.FlushAudit(false)
+		ls.sessions.FlushAudit(context.Background(), false)
 	}
-	ls.FlushAudit(true)
+	ls.sessions.FlushAudit(context.Background(), true)
 	after, err := ls.db.AuditStats()
 	if err != nil {
 		ls.t.Fatal(err)
@@ -388,7 +388,7 @@ func TestPurgeSessions(t *testing.T) {
 	live := ls.mustLogin(addr, "admin", adminPW)
 	ls.advance(13 * time.Hour) // old and live expire
 	fresh := ls.mustLogin(addr, "admin", adminPW)
-	n, err := ls.PurgeSessions()
+	n, err := ls.sessions.Purge(context.Background())
 	if err != nil || n != 2 {
 		t.Fatalf("purged %d, %v; want 2", n, err)
 	}

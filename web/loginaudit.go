@@ -1,19 +1,11 @@
 package web
 
 import (
-	"context"
 	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
 )
-
-// FlushAudit writes the summaries of throttled sign-ins whose window has
-// ended (all of them when final is set, at shutdown): auth.Sessions
-// aggregates them. The daemon calls it every second.
-func (s *Server) FlushAudit(final bool) {
-	s.sessions.FlushAudit(context.Background(), final)
-}
 
 // clientIP is the address the request came from. loalangd trusts no
 // forwarding header: behind a reverse proxy every caller would share the

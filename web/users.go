@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"errors"
 	"net/http"
 
@@ -154,10 +153,4 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// PurgeSessions deletes the session records that can no longer sign in
-// (auth.Sessions.Purge). The daemon runs it with the audit retention.
-func (s *Server) PurgeSessions() (int, error) {
-	return s.sessions.Purge(context.Background())
 }
