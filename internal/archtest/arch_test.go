@@ -23,7 +23,6 @@ var adapters = []string{"store", "broker", "bus", "uplink", "web", "whip", "rtc"
 // adapterLibs are the libraries that belong behind an adapter.
 var adapterLibs = []string{"go.etcd.io/bbolt", "github.com/mochi-mqtt/", "github.com/eclipse/paho.mqtt.golang", "net/http"}
 
-
 type pkg struct {
 	ImportPath string
 	Deps       []string
