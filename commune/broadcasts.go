@@ -609,8 +609,10 @@ func (s *Server) resendOnce(ctx context.Context, every time.Duration) {
 	})
 	if err != nil {
 		s.log.Error("resend: read drafts", "err", err)
+		s.health.Set("commune-resend", fmt.Errorf("read drafts: %w", err))
 		return
 	}
+	s.health.Set("commune-resend", nil)
 	for _, j := range jobs {
 		topics, err := uplink.NewTopics(s.cfg.Commune.Province, s.cfg.Commune.ID, j.site)
 		if err != nil {

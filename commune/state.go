@@ -392,5 +392,7 @@ func (s *Server) prune() {
 	})
 	if err != nil {
 		s.log.Error("prune the commune store", "err", err)
+		err = fmt.Errorf("prune old event ids and sessions: %w", err)
 	}
+	s.health.Set("commune-prune", err)
 }
