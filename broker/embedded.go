@@ -240,8 +240,8 @@ func (e *Embedded) Start(ctx context.Context) error {
 	if err := s.AddHook(&aclHook{policy: &e.policy, server: s}, nil); err != nil {
 		return fmt.Errorf("start embedded broker: add hook: %w", err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
-	if err := s.AddListener(&safeTCP{TCP: l, server: s}); err != nil {
+	l := &tcpListener{id: "tcp", address: e.cfg.Addr, server: s}
+	if err := s.AddListener(l); err != nil {
 		return fmt.Errorf("start embedded broker: listen %s: %w", e.cfg.Addr, err)
 	}
 	if err := s.Serve(); err != nil {
@@ -509,24 +509,84 @@ func (h messageHandler) WithGroup(name string) slog.Handler {
 	return messageHandler{h.Handler.WithGroup(name)}
 }
 
-// safeTCP is mochi's TCP listener with a shutdown that cannot deadlock.
-// mochi v2.7.9's Server.Close disconnects a listener's clients through
-// Clients.GetByListener, which read-locks the clients map and then calls
-// Len, read-locking it again; a client detaching at that moment
-// (attachClient's Clients.Delete takes the write lock) blocks both for
-// ever. safeTCP lists the clients with GetAll, which locks once.
-type safeTCP struct {
-	*listeners.TCP
-	server *mqtt.Server
+// tcpListener is the broker's TCP listener, in place of mochi's
+// listeners.TCP, for two shutdown faults of mochi v2.7.9:
+//
+//   - listeners.TCP.Close disconnects the clients before it closes the
+//     socket, so a client that reconnects at once is accepted into a
+//     listener nobody serves any more and waits out its connect timeout
+//     (5 s for loalang's clients) before trying the restarted broker;
+//     listeners.TCP.Serve also drops, unclosed, a connection accepted after
+//     Close began. tcpListener closes the socket first and closes any
+//     straggler.
+//   - Server.Close disconnects a listener's clients through
+//     Clients.GetByListener, which read-locks the clients map and then calls
+//     Len, read-locking it again; a client detaching at that moment
+//     (attachClient's Clients.Delete takes the write lock) blocks both for
+//     ever. tcpListener lists the clients with GetAll, which locks once.
+type tcpListener struct {
+	id, address string
+	server      *mqtt.Server
+	listen      net.Listener
+	log         *slog.Logger
+	closed      atomic.Bool
 }
 
-// Close stops the listener and disconnects its clients.
-func (l *safeTCP) Close(listeners.CloseFn) {
-	l.TCP.Close(func(id string) {
-		for _, cl := range l.server.Clients.GetAll() {
-			if cl.Net.Listener == id && !cl.Closed() {
-				_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
-			}
+// ID returns the listener's name in mochi's client records.
+func (l *tcpListener) ID() string { return l.id }
+
+// Protocol returns "tcp".
+func (l *tcpListener) Protocol() string { return "tcp" }
+
+// Address returns the bound address once Init has run.
+func (l *tcpListener) Address() string {
+	if l.listen != nil {
+		return l.listen.Addr().String()
+	}
+	return l.address
+}
+
+// Init binds the socket.
+func (l *tcpListener) Init(log *slog.Logger) error {
+	l.log = log
+	ln, err := net.Listen("tcp", l.address)
+	if err != nil {
+		return err
+	}
+	l.listen = ln
+	return nil
+}
+
+// Serve accepts connections until Close and hands each to establish.
+func (l *tcpListener) Serve(establish listeners.EstablishFn) {
+	for {
+		conn, err := l.listen.Accept()
+		if err != nil {
+			return
 		}
-	})
+		if l.closed.Load() {
+			_ = conn.Close()
+			return
+		}
+		go func() {
+			if err := establish(l.id, conn); err != nil {
+				l.log.Warn("", "error", err) // as listeners.TCP; messageHandler names and grades it
+			}
+		}()
+	}
+}
+
+// Close closes the socket, then disconnects the listener's clients.
+func (l *tcpListener) Close(listeners.CloseFn) {
+	if !l.closed.CompareAndSwap(false, true) {
+		return
+	}
+	if l.listen != nil {
+		_ = l.listen.Close()
+	}
+	for _, cl := range l.server.Clients.GetAll() {
+		if cl.Net.Listener == l.id && !cl.Closed() {
+			_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
