@@ -29,6 +29,13 @@ const (
 	StatusRejected  = "rejected"
 	StatusSent      = "sent" // signed and being delivered
 	StatusExpired   = "expired"
+	// StatusScheduled is an approved draft with a future air time: the
+	// commune signs and sends it at AirAt (the commune holds it, not the
+	// villages; docs/commune.md).
+	StatusScheduled = "scheduled"
+	// StatusCancelled is a scheduled draft an approver withdrew before it
+	// aired; it is never signed.
+	StatusCancelled = "cancelled"
 )
 
 // Draft is a bulletin at the commune: its content and targets, where it
@@ -45,7 +52,9 @@ type Draft struct {
 	Urgency  string   `json:"urgency"`
 	// Expires is when the bulletin may no longer play.
 	Expires time.Time `json:"expires"`
-	Status  string    `json:"status"`
+	// AirAt, if set, is when the approved bulletin is signed and sent.
+	AirAt  time.Time `json:"air_at,omitzero"`
+	Status string    `json:"status"`
 	// Source is "commune" or "village:<site>".
 	Source    string    `json:"source"`
 	CreatedBy string    `json:"created_by"`
@@ -95,6 +104,7 @@ func (s *Server) extraRoutes() {
 	s.Handle("POST /api/v1/commune/drafts/{id}/submit", []string{RoleEditor}, http.HandlerFunc(s.submitDraft))
 	s.Handle("POST /api/v1/commune/drafts/{id}/approve", []string{RoleApprover}, http.HandlerFunc(s.decide(true)))
 	s.Handle("POST /api/v1/commune/drafts/{id}/reject", []string{RoleApprover}, http.HandlerFunc(s.decide(false)))
+	s.Handle("POST /api/v1/commune/drafts/{id}/cancel", []string{RoleApprover}, http.HandlerFunc(s.cancelDraft))
 	s.Handle("POST /api/v1/commune/media", []string{RoleEditor}, http.HandlerFunc(s.uploadMedia))
 	s.Handle("GET /api/v1/commune/reports", Roles, http.HandlerFunc(s.report))
 	s.Handle("GET /api/v1/commune/reports.csv", Roles, http.HandlerFunc(s.reportCSV))
@@ -116,6 +126,9 @@ type DraftInput struct {
 	ExpiresIn string `json:"expires_in"`
 	// Bypass, for an emergency only, sends it at once without approval.
 	Bypass bool `json:"bypass"`
+	// AirAt (RFC 3339), if set, is when the approved bulletin airs; it
+	// must be in the future and before the expiry.
+	AirAt string `json:"air_at"`
 	// From takes over a village head's submitted draft (its id).
 	From string `json:"from"`
 }
@@ -142,6 +155,24 @@ func (s *Server) createDraft(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Expires = now.Add(ttl)
+	if in.AirAt != "" {
+		at, err := time.Parse(time.RFC3339, in.AirAt)
+		switch {
+		case err != nil:
+			httpError(w, http.StatusBadRequest, "air_at must be an RFC 3339 time, e.g. 2026-12-03T07:00:00+07:00")
+			return
+		case !at.After(now):
+			httpError(w, http.StatusBadRequest, "air_at must be in the future")
+			return
+		case !at.Before(d.Expires):
+			httpError(w, http.StatusBadRequest, "air_at must be before the draft expires (expires_in from now)")
+			return
+		case in.Bypass:
+			httpError(w, http.StatusBadRequest, "an emergency that bypasses approval airs at once: no air_at")
+			return
+		}
+		d.AirAt = at.UTC()
+	}
 	if msg := s.checkDraft(d, in.MediaSHA); msg != "" {
 		httpError(w, http.StatusBadRequest, msg)
 		return
@@ -278,7 +309,18 @@ func (s *Server) decide(approve bool) http.HandlerFunc {
 			if d.Status != StatusPending {
 				return fmt.Errorf("%w: it is %s", errState, d.Status)
 			}
-			if approve {
+			if approve && !d.AirAt.IsZero() {
+				// Scheduled: signed and sent by the resender at AirAt.
+				now := s.now().UTC()
+				if !d.AirAt.After(now) {
+					return errAirPassed
+				}
+				d.Status, d.DecidedBy, d.Decided = StatusScheduled, u.Username, now
+				if err := audit(tx, AuditEntry{Time: now, Actor: u.Username, Action: "draft.approve", Target: d.ID,
+					Detail: map[string]any{"air_at": d.AirAt, "villages": d.Villages}}); err != nil {
+					return err
+				}
+			} else if approve {
 				if err := s.signTx(tx, &d, u.Username, "draft.approve"); err != nil {
 					return err
 				}
@@ -294,6 +336,8 @@ func (s *Server) decide(approve bool) http.HandlerFunc {
 		switch {
 		case errors.Is(err, errNoDraft):
 			httpError(w, http.StatusNotFound, "no such draft")
+		case errors.Is(err, errAirPassed):
+			httpError(w, http.StatusBadRequest, err.Error())
 		case errors.Is(err, errState), errors.Is(err, errExpired):
 			httpError(w, http.StatusConflict, err.Error())
 		case err != nil:
@@ -307,7 +351,42 @@ func (s *Server) decide(approve bool) http.HandlerFunc {
 	}
 }
 
-var errState = errors.New("the draft is not pending")
+var (
+	errState     = errors.New("the draft is not pending")
+	errAirPassed = errors.New("air_at has passed: create the draft again with a later air_at")
+)
+
+// cancelDraft withdraws a scheduled draft before it airs; it is never
+// signed or sent.
+func (s *Server) cancelDraft(w http.ResponseWriter, r *http.Request) {
+	u, _ := UserFrom(r.Context())
+	var in struct{ Reason string }
+	json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in)
+	var d Draft
+	err := s.db.bolt.Update(func(tx *bolt.Tx) error {
+		if err := get(tx, bDrafts, r.PathValue("id"), &d); err != nil {
+			return errNoDraft
+		}
+		if d.Status != StatusScheduled {
+			return fmt.Errorf("only a scheduled draft can be cancelled: it is %s", d.Status)
+		}
+		now := s.now().UTC()
+		d.Status, d.Reason = StatusCancelled, in.Reason
+		if err := audit(tx, AuditEntry{Time: now, Actor: u.Username, Action: "draft.cancel", Target: d.ID,
+			Detail: map[string]any{"reason": in.Reason, "air_at": d.AirAt}}); err != nil {
+			return err
+		}
+		return put(tx, bDrafts, d.ID, d)
+	})
+	switch {
+	case errors.Is(err, errNoDraft):
+		httpError(w, http.StatusNotFound, "no such draft")
+	case err != nil:
+		httpError(w, http.StatusConflict, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, d.view())
+	}
+}
 
 // view is a draft without its envelope bytes.
 func (d Draft) view() Draft {
@@ -582,6 +661,18 @@ func (s *Server) resendOnce(ctx context.Context, every time.Duration) {
 			return err
 		}
 		for _, d := range ds {
+			if d.Status == StatusScheduled && !now.Before(d.AirAt) {
+				// Air time: sign now (Issued = air time), as the approver
+				// who scheduled it. Past the expiry it expires unsent.
+				if err := s.signTx(tx, &d, d.DecidedBy, "draft.air"); errors.Is(err, errExpired) {
+					d.Status = StatusExpired
+				} else if err != nil {
+					return err
+				}
+				if err := put(tx, bDrafts, d.ID, d); err != nil {
+					return err
+				}
+			}
 			if d.Status != StatusSent {
 				continue
 			}

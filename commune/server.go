@@ -86,6 +86,11 @@ func UserFrom(ctx context.Context) (auth.User, bool) {
 // reads the signing key and connects to the commune's Mosquitto in the
 // background (a broker that is down is retried, never fatal).
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	return newServer(ctx, cfg, log, time.Now)
+}
+
+// newServer is New with the clock injected (tests).
+func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time) (*Server, error) {
 	if cfg.Role != config.RoleCommune {
 		return nil, errors.New("commune: the config's role is not commune")
 	}
@@ -102,7 +107,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, db: d, mux: http.NewServeMux(), key: key,
-		limit: auth.NewLimiter(5, 10*time.Second), now: time.Now, kick: make(chan struct{}, 1), health: health.New()}
+		limit: auth.NewLimiter(5, 10*time.Second), now: now, kick: make(chan struct{}, 1), health: health.New()}
 	if err := s.bootstrapAdmin(); err != nil {
 		d.close()
 		return nil, err
