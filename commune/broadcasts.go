@@ -53,8 +53,11 @@ type Draft struct {
 	// Expires is when the bulletin may no longer play.
 	Expires time.Time `json:"expires"`
 	// AirAt, if set, is when the approved bulletin is signed and sent.
-	AirAt  time.Time `json:"air_at,omitzero"`
-	Status string    `json:"status"`
+	AirAt time.Time `json:"air_at,omitzero"`
+	// AirLocal is AirAt in the commune's time zone (schedule.time_zone,
+	// Asia/Ho_Chi_Minh by default), for display.
+	AirLocal string `json:"air_local,omitempty"`
+	Status   string `json:"status"`
 	// Source is "commune" or "village:<site>".
 	Source    string    `json:"source"`
 	CreatedBy string    `json:"created_by"`
@@ -126,8 +129,9 @@ type DraftInput struct {
 	ExpiresIn string `json:"expires_in"`
 	// Bypass, for an emergency only, sends it at once without approval.
 	Bypass bool `json:"bypass"`
-	// AirAt (RFC 3339), if set, is when the approved bulletin airs; it
-	// must be in the future and before the expiry.
+	// AirAt (RFC 3339, or "2006-01-02T15:04" in the commune's time
+	// zone), if set, is when the approved bulletin airs; it must be in
+	// the future and before the expiry.
 	AirAt string `json:"air_at"`
 	// From takes over a village head's submitted draft (its id).
 	From string `json:"from"`
@@ -156,7 +160,11 @@ func (s *Server) createDraft(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Expires = now.Add(ttl)
 	if in.AirAt != "" {
+		loc := s.zone()
 		at, err := time.Parse(time.RFC3339, in.AirAt)
+		if err != nil {
+			at, err = time.ParseInLocation("2006-01-02T15:04", in.AirAt, loc)
+		}
 		switch {
 		case err != nil:
 			httpError(w, http.StatusBadRequest, "air_at must be an RFC 3339 time, e.g. 2026-12-03T07:00:00+07:00")
@@ -172,6 +180,7 @@ func (s *Server) createDraft(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d.AirAt = at.UTC()
+		d.AirLocal = at.In(loc).Format("15:04 02/01/2006 MST")
 	}
 	if msg := s.checkDraft(d, in.MediaSHA); msg != "" {
 		httpError(w, http.StatusBadRequest, msg)
@@ -349,6 +358,15 @@ func (s *Server) decide(approve bool) http.HandlerFunc {
 			writeJSON(w, http.StatusOK, d.view())
 		}
 	}
+}
+
+// zone is the commune's time zone for air times: schedule.time_zone
+// (validated at config load), else Vietnam's UTC+7.
+func (s *Server) zone() *time.Location {
+	if loc, err := time.LoadLocation(s.cfg.Schedule.TimeZone); err == nil && s.cfg.Schedule.TimeZone != "" {
+		return loc
+	}
+	return time.FixedZone("ICT", 7*3600)
 }
 
 var (

@@ -121,12 +121,25 @@ func TestScheduledBulletin(t *testing.T) {
 		}
 	}
 
+	hcm, err := time.LoadLocation("Asia/Ho_Chi_Minh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A local time without offset is read in the commune's zone (UTC+7).
+	local := clock.now().Add(20 * time.Minute).In(hcm)
+	code, body := ed.do("POST", "/api/v1/commune/drafts", map[string]any{"text": "x", "villages": []string{"thon-1"}, "air_at": local.Format("2006-01-02T15:04")})
+	var loc Draft
+	json.Unmarshal(body, &loc)
+	if code != 201 || !loc.AirAt.Equal(local.Truncate(time.Minute)) {
+		t.Fatalf("local air_at: %d %s", code, body)
+	}
+
 	draft := func(text string, airIn time.Duration) Draft {
 		t.Helper()
 		code, body := ed.do("POST", "/api/v1/commune/drafts", map[string]any{"text": text, "villages": []string{"thon-1"}, "expires_in": "2h", "air_at": clock.rfc(airIn)})
 		var d Draft
 		json.Unmarshal(body, &d)
-		if code != 201 || d.AirAt.IsZero() {
+		if code != 201 || d.AirAt.IsZero() || !strings.HasPrefix(d.AirLocal, clock.now().Add(airIn).In(hcm).Format("15:04 02/01/2006")) {
 			t.Fatalf("create: %d %s", code, body)
 		}
 		code, body = ap.do("POST", "/api/v1/commune/drafts/"+d.ID+"/approve", nil)
@@ -154,7 +167,7 @@ func TestScheduledBulletin(t *testing.T) {
 	clock.add(11 * time.Minute)
 	s.kickResend()
 	published(a.ID)
-	_, body := ap.do("GET", "/api/v1/commune/drafts/"+a.ID, nil)
+	_, body = ap.do("GET", "/api/v1/commune/drafts/"+a.ID, nil)
 	var v DraftView
 	json.Unmarshal(body, &v)
 	if v.Status != StatusSent || v.DecidedBy != "dy" {

@@ -15,6 +15,7 @@ const T = {
     "b.routine": "thường", "b.emergency": "khẩn cấp", "b.expires": "Hiệu lực", "b.bypass": "Khẩn cấp: phát ngay, không chờ duyệt (được ghi nhật ký)",
     "b.save": "Gửi duyệt", "b.sent": "Đã gửi", "b.list": "Bản tin", "b.delivery": "Kết quả phát",
     "st.pending": "chờ duyệt", "st.submitted": "thôn gửi lên", "st.rejected": "bị từ chối", "st.sent": "đã phát lệnh", "st.expired": "hết hiệu lực",
+    "st.scheduled": "đã hẹn giờ phát", "st.cancelled": "đã hủy lịch", "b.air": "Giờ phát (giờ Việt Nam; để trống: phát ngay khi duyệt)", "b.airs": "Phát lúc", "a.cancel": "Hủy lịch phát",
     "d.waiting": "chờ thôn nhận", "d.accepted": "đã nhận", "d.refused": "từ chối", "d.started": "đang phát", "d.played": "đã phát", "d.failed": "lỗi",
     "d.village": "Thôn", "d.step": "Trạng thái", "d.speakers": "Loa", "d.frames": "Gói tin",
     "a.approve": "Duyệt và phát", "a.reject": "Từ chối", "a.reason": "Lý do từ chối", "a.take": "Biên tập bản tin này", "a.empty": "Không có bản tin chờ duyệt.",
@@ -34,6 +35,7 @@ const T = {
     "b.routine": "routine", "b.emergency": "emergency", "b.expires": "Valid for", "b.bypass": "Emergency: send now without approval (audited)",
     "b.save": "Submit for approval", "b.sent": "Sent", "b.list": "Bulletins", "b.delivery": "Delivery",
     "st.pending": "awaiting approval", "st.submitted": "from a village", "st.rejected": "rejected", "st.sent": "sent", "st.expired": "expired",
+    "st.scheduled": "scheduled", "st.cancelled": "cancelled", "b.air": "Air time (commune time; empty: on approval)", "b.airs": "Airs at", "a.cancel": "Cancel the schedule",
     "d.waiting": "waiting", "d.accepted": "accepted", "d.refused": "refused", "d.started": "playing", "d.played": "played", "d.failed": "failed",
     "d.village": "Village", "d.step": "Status", "d.speakers": "Speakers", "d.frames": "Frames",
     "a.approve": "Approve and send", "a.reject": "Reject", "a.reason": "Reason", "a.take": "Edit this bulletin", "a.empty": "Nothing awaits approval.",
@@ -153,6 +155,7 @@ function draftCard(d) {
   return `<section class="card" data-draft="${esc(d.id)}">
     <div class="spread"><h2>${esc(d.title || d.id)}</h2><span class="badge ${d.urgency === "emergency" ? "em" : ""}">${t("b." + d.urgency)}</span></div>
     <p class="muted">${t("st." + d.status)}${d.bypass ? " · bypass" : ""} · ${esc(d.created_by)} · ${when(d.created)}</p>
+    ${scheduleLine(d)}
     ${d.text ? `<p>${esc(d.text)}</p>` : d.media ? `<p class="muted">♫ ${esc(d.media.sha256.slice(0, 12))}… (${Math.round(d.media.size / 1024)} KiB)</p>` : ""}
     ${d.deliveries.length ? bar(s.speakers ? s.speakers_played / s.speakers : 0, `${t("b.delivery")}: ${s.played}/${s.villages} ${t("nav.villages").toLowerCase()} · ${s.speakers_played}/${s.speakers} ${t("d.speakers").toLowerCase()}`) +
       `<table><tr><th>${t("d.village")}</th><th>${t("d.step")}</th><th>${t("d.speakers")}</th></tr>${rows}</table>` : ""}
@@ -170,11 +173,13 @@ async function renderBroadcast(main) {
     <label><span>${t("b.zones")}</span><input name="zones" placeholder="a, b"></label>
     <label><span>${t("b.urgency")}</span><select name="urgency"><option value="routine">${t("b.routine")}</option><option value="emergency">${t("b.emergency")}</option></select></label>
     <label><span>${t("b.expires")}</span><select name="expires_in"><option>1h</option><option selected>2h</option><option>6h</option><option>24h</option></select></label>
+    <label><span>${t("b.air")}</span><input name="air_at" type="datetime-local"></label>
     <label class="check"><input type="checkbox" name="bypass"> ${t("b.bypass")}</label>
     <button class="primary">${t("b.save")}</button></form></details>` : "";
-  const sent = drafts.filter((d) => d.status === "sent" || d.status === "expired");
+  const sent = drafts.filter((d) => ["sent", "expired", "scheduled", "cancelled"].includes(d.status));
   main.innerHTML = `<h1>${t("nav.broadcast")}</h1>${form}<h2>${t("b.list")}</h2>` + (sent.map(draftCard).join("") || `<p class="muted">${t("v.none")}</p>`);
   if (f0) { const f = $("#draft"); f.closest("details").open = true; }
+  bindScheduled(main);
   const f = $("#draft");
   if (f) f.onsubmit = async (ev) => {
     ev.preventDefault();
@@ -182,6 +187,7 @@ async function renderBroadcast(main) {
     try {
       const body = { title: fd.get("title"), villages: fd.getAll("v"), urgency: fd.get("urgency"), expires_in: fd.get("expires_in"), bypass: fd.get("bypass") === "on",
         zones: String(fd.get("zones") || "").split(",").map((s) => s.trim()).filter(Boolean) };
+      if (fd.get("air_at")) body.air_at = fd.get("air_at");
       const file = fd.get("file");
       if (file && file.size) body.media_sha256 = (await api("POST", "/api/v1/commune/media", file, true)).sha256;
       else body.text = fd.get("text");
@@ -190,6 +196,21 @@ async function renderBroadcast(main) {
     } catch (e) { toast(e.message, true); }
   };
 }
+
+// --- Scheduled bulletins (air_at): the air time on a card and an
+// approver's cancel button. ---
+function scheduleLine(d) {
+  if (!d.air_local) return "";
+  const cancel = d.status === "scheduled" && (me.role === "approver" || me.role === "admin") ? ` <button class="danger" data-cancel="${esc(d.id)}">${t("a.cancel")}</button>` : "";
+  return `<p class="schedule"><b>${t("b.airs")}:</b> ${esc(d.air_local)}${cancel}</p>`;
+}
+
+function bindScheduled(main) {
+  main.querySelectorAll("[data-cancel]").forEach((b) => (b.onclick = async () => {
+    try { await api("POST", `/api/v1/commune/drafts/${b.dataset.cancel}/cancel`, {}); toast(t("st.cancelled")); render(); } catch (e) { toast(e.message, true); }
+  }));
+}
+// --- end scheduled bulletins ---
 
 async function renderApprovals(main) {
   const drafts = await api("GET", "/api/v1/commune/drafts");
@@ -201,7 +222,7 @@ async function renderApprovals(main) {
     (d.status === "submitted" && (me.role === "editor" || me.role === "admin") ? `<button data-take="${esc(d.id)}">${t("a.take")}</button>` : "") + "</section>")).join("") || `<p class="muted">${t("a.empty")}</p>`) +
     done.map(draftCard).join("");
   main.querySelectorAll("[data-approve]").forEach((b) => (b.onclick = async () => {
-    try { await api("POST", `/api/v1/commune/drafts/${b.dataset.approve}/approve`, {}); toast(t("st.sent")); render(); } catch (e) { toast(e.message, true); }
+    try { const d = await api("POST", `/api/v1/commune/drafts/${b.dataset.approve}/approve`, {}); toast(t("st." + d.status)); render(); } catch (e) { toast(e.message, true); }
   }));
   main.querySelectorAll("[data-reject]").forEach((b) => (b.onclick = async () => {
     const reason = main.querySelector(`[data-reason="${b.dataset.reject}"]`).value;
