@@ -230,6 +230,7 @@ func (s *Server) routes() {
 	s.Handle("GET /api/v1/commune/me", Roles, http.HandlerFunc(s.me))
 	s.Handle("GET /api/v1/commune/users", []string{RoleAdmin}, http.HandlerFunc(s.listUsers))
 	s.Handle("POST /api/v1/commune/users", []string{RoleAdmin}, http.HandlerFunc(s.createUser))
+	s.userRoutes()
 	// GET /healthz: 200 while every part works, 503 with the problems
 	// (health.Problem: component, reason, since) otherwise.
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
