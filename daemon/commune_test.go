@@ -400,6 +400,9 @@ func communePages(t *testing.T, office *communeOffice, draftID string) {
 		return eval[bool](b, `(() => { const c = document.querySelector('section[data-draft="`+draftID+`"]'); return !!c && c.textContent.includes("5/5"); })()`)
 	})
 	shot("broadcast")
+	if !eval[bool](b, `!!document.querySelector('#draft input[name=air_at]')`) {
+		t.Fatal("the bulletin form has no air time")
+	}
 	b.do("approvals page", chromedp.Navigate(office.base+"/#approvals"))
 	eventually(t, 20*time.Second, "approvals page", func() bool {
 		return eval[bool](b, `document.querySelector("main h1") && document.querySelector("main h1").textContent === "Duyệt tin"`)
@@ -410,4 +413,8 @@ func communePages(t *testing.T, office *communeOffice, draftID string) {
 		return eval[bool](b, `!!document.querySelector("main svg")`)
 	})
 	shot("reports")
+	b.do("users page", chromedp.Navigate(office.base+"/#users"))
+	eventually(t, 20*time.Second, "users page: own password form, no user admin for an editor", func() bool {
+		return eval[bool](b, `!!document.querySelector("#mypw") && !document.querySelector("#users") && document.querySelector("main h1").textContent === "Người dùng"`)
+	})
 }

@@ -21,6 +21,8 @@ const T = {
     "a.approve": "Duyệt và phát", "a.reject": "Từ chối", "a.reason": "Lý do từ chối", "a.take": "Biên tập bản tin này", "a.empty": "Không có bản tin chờ duyệt.",
     "r.month": "Tháng", "r.csv": "Tải CSV", "r.air": "Phút phát", "r.count": "Số lần phát",
     "err.login": "Sai tên đăng nhập hoặc mật khẩu",
+    "nav.users": "Người dùng", "u.new": "Thêm người dùng", "u.role": "Vai trò", "u.reset": "Đặt lại mật khẩu", "u.delete": "Xóa",
+    "u.mine": "Đổi mật khẩu của tôi", "u.current": "Mật khẩu hiện tại", "u.newpw": "Mật khẩu mới", "u.save": "Lưu", "u.done": "Đã lưu",
   },
   en: {
     "app.name": "Commune radio", "lang.switch": "Tiếng Việt", "nav.logout": "Sign out",
@@ -41,6 +43,8 @@ const T = {
     "a.approve": "Approve and send", "a.reject": "Reject", "a.reason": "Reason", "a.take": "Edit this bulletin", "a.empty": "Nothing awaits approval.",
     "r.month": "Month", "r.csv": "Download CSV", "r.air": "Air minutes", "r.count": "Broadcasts",
     "err.login": "Wrong username or password",
+    "nav.users": "Users", "u.new": "Add a user", "u.role": "Role", "u.reset": "Reset password", "u.delete": "Delete",
+    "u.mine": "Change my password", "u.current": "Current password", "u.newpw": "New password", "u.save": "Save", "u.done": "Saved",
   },
 };
 let lang = localStorage.getItem("commune.lang") || "vi";
@@ -79,6 +83,7 @@ const pages = {
   broadcast: { roles: ["admin", "editor", "approver"], render: renderBroadcast },
   approvals: { roles: ["admin", "editor", "approver"], render: renderApprovals },
   reports: { roles: ["admin", "editor", "approver", "police"], render: renderReports },
+  users: { roles: ["admin", "editor", "approver", "police"], render: renderUsers },
 };
 
 async function render() {
@@ -233,6 +238,46 @@ async function renderApprovals(main) {
     try { await api("POST", "/api/v1/commune/drafts", { from: d.id, title: d.title, text: d.text, villages: d.villages, zones: d.zones, urgency: d.urgency }); render(); } catch (e) { toast(e.message, true); }
   }));
 }
+
+// --- Users (Người dùng): the admin manages the staff; everyone changes
+// their own password (which signs them out). ---
+async function renderUsers(main) {
+  const roles = ["editor", "approver", "police", "admin"];
+  const opts = (sel) => roles.map((r) => `<option value="${r}" ${r === sel ? "selected" : ""}>${t("role." + r)}</option>`).join("");
+  let html = `<h1>${t("nav.users")}</h1>`;
+  if (me.role === "admin") {
+    const users = await api("GET", "/api/v1/commune/users");
+    html += `<table id="users"><tr><th>${t("login.user")}</th><th>${t("u.role")}</th><th></th></tr>` + users.map((u) =>
+      `<tr data-user="${esc(u.username)}"><td>${esc(u.username)}</td><td><select data-role>${opts(u.role)}</select></td>
+      <td><button data-reset>${t("u.reset")}</button> <button class="danger" data-del>${t("u.delete")}</button></td></tr>`).join("") + `</table>
+      <details class="card"><summary><b>${t("u.new")}</b></summary><form id="newuser">
+      <label><span>${t("login.user")}</span><input name="username" required></label>
+      <label><span>${t("login.pw")}</span><input name="password" type="password" autocomplete="new-password" required></label>
+      <label><span>${t("u.role")}</span><select name="role">${opts("editor")}</select></label>
+      <button class="primary">${t("u.save")}</button></form></details>`;
+  }
+  html += `<section class="card"><h2>${t("u.mine")}</h2><form id="mypw">
+    <label><span>${t("u.current")}</span><input name="current" type="password" autocomplete="current-password" required></label>
+    <label><span>${t("u.newpw")}</span><input name="new" type="password" autocomplete="new-password" required></label>
+    <button class="primary">${t("u.save")}</button></form></section>`;
+  main.innerHTML = html;
+  const act = async (fn) => { try { await fn(); toast(t("u.done")); render(); } catch (e) { toast(e.message, true); } };
+  const name = (el) => el.closest("tr").dataset.user;
+  main.querySelectorAll("[data-role]").forEach((el) => (el.onchange = () => act(() => api("PATCH", `/api/v1/commune/users/${encodeURIComponent(name(el))}`, { role: el.value }))));
+  main.querySelectorAll("[data-reset]").forEach((el) => (el.onclick = () => {
+    const pw = prompt(t("u.newpw")); if (pw) act(() => api("PATCH", `/api/v1/commune/users/${encodeURIComponent(name(el))}`, { password: pw }));
+  }));
+  main.querySelectorAll("[data-del]").forEach((el) => (el.onclick = () => {
+    if (confirm(t("u.delete") + " " + name(el) + "?")) act(() => api("DELETE", `/api/v1/commune/users/${encodeURIComponent(name(el))}`));
+  }));
+  const nu = $("#newuser");
+  if (nu) nu.onsubmit = (ev) => { ev.preventDefault(); const f = new FormData(nu); act(() => api("POST", "/api/v1/commune/users", { username: f.get("username"), password: f.get("password"), role: f.get("role") })); };
+  $("#mypw").onsubmit = (ev) => {
+    ev.preventDefault(); const f = new FormData(ev.target);
+    act(async () => { await api("POST", "/api/v1/commune/me/password", { current: f.get("current"), new: f.get("new") }); me = null; });
+  };
+}
+// --- end users ---
 
 async function renderReports(main) {
   const month = sessionStorage.getItem("commune.month") || new Date().toISOString().slice(0, 7);
