@@ -649,10 +649,17 @@ func (s *Server) resendLoop(ctx context.Context) {
 	if every <= 0 {
 		every = 30 * time.Second
 	}
-	t := time.NewTicker(every)
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
-		s.resendOnce(ctx, every)
+		// Wake at the next scheduled air time if it comes before the next
+		// resend, so a scheduled bulletin airs on time, not up to a
+		// period late.
+		wait := every
+		if next := s.resendOnce(ctx, every); !next.IsZero() {
+			wait = max(min(wait, next.Sub(s.now())), 0)
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
@@ -667,9 +674,11 @@ type sendJob struct {
 	env         []byte
 }
 
-func (s *Server) resendOnce(ctx context.Context, every time.Duration) {
+// resendOnce signs the scheduled drafts that are due and publishes what
+// is owed; it returns the earliest air time still ahead (zero if none).
+func (s *Server) resendOnce(ctx context.Context, every time.Duration) (nextAir time.Time) {
 	if !s.mqtt.connected.Load() {
-		return
+		return time.Time{}
 	}
 	now := s.now().UTC()
 	var jobs []sendJob
@@ -679,6 +688,9 @@ func (s *Server) resendOnce(ctx context.Context, every time.Duration) {
 			return err
 		}
 		for _, d := range ds {
+			if d.Status == StatusScheduled && now.Before(d.AirAt) && (nextAir.IsZero() || d.AirAt.Before(nextAir)) {
+				nextAir = d.AirAt
+			}
 			if d.Status == StatusScheduled && !now.Before(d.AirAt) {
 				// Air time: sign now (Issued = air time), as the approver
 				// who scheduled it. Past the expiry it expires unsent.
@@ -719,7 +731,7 @@ func (s *Server) resendOnce(ctx context.Context, every time.Duration) {
 	if err != nil {
 		s.log.Error("resend: read drafts", "err", err)
 		s.health.Set("commune-resend", fmt.Errorf("read drafts: %w", err))
-		return
+		return nextAir
 	}
 	s.health.Set("commune-resend", nil)
 	for _, j := range jobs {
@@ -730,7 +742,7 @@ func (s *Server) resendOnce(ctx context.Context, every time.Duration) {
 		ct := topics.CommandTopics()
 		if err := s.publish(ctx, ct[len(ct)-1], j.env); err != nil {
 			s.log.Warn("command not published", "draft", j.draft, "site", j.site, "err", err)
-			return
+			return nextAir
 		}
 		s.db.bolt.Update(func(tx *bolt.Tx) error {
 			var d Delivery
@@ -742,6 +754,7 @@ func (s *Server) resendOnce(ctx context.Context, every time.Duration) {
 			return put(tx, bDeliveries, j.draft+"/"+j.site, d)
 		})
 	}
+	return nextAir
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
