@@ -163,6 +163,13 @@ func (c *Commands) Handle(ctx context.Context, raw []byte) error {
 		return err
 	}
 	c.report(cmd, Report{Outcome: OutcomeAccepted})
+	if cmd.Live != nil {
+		// Live speech needs the live receiver (not built yet in this
+		// village): refused and reported, never played as silence.
+		err = fmt.Errorf("%w: live speech is not supported by this village", ErrPlay)
+		c.fail(cmd, err)
+		return err
+	}
 	p := Play{CommandID: cmd.ID, Actor: cmd.Level + ":" + cmd.Sender, Priority: cmd.Priority(), Text: cmd.Text, Zones: cmd.Target.Zones}
 	if cmd.Media != nil {
 		if p.Media, err = c.fetch(ctx, *cmd.Media); err != nil {
