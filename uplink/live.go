@@ -75,9 +75,10 @@ func NewLiveReceiver(t Topics, commune []ed25519.PublicKey, stall time.Duration,
 
 // Start registers a session announced by a verified live command: its
 // chunks go to sink until an End chunk, LiveStall without a chunk, or
-// expires, whichever comes first; then sink is closed and onEnd called
+// the command's expiry (after lifetime, measured on the caller's clock),
+// whichever comes first; then sink is closed and onEnd called
 // once with the reason.
-func (r *LiveReceiver) Start(session string, sink LiveSink, expires time.Time, onEnd func(reason string)) error {
+func (r *LiveReceiver) Start(session string, sink LiveSink, lifetime time.Duration, onEnd func(reason string)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.sessions[session]; ok {
@@ -86,7 +87,7 @@ func (r *LiveReceiver) Start(session string, sink LiveSink, expires time.Time, o
 	s := &liveSession{sink: sink, onEnd: onEnd}
 	r.sessions[session] = s
 	s.stall = time.AfterFunc(r.stall, func() { r.end(session, s, LiveEndedStalled) })
-	s.expire = time.AfterFunc(time.Until(expires), func() { r.end(session, s, LiveEndedExpired) })
+	s.expire = time.AfterFunc(lifetime, func() { r.end(session, s, LiveEndedExpired) })
 	return nil
 }
 

@@ -2,8 +2,11 @@ package uplink
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -49,10 +52,10 @@ func TestLiveReceiverPlaysInOrderAndEnds(t *testing.T) {
 	tp := Topics{"hanoi", "xa-1", "thon-3"}
 	r := NewLiveReceiver(tp, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, time.Minute, testLog)
 	sink := newSinkRec()
-	if err := r.Start("s1", sink, time.Now().Add(time.Hour), func(reason string) { sink.reasons <- reason }); err != nil {
+	if err := r.Start("s1", sink, time.Hour, func(reason string) { sink.reasons <- reason }); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start("s1", sink, time.Now().Add(time.Hour), nil); err == nil {
+	if err := r.Start("s1", sink, time.Hour, nil); err == nil {
 		t.Fatal("a session started twice")
 	}
 	c := testChunk()
@@ -121,7 +124,7 @@ func TestLiveReceiverDropsUnknownAndForged(t *testing.T) {
 		t.Fatalf("unknown session was verified: %+v", st)
 	}
 	sink := newSinkRec()
-	r.Start("live-1", sink, time.Now().Add(time.Hour), nil)
+	r.Start("live-1", sink, time.Hour, nil)
 	forged, _ := SignChunk(testChunk(), mallory)
 	if err := r.Deliver(tp.Live("live-1"), forged); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("forged chunk: %v", err)
@@ -146,13 +149,13 @@ func TestLiveReceiverStallAndExpiry(t *testing.T) {
 	tp := Topics{"hanoi", "xa-1", "thon-3"}
 	r := NewLiveReceiver(tp, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, 100*time.Millisecond, testLog)
 	stalled := newSinkRec()
-	r.Start("s1", stalled, time.Now().Add(time.Hour), func(reason string) { stalled.reasons <- reason })
+	r.Start("s1", stalled, time.Hour, func(reason string) { stalled.reasons <- reason })
 	if got := waitReason(t, stalled); got != LiveEndedStalled {
 		t.Fatalf("ended by %q, want stalled", got)
 	}
 	r2 := NewLiveReceiver(tp, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, time.Hour, testLog)
 	expired := newSinkRec()
-	r2.Start("s2", expired, time.Now().Add(50*time.Millisecond), func(reason string) { expired.reasons <- reason })
+	r2.Start("s2", expired, 50*time.Millisecond, func(reason string) { expired.reasons <- reason })
 	if got := waitReason(t, expired); got != LiveEndedExpired {
 		t.Fatalf("ended by %q, want expired", got)
 	}
@@ -163,5 +166,84 @@ func TestLiveReceiverStallAndExpiry(t *testing.T) {
 	r.Deliver(tp.Live("s1"), raw)
 	if st := r.Stats(); st.Unknown != 1 || st.Packets != 0 {
 		t.Fatalf("stats after stall %+v", st)
+	}
+}
+
+// livePlayer stands in for the broadcast engine: it records the live
+// plays and hands out recording sinks.
+type livePlayer struct {
+	recordingPlayer
+	lives []Play
+	sinks []*sinkRec
+}
+
+func (p *livePlayer) PlayLive(_ context.Context, pl Play) (string, LiveSink, error) {
+	p.lives = append(p.lives, pl)
+	s := newSinkRec()
+	p.sinks = append(p.sinks, s)
+	return fmt.Sprintf("live%d", len(p.lives)), s, nil
+}
+
+// TestCommandsPlayLive runs a signed live command through the handler:
+// it starts a live broadcast at the command's priority and zones, the
+// session's chunks reach it, and a village without live support refuses
+// the command with the reason play instead of playing silence.
+func TestCommandsPlayLive(t *testing.T) {
+	db := newDB(t)
+	clk := newClock()
+	tp := testTopics(t)
+	ob, err := OpenOutbox(db, tp, 0, clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commune := seedKey(2)
+	keys := Keys{Commune: []ed25519.PublicKey{commune.Public().(ed25519.PublicKey)}}
+	rx := NewLiveReceiver(tp, keys.Commune, time.Minute, testLog)
+	defer rx.Close()
+	pl := &livePlayer{}
+	h := NewCommands(CommandsConfig{Topics: tp, Keys: keys, Now: clk.Now, Live: rx}, db, ob, pl, testLog)
+	cmd := Command{ID: "live-a", Nonce: NewNonce(), Level: LevelCommune, Sender: tp.Commune, Issued: clk.Now(), Expires: clk.Now().Add(10 * time.Minute),
+		Target: Target{Province: tp.Province, Commune: tp.Commune, Zones: []string{"north"}}, Urgency: UrgencyRoutine, Live: &LiveRef{Session: "sa"}}
+	env, err := Sign(cmd, commune)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Handle(context.Background(), env); err != nil {
+		t.Fatalf("live command refused: %v", err)
+	}
+	if len(pl.lives) != 1 || len(pl.plays) != 0 || pl.lives[0].Priority != "priority" || !slices.Equal(pl.lives[0].Zones, []string{"north"}) {
+		t.Fatalf("live plays %+v, plays %+v", pl.lives, pl.plays)
+	}
+	c := testChunk()
+	c.Session = "sa"
+	raw, _ := SignChunk(c, commune)
+	if err := rx.Deliver(tp.Live("sa"), raw); err != nil {
+		t.Fatal(err)
+	}
+	pl.sinks[0].mu.Lock()
+	n := len(pl.sinks[0].packets)
+	pl.sinks[0].mu.Unlock()
+	if n != 4 {
+		t.Fatalf("%d packets reached the live broadcast", n)
+	}
+	var started bool
+	for _, r := range reports(t, ob) {
+		if r.Outcome == OutcomeStarted && r.BroadcastID == "live1" {
+			started = true
+		}
+	}
+	if !started {
+		t.Fatal("no started report for the live broadcast")
+	}
+
+	// Without a receiver the same kind of command is refused.
+	h2 := NewCommands(CommandsConfig{Topics: tp, Keys: keys, Now: clk.Now}, db, ob, pl, testLog)
+	cmd.ID, cmd.Nonce, cmd.Live.Session = "live-b", NewNonce(), "sb"
+	env, _ = Sign(cmd, commune)
+	if err := h2.Handle(context.Background(), env); !errors.Is(err, ErrPlay) || Code(err) != "play" {
+		t.Fatalf("live command without a receiver: %v", err)
+	}
+	if len(pl.lives) != 1 {
+		t.Fatal("a refused live command started a broadcast")
 	}
 }
