@@ -39,6 +39,8 @@ type LiveReceiver struct {
 	stall   time.Duration
 	log     *slog.Logger
 
+	ending sync.WaitGroup // sinks being closed
+
 	mu       sync.Mutex
 	sessions map[string]*liveSession
 	stats    LiveStats
@@ -150,17 +152,23 @@ func (r *LiveReceiver) end(session string, s *liveSession, reason string) {
 	if r.sessions[session] == s {
 		delete(r.sessions, session)
 	}
+	r.ending.Add(1)
 	r.mu.Unlock()
-	if err := s.sink.Close(); err != nil {
-		r.log.Warn("live sink close", "session", session, "err", err)
-	}
-	r.log.Info("live session ended", "session", session, "reason", reason)
-	if s.onEnd != nil {
-		s.onEnd(reason)
-	}
+	// Closing a broadcast.Live waits for its last frame to be published;
+	// end may run on paho's delivery goroutine, which must not block.
+	go func() {
+		defer r.ending.Done()
+		if err := s.sink.Close(); err != nil {
+			r.log.Warn("live sink close", "session", session, "err", err)
+		}
+		r.log.Info("live session ended", "session", session, "reason", reason)
+		if s.onEnd != nil {
+			s.onEnd(reason)
+		}
+	}()
 }
 
-// Close ends every session.
+// Close ends every session and waits until their sinks are closed.
 func (r *LiveReceiver) Close() {
 	r.mu.Lock()
 	all := make(map[string]*liveSession, len(r.sessions))
@@ -171,6 +179,7 @@ func (r *LiveReceiver) Close() {
 	for k, s := range all {
 		r.end(k, s, LiveEndedClosed)
 	}
+	r.ending.Wait()
 }
 
 // Stats returns the chunk counters.

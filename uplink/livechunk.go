@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/loalang/loalang/device/wire"
 )
 
 // LiveChunk is a run of live speech from the commune: up to
@@ -36,9 +38,9 @@ const (
 	PacketDuration = 20 * time.Millisecond
 	// MaxChunkPackets bounds the packets in one chunk (80 ms of audio).
 	MaxChunkPackets = 4
-	// MaxPacketBytes bounds one Opus packet (RFC 6716 §3.4 R2 allows 1275
-	// bytes per frame; a 20 ms packet is one frame plus a TOC byte).
-	MaxPacketBytes = 1276
+	// MaxPacketBytes bounds one Opus packet, as the village's streams do
+	// (wire.MaxOpusPacket, the frame limit of RFC 6716 §3.2.1).
+	MaxPacketBytes = wire.MaxOpusPacket
 	// MaxChunkEnvelope bounds a chunk envelope's bytes: 4 packets in
 	// base64, twice, leaves room for the fields and the signature.
 	MaxChunkEnvelope = 16 << 10
