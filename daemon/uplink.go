@@ -86,7 +86,8 @@ func (d *Daemon) startUplink(ctx context.Context) error {
 	if mediaMax <= 0 {
 		mediaMax = d.cfg.Broadcast.MaxUploadBytes
 	}
-	cmds := uplink.NewCommands(uplink.CommandsConfig{Topics: topics, Keys: keys, MediaMaxBytes: mediaMax, MediaPolicy: policy}, d.db, ob, uplinkPlayer{d}, d.base)
+	live := uplink.NewLiveReceiver(topics, keys.Commune, 0, d.base)
+	cmds := uplink.NewCommands(uplink.CommandsConfig{Topics: topics, Keys: keys, MediaMaxBytes: mediaMax, MediaPolicy: policy, Live: live}, d.db, ob, uplinkPlayer{d}, d.base)
 	client, err := uplink.New(uplink.Config{URL: u.URL, CAFile: u.CAFile, Username: u.Username, Password: pass, ClientID: u.ClientID,
 		Topics: topics, Keys: keys, MaxBackoff: u.MaxBackoff, MinBackoff: uplinkMinBackoff}, ob, cmds, d.base)
 	if err != nil {
@@ -96,6 +97,7 @@ func (d *Daemon) startUplink(ctx context.Context) error {
 	d.wireUplinkCameras(topics, keys)
 	d.supervise(ctx, "uplink", client.Run)
 	d.supervise(ctx, "uplink-commands", cmds.Run)
+	d.supervise(ctx, "uplink-live", func(ctx context.Context) error { <-ctx.Done(); live.Close(); return nil })
 	d.supervise(ctx, "uplink-audit", func(ctx context.Context) error { return d.up.tail.Run(ctx, time.Second) })
 	d.supervise(ctx, "uplink-reports", d.reportCommands)
 	return nil
@@ -227,6 +229,27 @@ func (p uplinkPlayer) Play(ctx context.Context, pl uplink.Play) (string, error) 
 		return "", err
 	}
 	return b.ID, nil
+}
+
+// PlayLive starts a live broadcast for a commune's live command, in the
+// target's zones that exist here; the uplink's live receiver feeds it the
+// commune's signed chunks and closes it (docs/commune.md, "Live speech").
+func (p uplinkPlayer) PlayLive(ctx context.Context, pl uplink.Play) (string, uplink.LiveSink, error) {
+	d := p.d
+	var zones []string
+	for _, z := range d.cfg.Zones {
+		if len(pl.Zones) == 0 || slices.Contains(pl.Zones, z.ID) {
+			zones = append(zones, z.ID)
+		}
+	}
+	if len(zones) == 0 {
+		return "", nil, fmt.Errorf("none of the zones %q is here", pl.Zones)
+	}
+	l, err := d.engine.Live(ctx, broadcast.Request{Zones: zones, Priority: broadcast.Priority(pl.Priority), Actor: pl.Actor, Origin: broadcast.OriginUplink})
+	if err != nil {
+		return "", nil, err
+	}
+	return l.ID(), l, nil
 }
 
 // uplinkCollector exposes the uplink's status to Prometheus.

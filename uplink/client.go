@@ -256,6 +256,16 @@ func (c *Client) dial(ctx context.Context) (mqtt.Client, <-chan error, error) {
 		pc.Disconnect(0)
 		return nil, nil, fmt.Errorf("uplink subscribe: %w", err)
 	}
+	if c.cmds != nil && c.cmds.cfg.Live != nil {
+		// Live chunks at QoS 0 (docs/protocol.md, "Live speech"): a late
+		// retransmission is useless audio. Deliver drops unknown sessions
+		// before verifying, so this callback stays cheap.
+		live := c.cmds.cfg.Live
+		if err := wait(ctx, pc.Subscribe(t.LiveFilter(), 0, func(_ mqtt.Client, m mqtt.Message) { live.Deliver(m.Topic(), m.Payload()) }), 15*time.Second); err != nil {
+			pc.Disconnect(0)
+			return nil, nil, fmt.Errorf("uplink subscribe %s: %w", t.LiveFilter(), err)
+		}
+	}
 	for topic, fn := range c.extra {
 		if err := wait(ctx, pc.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { fn(ctx, m.Payload()) }), 15*time.Second); err != nil {
 			pc.Disconnect(0)

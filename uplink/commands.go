@@ -71,6 +71,15 @@ type CommandsConfig struct {
 	// MediaPolicy is the egress policy for media URLs.
 	MediaPolicy egress.Policy
 	Now         func() time.Time
+	// Live, when set with a Player that is also a LivePlayer, plays live
+	// commands; without it they are refused (reason play).
+	Live *LiveReceiver
+}
+
+// LivePlayer is a Player that can also start a live broadcast for an
+// accepted live command; the receiver feeds the returned sink.
+type LivePlayer interface {
+	PlayLive(ctx context.Context, p Play) (broadcastID string, sink LiveSink, err error)
 }
 
 // Commands verifies and plays commands from above and reports on each.
@@ -164,19 +173,26 @@ func (c *Commands) Handle(ctx context.Context, raw []byte) error {
 	}
 	c.report(cmd, Report{Outcome: OutcomeAccepted})
 	p := Play{CommandID: cmd.ID, Actor: cmd.Level + ":" + cmd.Sender, Priority: cmd.Priority(), Text: cmd.Text, Zones: cmd.Target.Zones}
-	if cmd.Media != nil {
-		if p.Media, err = c.fetch(ctx, *cmd.Media); err != nil {
-			err = fmt.Errorf("%w: %v", ErrMedia, err)
+	var id string
+	if cmd.Live != nil {
+		if id, err = c.playLive(ctx, cmd, p); err != nil {
 			c.fail(cmd, err)
 			return err
 		}
-		p.MediaName = "uplink-" + cmd.ID
-	}
-	id, err := c.player.Play(ctx, p)
-	if err != nil {
-		err = fmt.Errorf("%w: %v", ErrPlay, err)
-		c.fail(cmd, err)
-		return err
+	} else {
+		if cmd.Media != nil {
+			if p.Media, err = c.fetch(ctx, *cmd.Media); err != nil {
+				err = fmt.Errorf("%w: %v", ErrMedia, err)
+				c.fail(cmd, err)
+				return err
+			}
+			p.MediaName = "uplink-" + cmd.ID
+		}
+		if id, err = c.player.Play(ctx, p); err != nil {
+			err = fmt.Errorf("%w: %v", ErrPlay, err)
+			c.fail(cmd, err)
+			return err
+		}
 	}
 	// The link and the "started" report commit together.
 	err = c.db.Update(func(tx *store.Tx) error {
@@ -193,6 +209,24 @@ func (c *Commands) Handle(ctx context.Context, raw []byte) error {
 	c.mu.Unlock()
 	c.log.Info("uplink command playing", "command", cmd.ID, "level", cmd.Level, "sender", cmd.Sender, "priority", p.Priority, "broadcast", id)
 	return nil
+}
+
+// playLive starts a live broadcast and registers its session with the
+// receiver, which ends it on the session's end, stall or expiry.
+func (c *Commands) playLive(ctx context.Context, cmd Command, p Play) (string, error) {
+	lp, ok := c.player.(LivePlayer)
+	if !ok || c.cfg.Live == nil {
+		return "", fmt.Errorf("%w: live speech is not supported by this village", ErrPlay)
+	}
+	id, sink, err := lp.PlayLive(ctx, p)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrPlay, err)
+	}
+	if err := c.cfg.Live.Start(cmd.Live.Session, sink, cmd.Expires.Sub(c.cfg.Now()), nil); err != nil {
+		sink.Close()
+		return "", fmt.Errorf("%w: %v", ErrPlay, err)
+	}
+	return id, nil
 }
 
 // claim records the nonce, refusing one seen before (a replay).

@@ -62,6 +62,28 @@ func (t Topics) CommandTopics() []string {
 	}
 }
 
+// Live is the topic of one live-speech session's audio chunks, published
+// by the commune at QoS 0: loalang/v1/<province>/<commune>/live/<session>.
+// session must be a valid topic level (wire.ValidLevel).
+func (t Topics) Live(session string) string {
+	return t.base() + "/" + t.Commune + "/live/" + session
+}
+
+// LiveFilter matches every live session of the village's commune; a
+// village subscribes to it once, at connect (MQTT 3.1.1 §4.7.1.3).
+func (t Topics) LiveFilter() string { return t.base() + "/" + t.Commune + "/live/+" }
+
+// LiveSession returns the session level of a live topic, or "" when the
+// topic is not one of this commune's live topics.
+func (t Topics) LiveSession(topic string) string {
+	prefix := t.base() + "/" + t.Commune + "/live/"
+	s, ok := strings.CutPrefix(topic, prefix)
+	if !ok || wire.ValidLevel(s) != nil {
+		return ""
+	}
+	return s
+}
+
 // Sender levels: who signed a command.
 const (
 	LevelProvince = "province"
@@ -92,9 +114,16 @@ type Command struct {
 	Target  Target    `json:"target"`
 	// Urgency is emergency or routine.
 	Urgency string `json:"urgency"`
-	// Exactly one of Media and Text.
+	// Exactly one of Media, Text and Live.
 	Media *MediaRef `json:"media,omitempty"`
 	Text  string    `json:"text,omitempty"`
+	Live  *LiveRef  `json:"live,omitempty"`
+}
+
+// LiveRef names a live-speech session whose audio follows as signed
+// chunks on Topics.Live(Session) (docs/protocol.md, "Live speech").
+type LiveRef struct {
+	Session string `json:"session"`
 }
 
 // Target says which villages and zones must play a command.
@@ -144,6 +173,7 @@ const (
 	// MaxEnvelope bounds an envelope's bytes.
 	MaxEnvelope = 64 << 10
 	maxText     = 4000
+	maxSession  = 64
 )
 
 // NewNonce returns 16 random bytes in hex.
@@ -186,8 +216,12 @@ func (c Command) check() error {
 		return fmt.Errorf("%w: lifetime %s exceeds %s", ErrMalformed, c.Expires.Sub(c.Issued), MaxLifetime)
 	case c.Urgency != UrgencyEmergency && c.Urgency != UrgencyRoutine:
 		return fmt.Errorf("%w: urgency %q", ErrMalformed, c.Urgency)
-	case (c.Media == nil) == (c.Text == ""):
-		return fmt.Errorf("%w: exactly one of media and text", ErrMalformed)
+	case c.contents() != 1:
+		return fmt.Errorf("%w: exactly one of media, text and live", ErrMalformed)
+	case c.Live != nil && wire.ValidLevel(c.Live.Session) != nil:
+		return fmt.Errorf("%w: live.session must be a topic level", ErrMalformed)
+	case c.Live != nil && len(c.Live.Session) > maxSession:
+		return fmt.Errorf("%w: live.session longer than %d bytes", ErrMalformed, maxSession)
 	case len(c.Text) > maxText:
 		return fmt.Errorf("%w: text longer than %d bytes", ErrMalformed, maxText)
 	case c.Target.Province == "":
@@ -207,6 +241,21 @@ func (c Command) check() error {
 		}
 	}
 	return nil
+}
+
+// contents counts the command's content kinds (media, text, live).
+func (c Command) contents() int {
+	n := 0
+	if c.Media != nil {
+		n++
+	}
+	if c.Text != "" {
+		n++
+	}
+	if c.Live != nil {
+		n++
+	}
+	return n
 }
 
 // Keys are the trusted public keys per level.
