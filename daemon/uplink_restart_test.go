@@ -92,6 +92,18 @@ func TestUplinkPlayedReportSurvivesRestart(t *testing.T) {
 			return ok && r.Played > 50
 		})
 	}
+	// The speakers report every 2 s while they play: wait until the
+	// controller holds a report from each, or the record saved at the
+	// shutdown would rightly show nothing played.
+	eventually(t, 20*time.Second, "each speaker's delivery report before the restart", func() bool {
+		n := 0
+		for _, dv := range c.broadcast(started.BroadcastID).Devices {
+			if dv.Played > 0 {
+				n++
+			}
+		}
+		return n == len(speakers)
+	})
 	if c.broadcast(started.BroadcastID).State != "playing" {
 		t.Fatalf("the command's broadcast is %q before the restart, want playing", c.broadcast(started.BroadcastID).State)
 	}
