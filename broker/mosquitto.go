@@ -189,6 +189,10 @@ func mosquittoConf(dir, plugin, host string, port int) string {
 	fmt.Fprintf(&b, "plugin_opt_config_file %s\n", filepath.Join(dir, MosquittoDynsecFile))
 	fmt.Fprintf(&b, "acl_file %s\n", filepath.Join(dir, MosquittoACLFile))
 	b.WriteString("persistence false\n")
+	// Mosquitto leaves Nagle's algorithm on by default: a small message
+	// queued behind an unacknowledged one then waits for the peer's
+	// delayed ACK (up to 40 ms on Linux), too long for 20 ms audio frames.
+	b.WriteString("set_tcp_nodelay true\n")
 	b.WriteString("sys_interval 0\n")
 	fmt.Fprintf(&b, "max_packet_size %d\n", MaxPacketSize)
 	fmt.Fprintf(&b, "max_queued_messages %d\n", MaxQueuedMessages)

@@ -46,6 +46,7 @@ step go run ./bench/uplink -runs "$runs" -outage "${BENCH_UPLINK_OUTAGE:-10m}" -
 # The police camera path across NAT needs root (network namespaces).
 if [ "$(id -u)" = 0 ]; then
 	step go run ./bench/communecam -runs "$runs" -results "$results"
+	step go run ./bench/communecam -runs "$runs" -always-on -key commune_cameras_always_on -results "$results"
 else
 	echo "== bench/communecam skipped: network namespaces need root"
 fi

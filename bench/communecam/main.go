@@ -10,14 +10,21 @@
 //   - WHEP offer → first decodable frame (offer POSTed, after ICE
 //     gathering, to framesDecoded > 0), p50/p95 over the 8 sessions, and
 //     per cohort (cold, warm); also from the tile's start (click);
+//   - where that time goes: offer → answer (the round trip through the
+//     commune, its broker and the village), answer → ICE connected,
+//     ICE → DTLS connected, DTLS → first decoded frame (p50s);
 //   - the round trip through coturn (the selected candidate pair's
 //     currentRoundTripTime) and what it adds over the direct hops
 //     (police→commune plus village→commune TCP connect times);
 //   - the commune server's and coturn's CPU and RSS over the run.
 //
+// With -always-on the shared cameras keep their RTSP sessions running
+// (on_demand: false), so "cold" means the first viewer of a running camera.
+//
 // It needs root (ip netns), mosquitto, coturn and chromium.
 //
 //	go run ./bench/communecam -runs 3 -results bench/results.json
+//	go run ./bench/communecam -runs 3 -always-on -key commune_cameras_always_on
 package main
 
 import (
@@ -46,6 +53,7 @@ func main() {
 		key         = flag.String("key", "commune_cameras", "top-level key in the results file")
 		loalangd    = flag.String("loalangd", "bin/loalangd", "loalangd binary (built if missing)")
 		fwsim       = flag.String("firmware-sim", "bin/firmware-sim", "firmware-sim binary (built if missing)")
+		alwaysOn    = flag.Bool("always-on", false, "keep the shared cameras' RTSP sessions running (on_demand: false)")
 		police      = flag.Bool("police", false, "internal: drive Chromium in the police namespace")
 	)
 	flag.Parse()
@@ -55,7 +63,7 @@ func main() {
 		natlab.PrintPolice(ctx, os.Getenv("NATCAM_URL"), os.Getenv("NATCAM_TOKEN"), *viewers, strings.Split(os.Getenv("NATCAM_CAMERAS"), ","), true, "")
 		return
 	}
-	if err := run(*runs, *viewers, *cameras, *resultsPath, *key, *loalangd, *fwsim); err != nil {
+	if err := run(*runs, *viewers, *cameras, *alwaysOn, *resultsPath, *key, *loalangd, *fwsim); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/communecam:", err)
 		os.Exit(1)
 	}
@@ -122,7 +130,7 @@ func connectMS(s *natlab.Stack, ns, addr string, n int) float64 {
 	return harness.Median(xs)
 }
 
-func run(runs, viewers, cameras int, resultsPath, key, loalangdPath, fwsimPath string) error {
+func run(runs, viewers, cameras int, alwaysOn bool, resultsPath, key, loalangdPath, fwsimPath string) error {
 	if why := natlab.Available(); why != "" {
 		return fmt.Errorf("NAT topology unavailable: %s", why)
 	}
@@ -145,7 +153,7 @@ func run(runs, viewers, cameras int, resultsPath, key, loalangdPath, fwsimPath s
 		cams = append(cams, fmt.Sprintf("cam-%d", i))
 		police = append(police, fmt.Sprintf("%s.cam-%d", natlab.VillageID, i))
 	}
-	s, err := natlab.StartStack(natlab.StackConfig{Dir: tmp, Loalangd: loalangd, FirmwareSim: fwsim, Cameras: cameras, Shared: cameras,
+	s, err := natlab.StartStack(natlab.StackConfig{Dir: tmp, Loalangd: loalangd, FirmwareSim: fwsim, Cameras: cameras, Shared: cameras, AlwaysOn: alwaysOn,
 		Speakers: 3, PoliceCameras: police, Log: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
 	if s != nil {
 		defer s.Close()
@@ -161,10 +169,10 @@ func run(runs, viewers, cameras int, resultsPath, key, loalangdPath, fwsimPath s
 
 	var outs []map[string]any
 	cols := map[string][]float64{}
-	fmt.Printf("%-4s %-15s %9s %9s %9s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n", "run", "load avg", "offer p50", "offer p95", "cold p50", "warm p50",
+	fmt.Printf("%-4s %-15s %9s %9s %9s %9s %9s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n", "run", "load avg", "offer p50", "offer p95", "answer p50", "answer p95", "cold p50", "warm p50",
 		"click p50", "click p95", "rtt p50", "rtt p95", "srv cpu%", "srv MiB", "turn cpu", "turn MiB")
 	for r := 1; r <= runs; r++ {
-		if r > 1 {
+		if r > 1 && !alwaysOn {
 			// Let the on-demand cameras idle-close (15 s) so viewer 1 is cold again.
 			time.Sleep(20 * time.Second)
 		}
@@ -188,13 +196,15 @@ func run(runs, viewers, cameras int, resultsPath, key, loalangdPath, fwsimPath s
 		if !ok || err != nil || res.Error != "" {
 			return fmt.Errorf("run %d: police: %v %s\n%s", r, err, res.Error, p.Tail(3000))
 		}
-		var offer, click, cold, warm, rtt []float64
+		var offer, answer, ice, dtls, frame, click, cold, warm, rtt []float64
 		for _, c := range res.Cameras {
 			if c.FramesDecoded <= 0 || c.LocalType != "relay" {
 				return fmt.Errorf("run %d: %s viewer %d: %d frames, local candidate %q", r, c.Camera, c.Viewer, c.FramesDecoded, c.LocalType)
 			}
 			o := c.FirstFrameMS - c.GatheredMS
 			offer, click, rtt = append(offer, o), append(click, c.FirstFrameMS), append(rtt, c.RTTMS)
+			answer = append(answer, c.AnswerMS-c.GatheredMS)
+			ice, dtls, frame = append(ice, c.ICEMS-c.AnswerMS), append(dtls, c.ConnectedMS-c.ICEMS), append(frame, c.FirstFrameMS-c.ConnectedMS)
 			if c.Viewer == 1 {
 				cold = append(cold, o)
 			} else {
@@ -204,13 +214,16 @@ func run(runs, viewers, cameras int, resultsPath, key, loalangdPath, fwsimPath s
 		ro := map[string]float64{
 			"offer_to_frame_p50_ms": harness.Percentile(offer, 0.5), "offer_to_frame_p95_ms": harness.Percentile(offer, 0.95),
 			"cold_offer_to_frame_p50_ms": harness.Percentile(cold, 0.5), "warm_offer_to_frame_p50_ms": harness.Percentile(warm, 0.5),
+			"offer_to_answer_p50_ms": harness.Percentile(answer, 0.5), "offer_to_answer_p95_ms": harness.Percentile(answer, 0.95),
+			"answer_to_ice_p50_ms": harness.Percentile(ice, 0.5), "ice_to_dtls_p50_ms": harness.Percentile(dtls, 0.5),
+			"dtls_to_frame_p50_ms":  harness.Percentile(frame, 0.5),
 			"click_to_frame_p50_ms": harness.Percentile(click, 0.5), "click_to_frame_p95_ms": harness.Percentile(click, 0.95),
 			"turn_rtt_p50_ms": harness.Percentile(rtt, 0.5), "turn_rtt_p95_ms": harness.Percentile(rtt, 0.95),
 			"commune_server_cpu_pct": (c1 - c0) / 100 / wall * 100, "commune_server_rss_mib": rssMiB(s.Commune.Pid()),
 			"coturn_cpu_pct": (t1 - t0) / 100 / wall * 100, "coturn_rss_mib": rssMiB(s.Coturn.Pid()),
 		}
-		fmt.Printf("%-4d %-15s %9.0f %9.0f %9.0f %9.0f %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f\n", r, la,
-			ro["offer_to_frame_p50_ms"], ro["offer_to_frame_p95_ms"], ro["cold_offer_to_frame_p50_ms"], ro["warm_offer_to_frame_p50_ms"],
+		fmt.Printf("%-4d %-15s %9.0f %9.0f %9.0f %9.0f %9.0f %9.0f %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f\n", r, la,
+			ro["offer_to_frame_p50_ms"], ro["offer_to_frame_p95_ms"], ro["offer_to_answer_p50_ms"], ro["offer_to_answer_p95_ms"], ro["cold_offer_to_frame_p50_ms"], ro["warm_offer_to_frame_p50_ms"],
 			ro["click_to_frame_p50_ms"], ro["click_to_frame_p95_ms"], ro["turn_rtt_p50_ms"], ro["turn_rtt_p95_ms"],
 			ro["commune_server_cpu_pct"], ro["commune_server_rss_mib"], ro["coturn_cpu_pct"], ro["coturn_rss_mib"])
 		out := map[string]any{"load_avg": la, "sessions": len(res.Cameras), "wall_s": harness.Round(wall, 1)}
@@ -239,7 +252,7 @@ func run(runs, viewers, cameras int, resultsPath, key, loalangdPath, fwsimPath s
 	summary["direct_hops_rtt_ms"] = harness.Round(direct, 2)
 	summary["goal_offer_to_frame_ms"] = 300
 	return results.Merge(resultsPath, key, map[string]any{
-		"command": cmdline, "cameras": cameras, "viewers": viewers, "runs": outs, "summary": summary,
+		"command": cmdline, "cameras": cameras, "always_on": alwaysOn, "viewers": viewers, "runs": outs, "summary": summary,
 		"measured": time.Now().UTC().Format(time.RFC3339),
 	})
 }

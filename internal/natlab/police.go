@@ -14,14 +14,18 @@ import (
 
 // PoliceCamera is one viewing session as the police browser saw it. Times
 // are from the tile's start (ICE servers fetched, offer made): Gathered
-// when the offer went out, Answer when the commune's 201 arrived,
-// FirstFrame when framesDecoded first exceeded 0 (polled every 20 ms).
+// when the offer went out, Answer when the commune's 201 arrived, ICE
+// when the ICE connection was up, Connected when DTLS was too (RFC 8829
+// §4.1.12's connected state), FirstFrame when framesDecoded first exceeded
+// 0 (polled every 20 ms).
 type PoliceCamera struct {
 	Viewer        int     `json:"viewer"`
 	Camera        string  `json:"camera"`
 	FramesDecoded int     `json:"frames_decoded"`
 	GatheredMS    float64 `json:"gathered_ms"`
 	AnswerMS      float64 `json:"answer_ms"`
+	ICEMS         float64 `json:"ice_ms"`
+	ConnectedMS   float64 `json:"connected_ms"`
 	FirstFrameMS  float64 `json:"first_frame_ms"`
 	LocalType     string  `json:"local_type"`
 	RemoteType    string  `json:"remote_type"`
@@ -129,7 +133,7 @@ func RunPolice(ctx context.Context, pageURL, token string, viewers int, cameras 
   st.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) pair = st.get(r.selectedCandidatePairId); });
   st.forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0; });
   const out = { camera: k, frames_decoded: frames, gathered_ms: tm.gathered - tm.start, answer_ms: tm.answered - tm.start,
-    first_frame_ms: (tm.decoded || 0) - tm.start };
+    ice_ms: (tm.ice || 0) - tm.start, connected_ms: (tm.connected || 0) - tm.start, first_frame_ms: (tm.decoded || 0) - tm.start };
   if (pair) {
     out.local_type = st.get(pair.localCandidateId).candidateType;
     out.remote_type = st.get(pair.remoteCandidateId).candidateType;

@@ -149,6 +149,9 @@ type StackConfig struct {
 	// Cameras is how many simulated cameras the village has (cam-1…);
 	// Shared how many of them (the first ones) it shares with the commune.
 	Cameras, Shared int
+	// AlwaysOn keeps the shared cameras' RTSP sessions running
+	// (on_demand: false) instead of starting them at the first viewer.
+	AlwaysOn bool
 	// Speakers is how many simulated speakers the village has.
 	Speakers int
 	// Timeout is the commune's wait for a village's answer.
@@ -213,7 +216,7 @@ func StartStack(cfg StackConfig) (s *Stack, err error) {
 	}
 	tmp := cfg.Dir
 	mconf := filepath.Join(tmp, "mosquitto.conf")
-	os.WriteFile(mconf, []byte("listener 1883 "+CommuneWANIP+"\nallow_anonymous true\n"), 0o644)
+	os.WriteFile(mconf, []byte("listener 1883 "+CommuneWANIP+"\nallow_anonymous true\nset_tcp_nodelay true\n"), 0o644)
 	if s.Mosquitto, err = run("mosquitto", lab.Command(lab.Commune, "mosquitto", "-c", mconf)); err != nil {
 		return s, err
 	}
@@ -326,6 +329,9 @@ commune_cameras:
 		fmt.Fprintf(&vc, "  - id: cam-%d\n    name: Camera %d\n    url: rtsp://127.0.0.1:%d/cam-%d\n", i, i, 18553+i, i)
 		if i <= cfg.Shared {
 			shared = append(shared, fmt.Sprintf("cam-%d", i))
+			if cfg.AlwaysOn {
+				vc.WriteString("    on_demand: false\n")
+			}
 		}
 	}
 	fmt.Fprintf(&vc, "uplink:\n  url: tcp://%s:1883\n  client_id: %s\n  province: %s\n  commune: %s\n  province_keys: [%q]\n  commune_keys: [%q]\n  max_backoff: 5s\n  commune_cameras: [%s]\n",
