@@ -281,7 +281,7 @@ func (r *Relay) negotiate(ctx context.Context, v *viewer, chosen offeredCodec, o
 		return "", fmt.Errorf("configure rtcp reports: %w", err)
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(r.se), webrtc.WithInterceptorRegistry(reg))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: r.iceServersFor(ctx)})
+	pc, err := api.NewPeerConnection(r.iceConfigFor(ctx))
 	if err != nil {
 		return "", fmt.Errorf("new peer connection: %w", err)
 	}

@@ -49,7 +49,7 @@ func (u *uplinkCameraRelay) Offer(ctx context.Context, cam, offer, viewer string
 	for _, s := range ice {
 		servers = append(servers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
-	sess, err := r.Offer(camera.WithICEServers(ctx, servers), cam, offer, viewer)
+	sess, err := r.Offer(camera.WithRelayICE(ctx, servers), cam, offer, viewer)
 	if err != nil {
 		return uplink.OfferResult{}, &uplink.CameraError{Status: cameraStatus(err), Msg: err.Error()}
 	}
