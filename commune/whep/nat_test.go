@@ -176,6 +176,9 @@ func TestNATCameraPath(t *testing.T) {
 		if c.LocalType != "relay" {
 			t.Fatalf("%s: the selected pair's local candidate is %q, want relay (through coturn)", c.Camera, c.LocalType)
 		}
+		if c.RemoteHosts != 0 {
+			t.Fatalf("%s: the village offered %d host candidates, want relay candidates only", c.Camera, c.RemoteHosts)
+		}
 		if !c.Deleted {
 			t.Fatalf("%s: DELETE was not answered 204", c.Camera)
 		}

@@ -30,7 +30,10 @@ type PoliceCamera struct {
 	LocalType     string  `json:"local_type"`
 	RemoteType    string  `json:"remote_type"`
 	RTTMS         float64 `json:"rtt_ms"`
-	Deleted       bool    `json:"deleted"`
+	// RemoteHosts counts the village's host candidates the browser was
+	// given (a commune session offers relay candidates only).
+	RemoteHosts int  `json:"remote_hosts"`
+	Deleted     bool `json:"deleted"`
 }
 
 // PoliceResult is what a police run prints after ResultPrefix.
@@ -132,8 +135,11 @@ func RunPolice(ctx context.Context, pageURL, token string, viewers int, cameras 
   let pair = null, frames = 0;
   st.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) pair = st.get(r.selectedCandidatePairId); });
   st.forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0; });
+  let hosts = 0;
+  st.forEach((r) => { if (r.type === "remote-candidate" && r.candidateType === "host") hosts++; });
   const out = { camera: k, frames_decoded: frames, gathered_ms: tm.gathered - tm.start, answer_ms: tm.answered - tm.start,
-    ice_ms: (tm.ice || 0) - tm.start, connected_ms: (tm.connected || 0) - tm.start, first_frame_ms: (tm.decoded || 0) - tm.start };
+    ice_ms: (tm.ice || 0) - tm.start, connected_ms: (tm.connected || 0) - tm.start, first_frame_ms: (tm.decoded || 0) - tm.start,
+    remote_hosts: hosts };
   if (pair) {
     out.local_type = st.get(pair.localCandidateId).candidateType;
     out.remote_type = st.get(pair.remoteCandidateId).candidateType;
