@@ -204,7 +204,9 @@ func run(runs, viewers, cameras int, alwaysOn bool, resultsPath, key, loalangdPa
 			o := c.FirstFrameMS - c.GatheredMS
 			offer, click, rtt = append(offer, o), append(click, c.FirstFrameMS), append(rtt, c.RTTMS)
 			answer = append(answer, c.AnswerMS-c.GatheredMS)
-			ice, dtls, frame = append(ice, c.ICEMS-c.AnswerMS), append(dtls, c.ConnectedMS-c.ICEMS), append(frame, c.FirstFrameMS-c.ConnectedMS)
+			if c.ICEMS > 0 && c.ConnectedMS > 0 { // both states seen by the page
+				ice, dtls, frame = append(ice, c.ICEMS-c.AnswerMS), append(dtls, c.ConnectedMS-c.ICEMS), append(frame, c.FirstFrameMS-c.ConnectedMS)
+			}
 			if c.Viewer == 1 {
 				cold = append(cold, o)
 			} else {
