@@ -151,6 +151,17 @@ func TestUplinkDrafts(t *testing.T) {
 		t.Errorf("the page is %d px wide at a 390 px viewport", w)
 	}
 	b.screenshot("drafts")
+	eval[bool](b, `document.cookie = "lang=en; path=/", true`)
+	b.open("/app/drafts")
+	eventually(t, 10*time.Second, "the list in English", func() bool {
+		return eval[string](b, `(document.querySelector("#draft-list .draft-status") || {}).textContent || ""`) == "At the commune"
+	})
+	if missing := eval[[]string](b, `[...document.querySelectorAll("[data-i18n]")].map(e => e.dataset.i18n).filter(k => !I18N.strings[k] || !I18N.strings[k][1])`); len(missing) > 0 {
+		t.Errorf("keys without English: %v", missing)
+	}
+	if raw := eval[[]string](b, `[...document.querySelectorAll("main *")].filter(e => e.children.length === 0 && /^[a-z]+\.[a-z.]+$/.test(e.textContent.trim())).map(e => e.textContent)`); len(raw) > 0 {
+		t.Errorf("untranslated keys shown: %v", raw)
+	}
 
 	// The bound: the oldest are forgotten.
 	for i := range uplink.DraftsKept {

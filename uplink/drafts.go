@@ -42,7 +42,7 @@ func (o *Outbox) SubmitDraft(d DraftData) error {
 		return fmt.Errorf("submit draft: %w", err)
 	}
 	err = o.db.Update(func(tx *store.Tx) error {
-		seq, err := o.appendTx(tx, KindDraft, ClassReport, d, "")
+		seq, err := o.appendTx(tx, KindDraft, ClassReport, json.RawMessage(raw), "")
 		if err != nil {
 			return err
 		}

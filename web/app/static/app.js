@@ -602,7 +602,7 @@ const pagesImpl = {
         title.value = text.value = ""; urgency.value = "routine"; counted();
         for (const i of zones.querySelectorAll("input")) i.checked = false;
         toast(t("drafts.submitted"));
-        load();
+        watch();
       } catch (e) { fail(e.status === 409 ? t("drafts.off") : t("drafts.failed", { reason: e.message })); }
     }
 
@@ -617,25 +617,32 @@ const pagesImpl = {
         h("p", { class: "draft-text wrap" }, d.text));
     }
 
+    let loads = 0;
     async function load() {
+      const my = ++loads;
       let items;
       try { items = await api("GET", "/api/v1/uplink/drafts"); } catch (e) {
+        if (my !== loads) return; // a later load answers
         clearInterval(refreshTimer);
         if (e.status !== 409) { list.replaceChildren(h("h2", { i18n: "drafts.list" }), h("p", { class: "bad" }, e.message)); return; }
         form.remove();
         list.replaceChildren(h("p", { class: "muted", id: "drafts-off" }, t("drafts.off")));
         return;
       }
+      if (my !== loads) return;
       list.replaceChildren(h("h2", { i18n: "drafts.list" }), h("p", { class: "muted" }, t("drafts.nodecision")),
         ...(items.length ? items.map(row) : [h("p", { class: "muted", id: "drafts-empty" }, t("drafts.empty"))]));
+      if (!items.some((d) => d.status === "queued")) clearInterval(refreshTimer);
     }
+    // watch reloads the list every 5 s while a draft waits in the outbox,
+    // so it shows as sent once the broker has it.
+    const watch = () => every(5000, load);
 
     main.append(form, list);
     const { zones: zs } = await zonesFromDevices().catch(() => ({ zones: [] }));
     zones.append(...zs.map((z) => h("label", { class: "check" }, h("input", { type: "checkbox", value: z, id: "draft-zone-" + z }), " " + t("zone") + " " + z)));
     zones.hidden = !zs.length;
-    // Refreshed so a queued draft shows as sent once the broker has it.
-    every(5000, load);
+    watch();
   },
 };
 
