@@ -12,13 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/loalang/loalang/auth"
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/broadcast/playout"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/internal/egress"
 	"github.com/loalang/loalang/uplink"
-	"github.com/loalang/loalang/web"
 )
 
 // uplinkParts is the running uplink (docs/uplink.md), nil when
@@ -45,15 +43,7 @@ var uplinkReportDelay = 2 * time.Second
 func (d *Daemon) startUplink(ctx context.Context) error {
 	d.web.EnableUplink(func() any { return d.uplinkStatus() })
 	d.metrics.MustRegister(uplinkCollector{d})
-	d.web.EnableUplinkDrafts(func(author string, dr web.UplinkDraft) (string, error) {
-		if d.up == nil {
-			return "", web.ErrUplinkOff
-		}
-		id := auth.RandomSecret(9)
-		err := d.up.outbox.Append(uplink.KindDraft, uplink.ClassReport, uplink.DraftData{ID: id, Author: author, Title: dr.Title,
-			Text: dr.Text, Urgency: dr.Urgency, Zones: dr.Zones, Created: time.Now().UTC()})
-		return id, err
-	})
+	d.web.EnableUplinkDrafts(uplinkDrafts{d})
 	u := d.cfg.Uplink
 	if u.URL == "" {
 		return nil

@@ -282,3 +282,111 @@ func (tx *Tx) PlayingIDs() ([]string, error) {
 	})
 	return out, err
 }
+
+// Drafts holds, under their outbox sequence numbers, the drafts village
+// heads submitted to the commune, for the village's own page: the newest
+// PutDraft's keep of them. The bucket is created on first use (files at
+// schema 3 have none), so reading a file without it finds nothing.
+const Drafts = "uplink_drafts"
+
+// DraftEntry is a submitted draft as kept. Data is the draft's JSON (the
+// uplink's); Sent is when the broker acknowledged its event, zero until
+// then.
+type DraftEntry struct {
+	Seq  uint64          `json:"seq"`
+	Sent time.Time       `json:"sent,omitzero"`
+	Data json.RawMessage `json:"data"`
+}
+
+// PutDraft stores e under its sequence number inside tx and deletes the
+// oldest entries beyond keep.
+func (tx *Tx) PutDraft(e DraftEntry, keep int) error {
+	b, err := tx.tx.CreateBucketIfNotExists([]byte(Drafts))
+	if err != nil {
+		return fmt.Errorf("put draft %d: %w", e.Seq, err)
+	}
+	b.FillPercent = 0.9 // keys grow: appends
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("put draft %d: %w", e.Seq, err)
+	}
+	if err := b.Put(seqKey(e.Seq), raw); err != nil {
+		return fmt.Errorf("put draft %d: %w", e.Seq, err)
+	}
+	// Count with a cursor: Bucket.Stats does not see this transaction's
+	// writes.
+	c := b.Cursor()
+	n := 0
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	for k, _ := c.First(); k != nil && n > keep; k, _ = c.First() {
+		if err := c.Delete(); err != nil {
+			return fmt.Errorf("trim drafts: %w", err)
+		}
+		n--
+	}
+	return nil
+}
+
+// MarkDraftsSent sets Sent to at on the kept drafts among seqs not yet
+// marked, inside tx; the other sequence numbers are not drafts and are
+// skipped.
+func (tx *Tx) MarkDraftsSent(at time.Time, seqs ...uint64) error {
+	b := tx.tx.Bucket([]byte(Drafts))
+	if b == nil {
+		return nil
+	}
+	for _, s := range seqs {
+		raw := b.Get(seqKey(s))
+		if raw == nil {
+			continue
+		}
+		var e DraftEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("draft %d: %w", s, undecodable(err))
+		}
+		if !e.Sent.IsZero() {
+			continue
+		}
+		e.Sent = at
+		raw, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("mark draft %d sent: %w", s, err)
+		}
+		if err := b.Put(seqKey(s), raw); err != nil {
+			return fmt.Errorf("mark draft %d sent: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// EachDraft calls fn with the kept drafts, newest first, until fn
+// returns false or an error.
+func (tx *Tx) EachDraft(fn func(e DraftEntry) (bool, error)) error {
+	b := tx.tx.Bucket([]byte(Drafts))
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		var e DraftEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("draft %x: %w", k, undecodable(err))
+		}
+		if more, err := fn(e); err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// InOutbox reports whether the entry with sequence number seq is still
+// waiting in the outbox inside tx.
+func (tx *Tx) InOutbox(seq uint64) (bool, error) {
+	b, err := tx.bucket(Outbox)
+	if err != nil {
+		return false, err
+	}
+	return b.Get(seqKey(seq)) != nil, nil
+}

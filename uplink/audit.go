@@ -104,7 +104,7 @@ func (a *AuditTail) Step() (int, error) {
 			if e.Action == audit.DeviceOnline || e.Action == audit.DeviceOffline {
 				class, kind = ClassTelemetry, "device"
 			}
-			if err := a.outbox.appendTx(tx, kind, class, e, a.outbox.epoch+"-a"+k); err != nil {
+			if _, err := a.outbox.appendTx(tx, kind, class, e, a.outbox.epoch+"-a"+k); err != nil {
 				return err
 			}
 			added = append(added, k)

@@ -99,19 +99,21 @@ func (o *Outbox) Append(kind, class string, data any) error {
 // AppendTx adds one event inside tx, so a change and its upward event
 // commit together. When the outbox is full it first drops per the policy.
 func (o *Outbox) AppendTx(tx *store.Tx, kind, class string, data any) error {
-	return o.appendTx(tx, kind, class, data, "")
+	_, err := o.appendTx(tx, kind, class, data, "")
+	return err
 }
 
 // appendTx is AppendTx with an optional id; an empty id is derived from
-// the epoch and the sequence number.
-func (o *Outbox) appendTx(tx *store.Tx, kind, class string, data any, id string) error {
+// the epoch and the sequence number. It returns the entry's sequence
+// number.
+func (o *Outbox) appendTx(tx *store.Tx, kind, class string, data any, id string) (uint64, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return fmt.Errorf("outbox %s: %w", kind, err)
+		return 0, fmt.Errorf("outbox %s: %w", kind, err)
 	}
 	seq, err := tx.NextOutboxSeq()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	at := o.now().UTC()
 	if id == "" {
@@ -121,7 +123,7 @@ func (o *Outbox) appendTx(tx *store.Tx, kind, class string, data any, id string)
 		Site: o.topics.Site, Kind: kind, Class: class, Time: at, Data: raw}
 	payload, err := json.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("outbox %s: %w", kind, err)
+		return 0, fmt.Errorf("outbox %s: %w", kind, err)
 	}
 	o.mu.Lock()
 	full := o.depth >= o.max && !o.noDrop
@@ -129,11 +131,11 @@ func (o *Outbox) appendTx(tx *store.Tx, kind, class string, data any, id string)
 	dropped := 0
 	if full {
 		if dropped, err = dropOne(tx); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if err := tx.PutOutbox(store.OutboxEntry{Seq: seq, Class: class, Time: at, Data: payload}); err != nil {
-		return err
+		return 0, err
 	}
 	tx.OnCommit(func() {
 		o.mu.Lock()
@@ -155,7 +157,7 @@ func (o *Outbox) appendTx(tx *store.Tx, kind, class string, data any, id string)
 		default:
 		}
 	})
-	return nil
+	return seq, nil
 }
 
 // dropOne deletes the oldest telemetry entry, else the oldest report,
@@ -210,6 +212,9 @@ func (o *Outbox) Ack(seqs []uint64) error {
 	err := o.db.Update(func(tx *store.Tx) error {
 		var err error
 		if deleted, err = tx.DeleteOutbox(seqs...); err != nil {
+			return err
+		}
+		if err := tx.MarkDraftsSent(o.now().UTC(), seqs...); err != nil {
 			return err
 		}
 		// The new oldest entry's time, for the status.

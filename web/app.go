@@ -51,6 +51,7 @@ type page struct {
 var pages = []page{
 	{"home", []auth.Role{auth.RoleAdmin, auth.RoleHead, auth.RolePolice}},
 	{"broadcast", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
+	{"drafts", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
 	{"schedules", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
 	{"library", []auth.Role{auth.RoleAdmin, auth.RoleHead}},
 	{"reports", []auth.Role{auth.RoleAdmin, auth.RoleHead}},

@@ -106,7 +106,7 @@ func status(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, errNotFound), notFound(err), errors.Is(err, device.ErrUnknown):
 		return http.StatusNotFound
-	case errors.Is(err, errConflict):
+	case errors.Is(err, errConflict), errors.Is(err, ErrUplinkOff):
 		return http.StatusConflict
 	case errors.Is(err, auth.ErrRateLimited):
 		return http.StatusTooManyRequests

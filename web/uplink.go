@@ -1,12 +1,14 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/loalang/loalang/audit"
 	"github.com/loalang/loalang/auth"
+	"github.com/loalang/loalang/web/api"
 )
 
 // EnableUplink serves GET /api/v1/uplink: the uplink's status (connected,
@@ -19,26 +21,28 @@ func (s *Server) EnableUplink(status func() any) {
 	}, auth.RoleAdmin, auth.RoleHead)
 }
 
-// UplinkDraft is a bulletin a village head submits to the commune
-// (POST /api/v1/uplink/drafts): it goes up as a "draft" event and never
-// plays by itself; the commune's editor and approver decide.
-type UplinkDraft struct {
-	Title   string   `json:"title"`
-	Text    string   `json:"text"`
-	Urgency string   `json:"urgency"`
-	Zones   []string `json:"zones,omitempty"`
+// UplinkDrafts is the village heads' drafts for the commune as the API
+// uses them (the uplink keeps them). Both return ErrUplinkOff when
+// uplink.url is empty.
+type UplinkDrafts interface {
+	// Submit queues d from author for the commune and keeps it; it
+	// returns the draft's id.
+	Submit(ctx context.Context, author string, d api.UplinkDraft) (string, error)
+	// List returns the kept drafts, newest first.
+	List(ctx context.Context) ([]api.SubmittedDraft, error)
 }
 
-// ErrUplinkOff is what a draft's submit returns when uplink.url is empty.
+// ErrUplinkOff is what UplinkDrafts returns when uplink.url is empty.
 var ErrUplinkOff = errors.New("the uplink to the commune is not configured (uplink.url)")
 
-// EnableUplinkDrafts serves POST /api/v1/uplink/drafts for the village
-// head and the admin: submit checks the draft, queues it in the uplink's
-// outbox and returns its id; the answer is 202 (queued, not yet at the
-// commune).
-func (s *Server) EnableUplinkDrafts(submit func(author string, d UplinkDraft) (string, error)) {
+// EnableUplinkDrafts serves the village head's drafts for the head and
+// the admin: POST /api/v1/uplink/drafts checks a draft and submits it
+// (202: queued, not yet at the commune, with its id), and GET lists the
+// submitted ones with their status. Both answer 409 when the uplink is
+// not configured.
+func (s *Server) EnableUplinkDrafts(drafts UplinkDrafts) {
 	s.Handle("POST /api/v1/uplink/drafts", func(w http.ResponseWriter, r *http.Request) {
-		var d UplinkDraft
+		var d api.UplinkDraft
 		if err := s.decode(w, r, &d); err != nil {
 			writeError(w, r, err)
 			return
@@ -57,16 +61,20 @@ func (s *Server) EnableUplinkDrafts(submit func(author string, d UplinkDraft) (s
 			return
 		}
 		u := UserFrom(r.Context())
-		id, err := submit(u.Username, d)
-		if errors.Is(err, ErrUplinkOff) {
-			writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
-			return
-		}
+		id, err := drafts.Submit(r.Context(), u.Username, d)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
 		s.audit(r, audit.UplinkDraft, id, map[string]any{"title": d.Title, "urgency": d.Urgency})
 		writeJSON(w, http.StatusAccepted, map[string]string{"id": id})
+	}, auth.RoleAdmin, auth.RoleHead)
+	s.Handle("GET /api/v1/uplink/drafts", func(w http.ResponseWriter, r *http.Request) {
+		list, err := drafts.List(r.Context())
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, list)
 	}, auth.RoleAdmin, auth.RoleHead)
 }

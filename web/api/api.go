@@ -246,3 +246,30 @@ type Health struct {
 	Status   string           `json:"status"`
 	Problems []health.Problem `json:"problems"`
 }
+
+// UplinkDraft is the body of POST /api/v1/uplink/drafts: a bulletin a
+// village head submits to the commune. It goes up as a "draft" event and
+// never plays by itself; the commune's editor and approver decide.
+type UplinkDraft struct {
+	Title   string   `json:"title"`
+	Text    string   `json:"text"`
+	Urgency string   `json:"urgency"`
+	Zones   []string `json:"zones,omitempty"`
+}
+
+// SubmittedDraft is one entry of GET /api/v1/uplink/drafts: a draft this
+// village submitted and how far it got. Status is "queued" (in the
+// uplink's outbox), "sent" (the upstream broker acknowledged it at Sent)
+// or "dropped" (the full outbox dropped it unsent). The commune's
+// decision is not known here.
+type SubmittedDraft struct {
+	ID        string    `json:"id"`
+	Title     string    `json:"title"`
+	Text      string    `json:"text"`
+	Urgency   string    `json:"urgency"`
+	Zones     []string  `json:"zones,omitempty"`
+	Author    string    `json:"author"`
+	Submitted time.Time `json:"submitted"`
+	Status    string    `json:"status"`
+	Sent      time.Time `json:"sent,omitzero"`
+}

@@ -69,6 +69,7 @@ const terminal = (st) => ["done", "stopped", "failed", "interrupted", "expired"]
 const NAV = [
   ["home", ["admin", "head", "police"]],
   ["broadcast", ["admin", "head"]],
+  ["drafts", ["admin", "head"], "uplink"],
   ["schedules", ["admin", "head"]],
   ["library", ["admin", "head"]],
   ["reports", ["admin", "head"]],
@@ -563,6 +564,86 @@ const pagesImpl = {
         try { await api("PUT", "/api/v1/me/password", { old_password: oldPw.value, new_password: newPw.value }); oldPw.value = newPw.value = ""; toast(t("account.changed")); } catch (e) { toast(e.message, true); }
       } }, t("account.change"))));
   },
+
+  // drafts is "Gửi xã": the head writes a bulletin for the commune
+  // (POST /api/v1/uplink/drafts) and sees what was submitted and whether
+  // it has reached the commune's broker yet (GET). The commune's decision
+  // is not known in the village.
+  async drafts(main) {
+    const title = h("input", { id: "draft-title", maxlength: 200, autocomplete: "off" });
+    const text = h("textarea", { id: "draft-text", rows: 5, placeholder: t("drafts.textph") });
+    const count = h("span", { class: "muted", id: "draft-count" });
+    const urgency = h("select", { id: "draft-urgency" }, ...["routine", "emergency"].map((u) => h("option", { value: u }, t("drafts.urg." + u))));
+    const zones = h("fieldset", { class: "zones", id: "draft-zones" }, h("legend", { i18n: "drafts.zones" }));
+    const error = h("p", { class: "error", id: "draft-error", role: "alert", hidden: true });
+    const list = h("section", { class: "card", id: "draft-list" }, h("h2", { i18n: "drafts.list" }));
+    const form = h("section", { class: "card", id: "draft-form" }, h("h2", { i18n: "drafts.new" }),
+      h("label", {}, h("span", { i18n: "drafts.title" }), title),
+      h("label", {}, h("span", {}, t("drafts.text"), " ", count), text),
+      h("label", {}, h("span", { i18n: "drafts.urgency" }), urgency),
+      zones, error,
+      h("button", { class: "primary", id: "draft-submit", onclick: submit }, t("drafts.submit")));
+    const bytes = (s) => new TextEncoder().encode(s).length;
+    const counted = () => { count.textContent = t("drafts.bytes", { n: bytes(text.value) }); };
+    text.addEventListener("input", counted);
+    counted();
+    const fail = (msg) => { error.textContent = msg; error.hidden = false; };
+
+    async function submit() {
+      error.hidden = true;
+      const d = { title: title.value.trim(), text: text.value.trim(), urgency: urgency.value,
+        zones: [...zones.querySelectorAll("input:checked")].map((i) => i.value) };
+      if (!d.text) return fail(t("drafts.needtext"));
+      if (bytes(d.text) > 4000) return fail(t("drafts.toolong"));
+      if (bytes(d.title) > 200) return fail(t("drafts.titlelong"));
+      if (d.urgency === "emergency" && !confirm(t("drafts.emergencyq"))) return;
+      try {
+        await api("POST", "/api/v1/uplink/drafts", d);
+        title.value = text.value = ""; urgency.value = "routine"; counted();
+        for (const i of zones.querySelectorAll("input")) i.checked = false;
+        toast(t("drafts.submitted"));
+        watch();
+      } catch (e) { fail(e.status === 409 ? t("drafts.off") : t("drafts.failed", { reason: e.message })); }
+    }
+
+    function row(d) {
+      const st = h("span", { class: "draft-status " + (d.status === "sent" ? "ok" : d.status === "dropped" ? "bad" : "muted"), dataset: { status: d.status } },
+        t("drafts.st." + d.status));
+      return h("div", { class: "draft-row", dataset: { id: d.id, status: d.status } },
+        h("div", {}, h("strong", { class: "wrap" }, d.title || t("drafts.untitled")), " · ", st),
+        h("div", { class: "muted" }, t("drafts.urg." + d.urgency), " · ", d.zones && d.zones.length ? t("zone") + " " + d.zones.join(", ") : t("drafts.allzones")),
+        h("div", { class: "muted" }, t("drafts.by", { who: d.author, at: fmtTime(d.submitted) }),
+          d.status === "sent" ? " · " + t("drafts.sentat", { at: fmtTime(d.sent) }) : ""),
+        h("p", { class: "draft-text wrap" }, d.text));
+    }
+
+    let loads = 0;
+    async function load() {
+      const my = ++loads;
+      let items;
+      try { items = await api("GET", "/api/v1/uplink/drafts"); } catch (e) {
+        if (my !== loads) return; // a later load answers
+        clearInterval(refreshTimer);
+        if (e.status !== 409) { list.replaceChildren(h("h2", { i18n: "drafts.list" }), h("p", { class: "bad" }, e.message)); return; }
+        form.remove();
+        list.replaceChildren(h("p", { class: "muted", id: "drafts-off" }, t("drafts.off")));
+        return;
+      }
+      if (my !== loads) return;
+      list.replaceChildren(h("h2", { i18n: "drafts.list" }), h("p", { class: "muted" }, t("drafts.nodecision")),
+        ...(items.length ? items.map(row) : [h("p", { class: "muted", id: "drafts-empty" }, t("drafts.empty"))]));
+      if (!items.some((d) => d.status === "queued")) clearInterval(refreshTimer);
+    }
+    // watch reloads the list every 5 s while a draft waits in the outbox,
+    // so it shows as sent once the broker has it.
+    const watch = () => every(5000, load);
+
+    main.append(form, list);
+    const { zones: zs } = await zonesFromDevices().catch(() => ({ zones: [] }));
+    zones.append(...zs.map((z) => h("label", { class: "check" }, h("input", { type: "checkbox", value: z, id: "draft-zone-" + z }), " " + t("zone") + " " + z)));
+    zones.hidden = !zs.length;
+    watch();
+  },
 };
 
 // ---------- schedule form ----------
@@ -991,9 +1072,15 @@ window.loalang = { framesDecoded, LiveTalk, Cameras, Player, api };
 
 document.addEventListener("DOMContentLoaded", async () => {
   const nav = $("#nav");
-  for (const [name, roles] of NAV) {
+  for (const [name, roles, needs] of NAV) {
     if (!roles.includes(ROLE)) continue;
-    nav.append(h("a", { href: "/app/" + name, class: name === PAGE ? "active" : "", "aria-current": name === PAGE ? "page" : false, i18n: "nav." + name }));
+    const tab = h("a", { href: "/app/" + name, class: name === PAGE ? "active" : "", "aria-current": name === PAGE ? "page" : false, i18n: "nav." + name });
+    nav.append(tab);
+    // A tab that needs the uplink shows once GET /api/v1/uplink says it is configured.
+    if (needs === "uplink" && name !== PAGE) {
+      tab.hidden = true;
+      api("GET", "/api/v1/uplink").then((u) => { tab.hidden = !u.enabled; }).catch(() => {});
+    }
   }
   $("#lang-switch").addEventListener("click", I18N.toggle);
   refreshHealth();
