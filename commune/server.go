@@ -29,6 +29,7 @@ import (
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/health"
 	"github.com/loalang/loalang/uplink"
+	"github.com/loalang/loalang/whip"
 )
 
 // Roles at the commune. Admin and police are the auth package's; editor
@@ -68,6 +69,8 @@ type Server struct {
 	mqtt   *link
 	kick   chan struct{}
 	health *health.Registry
+	// live is the WHIP ingest of live speech, set by LiveMount.
+	live *whip.Service
 
 	closeOnce sync.Once
 }
@@ -112,6 +115,10 @@ func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now fun
 		d.close()
 		return nil, err
 	}
+	if err := d.bolt.Update(func(tx *bolt.Tx) error { return endOrphanLive(tx, now().UTC()) }); err != nil {
+		d.close()
+		return nil, fmt.Errorf("end live speeches of the last run: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.routes()
 	if err := s.startMQTT(); err != nil {
@@ -125,10 +132,16 @@ func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now fun
 // Handler is the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Close stops the MQTT link and the resender and closes the store.
+// Close ends the live speeches, stops the MQTT link and the resender and
+// closes the store.
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		if s.live != nil {
+			// The speeches end first: their End chunks and records need
+			// the broker link and the store.
+			s.live.Close()
+		}
 		s.cancel()
 		s.wg.Wait()
 		err = s.db.close()
