@@ -176,6 +176,7 @@ func (s *Server) deleteLive(w http.ResponseWriter, r *http.Request) {
 	})
 	w.WriteHeader(http.StatusOK)
 }
+
 // openLive stores the live speech's record d for user (the approver) and
 // signs its command in one transaction, audited live.start, wakes the
 // resender to publish the command, and returns the sink that chunks the

@@ -23,7 +23,8 @@ import (
 )
 
 // communeOffice is a commune role server on a real Mosquitto, served on
-// 127.0.0.1, with an editor and an approver signed in.
+// 127.0.0.1 with live speech mounted, with an editor and an approver
+// signed in.
 type communeOffice struct {
 	srv             *communesrv.Server
 	base            string
@@ -50,11 +51,16 @@ func startCommuneOffice(t *testing.T, broker string, villages []string) *commune
 	cfg.HTTP.Addr = ln.Addr().String()
 	cfg.Commune = config.Commune{Province: "hanoi", ID: "xa-1", MQTTURL: "tcp://" + broker, ClientID: "commune-xa-1",
 		SigningKeyFile: keyPath, PublicURL: "http://" + ln.Addr().String(), Villages: villages, ResendEvery: 2 * time.Second}
+	cfg.WebRTC.UDPPort, cfg.WebRTC.ListenIPs, cfg.WebRTC.LoopbackCandidates = 0, []string{"127.0.0.1"}, true // live speech's WHIP
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	s, err := communesrv.New(context.Background(), cfg, testLogger(t))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := communesrv.LiveMount(s); err != nil {
+		s.Close()
 		t.Fatal(err)
 	}
 	hs := &http.Server{Handler: s.Handler()}
