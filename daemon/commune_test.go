@@ -409,6 +409,9 @@ func communePages(t *testing.T, office *communeOffice, draftID string) {
 	if !eval[bool](b, `!!document.querySelector('#draft input[name=air_at]')`) {
 		t.Fatal("the bulletin form has no air time")
 	}
+	if eval[bool](b, `!!document.querySelector('#live')`) {
+		t.Fatal("an editor has the live speech control")
+	}
 	b.do("approvals page", chromedp.Navigate(office.base+"/#approvals"))
 	eventually(t, 20*time.Second, "approvals page", func() bool {
 		return eval[bool](b, `document.querySelector("main h1") && document.querySelector("main h1").textContent === "Duyệt tin"`)
@@ -422,5 +425,18 @@ func communePages(t *testing.T, office *communeOffice, draftID string) {
 	b.do("users page", chromedp.Navigate(office.base+"/#users"))
 	eventually(t, 20*time.Second, "users page: own password form, no user admin for an editor", func() bool {
 		return eval[bool](b, `!!document.querySelector("#mypw") && !document.querySelector("#users") && document.querySelector("main h1").textContent === "Người dùng"`)
+	})
+
+	// The approver has the live speech control on the broadcast page (its
+	// microphone is not exercised here: TestCommuneLiveSpeechEndToEnd
+	// speaks to the endpoint with a pion peer).
+	b.do("sign out", chromedp.Click(`#logout`), chromedp.WaitVisible(`#login input[name=username]`))
+	b.do("sign in as the approver", chromedp.SendKeys(`#login input[name=username]`, "duyet"),
+		chromedp.SendKeys(`#login input[name=password]`, "approver-pass-1"),
+		chromedp.Click(`#login button`), chromedp.WaitVisible(`#nav`))
+	b.do("broadcast page as the approver", chromedp.Navigate(office.base+"/#broadcast"))
+	eventually(t, 20*time.Second, "the approver's live speech control with a village chooser", func() bool {
+		return eval[bool](b, `(() => { const b = document.querySelector('#live-toggle'); return !!b && b.textContent === "Bắt đầu nói" &&
+			document.querySelectorAll('#liveform input[name=v]').length === 3 && !document.querySelector('#draft'); })()`)
 	})
 }
