@@ -88,6 +88,8 @@ func (s *Server) liveTarget(r *http.Request) (Draft, string) {
 	if len(d.Villages) == 0 {
 		return d, "villages: choose at least one village (?villages=thon-1,thon-2)"
 	}
+	slices.Sort(d.Villages)
+	d.Villages = slices.Compact(d.Villages) // one delivery record per village
 	if len(d.Title) > 200 || len(d.Villages) > 500 {
 		return d, "title at most 200 bytes, at most 500 villages"
 	}
