@@ -7,7 +7,8 @@
 //
 // It has no HTTP: web (the village) and commune parse the request, check
 // the role and call Service.Start or Service.StartSink and
-// Service.Hangup, mapping the errors of errors.go to statuses. Domain packages never import it (it imports pion).
+// Service.Hangup, mapping the errors of errors.go to statuses. Domain
+// packages never import it (it imports pion).
 package whip
 
 import (
@@ -42,8 +43,8 @@ type Engine interface {
 // Sink is what a session feeds: a village's live broadcast
 // (*broadcast.Live) or the commune's signed chunks to its villages. The
 // session writes each received 20 ms Opus packet (RFC 7587) with its
-// capture time, ends when Done is closed, and calls Close once when it
-// ends for any other reason.
+// capture time, ends when Done is closed or WritePacket fails, and calls
+// Close once when it ends, whatever ended it.
 type Sink interface {
 	// ID names the sink; it is also the WHIP resource id (RFC 9725 §4.2,
 	// Location) and the archive's file name.
@@ -102,8 +103,8 @@ type Service struct {
 
 // Started is what Start returns for the HTTP answer and the audit entry.
 type Started struct {
-	// ID is the sink's id (the broadcast id), also the WHIP resource id (RFC 9725 §4.2,
-	// Location).
+	// ID is the sink's id (at the village the broadcast id), also the WHIP
+	// resource id (RFC 9725 §4.2, Location).
 	ID string
 	// Answer is the SDP answer.
 	Answer string
