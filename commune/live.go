@@ -52,7 +52,7 @@ func LiveMount(s *Server) error {
 	svc, err := whip.New(whip.Config{
 		ArchiveDir: filepath.Join(s.cfg.DataDir, "live-archive"),
 		UDPPort:    w.UDPPort, ListenIPs: w.ListenIPs, LoopbackCandidates: w.LoopbackCandidates, NAT1To1IPs: w.NAT1To1IPs,
-		Audit: s.auditLiveEnd, Now: s.now, Log: s.log,
+		Audit: s.auditLiveEnd, Now: s.now, Log: s.base, // component "live"
 	})
 	if err != nil {
 		return fmt.Errorf("commune live speech: %w", err)

@@ -58,6 +58,7 @@ const (
 type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
+	base   *slog.Logger // log without the component attribute
 	db     *db
 	mux    *http.ServeMux
 	key    ed25519.PrivateKey
@@ -97,6 +98,7 @@ func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now fun
 	if cfg.Role != config.RoleCommune {
 		return nil, errors.New("commune: the config's role is not commune")
 	}
+	base := log // for parts with their own component (live speech)
 	log = log.With("component", "commune")
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("commune data dir: %w", err)
@@ -109,7 +111,7 @@ func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now fun
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, db: d, mux: http.NewServeMux(), key: key,
+	s := &Server{cfg: cfg, log: log, base: base, db: d, mux: http.NewServeMux(), key: key,
 		limit: auth.NewLimiter(5, 10*time.Second), now: now, kick: make(chan struct{}, 1), health: health.New()}
 	if err := s.bootstrapAdmin(); err != nil {
 		d.close()
