@@ -365,7 +365,8 @@ func TestCommuneBroadcastApprovalAndOfflineVillage(t *testing.T) {
 // 390×844 as the editor: the villages page shows every village with its
 // speakers online, the broadcast page draft (a) with every speaker
 // delivered; screenshots commune-villages.png and commune-broadcast.png
-// go to the test output directory.
+// go to the test output directory. Then, as the approver, the broadcast
+// page has the live speech control (commune-live.png).
 func communePages(t *testing.T, office *communeOffice, draftID string) {
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
@@ -439,4 +440,5 @@ func communePages(t *testing.T, office *communeOffice, draftID string) {
 		return eval[bool](b, `(() => { const b = document.querySelector('#live-toggle'); return !!b && b.textContent === "Bắt đầu nói" &&
 			document.querySelectorAll('#liveform input[name=v]').length === 3 && !document.querySelector('#draft'); })()`)
 	})
+	shot("live")
 }

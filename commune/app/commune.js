@@ -23,7 +23,7 @@ const T = {
     "err.login": "Sai tên đăng nhập hoặc mật khẩu",
     "nav.users": "Người dùng", "u.new": "Thêm người dùng", "u.role": "Vai trò", "u.reset": "Đặt lại mật khẩu", "u.delete": "Xóa",
     "u.mine": "Đổi mật khẩu của tôi", "u.current": "Mật khẩu hiện tại", "u.newpw": "Mật khẩu mới", "u.save": "Lưu", "u.done": "Đã lưu",
-    "l.title": "Nói trực tiếp", "l.start": "Bắt đầu nói", "l.stop": "Kết thúc", "l.on": "Đang phát trực tiếp tới các thôn đã chọn",
+    "l.title": "Nói trực tiếp", "l.badge": "trực tiếp", "l.start": "Bắt đầu nói", "l.stop": "Kết thúc", "l.on": "Đang phát trực tiếp tới các thôn đã chọn",
     "l.novillage": "Chọn ít nhất một thôn", "l.insecure": "Trình duyệt chỉ cho dùng micrô qua HTTPS", "st.live": "đang nói trực tiếp", "st.ended": "đã kết thúc",
   },
   en: {
@@ -47,7 +47,7 @@ const T = {
     "err.login": "Wrong username or password",
     "nav.users": "Users", "u.new": "Add a user", "u.role": "Role", "u.reset": "Reset password", "u.delete": "Delete",
     "u.mine": "Change my password", "u.current": "Current password", "u.newpw": "New password", "u.save": "Save", "u.done": "Saved",
-    "l.title": "Live speech", "l.start": "Start speaking", "l.stop": "Stop", "l.on": "On air in the chosen villages",
+    "l.title": "Live speech", "l.badge": "live", "l.start": "Start speaking", "l.stop": "Stop", "l.on": "On air in the chosen villages",
     "l.novillage": "Choose at least one village", "l.insecure": "The browser allows the microphone over HTTPS only", "st.live": "live now", "st.ended": "ended",
   },
 };
@@ -162,7 +162,7 @@ function draftCard(d) {
     return `<tr><td>${esc(x.site)}</td><td class="${cls}">${t(k)}${x.refused ? " (" + esc(x.refused) + ")" : ""}</td><td>${devs.length ? played + "/" + devs.length : "—"}</td></tr>`;
   }).join("");
   return `<section class="card" data-draft="${esc(d.id)}">
-    <div class="spread"><h2>${d.kind === "live" ? "🎙 " : ""}${esc(d.title || (d.kind === "live" ? t("l.title") : d.id))}</h2><span class="badge ${d.urgency === "emergency" ? "em" : ""}">${t("b." + d.urgency)}</span></div>
+    <div class="spread"><h2>${esc(d.title || (d.kind === "live" ? t("l.title") : d.id))}</h2><span>${d.kind === "live" ? `<span class="badge live">${t("l.badge")}</span> ` : ""}<span class="badge ${d.urgency === "emergency" ? "em" : ""}">${t("b." + d.urgency)}</span></span></div>
     <p class="muted">${t("st." + d.status)}${d.bypass ? " · bypass" : ""} · ${esc(d.created_by)} · ${when(d.created)}</p>
     ${scheduleLine(d)}
     ${d.text ? `<p>${esc(d.text)}</p>` : d.media ? `<p class="muted">♫ ${esc(d.media.sha256.slice(0, 12))}… (${Math.round(d.media.size / 1024)} KiB)</p>` : ""}
@@ -220,7 +220,7 @@ let live = null; // { pc, stream, location } while on air
 
 function liveCard(vil) {
   if (me.role !== "approver" && me.role !== "admin") return "";
-  return `<section class="card" id="live"><h2>🎙 ${t("l.title")}</h2>
+  return `<section class="card" id="live"><h2>${t("l.title")}</h2>
     ${live ? `<p class="bad">${t("l.on")}</p>` : `<form id="liveform">${targetFields(vil)}</form>`}
     <button type="button" class="${live ? "danger" : "primary"}" id="live-toggle">${t(live ? "l.stop" : "l.start")}</button></section>`;
 }
