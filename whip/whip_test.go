@@ -66,6 +66,65 @@ func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
 	}
 }
 
+// phone is a pion peer standing in for the speaker's phone: a send-only
+// Opus track, UDP4 with loopback candidates, its offer gathered.
+func phone(t *testing.T) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticSample, string) {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(true)
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	return pc, track, pc.LocalDescription().SDP
+}
+
+// TestStartSinkRefused: a service without an engine (the commune's) has
+// no Start; an Opener's error comes back from StartSink unchanged, the
+// peer connection is torn down (goleak checks its goroutines) and no
+// archive is created.
+func TestStartSinkRefused(t *testing.T) {
+	dir := t.TempDir()
+	svc, err := New(Config{ArchiveDir: dir, ListenIPs: []string{"127.0.0.1"}, LoopbackCandidates: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	_, _, offer := phone(t)
+	if _, err := svc.Start(context.Background(), offer, "head", broadcast.Request{Zones: []string{"a"}}); err == nil {
+		t.Fatal("Start without an engine succeeded")
+	}
+	refused := errors.New("unknown village")
+	if _, err := svc.StartSink(context.Background(), offer, "approver", func(context.Context) (Sink, error) { return nil, refused }); !errors.Is(err, refused) {
+		t.Fatalf("StartSink: %v, want the opener's error", err)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		t.Fatalf("archive files after a refusal: %v", files)
+	}
+}
+
 // TestWHIPSession runs the ingest against a real broadcast engine and a
 // real pion sender over loopback: the offer is answered with 20 ms ptime,
 // the phone's Opus packets reach the zone's audio frames untouched and the
@@ -103,36 +162,8 @@ func TestWHIPSession(t *testing.T) {
 		t.Fatalf("video offer: %v, want ErrBadOffer", err)
 	}
 
-	// The phone: a send-only Opus track.
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	st, err := svc.Start(context.Background(), pc.LocalDescription().SDP, "head",
+	pc, track, offer := phone(t)
+	st, err := svc.Start(context.Background(), offer, "head",
 		broadcast.Request{Zones: []string{"a"}, Actor: "head", Origin: broadcast.OriginLive})
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +245,7 @@ func TestWHIPSession(t *testing.T) {
 	if last := bytes.LastIndex(raw, []byte("OggS")); raw[last+5]&ogg.EOS == 0 {
 		t.Error("archive's last page is not flagged EOS")
 	}
-	if _, err := svc.Start(context.Background(), pc.LocalDescription().SDP, "head", broadcast.Request{Zones: []string{"a"}}); !errors.Is(err, ErrClosed) {
+	if _, err := svc.Start(context.Background(), offer, "head", broadcast.Request{Zones: []string{"a"}}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Start after Close: %v, want ErrClosed", err)
 	}
 }
