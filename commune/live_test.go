@@ -18,10 +18,10 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/loalang/loalang/internal/whipphone"
 	"github.com/loalang/loalang/uplink"
 )
 
@@ -141,33 +141,8 @@ func TestLiveSpeechRecordAndVanishedBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sock.Close()
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, sock))
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, _ := pc.CreateOffer(nil)
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/commune/live?villages=thon-1&zones=a&urgency=emergency", strings.NewReader(pc.LocalDescription().SDP))
+	browser := whipphone.New(t, sock)
+	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/commune/live?villages=thon-1&zones=a&urgency=emergency", strings.NewReader(browser.Offer))
 	req.Header.Set("Authorization", "Bearer "+ap.token)
 	req.Header.Set("Content-Type", "application/sdp")
 	resp, err := http.DefaultClient.Do(req)
@@ -180,9 +155,7 @@ func TestLiveSpeechRecordAndVanishedBrowser(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated || id == "" {
 		t.Fatalf("POST live: %d %s", resp.StatusCode, answer)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
+	browser.Connect(t, string(answer), 30*time.Second)
 
 	keys, _ := uplink.ParseKeys(nil, []string{uplink.PublicKeyString(s.key.Public().(ed25519.PublicKey))})
 	select {
@@ -215,7 +188,7 @@ func TestLiveSpeechRecordAndVanishedBrowser(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			if track.WriteSample(media.Sample{Data: []byte{0xf8, byte(i), 0xaa, 0x55}, Duration: 20 * time.Millisecond}) != nil {
+			if browser.Track.WriteSample(media.Sample{Data: []byte{0xf8, byte(i), 0xaa, 0x55}, Duration: 20 * time.Millisecond}) != nil {
 				return
 			}
 		}

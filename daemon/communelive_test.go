@@ -8,57 +8,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	bmedia "github.com/loalang/loalang/broadcast/media"
 	communesrv "github.com/loalang/loalang/commune"
 	"github.com/loalang/loalang/firmware-sim/speaker"
 	"github.com/loalang/loalang/internal/audiotest"
+	"github.com/loalang/loalang/internal/whipphone"
 )
-
-// livePhone is a pion peer standing in for a browser that speaks: one
-// send-only Opus track, UDP4 with loopback candidates, its offer gathered.
-func livePhone(t *testing.T) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticSample, string) {
-	t.Helper()
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("WHIP offer: ICE gathering did not complete")
-	}
-	return pc, tr, pc.LocalDescription().SDP
-}
 
 // postLive sends a WHIP offer to the commune as c's user.
 func postLive(t *testing.T, c *client, query, contentType, offer string) (int, http.Header, string) {
@@ -98,7 +58,7 @@ func TestCommuneLiveSpeechEndToEnd(t *testing.T) {
 		return m["thon-1"].Online == 2 && m["thon-2"].Online == 2 && m["thon-1"].Presence == "online" && m["thon-2"].Presence == "online"
 	})
 
-	_, _, offer := livePhone(t)
+	offer := whipphone.New(t, nil).Offer
 	for _, bad := range []struct {
 		who         *client
 		query, ct   string
@@ -128,28 +88,14 @@ func TestCommuneLiveSpeechEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, track, offer := livePhone(t)
+	browser := whipphone.New(t, nil)
 	posted := time.Now()
-	code, hdr, answer := postLive(t, office.appr, "?villages=thon-1,thon-2&urgency=routine&title=Th%E1%BB%AD", "application/sdp", offer)
+	code, hdr, answer := postLive(t, office.appr, "?villages=thon-1,thon-2&urgency=routine&title=Th%E1%BB%AD", "application/sdp", browser.Offer)
 	if code != 201 || hdr.Get("Content-Type") != "application/sdp" || !strings.HasPrefix(hdr.Get("Location"), "/api/v1/commune/live/") {
 		t.Fatalf("POST live: %d %v %s", code, hdr, answer)
 	}
 	id := strings.TrimPrefix(hdr.Get("Location"), "/api/v1/commune/live/")
-	connected := make(chan struct{})
-	var once atomic.Bool
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected && once.CompareAndSwap(false, true) {
-			close(connected)
-		}
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-connected:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the browser never connected to the commune")
-	}
+	browser.Connect(t, answer, 30*time.Second)
 	if v := office.draft(t, id); v.Kind != communesrv.KindLive || v.Status != communesrv.StatusLive || v.CreatedBy != "duyet" || len(v.Deliveries) != 2 {
 		t.Fatalf("live record on air: %+v", v)
 	}
@@ -170,7 +116,7 @@ func TestCommuneLiveSpeechEndToEnd(t *testing.T) {
 			if i == 0 {
 				spoke <- time.Now()
 			}
-			if track.WriteSample(media.Sample{Data: packets[i%len(packets)], Duration: 20 * time.Millisecond}) != nil {
+			if browser.Track.WriteSample(media.Sample{Data: packets[i%len(packets)], Duration: 20 * time.Millisecond}) != nil {
 				return
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/firmware-sim/camsim"
 	"github.com/loalang/loalang/internal/whepview"
+	"github.com/loalang/loalang/internal/whipphone"
 )
 
 // hostCandidates returns the sorted, distinct addresses of an SDP's host
@@ -35,8 +36,7 @@ func hostCandidates(sdp string) []string {
 // the village head's phone.
 func whipOffer(t *testing.T) string {
 	t.Helper()
-	_, _, offer := livePhone(t)
-	return offer
+	return whipphone.New(t, nil).Offer
 }
 
 // TestICEListenIPs checks webrtc.listen_ips end to end: on a host with

@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/loalang/loalang/audit"
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/internal/ogg"
+	"github.com/loalang/loalang/internal/whipphone"
 )
 
 // capture is the engine's MQTT publisher: it keeps the audio frames of
@@ -66,41 +66,6 @@ func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
 	}
 }
 
-// phone is a pion peer standing in for the speaker's phone: a send-only
-// Opus track, UDP4 with loopback candidates, its offer gathered.
-func phone(t *testing.T) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticSample, string) {
-	t.Helper()
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	return pc, track, pc.LocalDescription().SDP
-}
-
 // TestStartSinkRefused: a service without an engine (the commune's) has
 // no Start; an Opener's error comes back from StartSink unchanged, the
 // peer connection is torn down (goleak checks its goroutines) and no
@@ -112,7 +77,7 @@ func TestStartSinkRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	_, _, offer := phone(t)
+	offer := whipphone.New(t, nil).Offer
 	if _, err := svc.Start(context.Background(), offer, "head", broadcast.Request{Zones: []string{"a"}}); err == nil {
 		t.Fatal("Start without an engine succeeded")
 	}
@@ -162,7 +127,8 @@ func TestWHIPSession(t *testing.T) {
 		t.Fatalf("video offer: %v, want ErrBadOffer", err)
 	}
 
-	pc, track, offer := phone(t)
+	ph := whipphone.New(t, nil)
+	offer := ph.Offer
 	st, err := svc.Start(context.Background(), offer, "head",
 		broadcast.Request{Zones: []string{"a"}, Actor: "head", Origin: broadcast.OriginLive})
 	if err != nil {
@@ -171,21 +137,7 @@ func TestWHIPSession(t *testing.T) {
 	if !strings.Contains(st.Answer, "a=ptime:20") || st.Archive != filepath.Join(dir, st.ID+".opus") {
 		t.Fatalf("answer or archive wrong: %s\n%s", st.Archive, st.Answer)
 	}
-	connected := make(chan struct{})
-	var once sync.Once
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(connected) })
-		}
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: st.Answer}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-connected:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the phone never connected")
-	}
+	ph.Connect(t, st.Answer, 30*time.Second)
 
 	// 20 ms mono CELT packets (TOC 0xf8, RFC 6716 §3.1), each numbered.
 	const n = 100
@@ -198,7 +150,7 @@ func TestWHIPSession(t *testing.T) {
 		defer tick.Stop()
 		for _, p := range sent {
 			<-tick.C
-			if track.WriteSample(media.Sample{Data: p, Duration: 20 * time.Millisecond}) != nil {
+			if ph.Track.WriteSample(media.Sample{Data: p, Duration: 20 * time.Millisecond}) != nil {
 				return
 			}
 		}
