@@ -74,8 +74,8 @@ func LiveMount(s *Server) error {
 // liveTarget reads a live speech's target from the query:
 // villages=a,b (required, each one the commune knows), zones=x,y (empty:
 // every zone) and urgency=routine|emergency (default routine). It returns
-// the record to create, or a reason for a 400.
-func (s *Server) liveTarget(r *http.Request) (Draft, string) {
+// the record to create, or a reason for a 400, or the store's error.
+func (s *Server) liveTarget(r *http.Request) (Draft, string, error) {
 	q := r.URL.Query()
 	d := Draft{Kind: KindLive, Title: strings.TrimSpace(q.Get("title")), Villages: splitList(q.Get("villages")),
 		Zones: splitList(q.Get("zones")), Urgency: q.Get("urgency")}
@@ -83,31 +83,31 @@ func (s *Server) liveTarget(r *http.Request) (Draft, string) {
 		d.Urgency = uplink.UrgencyRoutine
 	}
 	if d.Urgency != uplink.UrgencyRoutine && d.Urgency != uplink.UrgencyEmergency {
-		return d, fmt.Sprintf("urgency %q: use routine or emergency", d.Urgency)
+		return d, fmt.Sprintf("urgency %q: use routine or emergency", d.Urgency), nil
 	}
 	if len(d.Villages) == 0 {
-		return d, "villages: choose at least one village (?villages=thon-1,thon-2)"
+		return d, "villages: choose at least one village (?villages=thon-1,thon-2)", nil
 	}
 	slices.Sort(d.Villages)
 	d.Villages = slices.Compact(d.Villages) // one delivery record per village
 	if len(d.Title) > 200 || len(d.Villages) > 500 {
-		return d, "title at most 200 bytes, at most 500 villages"
+		return d, "title at most 200 bytes, at most 500 villages", nil
 	}
 	for _, z := range d.Zones {
 		if wire.ValidLevel(z) != nil || len(z) > 64 {
-			return d, fmt.Sprintf("zones: %q is not a zone id", z)
+			return d, fmt.Sprintf("zones: %q is not a zone id", z), nil
 		}
 	}
 	known, err := s.Villages()
 	if err != nil {
-		return d, fmt.Sprintf("read villages: %v", err)
+		return d, "", fmt.Errorf("read villages: %w", err)
 	}
 	for _, v := range d.Villages {
 		if !slices.ContainsFunc(known, func(k VillageView) bool { return k.Site == v }) {
-			return d, fmt.Sprintf("villages: %q is not a village of this commune", v)
+			return d, fmt.Sprintf("villages: %q is not a village of this commune", v), nil
 		}
 	}
-	return d, ""
+	return d, "", nil
 }
 
 // splitList splits a comma-separated query value, dropping empty items.
@@ -128,7 +128,11 @@ func (s *Server) postLive(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnsupportedMediaType, "Content-Type: want application/sdp (RFC 9725 §4.2)")
 		return
 	}
-	d, msg := s.liveTarget(r)
+	d, msg, err := s.liveTarget(r)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	if msg != "" {
 		httpError(w, http.StatusBadRequest, msg)
 		return
@@ -173,9 +177,12 @@ func (s *Server) deleteLive(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, err.Error())
 		return
 	}
-	s.db.bolt.Update(func(tx *bolt.Tx) error {
+	err := s.db.bolt.Update(func(tx *bolt.Tx) error {
 		return audit(tx, AuditEntry{Time: s.now().UTC(), Actor: u.Username, Action: string(actions.LiveHangup), Target: id})
 	})
+	if err != nil {
+		s.log.Error("live.hangup not audited", "live", id, "err", err)
+	}
 	w.WriteHeader(http.StatusOK)
 }
 
