@@ -32,8 +32,8 @@ import (
 // village answers, and publishes the packets as signed chunks at QoS 0.
 
 const (
-	// liveMaxDuration bounds a live speech: its command expires then and
-	// the commune ends it, whatever the browser does.
+	// liveMaxDuration bounds a live speech (Server.liveMax): its command
+	// expires then and the commune ends it, whatever the browser does.
 	liveMaxDuration = time.Hour
 	// maxLiveOffer bounds an SDP offer in bytes.
 	maxLiveOffer = 64 << 10
@@ -57,7 +57,7 @@ func LiveMount(s *Server) error {
 	if err != nil {
 		return fmt.Errorf("commune live speech: %w", err)
 	}
-	s.live = svc
+	s.live, s.liveMax = svc, liveMaxDuration
 	approvers := []string{RoleApprover}
 	s.Handle("POST /api/v1/commune/live", approvers, http.HandlerFunc(s.postLive))
 	s.Handle("DELETE /api/v1/commune/live/{id}", approvers, http.HandlerFunc(s.deleteLive))
@@ -192,7 +192,7 @@ func (s *Server) deleteLive(w http.ResponseWriter, r *http.Request) {
 // speech to the villages. It runs once the browser's offer is answered.
 func (s *Server) openLive(d Draft, user string) (whip.Sink, error) {
 	now := s.now().UTC()
-	d.ID, d.Source, d.CreatedBy, d.Created, d.Expires = "l-"+auth.RandomSecret(9), "commune", user, now, now.Add(liveMaxDuration)
+	d.ID, d.Source, d.CreatedBy, d.Created, d.Expires = "l-"+auth.RandomSecret(9), "commune", user, now, now.Add(s.liveMax)
 	err := s.db.bolt.Update(func(tx *bolt.Tx) error {
 		if err := s.signTx(tx, &d, user, string(actions.LiveStart)); err != nil {
 			return err

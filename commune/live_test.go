@@ -95,8 +95,9 @@ func TestLiveChunkerToVillageReceiver(t *testing.T) {
 // order as signed chunks of the session on the live topic; when the
 // browser vanishes (its socket closed: no DELETE, no DTLS close) ICE
 // notices, the commune sends the End chunk and the record is ended with
-// the reason; and a record a crash left on air
-// is ended at the next start.
+// the reason; a speech that reaches its longest duration is ended by the
+// commune ("expired", with its End chunk); and a record a crash left on
+// air is ended at the next start.
 func TestLiveSpeechRecordAndVanishedBrowser(t *testing.T) {
 	broker := startMosquitto(t)
 	cfg := testConfig(t, "tcp://"+broker)
@@ -246,6 +247,32 @@ func TestLiveSpeechRecordAndVanishedBrowser(t *testing.T) {
 	_, body := admin.do("GET", "/api/v1/commune/audit", nil)
 	if !strings.Contains(string(body), `"action":"live.start"`) || !strings.Contains(string(body), `"action":"live.end"`) {
 		t.Fatalf("live not audited: %s", body)
+	}
+
+	// A speech that reaches its longest duration is ended by the commune.
+	s.liveMax = 2 * time.Second
+	long := whipphone.New(t, nil)
+	req, _ = http.NewRequest("POST", srv.URL+"/api/v1/commune/live?villages=thon-2", strings.NewReader(long.Offer))
+	req.Header.Set("Authorization", "Bearer "+ap.token)
+	req.Header.Set("Content-Type", "application/sdp")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	answer, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	longID := strings.TrimPrefix(resp.Header.Get("Location"), "/api/v1/commune/live/")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST live: %d %s", resp.StatusCode, answer)
+	}
+	long.Connect(t, string(answer), 30*time.Second)
+	waitFor(t, 30*time.Second, "the speech ended at its longest duration", func() bool {
+		s.db.bolt.View(func(tx *bolt.Tx) error { return get(tx, bDrafts, longID, &d) })
+		return d.Status == StatusEnded
+	})
+	if d.Reason != "expired" || d.Ended.Sub(d.Created) < 2*time.Second {
+		t.Fatalf("the long speech: %+v", d)
+	}
+	for c := readChunk(); !(c.Session == longID && c.End); c = readChunk() {
 	}
 
 	// A record a crash left on air is ended at the next start.

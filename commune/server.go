@@ -70,8 +70,10 @@ type Server struct {
 	mqtt   *link
 	kick   chan struct{}
 	health *health.Registry
-	// live is the WHIP ingest of live speech, set by LiveMount.
-	live *whip.Service
+	// live is the WHIP ingest of live speech and liveMax a speech's
+	// longest duration, set by LiveMount.
+	live    *whip.Service
+	liveMax time.Duration
 
 	closeOnce sync.Once
 }
