@@ -36,14 +36,25 @@ const (
 	// StatusCancelled is a scheduled draft an approver withdrew before it
 	// aired; it is never signed.
 	StatusCancelled = "cancelled"
+	// StatusLive is a live speech on air: its command is signed and
+	// resent like a sent draft's while its audio flows (live.go).
+	StatusLive = "live"
+	// StatusEnded is a live speech that ended (Reason says why).
+	StatusEnded = "ended"
 )
+
+// KindLive marks the record of a live speech (Draft.Kind); a bulletin's
+// kind is empty.
+const KindLive = "live"
 
 // Draft is a bulletin at the commune: its content and targets, where it
 // is in the approval (Circular 39/2020: biên tập, duyệt), and once
 // approved the signed envelope that is resent until every village
 // answered.
 type Draft struct {
-	ID       string   `json:"id"`
+	ID string `json:"id"`
+	// Kind is KindLive for a live speech, empty for a bulletin.
+	Kind     string   `json:"kind,omitempty"`
 	Title    string   `json:"title"`
 	Text     string   `json:"text,omitempty"`
 	Media    *Media   `json:"media,omitempty"`
@@ -65,6 +76,8 @@ type Draft struct {
 	DecidedBy string    `json:"decided_by,omitempty"`
 	Decided   time.Time `json:"decided,omitzero"`
 	Reason    string    `json:"reason,omitempty"`
+	// Ended is when a live speech ended.
+	Ended time.Time `json:"ended,omitzero"`
 	// Bypass is true for an emergency sent without approval.
 	Bypass bool `json:"bypass,omitempty"`
 	// Envelope is the signed command, resent unchanged.
@@ -281,6 +294,9 @@ func (s *Server) signTx(tx *bolt.Tx, d *Draft, actor, action string) error {
 	}
 	if d.Media != nil {
 		c.Media = &uplink.MediaRef{URL: s.cfg.Commune.PublicURL + "/media/" + d.Media.SHA256, SHA256: d.Media.SHA256, Size: d.Media.Size}
+	}
+	if d.Kind == KindLive {
+		c.Live = &uplink.LiveRef{Session: d.ID}
 	}
 	env, err := uplink.Sign(c, s.key)
 	if err != nil {
@@ -640,10 +656,11 @@ func (s *Server) kickResend() {
 	}
 }
 
-// resendLoop publishes every sent, unexpired draft's envelope to each
-// target village that has not answered, every resend_every and when
-// kicked, until each village answered or the draft expired
-// (docs/uplink.md: the sender resends until every target reported).
+// resendLoop publishes the envelope of every sent, unexpired draft and
+// every live speech on air to each target village that has not answered,
+// every resend_every and when kicked, until each village answered, the
+// draft expired or the speech ended (docs/uplink.md: the sender resends
+// until every target reported).
 func (s *Server) resendLoop(ctx context.Context) {
 	every := s.cfg.Commune.ResendEvery
 	if every <= 0 {
@@ -703,10 +720,10 @@ func (s *Server) resendOnce(ctx context.Context, every time.Duration) (nextAir t
 					return err
 				}
 			}
-			if d.Status != StatusSent {
+			if d.Status != StatusSent && d.Status != StatusLive {
 				continue
 			}
-			if !now.Before(d.Expires) {
+			if d.Status == StatusSent && !now.Before(d.Expires) {
 				d.Status = StatusExpired
 				if err := put(tx, bDrafts, d.ID, d); err != nil {
 					return err

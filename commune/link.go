@@ -21,7 +21,8 @@ import (
 // link is the commune's connection to its Mosquitto: MQTT 3.1.1, clean
 // session 0 (§3.1.2.4) so the broker queues the villages' QoS 1 events
 // while the commune is down, subscriptions at QoS 1 to every village's
-// events and presence, and QoS 1 publishes of signed commands.
+// events and presence, QoS 1 publishes of signed commands and QoS 0
+// publishes of live chunks.
 type link struct {
 	connected atomic.Bool
 	mu        sync.Mutex
@@ -163,19 +164,36 @@ func (s *Server) setLinkErr(err error) {
 // publish sends one command envelope at QoS 1 to topic and waits for the
 // broker's PUBACK.
 func (s *Server) publish(ctx context.Context, topic string, payload []byte) error {
+	return s.publishQoS(ctx, topic, 1, payload, 30*time.Second)
+}
+
+// publishLive sends one live chunk at QoS 0 (MQTT 3.1.1 §4.3.1, at most
+// once): a retransmitted chunk would arrive too late to play, so it waits
+// only for paho to write it, at most a second.
+func (s *Server) publishLive(ctx context.Context, topic string, payload []byte) error {
+	return s.publishQoS(ctx, topic, 0, payload, time.Second)
+}
+
+// publishQoS publishes payload, not retained, and waits up to wait for
+// paho's token: the PUBACK at QoS 1, the write at QoS 0.
+func (s *Server) publishQoS(ctx context.Context, topic string, qos byte, payload []byte, wait time.Duration) error {
 	if !s.mqtt.connected.Load() {
-		return errors.New("not connected to the commune broker")
+		return errNotConnected
 	}
-	tok := s.mqtt.pc.Publish(topic, 1, false, payload)
+	tok := s.mqtt.pc.Publish(topic, qos, false, payload)
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case <-tok.Done():
 		return tok.Error()
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(30 * time.Second):
-		return errors.New("no PUBACK within 30s")
+	case <-t.C:
+		return fmt.Errorf("QoS %d publish not done within %s", qos, wait)
 	}
 }
+
+var errNotConnected = errors.New("not connected to the commune broker")
 
 // Publish sends payload to topic at QoS 1 on the commune's broker
 // connection and waits for the PUBACK; it fails at once while the broker

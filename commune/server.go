@@ -29,6 +29,7 @@ import (
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/health"
 	"github.com/loalang/loalang/uplink"
+	"github.com/loalang/loalang/whip"
 )
 
 // Roles at the commune. Admin and police are the auth package's; editor
@@ -57,6 +58,7 @@ const (
 type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
+	base   *slog.Logger // log without the component attribute
 	db     *db
 	mux    *http.ServeMux
 	key    ed25519.PrivateKey
@@ -68,6 +70,10 @@ type Server struct {
 	mqtt   *link
 	kick   chan struct{}
 	health *health.Registry
+	// live is the WHIP ingest of live speech and liveMax a speech's
+	// longest duration, set by LiveMount.
+	live    *whip.Service
+	liveMax time.Duration
 
 	closeOnce sync.Once
 }
@@ -94,6 +100,7 @@ func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now fun
 	if cfg.Role != config.RoleCommune {
 		return nil, errors.New("commune: the config's role is not commune")
 	}
+	base := log // for parts with their own component (live speech)
 	log = log.With("component", "commune")
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("commune data dir: %w", err)
@@ -106,11 +113,15 @@ func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now fun
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, db: d, mux: http.NewServeMux(), key: key,
+	s := &Server{cfg: cfg, log: log, base: base, db: d, mux: http.NewServeMux(), key: key,
 		limit: auth.NewLimiter(5, 10*time.Second), now: now, kick: make(chan struct{}, 1), health: health.New()}
 	if err := s.bootstrapAdmin(); err != nil {
 		d.close()
 		return nil, err
+	}
+	if err := d.bolt.Update(func(tx *bolt.Tx) error { return endOrphanLive(tx, now().UTC()) }); err != nil {
+		d.close()
+		return nil, fmt.Errorf("end live speeches of the last run: %w", err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.routes()
@@ -125,10 +136,16 @@ func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now fun
 // Handler is the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Close stops the MQTT link and the resender and closes the store.
+// Close ends the live speeches, stops the MQTT link and the resender and
+// closes the store.
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		if s.live != nil {
+			// The speeches end first: their End chunks and records need
+			// the broker link and the store.
+			s.live.Close()
+		}
 		s.cancel()
 		s.wg.Wait()
 		err = s.db.close()

@@ -23,7 +23,8 @@ import (
 )
 
 // communeOffice is a commune role server on a real Mosquitto, served on
-// 127.0.0.1, with an editor and an approver signed in.
+// 127.0.0.1 with live speech mounted, with an editor and an approver
+// signed in.
 type communeOffice struct {
 	srv             *communesrv.Server
 	base            string
@@ -50,11 +51,16 @@ func startCommuneOffice(t *testing.T, broker string, villages []string) *commune
 	cfg.HTTP.Addr = ln.Addr().String()
 	cfg.Commune = config.Commune{Province: "hanoi", ID: "xa-1", MQTTURL: "tcp://" + broker, ClientID: "commune-xa-1",
 		SigningKeyFile: keyPath, PublicURL: "http://" + ln.Addr().String(), Villages: villages, ResendEvery: 2 * time.Second}
+	cfg.WebRTC.UDPPort, cfg.WebRTC.ListenIPs, cfg.WebRTC.LoopbackCandidates = 0, []string{"127.0.0.1"}, true // live speech's WHIP
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	s, err := communesrv.New(context.Background(), cfg, testLogger(t))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := communesrv.LiveMount(s); err != nil {
+		s.Close()
 		t.Fatal(err)
 	}
 	hs := &http.Server{Handler: s.Handler()}
@@ -359,7 +365,8 @@ func TestCommuneBroadcastApprovalAndOfflineVillage(t *testing.T) {
 // 390×844 as the editor: the villages page shows every village with its
 // speakers online, the broadcast page draft (a) with every speaker
 // delivered; screenshots commune-villages.png and commune-broadcast.png
-// go to the test output directory.
+// go to the test output directory. Then, as the approver, the broadcast
+// page has the live speech control (commune-live.png).
 func communePages(t *testing.T, office *communeOffice, draftID string) {
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
@@ -403,6 +410,9 @@ func communePages(t *testing.T, office *communeOffice, draftID string) {
 	if !eval[bool](b, `!!document.querySelector('#draft input[name=air_at]')`) {
 		t.Fatal("the bulletin form has no air time")
 	}
+	if eval[bool](b, `!!document.querySelector('#live')`) {
+		t.Fatal("an editor has the live speech control")
+	}
 	b.do("approvals page", chromedp.Navigate(office.base+"/#approvals"))
 	eventually(t, 20*time.Second, "approvals page", func() bool {
 		return eval[bool](b, `document.querySelector("main h1") && document.querySelector("main h1").textContent === "Duyệt tin"`)
@@ -417,4 +427,18 @@ func communePages(t *testing.T, office *communeOffice, draftID string) {
 	eventually(t, 20*time.Second, "users page: own password form, no user admin for an editor", func() bool {
 		return eval[bool](b, `!!document.querySelector("#mypw") && !document.querySelector("#users") && document.querySelector("main h1").textContent === "Người dùng"`)
 	})
+
+	// The approver has the live speech control on the broadcast page (its
+	// microphone is not exercised here: TestCommuneLiveSpeechEndToEnd
+	// speaks to the endpoint with a pion peer).
+	b.do("sign out", chromedp.Click(`#logout`), chromedp.WaitVisible(`#login input[name=username]`))
+	b.do("sign in as the approver", chromedp.SendKeys(`#login input[name=username]`, "duyet"),
+		chromedp.SendKeys(`#login input[name=password]`, "approver-pass-1"),
+		chromedp.Click(`#login button`), chromedp.WaitVisible(`#nav`))
+	b.do("broadcast page as the approver", chromedp.Navigate(office.base+"/#broadcast"))
+	eventually(t, 20*time.Second, "the approver's live speech control with a village chooser", func() bool {
+		return eval[bool](b, `(() => { const b = document.querySelector('#live-toggle'); return !!b && b.textContent === "Bắt đầu nói" &&
+			document.querySelectorAll('#liveform input[name=v]').length === 3 && !document.querySelector('#draft'); })()`)
+	})
+	shot("live")
 }

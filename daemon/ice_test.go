@@ -11,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
 	"github.com/loalang/loalang/firmware-sim/camsim"
 	"github.com/loalang/loalang/internal/whepview"
+	"github.com/loalang/loalang/internal/whipphone"
 )
 
 // hostCandidates returns the sorted, distinct addresses of an SDP's host
@@ -37,32 +36,7 @@ func hostCandidates(sdp string) []string {
 // the village head's phone.
 func whipOffer(t *testing.T) string {
 	t.Helper()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	tr, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("WHIP offer: ICE gathering did not complete")
-	}
-	return pc.LocalDescription().SDP
+	return whipphone.New(t, nil).Offer
 }
 
 // TestICEListenIPs checks webrtc.listen_ips end to end: on a host with

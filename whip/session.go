@@ -11,17 +11,15 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/loalang/loalang/audit"
-	"github.com/loalang/loalang/broadcast"
 )
 
-// session is one WHIP session: a peer connection feeding one live
-// broadcast.
+// session is one WHIP session: a peer connection feeding one sink.
 type session struct {
 	l       *Service
-	id      string // the broadcast id, also the WHIP resource id
+	id      string // the sink's id, also the WHIP resource id
 	user    string
 	pc      *webrtc.PeerConnection
-	live    *broadcast.Live
+	live    Sink
 	archive *archive
 	path    string
 	log     *slog.Logger

@@ -1,12 +1,14 @@
 // Package whip is live speech ingest over WHIP (RFC 9725): a phone's
 // WebRTC offer becomes a pion peer connection whose Opus packets (RFC 7587)
-// feed a live broadcast, and are archived untouched as Ogg Opus (RFC 7845,
+// feed a sink (a village's live broadcast, or the commune's signed chunks
+// to its villages), and are archived untouched as Ogg Opus (RFC 7845,
 // internal/ogg). It shares the camera relay's ICE setup (package rtc), so
 // WHIP and WHEP answers carry the same candidates on the one UDP port.
 //
-// It has no HTTP: web parses the request, checks the role and calls
-// Service.Start and Service.Hangup, mapping the errors of errors.go to
-// statuses. Domain packages never import it (it imports pion).
+// It has no HTTP: web (the village) and commune parse the request, check
+// the role and call Service.Start or Service.StartSink and
+// Service.Hangup, mapping the errors of errors.go to statuses. Domain
+// packages never import it (it imports pion).
 package whip
 
 import (
@@ -33,15 +35,36 @@ import (
 	"github.com/loalang/loalang/rtc"
 )
 
-// Engine starts live speech (broadcast.Engine.Live).
+// Engine starts live speech (broadcast.Engine.Live), for Start.
 type Engine interface {
 	Live(ctx context.Context, req broadcast.Request) (*broadcast.Live, error)
 }
 
+// Sink is what a session feeds: a village's live broadcast
+// (*broadcast.Live) or the commune's signed chunks to its villages. The
+// session writes each received 20 ms Opus packet (RFC 7587) with its
+// capture time, ends when Done is closed or WritePacket fails, and calls
+// Close once when it ends, whatever ended it.
+type Sink interface {
+	// ID names the sink; it is also the WHIP resource id (RFC 9725 §4.2,
+	// Location) and the archive's file name.
+	ID() string
+	Done() <-chan struct{}
+	WritePacket(pkt []byte, captured time.Time) error
+	Close() error
+}
+
+// Opener starts a session's sink once the peer connection is negotiated;
+// its error (a busy zone, an unknown village) tears the connection down
+// and is returned by StartSink unchanged.
+type Opener func(ctx context.Context) (Sink, error)
+
 // Config configures the ingest.
 type Config struct {
+	// Engine starts the live broadcasts of Start; nil when only StartSink
+	// is used (the commune).
 	Engine Engine
-	// ArchiveDir receives <broadcast-id>.opus, the received packets as Ogg
+	// ArchiveDir receives <sink-id>.opus, the received packets as Ogg
 	// Opus (RFC 7845).
 	ArchiveDir string
 	// ICE, when set, is the camera relay's ICE setup (its UDP mux, listen
@@ -80,8 +103,8 @@ type Service struct {
 
 // Started is what Start returns for the HTTP answer and the audit entry.
 type Started struct {
-	// ID is the broadcast id, also the WHIP resource id (RFC 9725 §4.2,
-	// Location).
+	// ID is the sink's id (at the village the broadcast id), also the WHIP
+	// resource id (RFC 9725 §4.2, Location).
 	ID string
 	// Answer is the SDP answer.
 	Answer string
@@ -95,9 +118,6 @@ const opusFmtp = "minptime=10;useinbandfec=1;stereo=0;sprop-stereo=0"
 
 // New creates the archive directory and sets up ICE (shared or its own).
 func New(cfg Config) (*Service, error) {
-	if cfg.Engine == nil {
-		return nil, errors.New("whip: no engine")
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -199,10 +219,27 @@ func offersOpus(sdp string) bool {
 }
 
 // Start negotiates the peer connection for offer, then starts the live
-// broadcast req on behalf of user; a refused broadcast (zone busy, unknown
-// zone: the engine's errors) tears the connection down. A bad offer is
-// ErrBadOffer.
+// broadcast req on behalf of user with Config.Engine; a refused broadcast
+// (zone busy, unknown zone: the engine's errors) tears the connection
+// down. A bad offer is ErrBadOffer.
 func (l *Service) Start(ctx context.Context, offer, user string, req broadcast.Request) (Started, error) {
+	if l.cfg.Engine == nil {
+		return Started{}, errors.New("whip: no engine")
+	}
+	return l.StartSink(ctx, offer, user, func(ctx context.Context) (Sink, error) {
+		live, err := l.cfg.Engine.Live(ctx, req)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return live, nil
+	})
+}
+
+// StartSink is Start with any sink: it negotiates the peer connection for
+// offer, then calls open on behalf of user and feeds the sink it returns;
+// an error from open tears the connection down. A bad offer is
+// ErrBadOffer.
+func (l *Service) StartSink(ctx context.Context, offer, user string, open Opener) (Started, error) {
 	if !offersOpus(offer) {
 		return Started{}, fmt.Errorf("%w: the offer has no sending audio m-section with Opus", ErrBadOffer)
 	}
@@ -263,7 +300,7 @@ func (l *Service) Start(ctx context.Context, offer, user string, req broadcast.R
 		return fail(fmt.Errorf("%w: no Opus audio could be negotiated", ErrBadOffer))
 	}
 
-	live, err := l.cfg.Engine.Live(ctx, req)
+	live, err := open(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -301,7 +338,7 @@ func (l *Service) Start(ctx context.Context, offer, user string, req broadcast.R
 	})
 	ok = true
 	go s.run(tracks, broken)
-	s.log.Info("live session answered", "zones", req.Zones, "took", time.Since(s.created).Round(time.Millisecond))
+	s.log.Info("live session answered", "took", time.Since(s.created).Round(time.Millisecond))
 	return Started{ID: s.id, Answer: answer, Archive: s.path}, nil
 }
 

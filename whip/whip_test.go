@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/loalang/loalang/audit"
 	"github.com/loalang/loalang/broadcast"
 	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/internal/ogg"
+	"github.com/loalang/loalang/internal/whipphone"
 )
 
 // capture is the engine's MQTT publisher: it keeps the audio frames of
@@ -66,6 +66,30 @@ func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
 	}
 }
 
+// TestStartSinkRefused: a service without an engine (the commune's) has
+// no Start; an Opener's error comes back from StartSink unchanged, the
+// peer connection is torn down (goleak checks its goroutines) and no
+// archive is created.
+func TestStartSinkRefused(t *testing.T) {
+	dir := t.TempDir()
+	svc, err := New(Config{ArchiveDir: dir, ListenIPs: []string{"127.0.0.1"}, LoopbackCandidates: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	offer := whipphone.New(t, nil).Offer
+	if _, err := svc.Start(context.Background(), offer, "head", broadcast.Request{Zones: []string{"a"}}); err == nil {
+		t.Fatal("Start without an engine succeeded")
+	}
+	refused := errors.New("unknown village")
+	if _, err := svc.StartSink(context.Background(), offer, "approver", func(context.Context) (Sink, error) { return nil, refused }); !errors.Is(err, refused) {
+		t.Fatalf("StartSink: %v, want the opener's error", err)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		t.Fatalf("archive files after a refusal: %v", files)
+	}
+}
+
 // TestWHIPSession runs the ingest against a real broadcast engine and a
 // real pion sender over loopback: the offer is answered with 20 ms ptime,
 // the phone's Opus packets reach the zone's audio frames untouched and the
@@ -103,36 +127,9 @@ func TestWHIPSession(t *testing.T) {
 		t.Fatalf("video offer: %v, want ErrBadOffer", err)
 	}
 
-	// The phone: a send-only Opus track.
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	st, err := svc.Start(context.Background(), pc.LocalDescription().SDP, "head",
+	ph := whipphone.New(t, nil)
+	offer := ph.Offer
+	st, err := svc.Start(context.Background(), offer, "head",
 		broadcast.Request{Zones: []string{"a"}, Actor: "head", Origin: broadcast.OriginLive})
 	if err != nil {
 		t.Fatal(err)
@@ -140,21 +137,7 @@ func TestWHIPSession(t *testing.T) {
 	if !strings.Contains(st.Answer, "a=ptime:20") || st.Archive != filepath.Join(dir, st.ID+".opus") {
 		t.Fatalf("answer or archive wrong: %s\n%s", st.Archive, st.Answer)
 	}
-	connected := make(chan struct{})
-	var once sync.Once
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(connected) })
-		}
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: st.Answer}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-connected:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the phone never connected")
-	}
+	ph.Connect(t, st.Answer, 30*time.Second)
 
 	// 20 ms mono CELT packets (TOC 0xf8, RFC 6716 §3.1), each numbered.
 	const n = 100
@@ -167,7 +150,7 @@ func TestWHIPSession(t *testing.T) {
 		defer tick.Stop()
 		for _, p := range sent {
 			<-tick.C
-			if track.WriteSample(media.Sample{Data: p, Duration: 20 * time.Millisecond}) != nil {
+			if ph.Track.WriteSample(media.Sample{Data: p, Duration: 20 * time.Millisecond}) != nil {
 				return
 			}
 		}
@@ -214,7 +197,7 @@ func TestWHIPSession(t *testing.T) {
 	if last := bytes.LastIndex(raw, []byte("OggS")); raw[last+5]&ogg.EOS == 0 {
 		t.Error("archive's last page is not flagged EOS")
 	}
-	if _, err := svc.Start(context.Background(), pc.LocalDescription().SDP, "head", broadcast.Request{Zones: []string{"a"}}); !errors.Is(err, ErrClosed) {
+	if _, err := svc.Start(context.Background(), offer, "head", broadcast.Request{Zones: []string{"a"}}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Start after Close: %v, want ErrClosed", err)
 	}
 }

@@ -31,7 +31,7 @@ func TestCommuneRole(t *testing.T) {
 	cfg := filepath.Join(dir, "commune.yaml")
 	os.WriteFile(cfg, []byte("role: commune\ndata_dir: "+filepath.Join(dir, "data")+"\nhttp:\n  addr: "+addr+
 		"\ncommune:\n  province: hanoi\n  id: xa-1\n  mqtt_url: tcp://127.0.0.1:1\n  client_id: commune-xa-1\n  signing_key_file: "+key+
-		"\n  public_url: http://"+addr+"\n"), 0o600)
+		"\n  public_url: http://"+addr+"\nwebrtc:\n  udp_port: 0\n  listen_ips: [127.0.0.1]\n"), 0o600)
 	if out, err := exec.Command(bin, "--check-config", cfg).CombinedOutput(); err != nil {
 		t.Fatalf("check-config: %v %s", err, out)
 	}

@@ -116,8 +116,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// The commune office runs the same binary (docs/commune.md):
 		// one build, one package, one config loader and one upgrade path
 		// for the district's technician.
-		// The police camera path (docs/commune-cameras.md) mounts on it.
-		return commune.Run(ctx, cfg, log, whep.Mount(ctx, cfg, log))
+		// Live speech and the police camera path (docs/commune-cameras.md)
+		// mount on it.
+		return commune.Run(ctx, cfg, log, commune.LiveMount, whep.Mount(ctx, cfg, log))
 	}
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {

@@ -23,6 +23,8 @@ const T = {
     "err.login": "Sai tên đăng nhập hoặc mật khẩu",
     "nav.users": "Người dùng", "u.new": "Thêm người dùng", "u.role": "Vai trò", "u.reset": "Đặt lại mật khẩu", "u.delete": "Xóa",
     "u.mine": "Đổi mật khẩu của tôi", "u.current": "Mật khẩu hiện tại", "u.newpw": "Mật khẩu mới", "u.save": "Lưu", "u.done": "Đã lưu",
+    "l.title": "Nói trực tiếp", "l.badge": "trực tiếp", "l.start": "Bắt đầu nói", "l.stop": "Kết thúc", "l.on": "Đang phát trực tiếp tới các thôn đã chọn",
+    "l.novillage": "Chọn ít nhất một thôn", "l.insecure": "Trình duyệt chỉ cho dùng micrô qua HTTPS", "st.live": "đang nói trực tiếp", "st.ended": "đã kết thúc",
   },
   en: {
     "app.name": "Commune radio", "lang.switch": "Tiếng Việt", "nav.logout": "Sign out",
@@ -45,6 +47,8 @@ const T = {
     "err.login": "Wrong username or password",
     "nav.users": "Users", "u.new": "Add a user", "u.role": "Role", "u.reset": "Reset password", "u.delete": "Delete",
     "u.mine": "Change my password", "u.current": "Current password", "u.newpw": "New password", "u.save": "Save", "u.done": "Saved",
+    "l.title": "Live speech", "l.badge": "live", "l.start": "Start speaking", "l.stop": "Stop", "l.on": "On air in the chosen villages",
+    "l.novillage": "Choose at least one village", "l.insecure": "The browser allows the microphone over HTTPS only", "st.live": "live now", "st.ended": "ended",
   },
 };
 let lang = localStorage.getItem("commune.lang") || "vi";
@@ -158,7 +162,7 @@ function draftCard(d) {
     return `<tr><td>${esc(x.site)}</td><td class="${cls}">${t(k)}${x.refused ? " (" + esc(x.refused) + ")" : ""}</td><td>${devs.length ? played + "/" + devs.length : "—"}</td></tr>`;
   }).join("");
   return `<section class="card" data-draft="${esc(d.id)}">
-    <div class="spread"><h2>${esc(d.title || d.id)}</h2><span class="badge ${d.urgency === "emergency" ? "em" : ""}">${t("b." + d.urgency)}</span></div>
+    <div class="spread"><h2>${esc(d.title || (d.kind === "live" ? t("l.title") : d.id))}</h2><span>${d.kind === "live" ? `<span class="badge live">${t("l.badge")}</span> ` : ""}<span class="badge ${d.urgency === "emergency" ? "em" : ""}">${t("b." + d.urgency)}</span></span></div>
     <p class="muted">${t("st." + d.status)}${d.bypass ? " · bypass" : ""} · ${esc(d.created_by)} · ${when(d.created)}</p>
     ${scheduleLine(d)}
     ${d.text ? `<p>${esc(d.text)}</p>` : d.media ? `<p class="muted">♫ ${esc(d.media.sha256.slice(0, 12))}… (${Math.round(d.media.size / 1024)} KiB)</p>` : ""}
@@ -174,17 +178,16 @@ async function renderBroadcast(main) {
     <label><span>${t("b.title")}</span><input name="title" maxlength="200"></label>
     <label><span>${t("b.text")}</span><textarea name="text" rows="3" maxlength="4000"></textarea></label>
     <label><span>${t("b.file")}</span><input name="file" type="file" accept="audio/*"></label>
-    <fieldset><legend><b>${t("b.villages")}</b></legend>${vil.villages.map((v) => `<label class="check"><input type="checkbox" name="v" value="${esc(v.site)}"> ${esc(v.site)}</label>`).join("")}</fieldset>
-    <label><span>${t("b.zones")}</span><input name="zones" placeholder="a, b"></label>
-    <label><span>${t("b.urgency")}</span><select name="urgency"><option value="routine">${t("b.routine")}</option><option value="emergency">${t("b.emergency")}</option></select></label>
+    ${targetFields(vil)}
     <label><span>${t("b.expires")}</span><select name="expires_in"><option>1h</option><option selected>2h</option><option>6h</option><option>24h</option></select></label>
     <label><span>${t("b.air")}</span><input name="air_at" type="datetime-local"></label>
     <label class="check"><input type="checkbox" name="bypass"> ${t("b.bypass")}</label>
     <button class="primary">${t("b.save")}</button></form></details>` : "";
-  const sent = drafts.filter((d) => ["sent", "expired", "scheduled", "cancelled"].includes(d.status));
-  main.innerHTML = `<h1>${t("nav.broadcast")}</h1>${form}<h2>${t("b.list")}</h2>` + (sent.map(draftCard).join("") || `<p class="muted">${t("v.none")}</p>`);
+  const sent = drafts.filter((d) => ["sent", "expired", "scheduled", "cancelled", "live", "ended"].includes(d.status));
+  main.innerHTML = `<h1>${t("nav.broadcast")}</h1>${liveCard(vil)}${form}<h2>${t("b.list")}</h2>` + (sent.map(draftCard).join("") || `<p class="muted">${t("v.none")}</p>`);
   if (f0) { const f = $("#draft"); f.closest("details").open = true; }
   bindScheduled(main);
+  bindLive();
   const f = $("#draft");
   if (f) f.onsubmit = async (ev) => {
     ev.preventDefault();
@@ -201,6 +204,72 @@ async function renderBroadcast(main) {
     } catch (e) { toast(e.message, true); }
   };
 }
+
+// targetFields are the villages, zones and urgency of a bulletin or a
+// live speech.
+function targetFields(vil) {
+  return `<fieldset><legend><b>${t("b.villages")}</b></legend>${vil.villages.map((v) => `<label class="check"><input type="checkbox" name="v" value="${esc(v.site)}"> ${esc(v.site)}</label>`).join("")}</fieldset>
+    <label><span>${t("b.zones")}</span><input name="zones" placeholder="a, b"></label>
+    <label><span>${t("b.urgency")}</span><select name="urgency"><option value="routine">${t("b.routine")}</option><option value="emergency">${t("b.emergency")}</option></select></label>`;
+}
+
+// --- Live speech (Nói trực tiếp): an approver's microphone over WHIP
+// (RFC 9725) to POST /api/v1/commune/live; DELETE on its Location ends
+// it. live survives the page's re-renders. ---
+let live = null; // { pc, stream, location } while on air
+
+function liveCard(vil) {
+  if (me.role !== "approver" && me.role !== "admin") return "";
+  return `<section class="card" id="live"><h2>${t("l.title")}</h2>
+    ${live ? `<p class="bad">${t("l.on")}</p>` : `<form id="liveform">${targetFields(vil)}</form>`}
+    <button type="button" class="${live ? "danger" : "primary"}" id="live-toggle">${t(live ? "l.stop" : "l.start")}</button></section>`;
+}
+
+function bindLive() {
+  const b = $("#live-toggle");
+  if (!b) return;
+  b.onclick = async () => {
+    b.disabled = true;
+    try { if (live) await stopLive(true); else await startLive(new FormData($("#liveform"))); } catch (e) { toast(e.message, true); await stopLive(true); }
+    render();
+  };
+}
+
+async function startLive(fd) {
+  const villages = fd.getAll("v");
+  if (!villages.length) throw new Error(t("l.novillage"));
+  if (!window.isSecureContext || !navigator.mediaDevices) throw new Error(t("l.insecure"));
+  const q = new URLSearchParams({ villages: villages.join(","), urgency: fd.get("urgency"),
+    zones: String(fd.get("zones") || "").split(",").map((s) => s.trim()).filter(Boolean).join(",") });
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 } });
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  live = { pc, stream, location: null };
+  pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly", streams: [stream] });
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => { // the candidates go in the offer: no trickle ICE (RFC 9725 §4.3.1)
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
+    setTimeout(resolve, 2000);
+  });
+  const r = await fetch("/api/v1/commune/live?" + q, { method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/sdp", "X-CSRF-Token": sessionStorage.getItem("commune.csrf") || "" }, body: pc.localDescription.sdp });
+  const text = await r.text();
+  if (r.status !== 201) { let why = text; try { why = JSON.parse(text).error; } catch (e) { /* plain text */ } throw new Error(why || String(r.status)); }
+  live.location = r.headers.get("Location");
+  await pc.setRemoteDescription({ type: "answer", sdp: text });
+  // The commune ends a session whose browser vanished; this one notices too.
+  pc.onconnectionstatechange = () => { if (live && live.pc === pc && ["failed", "closed"].includes(pc.connectionState)) stopLive(false).then(render); };
+}
+
+async function stopLive(hangup) {
+  const l = live;
+  live = null;
+  if (!l) return;
+  l.pc.close();
+  l.stream.getTracks().forEach((tr) => tr.stop());
+  if (hangup && l.location) { try { await api("DELETE", l.location); } catch (e) { /* ended already */ } }
+}
+// --- end live speech ---
 
 // --- Scheduled bulletins (air_at): the air time on a card and an
 // approver's cancel button. ---
@@ -295,6 +364,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#lang-switch").onclick = () => { lang = lang === "vi" ? "en" : "vi"; localStorage.setItem("commune.lang", lang); render(); };
   $("#logout").onclick = async () => { try { await api("POST", "/api/v1/commune/logout"); } catch (e) {} me = null; render(); };
   window.addEventListener("hashchange", render);
+  window.addEventListener("pagehide", () => stopLive(true)); // closing the peer connection ends the session at once
   render();
   setInterval(() => { if (me && !document.querySelector("form:focus-within")) render(); }, 10000);
 });
