@@ -44,6 +44,7 @@ func (s *session) run(tracks <-chan *webrtc.TrackRemote, broken <-chan string) {
 			s.log.Error("live archive failed", "err", err)
 		}
 		s.summary()
+		s.l.pruneArchive()
 	}()
 	timeout := time.NewTimer(15 * time.Second)
 	defer timeout.Stop()

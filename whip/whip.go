@@ -67,6 +67,12 @@ type Config struct {
 	// ArchiveDir receives <sink-id>.opus, the received packets as Ogg
 	// Opus (RFC 7845).
 	ArchiveDir string
+	// ArchiveKeep and ArchiveMaxBytes bound the archive: at start and
+	// after each session, archives older than ArchiveKeep are deleted,
+	// then the oldest until the rest fit in ArchiveMaxBytes. Zero means
+	// DefaultArchiveKeep and DefaultArchiveMaxBytes.
+	ArchiveKeep     time.Duration
+	ArchiveMaxBytes int64
 	// ICE, when set, is the camera relay's ICE setup (its UDP mux, listen
 	// addresses, loopback and NAT 1:1 rules: camera.Relay.ICESettingEngine),
 	// so WHIP answers carry the same candidates as WHEP answers. The service
@@ -124,10 +130,17 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ArchiveKeep <= 0 {
+		cfg.ArchiveKeep = DefaultArchiveKeep
+	}
+	if cfg.ArchiveMaxBytes <= 0 {
+		cfg.ArchiveMaxBytes = DefaultArchiveMaxBytes
+	}
 	if err := os.MkdirAll(cfg.ArchiveDir, 0o700); err != nil {
 		return nil, fmt.Errorf("live archive dir: %w", err)
 	}
 	l := &Service{cfg: cfg, log: cfg.Log.With("component", "live"), sessions: map[string]*session{}}
+	l.pruneArchive()
 	if cfg.ICE != nil {
 		l.se = *cfg.ICE
 	} else if err := l.ownICE(); err != nil {
@@ -136,6 +149,25 @@ func New(cfg Config) (*Service, error) {
 	// A phone that vanished (no DELETE) is noticed within ~5 s.
 	l.se.SetICETimeouts(2*time.Second, 5*time.Second, time.Second)
 	return l, nil
+}
+
+// pruneArchive applies the archive's retention (Config.ArchiveKeep,
+// ArchiveMaxBytes), sparing the sessions still writing; a failure is
+// logged as an error, and the next session's end tries again.
+func (l *Service) pruneArchive() {
+	l.mu.Lock()
+	active := make(map[string]bool, len(l.sessions))
+	for id := range l.sessions {
+		active[id+".opus"] = true
+	}
+	l.mu.Unlock()
+	n, err := pruneArchive(l.cfg.ArchiveDir, l.cfg.ArchiveKeep, l.cfg.ArchiveMaxBytes, l.cfg.Now(), active)
+	if err != nil {
+		l.log.Error("live archive retention failed", "err", err)
+	}
+	if n > 0 {
+		l.log.Info("live archives deleted by retention", "count", n, "keep", l.cfg.ArchiveKeep, "max_bytes", l.cfg.ArchiveMaxBytes)
+	}
 }
 
 // ownICE sets up ICE with package rtc when the camera relay's setup is not
