@@ -260,18 +260,33 @@ func (s *Server) checkDraft(d Draft, mediaSHA string) string {
 	if (d.Text == "") == (mediaSHA == "") {
 		return "give exactly one of text and media_sha256"
 	}
-	if len(d.Text) > 4000 || len(d.Title) > 200 {
-		return "text at most 4000 bytes, title at most 200"
+	if len(d.Text) > 4000 {
+		return "text at most 4000 bytes"
+	}
+	return checkTargets(d)
+}
+
+// checkTargets validates what every commune broadcast (a bulletin or a
+// live speech) names besides its content: title, urgency, 1–500 village
+// ids and zone ids; "" means good.
+func checkTargets(d Draft) string {
+	if len(d.Title) > 200 {
+		return "title at most 200 bytes"
 	}
 	if d.Urgency != uplink.UrgencyRoutine && d.Urgency != uplink.UrgencyEmergency {
-		return "urgency must be routine or emergency"
+		return fmt.Sprintf("urgency %q: use routine or emergency", d.Urgency)
 	}
 	if len(d.Villages) == 0 || len(d.Villages) > 500 {
 		return "villages: choose 1–500 villages"
 	}
-	for _, v := range slices.Concat(d.Villages, d.Zones) {
-		if wire.ValidLevel(v) != nil || len(v) > 64 {
-			return fmt.Sprintf("%q is not a village or zone id", v)
+	for _, v := range d.Villages {
+		if wire.ValidLevel(v) != nil {
+			return fmt.Sprintf("villages: %q is not a village id", v)
+		}
+	}
+	for _, z := range d.Zones {
+		if wire.ValidLevel(z) != nil {
+			return fmt.Sprintf("zones: %q is not a zone id", z)
 		}
 	}
 	return ""

@@ -18,7 +18,6 @@ import (
 
 	actions "github.com/loalang/loalang/audit"
 	"github.com/loalang/loalang/auth"
-	"github.com/loalang/loalang/device/wire"
 	"github.com/loalang/loalang/uplink"
 	"github.com/loalang/loalang/whip"
 )
@@ -82,21 +81,10 @@ func (s *Server) liveTarget(r *http.Request) (Draft, string, error) {
 	if d.Urgency == "" {
 		d.Urgency = uplink.UrgencyRoutine
 	}
-	if d.Urgency != uplink.UrgencyRoutine && d.Urgency != uplink.UrgencyEmergency {
-		return d, fmt.Sprintf("urgency %q: use routine or emergency", d.Urgency), nil
-	}
-	if len(d.Villages) == 0 {
-		return d, "villages: choose at least one village (?villages=thon-1,thon-2)", nil
-	}
 	slices.Sort(d.Villages)
 	d.Villages = slices.Compact(d.Villages) // one delivery record per village
-	if len(d.Title) > 200 || len(d.Villages) > 500 {
-		return d, "title at most 200 bytes, at most 500 villages", nil
-	}
-	for _, z := range d.Zones {
-		if wire.ValidLevel(z) != nil || len(z) > 64 {
-			return d, fmt.Sprintf("zones: %q is not a zone id", z), nil
-		}
+	if msg := checkTargets(d); msg != "" {
+		return d, msg, nil
 	}
 	known, err := s.Villages()
 	if err != nil {

@@ -104,13 +104,5 @@ func (c *Config) validateCommune() error {
 	if m.MaxUploadBytes < 0 {
 		return bad("commune.max_upload_bytes", "must not be negative")
 	}
-	// The webrtc section's ICE settings serve the commune's live speech
-	// (WHIP) as they serve the village's.
-	if c.WebRTC.UDPPort < 0 || c.WebRTC.UDPPort > 65535 {
-		return bad("webrtc.udp_port", "%d is not a port", c.WebRTC.UDPPort)
-	}
-	if key, reason := validICEAddrs(c.WebRTC); key != "" {
-		return bad(key, "%s", reason)
-	}
-	return nil
+	return validateWebRTC(c.WebRTC) // the commune's live speech (WHIP)
 }

@@ -109,11 +109,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.WebRTC.UDPPort < 0 || c.WebRTC.UDPPort > 65535 {
-		return bad("webrtc.udp_port", "%d is not a port", c.WebRTC.UDPPort)
-	}
-	if key, reason := validICEAddrs(c.WebRTC); key != "" {
-		return bad(key, "%s", reason)
+	if err := validateWebRTC(c.WebRTC); err != nil {
+		return err
 	}
 	if c.Auth.LoginBurst < 1 {
 		return bad("auth.login_burst", "must be at least 1")
@@ -255,6 +252,18 @@ func (c *Config) WiredZones() []string {
 		}
 	}
 	return out
+}
+
+// validateWebRTC checks the webrtc section's ICE settings, which serve the
+// village's camera relay and live speech and the commune's live speech.
+func validateWebRTC(w WebRTC) error {
+	if w.UDPPort < 0 || w.UDPPort > 65535 {
+		return &Error{Key: "webrtc.udp_port", Reason: fmt.Sprintf("%d is not a port", w.UDPPort)}
+	}
+	if key, reason := validICEAddrs(w); key != "" {
+		return &Error{Key: key, Reason: reason}
+	}
+	return nil
 }
 
 // validICEAddrs checks webrtc.listen_ips (literal IPv4 addresses, not
