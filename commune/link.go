@@ -212,8 +212,13 @@ func (s *Server) Subscribe(filter string, qos byte, h func(topic string, payload
 	l.mu.Lock()
 	l.extra[filter] = qos
 	l.mu.Unlock()
-	if !l.connected.Load() {
-		return nil // subscribed by the next connection's handler
+	// Not yet connected: the connect handler, which runs after paho marks
+	// the connection open, reads extra and subscribes it. Open: subscribe
+	// here, even while that handler may still be waiting for its own
+	// SUBACK without this filter; a second SUBSCRIBE of a filter only
+	// replaces the first (MQTT 3.1.1 §3.8.4).
+	if !l.pc.IsConnectionOpen() {
+		return nil
 	}
 	tok := l.pc.Subscribe(filter, qos, nil)
 	if !tok.WaitTimeout(15 * time.Second) {
