@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -214,13 +216,14 @@ type Relay struct {
 	cfg Config
 	log *slog.Logger
 
-	se         webrtc.SettingEngine
-	iceServers []webrtc.ICEServer
-	udpConns   []net.PacketConn
-	batch      []*batchConn
-	udpMux     ice.UDPMux
-	tcpLn      net.Listener
-	tcpMux     ice.TCPMux
+	se          webrtc.SettingEngine
+	iceServers  []webrtc.ICEServer
+	udpConns    []net.PacketConn
+	batch       []*batchConn
+	retransmits atomic.Uint64 // packets sent again on NACKs (nack.go)
+	udpMux      ice.UDPMux
+	tcpLn       net.Listener
+	tcpMux      ice.TCPMux
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -268,26 +271,19 @@ func (r *Relay) setupICE() error {
 	if err := r.openUDPMux(); err != nil {
 		return err
 	}
-	conn := r.udpConns[0]
 	se := webrtc.SettingEngine{}
-	se.SetICEUDPMux(r.udpMux)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	if cfg.ICETCP {
-		port := conn.LocalAddr().(*net.UDPAddr).Port
-		tcpIP := ""
-		if ips := cfg.listenIPs(); len(ips) == 1 {
-			tcpIP = ips[0]
-		}
-		tcpAddr := net.JoinHostPort(tcpIP, strconv.Itoa(port))
-		ln, err := net.Listen("tcp4", tcpAddr)
+		ln, err := r.listenICETCP()
 		if err != nil {
-			return fmt.Errorf("listen ICE TCP %s: %w", tcpAddr, err)
+			return err
 		}
 		r.tcpLn = ln
 		r.tcpMux = webrtc.NewICETCPMux(nil, ln, 32)
 		se.SetICETCPMux(r.tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4)
 	}
+	se.SetICEUDPMux(r.udpMux)
 	se.SetNetworkTypes(networks)
 	se.SetIncludeLoopbackCandidate(cfg.LoopbackCandidates)
 	if ips, _ := ParseListenIPs(cfg.listenIPs()); len(ips) > 0 {
@@ -320,6 +316,34 @@ func (r *Relay) setupICE() error {
 // ICEAddr reports the local address of the ICE UDP socket (useful with UDPPort 0).
 // With several listen addresses it is the first one's.
 func (r *Relay) ICEAddr() net.Addr { return r.udpConns[0].LocalAddr() }
+
+// listenICETCP listens for ICE-TCP (RFC 6544) on the UDP mux's port. With
+// an ephemeral port (udp_port 0, tests) that port may be taken for TCP:
+// then it opens the UDP mux again on another port, a few times.
+func (r *Relay) listenICETCP() (net.Listener, error) {
+	tcpIP := ""
+	if ips := r.cfg.listenIPs(); len(ips) == 1 {
+		tcpIP = ips[0]
+	}
+	for try := 0; ; try++ {
+		port := r.udpConns[0].LocalAddr().(*net.UDPAddr).Port
+		tcpAddr := net.JoinHostPort(tcpIP, strconv.Itoa(port))
+		ln, err := net.Listen("tcp4", tcpAddr)
+		if err == nil {
+			return ln, nil
+		}
+		if r.cfg.UDPPort != 0 || try == 4 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listen ICE TCP %s: %w", tcpAddr, err)
+		}
+		if err := r.closeICE(); err != nil {
+			return nil, fmt.Errorf("reopen ICE UDP: %w", err)
+		}
+		r.udpMux, r.udpConns, r.batch = nil, nil, nil
+		if err := r.openUDPMux(); err != nil {
+			return nil, err
+		}
+	}
+}
 
 func (r *Relay) closeICE() error {
 	var errs []error

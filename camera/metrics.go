@@ -16,6 +16,7 @@ var (
 	descReconn  = prometheus.NewDesc("loalang_camera_reconnects_total", "RTSP sessions that ended in an error.", labels, nil)
 	descDropped = prometheus.NewDesc("loalang_camera_viewer_dropped_frames_total", "Frames skipped by slow viewers (queue overflow, skip to next keyframe).", labels, nil)
 	descParams  = prometheus.NewDesc("loalang_camera_params_inserted_total", "Keyframes the relay prefixed with SPS/PPS (VPS) missing in-band.", labels, nil)
+	descResent  = prometheus.NewDesc("loalang_camera_retransmitted_packets_total", "RTP packets sent again to viewers on a NACK (RFC 4585), all cameras.", nil, nil)
 	allStates   = []State{StateIdle, StateConnecting, StateLive, StateError}
 )
 
@@ -23,13 +24,14 @@ type collector struct{ r *Relay }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descViewers, descBitrate, descFPS, descReconn, descDropped, descParams} {
+	for _, d := range []*prometheus.Desc{descState, descViewers, descBitrate, descFPS, descReconn, descDropped, descParams, descResent} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descResent, prometheus.CounterValue, float64(c.r.retransmits.Load()))
 	for _, st := range c.r.List() {
 		emit(ch, st.ID, "false", st.StreamStatus)
 		if st.Substream != nil {

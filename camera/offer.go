@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -246,10 +245,6 @@ func (r *Relay) Offer(ctx context.Context, cameraID, offerSDP, viewer string) (S
 	return Session{ID: id, AnswerSDP: answer, Codec: info.codec, Substream: useSub}, nil
 }
 
-// nackHistory is how many sent RTP packets each viewer keeps for NACK
-// retransmission (RFC 4585 §6.2.1); a power of two.
-const nackHistory = 256
-
 // negotiate builds the peer connection for v with exactly the chosen codec
 // and returns the complete answer.
 func (r *Relay) negotiate(ctx context.Context, v *viewer, chosen offeredCodec, offerSDP string) (string, error) {
@@ -265,18 +260,12 @@ func (r *Relay) negotiate(ctx context.Context, v *viewer, chosen offeredCodec, o
 		return "", fmt.Errorf("register codec: %w", err)
 	}
 	reg := &interceptor.Registry{}
-	// The responder keeps sent packets for retransmission; pion's default
-	// of 1024 is ~1.2 MB per viewer. 256 packets is over a second of 1080p
-	// at 2 Mbit/s, several round trips even over 4G.
-	// Only the responder: the relay sends and never receives media, so
-	// pion's NACK generator (a 100 ms ticker per session) has nothing to do.
-	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(nackHistory))
-	if err != nil {
-		return "", fmt.Errorf("configure nack: %w", err)
-	}
+	// NACKs are answered from the viewer's own history (nack.go) rather
+	// than by pion's responder interceptor, which copies every packet; the
+	// relay sends and never receives media, so pion's NACK generator (a
+	// 100 ms ticker per session) has nothing to do either.
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	reg.Add(responder)
 	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
 		return "", fmt.Errorf("configure rtcp reports: %w", err)
 	}

@@ -373,3 +373,36 @@ func TestQueueBoundedSkipsToKeyframe(t *testing.T) {
 		t.Fatalf("age overflow dropped %d, want 2", d)
 	}
 }
+
+// TestNACKRetransmitsFromHistory loses video datagrams on the viewer's
+// network; the viewer's NACKs (RFC 4585 §6.2.1) must bring each lost packet
+// back from the viewer's send history, with its original sequence number.
+func TestNACKRetransmitsFromHistory(t *testing.T) {
+	_, url := startSim(t, camsim.Options{})
+	r := newRelay(t, testConfig(), Camera{ID: "cam1", URL: url})
+	c := whepview.NewLossy(t, whepview.BrowserH264)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	sess, err := r.Offer(ctx, "cam1", c.Offer, "police-1")
+	if err != nil {
+		t.Fatalf("offer: %v", err)
+	}
+	c.Accept(sess.AnswerSDP)
+	c.WaitAUs(5, 10*time.Second)
+
+	const losses = 3
+	deadline := time.Now().Add(15 * time.Second)
+	for lost := 0; c.Late() < losses; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d lost packets came back (relay retransmitted %d)", c.Late(), losses, r.retransmits.Load())
+		}
+		if lost == c.Late() {
+			c.DropNextMedia()
+			lost++
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := r.retransmits.Load(); n < losses {
+		t.Fatalf("relay counted %d retransmissions, want at least %d", n, losses)
+	}
+}

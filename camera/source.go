@@ -65,6 +65,7 @@ type source struct {
 	running   bool
 	stopRun   context.CancelFunc
 	viewers   map[*viewer]struct{}
+	direct    []*viewer     // fanOut's result, reused
 	changed   chan struct{} // closed and replaced on every state change
 
 	state  State
@@ -532,11 +533,21 @@ func (s *source) describeParamsLocked(codec string) (profile string, w, h int, f
 // when they only came in the SDP), updates the GOP cache and fans out to
 // viewers without blocking: each viewer has its own bounded queue.
 func (s *source) onAU(au [][]byte, pts int64) {
+	for _, v := range s.fanOut(au, pts) {
+		v.drain()
+	}
+}
+
+// fanOut does onAU's work under the source's lock and returns the viewers
+// that send from the ingest goroutine (viewer.direct), which onAU then
+// drains outside the lock. The returned slice is reused by the next call:
+// onAU is only called from the one RTSP session goroutine.
+func (s *source) fanOut(au [][]byte, pts int64) []*viewer {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.info == nil {
-		return
+		return nil
 	}
 	codec := s.info.codec
 	key := codecByName(codec).isKeyframe(au)
@@ -563,7 +574,7 @@ func (s *source) onAU(au [][]byte, pts int64) {
 	}
 	if s.awaitKey {
 		if !key {
-			return
+			return nil
 		}
 		s.awaitKey = false
 	}
@@ -617,9 +628,14 @@ func (s *source) onAU(au [][]byte, pts int64) {
 		s.wentLiveSession = true
 		s.setStateLocked(StateLive, "")
 	}
+	s.direct = s.direct[:0]
 	for v := range s.viewers {
 		s.dropped += uint64(v.q.push(f, false, now))
+		if v.q.isDirect() {
+			s.direct = append(s.direct, v)
+		}
 	}
+	return s.direct
 }
 
 func (s *source) status() StreamStatus {

@@ -36,6 +36,7 @@ type queue struct {
 	notify         chan struct{}
 	needKey        bool
 	pendingDiscont bool
+	direct         bool // drained by the ingest goroutine: push does not notify
 	maxFrames      int
 	maxDelay       time.Duration
 	dropped        uint64
@@ -74,11 +75,27 @@ func (q *queue) push(f *frame, burst bool, now time.Time) int {
 	q.items = append(q.items, qitem{f: f, burst: burst, discont: f.discont || q.pendingDiscont, enq: now})
 	q.pendingDiscont = false
 	q.dropped += uint64(dropped)
-	select {
-	case q.notify <- struct{}{}:
-	default:
+	if !q.direct {
+		select {
+		case q.notify <- struct{}{}:
+		default:
+		}
 	}
 	return dropped
+}
+
+// setDirect marks the queue as drained by the ingest goroutine, which then
+// needs no wake-up of the viewer's own goroutine per frame.
+func (q *queue) setDirect() {
+	q.mu.Lock()
+	q.direct = true
+	q.mu.Unlock()
+}
+
+func (q *queue) isDirect() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.direct
 }
 
 // take removes and returns every queued item.
@@ -96,6 +113,16 @@ func (q *queue) take(buf []qitem) []qitem {
 // its own packetizer, so sequence numbers and timestamps stay continuous for
 // this browser across camera reconnects (RFC 3550 §5.1) and no
 // renegotiation is needed.
+//
+// Who sends depends on the selected ICE path. A viewer reached from the
+// relay's own UDP socket (a host or server-reflexive local candidate) is
+// sent to by the camera's ingest goroutine right after each frame is queued
+// (drain): such a write goes through batchConn to a UDP socket and cannot
+// block on one viewer, and it saves a goroutine wake-up per frame and
+// viewer, which was the largest cost left in the relay (issue 16 profile).
+// A viewer reached through a TURN relay may be written over TCP to the TURN
+// server, which can block, so its own goroutine drains its queue and a slow
+// path holds back only that viewer.
 type viewer struct {
 	r       *Relay
 	id, who string
@@ -114,16 +141,23 @@ type viewer struct {
 	pkt    rtp.Packet // reused for every packet sent
 	q      *queue
 
+	// sendMu serialises drain: the packetizer and timestamp state below
+	// and the send buffer belong to whoever holds it.
+	sendMu  sync.Mutex
+	sendBuf []qitem
+	hist    history  // sent packets, for NACKs
+	nackBuf []uint16 // retransmit's scratch
+
 	connected, failed, stopCh, finished chan struct{}
 	connOnce, failOnce, stopOnce        sync.Once
 	reasonMu                            sync.Mutex
 	reason                              string
 
 	// remote is the viewer's address on the selected ICE pair, whose
-	// writes sendAll batches; invalid (no batching) if unknown.
+	// writes drain batches; invalid (no batching) if unknown. Guarded by sendMu.
 	remote netip.AddrPort
 
-	// Timestamp rewriting state, owned by run.
+	// Timestamp rewriting state, guarded by sendMu.
 	haveTS  bool
 	lastOut uint32
 	offset  uint32
@@ -219,23 +253,25 @@ func (v *viewer) run() {
 		return
 	}
 	connectedAt = time.Now()
-	v.remote = v.remoteAddr()
+	remote, relayed := v.selectedPath()
+	v.sendMu.Lock()
+	v.remote = remote
+	v.sendMu.Unlock()
 	if !v.src.attach(v) {
 		v.setReason("camera removed")
 		return
 	}
 	attached = true
-	v.log.Info("viewer connected", "viewer", v.who, "setup", connectedAt.Sub(v.created).Round(time.Millisecond))
+	v.log.Info("viewer connected", "viewer", v.who, "setup", connectedAt.Sub(v.created).Round(time.Millisecond), "relayed", relayed)
+	v.drain() // the GOP cache attach queued
+	if !relayed {
+		v.q.setDirect()
+	}
 
-	var buf []qitem
 	for {
 		select {
 		case <-v.q.notify:
-			buf = v.q.take(buf)
-			if err := v.sendAll(buf); err != nil {
-				v.setReason("write: " + err.Error())
-				return
-			}
+			v.drain()
 		case <-v.failed:
 			v.setReason("ICE/DTLS failed")
 			return
@@ -248,33 +284,43 @@ func (v *viewer) run() {
 	}
 }
 
-// remoteAddr returns the remote address of the selected ICE candidate pair.
-func (v *viewer) remoteAddr() netip.AddrPort {
+// selectedPath returns the remote address of the selected ICE candidate
+// pair (invalid if unknown) and whether its local side is a TURN relay
+// (true too when the pair is unknown, the safe side for drain's choice).
+func (v *viewer) selectedPath() (netip.AddrPort, bool) {
 	pair, err := v.sender.Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil || pair.Remote == nil {
-		return netip.AddrPort{}
+	if err != nil || pair == nil || pair.Remote == nil || pair.Local == nil {
+		return netip.AddrPort{}, true
 	}
+	relayed := pair.Local.Typ == webrtc.ICECandidateTypeRelay
 	ip, err := netip.ParseAddr(pair.Remote.Address)
 	if err != nil || pair.Remote.Port == 0 {
-		return netip.AddrPort{}
+		return netip.AddrPort{}, relayed
 	}
-	return netip.AddrPortFrom(ip.Unmap(), pair.Remote.Port)
+	return netip.AddrPortFrom(ip.Unmap(), pair.Remote.Port), relayed
 }
 
-// sendAll sends queued frames as one burst of the ICE socket (one
-// sendmmsg per batch instead of a sendto per packet, see batchConn).
-func (v *viewer) sendAll(buf []qitem) error {
+// drain sends every queued frame as one burst of the ICE socket (one
+// sendmmsg per batch instead of a sendto per packet, see batchConn). A
+// write that fails for good ends the session.
+func (v *viewer) drain() {
+	v.sendMu.Lock()
+	defer v.sendMu.Unlock()
+	v.sendBuf = v.q.take(v.sendBuf)
+	if len(v.sendBuf) == 0 {
+		return
+	}
 	if v.remote.IsValid() {
 		v.r.cork(v.remote)
 		defer v.r.uncork(v.remote)
 	}
-	for i := range buf {
-		if err := v.send(buf[i]); err != nil {
-			return err
+	for i := range v.sendBuf {
+		if err := v.send(v.sendBuf[i]); err != nil {
+			v.stop("write: " + err.Error())
+			return
 		}
-		buf[i] = qitem{}
+		v.sendBuf[i] = qitem{}
 	}
-	return nil
 }
 
 // send packetizes one frame. Timestamps follow the camera clock (so B-frame
@@ -319,6 +365,7 @@ func (v *viewer) send(it qitem) error {
 			SequenceNumber: v.seq.NextSequenceNumber(), Timestamp: ts,
 		}
 		v.pkt.Payload = pl
+		v.hist.add(&v.pkt.Header, pl)
 		if err := v.track.WriteRTP(&v.pkt); err != nil {
 			if errors.Is(err, io.ErrClosedPipe) {
 				return err
@@ -330,7 +377,8 @@ func (v *viewer) send(it qitem) error {
 	return nil
 }
 
-// readRTCP drains RTCP so the NACK responder and reports interceptors run;
+// readRTCP answers NACKs (retransmit) and drains RTCP so the reports
+// interceptor runs;
 // it ends when the peer connection closes.
 func (v *viewer) readRTCP(done chan struct{}) {
 	defer close(done)
@@ -340,7 +388,10 @@ func (v *viewer) readRTCP(done chan struct{}) {
 			return
 		}
 		for _, p := range pkts {
-			if _, ok := p.(*rtcp.PictureLossIndication); ok {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				v.retransmit(p)
+			case *rtcp.PictureLossIndication:
 				// RTSP has no way to ask a camera for a keyframe; the browser
 				// recovers at the next IDR (one GOP at most).
 				v.log.Debug("picture loss indication")

@@ -6,6 +6,7 @@
 package whepview
 
 import (
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -58,6 +61,7 @@ type Viewer struct {
 	done chan struct{}
 
 	paused atomic.Bool
+	drop   atomic.Bool // NewLossy: drop the next media datagram
 
 	mu      sync.Mutex
 	aus     []AU
@@ -65,11 +69,49 @@ type Viewer struct {
 	mime    string
 	lastSeq uint16
 	seqGaps int
+	late    int
+}
+
+// dropConn is a UDP socket that loses the next datagram big enough to be
+// video (not STUN or RTCP) whenever drop is set.
+type dropConn struct {
+	*net.UDPConn
+	drop *atomic.Bool
+}
+
+func (c *dropConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.UDPConn.ReadFrom(p)
+		if err == nil && n > 500 && c.drop.CompareAndSwap(true, false) {
+			continue
+		}
+		return n, addr, err
+	}
+}
+
+// DropNextMedia makes a NewLossy viewer's network lose the next video
+// datagram.
+func (v *Viewer) DropNextMedia() { v.drop.Store(true) }
+
+// Late counts packets that arrived after a later one: on loopback, only
+// retransmissions of lost packets.
+func (v *Viewer) Late() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.late
 }
 
 // New makes a viewer offering codecs; it closes when the test ends.
-func New(t testing.TB, codecs []Codec) *Viewer {
+func New(t testing.TB, codecs []Codec) *Viewer { return newViewer(t, codecs, false) }
+
+// NewLossy is New with a network that drops one media datagram on each
+// DropNextMedia, and pion's NACK generator (RFC 4585 §6.2.1), as a browser
+// on a lossy path would ask for what it missed.
+func NewLossy(t testing.TB, codecs []Codec) *Viewer { return newViewer(t, codecs, true) }
+
+func newViewer(t testing.TB, codecs []Codec, lossy bool) *Viewer {
 	t.Helper()
+	v := &Viewer{t: t, done: make(chan struct{})}
 	m := &webrtc.MediaEngine{}
 	for _, c := range codecs {
 		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
@@ -85,12 +127,27 @@ func New(t testing.TB, codecs []Codec) *Viewer {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+	reg := &interceptor.Registry{}
+	if lossy {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: &dropConn{UDPConn: c, drop: &v.drop}})
+		t.Cleanup(func() { _ = mux.Close() })
+		se.SetICEUDPMux(mux)
+		gen, err := nack.NewGeneratorInterceptor(nack.GeneratorInterval(20 * time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Add(gen)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(reg))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &Viewer{t: t, pc: pc, done: make(chan struct{})}
+	v.pc = pc
 	t.Cleanup(v.Close)
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
 		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
@@ -163,6 +220,11 @@ func (v *Viewer) read(tr *webrtc.TrackRemote) {
 			continue
 		}
 		v.mu.Lock()
+		if v.packets > 0 && int16(p.SequenceNumber-v.lastSeq) < 0 {
+			v.late++
+			v.mu.Unlock()
+			continue // a retransmission; its access unit is gone
+		}
 		if v.packets > 0 && p.SequenceNumber != v.lastSeq+1 {
 			v.seqGaps++
 		}
