@@ -51,8 +51,8 @@ func (v value) format(decimals int, unit string) string {
 	return s
 }
 
-// Commands that produce each key. They are what a row without a
-// measurement prints, and what the README lists.
+// Commands that produce each key: what a row without a measurement
+// prints.
 const (
 	cmdCamera    = "go run ./bench/camera -runs 3"
 	cmdIdle      = "go run ./bench/idle -runs 3 -later 5m"
