@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmarks behind `make bench` in order and prints a summary of
-# bench/results.json. Each benchmark prints its own table and merges its
-# figures into bench/results.json under its own key.
+# bench/results.json and the table of issue 16's goals (bench/goals). Each
+# benchmark prints its own table and merges its figures into
+# bench/results.json under its own key.
 #
 # Sizes and durations (defaults match the issue):
 #   BENCH_SPEAKERS=50,200,500  fan-out speaker counts
@@ -63,7 +64,7 @@ if [ "${BENCH_LONG:-0}" = 1 ]; then
 	step go run ./bench/fanout -broker mosquitto -speakers 1000 -duration 60s -runs "$runs" -results "$results"
 	step go run ./bench/sync -speakers 50 -clip 10m -points start,5m,end -runs "$runs" -results "$results"
 	step go run ./bench/idle -runs "$runs" -later 5m -results "$results"
-	step go run ./bench/live -browser chromium -results "$results"
+	step go run ./bench/live -browser chromium -runs "$runs" -results "$results"
 else
 	step go run ./bench/idle -runs "$runs" -later 60s -results "$results"
 fi
@@ -71,4 +72,9 @@ fi
 echo
 echo "== summary of $results"
 go run ./bench/fanout -summary -results "$results" || status=1
+# Issue 16's goals in one table: figure, baseline and ratio, target, met or
+# not, key and date ("not measured" with its command where a key is missing).
+echo
+echo "== issue 16 goals"
+go run ./bench/goals -results "$results" || status=1
 exit $status

@@ -142,6 +142,7 @@ func run(ctx context.Context, o options) error {
 		"command": cmdline, "runs": len(rs), "logins": o.logins,
 		"first_sample_s": o.first.Seconds(), "later_sample_s": o.later.Seconds(),
 		"goal_mib": 40, "per_run": rs, "cores": runtime.NumCPU(),
+		"date": time.Now().UTC().Format(time.RFC3339),
 	}
 	for _, c := range []struct {
 		key, name, goal string

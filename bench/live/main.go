@@ -1,8 +1,9 @@
 // Command live measures live-speech latency through loalangd: a WHIP
 // client (pion, standing in for the phone's browser, so its RTP send time
-// is on the same clock) sends 20 ms Opus packets of a tone to
-// POST /api/v1/live/whip; speakers of firmware-sim and an MQTT probe
-// subscribe to the zone. Per packet it reports
+// is on the same clock, or headless Chromium with -browser chromium) sends
+// 20 ms Opus packets of a tone to POST /api/v1/live/whip; speakers of
+// firmware-sim and an MQTT probe subscribe to the zone. Per packet it
+// reports
 //
 //   - send -> delivery: RTP send to the frame's arrival at a zone
 //     subscriber (what a speaker receives; excludes the play-out delay);
@@ -10,10 +11,28 @@
 //     (PlayAt + live play-out delay), i.e. what a listener hears.
 //
 // The baseline is an API ping's round trip to a speaker over the same
-// broker, in the same process. Results are merged into
-// bench/results.json under "live".
+// broker, in the same process.
 //
-//	go run -tags nolibopusfile ./bench/live [-seconds 10] [-speakers 20]
+//	go run -tags nolibopusfile ./bench/live [-runs 3] [-browser pion|chromium] [-seconds 10] [-speakers 20]
+//
+// It does -runs complete runs (default 3), each with a fresh daemon,
+// speakers and sender, and reads /proc/loadavg before each. It prints one
+// line per run, then a table of median [min-max] over the runs, the load
+// averages and the command. Results are merged into bench/results.json
+// under "live" (pion) or "live_chromium" (Chromium):
+//
+//   - the top-level figures (send_to_delivery, send_to_playback,
+//     playout_delay, baseline_ping_round_trip,
+//     send_to_delivery_packet_N_of_frame, late_pct, timeline_jumps,
+//     packets_sent) are the medians over the runs, each quantile taken
+//     separately, under the field names a single run used to have;
+//   - "spread" holds {median, min, max} over the runs for each of them:
+//     spread.late_pct, spread.timeline_jumps, spread.packets_sent, and
+//     spread.send_to_delivery.p50_ms (and p99_ms, max_ms, packets) for the
+//     latency figures;
+//   - "per_run" holds each run's full figures, "runs" their number,
+//     "load_average_before" the load averages read before each run, and
+//     "command" the command line.
 package main
 
 import (
@@ -27,18 +46,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
-	"github.com/loalang/loalang/bench/results"
 	bmedia "github.com/loalang/loalang/broadcast/media"
 	"github.com/loalang/loalang/config"
 	"github.com/loalang/loalang/daemon"
@@ -50,6 +66,7 @@ import (
 func main() {
 	seconds := flag.Int("seconds", 10, "seconds of live speech")
 	nSpeakers := flag.Int("speakers", 20, "simulated speakers in the zone")
+	runs := flag.Int("runs", 3, "complete runs (each a fresh daemon, speakers and sender); figures are the median over runs")
 	resultsPath := flag.String("results", "bench/results.json", "results file to merge into")
 	browser := flag.String("browser", "pion", "sender: pion (a pion WHIP client) or chromium (headless Chromium with a fake microphone, run in a network namespace with only lo)")
 	flag.Parse()
@@ -60,7 +77,7 @@ func main() {
 	if *browser == "chromium" {
 		reexecInNetns() // returns only inside the namespace (or where namespaces are not allowed)
 	}
-	if err := run(*seconds, *nSpeakers, *resultsPath, *browser); err != nil {
+	if err := run(max(1, *runs), *seconds, *nSpeakers, *resultsPath, *browser); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/live:", err)
 		os.Exit(1)
 	}
@@ -86,12 +103,14 @@ func summarise(d []time.Duration) stats {
 // probeID is the device the benchmark's MQTT probe connects as.
 const probeID = "bench-probe"
 
-func run(seconds, nSpeakers int, resultsPath, browser string) error {
+// oneRun is one complete measurement: a fresh daemon, speakers, probe and
+// sender, torn down when it returns.
+func oneRun(seconds, nSpeakers int, browser string) (runFigures, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "bench-live-")
 	if err != nil {
-		return err
+		return runFigures{}, fmt.Errorf("temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	cfg := config.Default()
@@ -106,22 +125,22 @@ func run(seconds, nSpeakers int, resultsPath, browser string) error {
 	// client id, so it cannot listen under a simulated speaker's.
 	cfg.Devices = append(cfg.Devices, config.Device{ID: probeID, Kind: "speaker", Zones: []string{"a"}})
 	if err := cfg.Validate(); err != nil {
-		return err
+		return runFigures{}, fmt.Errorf("configuration: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
-		return err
+		return runFigures{}, fmt.Errorf("start daemon: %w", err)
 	}
 	defer d.Close()
 
 	raw, err := os.ReadFile(filepath.Join(dir, daemon.BundleFile))
 	if err != nil {
-		return err
+		return runFigures{}, fmt.Errorf("read provisioning bundle: %w", err)
 	}
 	var bundle wire.Bundle
 	if err := json.Unmarshal(raw, &bundle); err != nil {
-		return err
+		return runFigures{}, fmt.Errorf("read provisioning bundle: %w", err)
 	}
 	var wg sync.WaitGroup
 	spkCtx, stopSpeakers := context.WithCancel(ctx)
@@ -136,7 +155,7 @@ func run(seconds, nSpeakers int, resultsPath, browser string) error {
 		s, err := speaker.New(speaker.Config{ID: dv.ID, Site: bundle.Site, Broker: bundle.Broker, Username: dv.Username, Password: dv.Password,
 			Zones: dv.Zones, HeartbeatEvery: time.Second})
 		if err != nil {
-			return err
+			return runFigures{}, fmt.Errorf("speaker %s: %w", dv.ID, err)
 		}
 		spks = append(spks, s)
 		wg.Add(1)
@@ -150,7 +169,7 @@ func run(seconds, nSpeakers int, resultsPath, browser string) error {
 		}
 		return true
 	}) {
-		return fmt.Errorf("speakers not ready")
+		return runFigures{}, fmt.Errorf("speakers not ready after 15 s")
 	}
 
 	// The probe: delivery times of zone frames, and a baseline round trip.
@@ -164,7 +183,7 @@ func run(seconds, nSpeakers int, resultsPath, browser string) error {
 	probe := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(bundle.Broker).SetClientID(dev.ID).
 		SetUsername(dev.Username).SetPassword(dev.Password).SetProtocolVersion(4))
 	if tok := probe.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		return fmt.Errorf("probe: %v", tok.Error())
+		return runFigures{}, fmt.Errorf("connect MQTT probe: %v", tok.Error())
 	}
 	defer probe.Disconnect(100)
 	topics := wire.MustTopics(bundle.Site)
@@ -183,7 +202,7 @@ func run(seconds, nSpeakers int, resultsPath, browser string) error {
 	base := "http://" + d.Ready().HTTP
 	token, err := apiLogin(base, "admin", readSecret(filepath.Join(dir, daemon.AdminPassFile)))
 	if err != nil {
-		return err
+		return runFigures{}, fmt.Errorf("sign in: %w", err)
 	}
 	for range 50 {
 		start := time.Now()
@@ -199,13 +218,8 @@ func run(seconds, nSpeakers int, resultsPath, browser string) error {
 		sent, err = pionSend(base, token, seconds)
 	}
 	if err != nil {
-		return err
+		return runFigures{}, fmt.Errorf("send live speech (%s): %w", browser, err)
 	}
-	sender := "pion WHIP client"
-	if browser == "chromium" {
-		sender = "headless Chromium (fake microphone), send times sniffed on lo"
-	}
-
 	mu.Lock()
 	defer mu.Unlock()
 	var toDelivery, toPlayback []time.Duration
@@ -254,47 +268,22 @@ func run(seconds, nSpeakers int, resultsPath, browser string) error {
 			late++
 		}
 	}
-	latePct := 100 * float64(late) / float64(max(1, len(toDelivery)))
-	fmt.Printf("live packets received: %d of %d sent; timeline jumps: %d; late at the speakers (delivered after their play time): %d (%.2f%%)\n",
-		len(pkts), len(sent), jumps, late, latePct)
-	out := map[string]any{
-		"date":                     time.Now().UTC().Format(time.RFC3339),
-		"go":                       runtime.Version(),
-		"cpus":                     runtime.NumCPU(),
-		"speakers":                 nSpeakers,
-		"seconds":                  seconds,
-		"packets_sent":             len(sent),
-		"live_delay_ms":            cfg.Broadcast.LiveDelay.Milliseconds(),
-		"packets_per_frame":        cfg.Broadcast.PacketsPerFrame,
-		"send_to_delivery":         summarise(toDelivery),
-		"send_to_playback":         summarise(toPlayback),
-		"playout_delay":            summarise(delays),
-		"timeline_jumps":           jumps,
-		"late_pct":                 latePct,
-		"baseline_ping_round_trip": summarise(baseline),
-		"sender":                   sender,
-		"note": "send time = the pion client's write, or Chromium's RTP packet seen leaving on lo (AF_PACKET); " +
-			"delivery = MQTT arrival at a zone subscriber (excludes the play-out delay); playback = PlayAt + live delay, when speakers play it; " +
-			"baseline = API ping round trip to a speaker over the same broker",
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "measure\tpackets\tp50 ms\tp99 ms\tmax ms")
-	for _, k := range []string{"send_to_delivery", "send_to_playback", "playout_delay", "baseline_ping_round_trip"} {
-		s := out[k].(stats)
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\n", k, s.Packets, s.P50, s.P99, s.Max)
+	f := runFigures{
+		Date:            time.Now().UTC().Format(time.RFC3339),
+		PacketsSent:     len(sent),
+		PacketsReceived: len(pkts),
+		SendToDelivery:  summarise(toDelivery),
+		SendToPlayback:  summarise(toPlayback),
+		PlayoutDelay:    summarise(delays),
+		Baseline:        summarise(baseline),
+		TimelineJumps:   jumps,
+		LatePackets:     late,
+		LatePct:         100 * float64(late) / float64(max(1, len(toDelivery))),
 	}
 	for i := range cfg.Broadcast.PacketsPerFrame {
-		s := summarise(byIndex[i])
-		out[fmt.Sprintf("send_to_delivery_packet_%d_of_frame", i+1)] = s
-		fmt.Fprintf(tw, "  packet %d of frame\t%d\t%.1f\t%.1f\t%.1f\n", i+1, s.Packets, s.P50, s.P99, s.Max)
+		f.ByPacket = append(f.ByPacket, summarise(byIndex[i]))
 	}
-	tw.Flush()
-	key := "live"
-	if browser == "chromium" {
-		key = "live_chromium"
-	}
-	out["command"] = "go run ./bench/live " + strings.Join(os.Args[1:], " ")
-	return results.Merge(resultsPath, key, out)
+	return f, nil
 }
 
 func waitFor(d time.Duration, cond func() bool) bool {
