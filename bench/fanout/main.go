@@ -707,6 +707,12 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 		audio = append(audio, topics.ZoneAudio(z))
 	}
 	fig := &baselineFig{Subscribers: subs}
+	// The last subscribers' connect bursts (status, heartbeat, 5 clock
+	// requests over 200 ms) stay out of the idle window, as the speakers'
+	// do in the loalang run, which waits for them to be ready.
+	if err := sleep(ctx, time.Second); err != nil {
+		return nil, err
+	}
 	if o.idle > 0 {
 		m, err := startCPUs(pids)
 		if err != nil {

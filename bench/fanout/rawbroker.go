@@ -42,7 +42,8 @@ var upstreamFilters = map[string]byte{
 const probeInterval = 1500 * time.Millisecond
 
 // runRawBroker is the baseline child: a bare mochi broker (allow-all, no
-// ACL hook, default capabilities) on a loopback port and, in the same
+// ACL hook, default capabilities, $SYS every 10 minutes as loalangd's) on a
+// loopback port and, in the same
 // process as loalangd has its own paho client next to its broker, a bare
 // paho publisher. The publisher subscribes to the speakers' upstream
 // topics as loalangd does, answers every clock request on the device's
@@ -66,6 +67,10 @@ func runRawBroker(stdin io.Reader, stdout io.Writer, external string) error {
 	s := mochi.New(&mochi.Options{
 		InlineClient: false,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		// As loalangd's broker (broker/embedded.go): $SYS refreshed every
+		// 10 minutes, not every second, so that both brokers do the same
+		// background work.
+		SysTopicResendInterval: 600,
 	})
 	if err := s.AddHook(new(allowAll), nil); err != nil {
 		return fmt.Errorf("add allow hook: %w", err)
