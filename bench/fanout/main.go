@@ -301,14 +301,14 @@ func run(ctx context.Context, o options) error {
 		"clip":          source,
 		"packets_note":  fmt.Sprintf("packets are 20 ms Opus packets; %d per MQTT message", config.Default().Broadcast.PacketsPerFrame),
 		"latency_note":  "publish time = PlayAt - 20 ms (the engine's schedule; the baseline stamps the same scheduled instant); receipt = bare paho probe handler in the benchmark process",
-		"cpu_note":      "loalangd = embedded mochi + daemon (engine, paho client, reports, presence, clock answers); baseline = bare mochi + bare paho publisher in one process",
+		"cpu_note":      "loalangd = embedded mochi + daemon (engine, paho client, reports, presence, clock answers); baseline = bare mochi + bare paho publisher (subscribed to the speakers' upstream topics, answering clock requests) in one process, carrying the same messages (baseline_note)",
 		"sizes":         sizeResults,
 		"baseline_note": stream.note(o),
 	}
 	key := "fanout"
 	if o.broker == "mosquitto" {
 		key = "fanout_mosquitto"
-		out["cpu_note"] = "loalangd side = loalangd + Mosquitto with loalang's generated configuration (dynamic security plugin, ACL); baseline = bare Mosquitto (anonymous, no ACL) + bare paho publisher process"
+		out["cpu_note"] = "loalangd side = loalangd + Mosquitto with loalang's generated configuration (dynamic security plugin, ACL); baseline = bare Mosquitto (anonymous, no ACL) + bare paho publisher process, carrying the same messages (baseline_note; not counted)"
 	}
 	out["command"] = "go run ./bench/fanout " + strings.Join(os.Args[1:], " ")
 	if err := results.Merge(o.results, key, out); err != nil {
