@@ -720,3 +720,50 @@ func TestEmbeddedLifecycle(t *testing.T) {
 		t.Fatalf("NewEmbedded(invalid) = %v, want ErrInvalidRules", err)
 	}
 }
+
+// TestEmbeddedBrokerStats: Stats counts what the broker carried, the
+// figures behind loalangd's loalang_broker_* metrics. One QoS 1 publish
+// to two subscribers is one message received and two sent.
+func TestEmbeddedBrokerStats(t *testing.T) {
+	c := newCreds(t)
+	e, err := NewEmbedded(EmbeddedConfig{Addr: "127.0.0.1:0"}, c.rules, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := e.Stats(); s != (Stats{}) {
+		t.Fatalf("Stats before Start = %+v, want zero", s)
+	}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	svc := mustDial(t, e.Addr(), ServiceUsername, c.svc)
+	svc.subscribe(t, prefix+"#")
+	d1 := mustDial(t, e.Addr(), "d1", c.d1)
+	d1.subscribe(t, prefix+"zone/z1/stream")
+	before := e.Stats()
+	if before.ClientsConnected != 2 {
+		t.Errorf("ClientsConnected = %d, want 2", before.ClientsConnected)
+	}
+	if !svc.publish(prefix+"zone/z1/stream", 1, false, "counted") {
+		t.Fatal("service publish failed")
+	}
+	if _, ok := svc.rec.wait("counted", nil); !ok {
+		t.Fatal("service did not receive its own message")
+	}
+	if _, ok := d1.rec.wait("counted", nil); !ok {
+		t.Fatal("d1 did not receive the message")
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		s := e.Stats()
+		in, out := s.MessagesReceived-before.MessagesReceived, s.MessagesSent-before.MessagesSent
+		if in == 1 && out == 2 && s.PacketsReceived > before.PacketsReceived && s.PacketsSent > before.PacketsSent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after one publish to two subscribers: messages in %d out %d (stats %+v, before %+v)", in, out, s, before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

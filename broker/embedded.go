@@ -273,6 +273,42 @@ func (e *Embedded) Addr() string {
 	return e.addr
 }
 
+// Stats are the embedded broker's traffic counters since it started, read
+// from mochi's live counters (the figures its $SYS topics publish).
+type Stats struct {
+	// MessagesReceived counts PUBLISH packets received from clients.
+	MessagesReceived int64
+	// MessagesSent counts PUBLISH packets written to subscribers.
+	MessagesSent int64
+	// MessagesDropped counts messages dropped for a subscriber whose
+	// queue was full.
+	MessagesDropped int64
+	// PacketsReceived and PacketsSent count MQTT packets of every type.
+	PacketsReceived int64
+	PacketsSent     int64
+	// ClientsConnected is the number of clients connected now.
+	ClientsConnected int64
+}
+
+// Stats returns the broker's counters; all zero before Start.
+func (e *Embedded) Stats() Stats {
+	e.mu.Lock()
+	s := e.server
+	e.mu.Unlock()
+	if s == nil {
+		return Stats{}
+	}
+	i := s.Info
+	return Stats{
+		MessagesReceived: atomic.LoadInt64(&i.MessagesReceived),
+		MessagesSent:     atomic.LoadInt64(&i.MessagesSent),
+		MessagesDropped:  atomic.LoadInt64(&i.MessagesDropped),
+		PacketsReceived:  atomic.LoadInt64(&i.PacketsReceived),
+		PacketsSent:      atomic.LoadInt64(&i.PacketsSent),
+		ClientsConnected: atomic.LoadInt64(&i.ClientsConnected),
+	}
+}
+
 // SetRules replaces the rules at runtime, e.g. after provisioning a device.
 // New rules apply to the next packet of every client; clients whose account
 // was removed, or whose password hash or client id changed, are disconnected. Invalid rules

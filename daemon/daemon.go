@@ -498,6 +498,9 @@ func (d *Daemon) startWeb() error {
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loalang_build_info", Help: "Build information: always 1, with the version as a label.", ConstLabels: prometheus.Labels{"version": Version}})
 	buildInfo.Set(1)
 	d.metrics.MustRegister(buildInfo)
+	if d.broker != nil {
+		d.metrics.MustRegister(newBrokerCollector(d.broker))
+	}
 	accounts := store.NewAuthStore(d.db) // users and sessions (auth)
 	d.sessions = auth.NewSessions(accounts, auth.SessionsConfig{TTL: d.cfg.Auth.TokenTTL, LoginBurst: d.cfg.Auth.LoginBurst, LoginEvery: d.cfg.Auth.LoginEvery, Log: d.base})
 	d.web = web.New(web.Config{MetricsToken: metricsToken},

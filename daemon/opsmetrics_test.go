@@ -160,6 +160,13 @@ func TestOperationsMetrics(t *testing.T) {
 		{"loalang_store_bytes", nil, func(v float64) bool { return v > 0 }},
 		{"loalang_audit_write_failures_total", nil, func(v float64) bool { return v == 0 }},
 		{"loalang_playout_log_bytes", nil, func(v float64) bool { return v >= 0 }},
+		// The embedded broker carried the broadcast: more messages out
+		// (fan-out, presence) than in, and the speaker and loalangd's own
+		// client are connected.
+		{"loalang_broker_messages_received_total", nil, func(v float64) bool { return v >= 50 }},
+		{"loalang_broker_messages_sent_total", nil, func(v float64) bool { return v >= 50 }},
+		{"loalang_broker_packets_received_total", nil, func(v float64) bool { return v >= 50 }},
+		{"loalang_broker_clients_connected", nil, func(v float64) bool { return v >= 2 }},
 	} {
 		if v := metricValue(text, c.name, c.labels...); !c.ok(v) {
 			t.Errorf("%s%v = %v", c.name, c.labels, v)

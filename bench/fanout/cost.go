@@ -21,8 +21,9 @@ const costRuns = 3
 // PUBLISH bytes of frames of the daemon's default packets per message on a
 // zone audio topic of this site
 // (docs/broadcast.md, "Bandwidth"), and the same with 52 B of TCP/IP
-// headers per message.
-func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, error) {
+// headers per message. It also returns the sizes of the encoded packets,
+// which the baseline sends.
+func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, []int, error) {
 	secs := float64(len(pcm)) / harness.Rate
 	var cpus []float64
 	var packets [][]byte
@@ -30,7 +31,7 @@ func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, err
 		c0 := cpuSelf()
 		p, err := media.EncodePCM(ctx, pcm, media.DefaultBitrate)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cpus = append(cpus, float64(cpuSelf()-c0)/float64(time.Millisecond)/secs)
 		packets = p
@@ -42,13 +43,17 @@ func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, err
 		f := wire.Frame{StreamID: 1, Seq: uint32(i), Packets: packets[i:min(i+per, len(packets))]}
 		payload, err := f.MarshalBinary()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, p := range f.Packets {
 			opusBytes += len(p)
 		}
 		mqttBytes += wire.PublishSize(topic, 0, len(payload))
 		msgs++
+	}
+	sizes := make([]int, len(packets))
+	for i, p := range packets {
+		sizes[i] = len(p)
 	}
 	audioMin := float64(len(packets)) * wire.PacketMS / 60000
 	perMin := float64(mqttBytes) / audioMin
@@ -67,7 +72,7 @@ func measureCost(ctx context.Context, pcm []float32, _ int) (map[string]any, err
 		"topic":                             topic,
 		"packets_per_message":               per,
 		"note":                              "MQTT bytes = whole PUBLISH packets (MQTT 3.1.1 §3.3) of the default packets per message; TCP/IP adds 52 B per message (IPv4 20 + TCP 20 + timestamps 12)",
-	}, nil
+	}, sizes, nil
 }
 
 // cpuSelf returns this process's user+system CPU time (getrusage(2)).

@@ -6,9 +6,15 @@
 // at bare paho probe subscribers, loalangd's CPU and memory, and bytes per
 // speaker per minute. The baseline, in the same run, is a bare mochi broker
 // with a bare paho publisher in one child process (as loalangd has both)
-// sending the same frame sizes at the same rate to the same number of bare
-// paho subscribers. It also measures the encode cost of the clip. Results
-// are merged into bench/results.json under "fanout" and "cost".
+// carrying the same messages: frames of the engine's packets per message
+// with the clip's packet sizes at the same rate, stream start and stop, to
+// the same number of bare paho subscribers, which publish what the speakers
+// publish (status, heartbeats, clock requests, delivery reports) while the
+// publisher subscribes to those topics as loalangd does and answers the
+// clock requests. Both sides count the PUBLISH messages their broker
+// received and sent over the measured window. It also measures the encode
+// cost of the clip. Results are merged into bench/results.json under
+// "fanout" and "cost".
 //
 //	go run ./bench/fanout [-speakers 50,200,500] [-duration 60s] [-runs 3]
 package main
@@ -19,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -141,6 +148,9 @@ type sizeResult struct {
 
 type loalangFig struct {
 	DeliveryPct      float64 `json:"delivery_pct"`
+	MessagesIn       int64   `json:"messages_in,omitempty"`
+	MessagesOut      int64   `json:"messages_out,omitempty"`
+	WindowS          float64 `json:"window_s"`
 	PacketsExpected  uint64  `json:"packets_expected"`
 	PacketsPlayed    uint64  `json:"packets_played"`
 	PacketsLate      uint64  `json:"packets_late"`
@@ -162,6 +172,10 @@ type loalangFig struct {
 type baselineFig struct {
 	DeliveryPct      float64 `json:"delivery_pct"`
 	Subscribers      int     `json:"subscribers"`
+	MessagesIn       int64   `json:"messages_in,omitempty"`
+	MessagesOut      int64   `json:"messages_out,omitempty"`
+	WindowS          float64 `json:"window_s"`
+	ClockReplies     int     `json:"clock_replies"`
 	LatencyP50MS     float64 `json:"latency_p50_ms"`
 	LatencyP99MS     float64 `json:"latency_p99_ms"`
 	LatencyMaxMS     float64 `json:"latency_max_ms"`
@@ -185,7 +199,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("speech clip: %.0f s, %s\n", clipSecs, source)
 
 	// Cost first, while nothing else runs in this process.
-	cost, err := measureCost(ctx, pcm, o.zones)
+	cost, sizes, err := measureCost(ctx, pcm, o.zones)
 	if err != nil {
 		return fmt.Errorf("cost: %w", err)
 	}
@@ -207,9 +221,18 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	wav := harness.EncodeWAV(pcm, harness.Rate)
-	frames := (int(math.Ceil(clipSecs*1000/wire.PacketMS)) + 2) / 3
+	// The baseline's stream: as many packets as the clip has, in messages
+	// of the engine's packets per frame (loalangd runs with the default).
+	ppf := config.Default().Broadcast.PacketsPerFrame
+	if len(sizes) == 0 {
+		sizes = make([]int, int(math.Ceil(clipSecs*1000/wire.PacketMS)))
+		for i := range sizes {
+			sizes[i] = basePacketSize
+		}
+	}
+	stream := baselineStream{frames: (len(sizes) + ppf - 1) / ppf, ppf: ppf, sizes: sizes}
 
-	var sizes []sizeResult
+	var sizeResults []sizeResult
 	for _, n := range o.sizes {
 		if ctx.Err() != nil {
 			break
@@ -232,7 +255,7 @@ func run(ctx context.Context, o options) error {
 			r.Before = fig
 		}
 		if o.baseline && ctx.Err() == nil {
-			fig, err := baselineScenario(ctx, o, n, frames)
+			fig, err := baselineScenario(ctx, o, n, stream)
 			if err != nil {
 				r.Errors = append(r.Errors, "baseline: "+err.Error())
 				fmt.Fprintf(os.Stderr, "baseline %d subscribers: %v\n", n, err)
@@ -247,6 +270,10 @@ func run(ctx context.Context, o options) error {
 				"cpu_added_pct": harness.Round(100*(harness.Ratio(r.Loalang.CPUPct, r.Baseline.CPUPct)-1), 1),
 				"rss":           harness.Round(harness.Ratio(r.Loalang.RSSMiB, r.Baseline.RSSMiB), 2),
 			}
+			if r.Loalang.MessagesIn > 0 && r.Baseline.MessagesIn > 0 {
+				r.Ratios["messages_in"] = harness.Round(harness.Ratio(float64(r.Loalang.MessagesIn), float64(r.Baseline.MessagesIn)), 3)
+				r.Ratios["messages_out"] = harness.Round(harness.Ratio(float64(r.Loalang.MessagesOut), float64(r.Baseline.MessagesOut)), 3)
+			}
 		}
 		if r.Loalang != nil && r.Before != nil {
 			if r.Ratios == nil {
@@ -257,30 +284,31 @@ func run(ctx context.Context, o options) error {
 			r.Ratios["rss_vs_before"] = harness.Round(harness.Ratio(r.Loalang.RSSMiB, r.Before.RSSMiB), 3)
 			r.Ratios["delivery_vs_before"] = harness.Round(harness.Ratio(r.Loalang.DeliveryPct, r.Before.DeliveryPct), 4)
 		}
-		sizes = append(sizes, r)
-		printTable(sizes, o.broker)
+		sizeResults = append(sizeResults, r)
+		printTable(sizeResults, o.broker)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	out := map[string]any{
-		"date":         time.Now().UTC().Format(time.RFC3339),
-		"go":           runtime.Version(),
-		"cpus":         runtime.NumCPU(),
-		"duration_s":   clipSecs,
-		"runs":         o.runs,
-		"report_every": o.reportEvery.String(),
-		"probes":       o.probes,
-		"clip":         source,
-		"packets_note": fmt.Sprintf("packets are 20 ms Opus packets; %d per MQTT message", config.Default().Broadcast.PacketsPerFrame),
-		"latency_note": "publish time = PlayAt - 20 ms (the engine's schedule; the baseline stamps the same scheduled instant); receipt = bare paho probe handler in the benchmark process",
-		"cpu_note":     "loalangd = embedded mochi + daemon (engine, paho client, reports, presence, clock answers); baseline = bare mochi + bare paho publisher in one process",
-		"sizes":        sizes,
+		"date":          time.Now().UTC().Format(time.RFC3339),
+		"go":            runtime.Version(),
+		"cpus":          runtime.NumCPU(),
+		"duration_s":    clipSecs,
+		"runs":          o.runs,
+		"report_every":  o.reportEvery.String(),
+		"probes":        o.probes,
+		"clip":          source,
+		"packets_note":  fmt.Sprintf("packets are 20 ms Opus packets; %d per MQTT message", config.Default().Broadcast.PacketsPerFrame),
+		"latency_note":  "publish time = PlayAt - 20 ms (the engine's schedule; the baseline stamps the same scheduled instant); receipt = bare paho probe handler in the benchmark process",
+		"cpu_note":      "loalangd = embedded mochi + daemon (engine, paho client, reports, presence, clock answers); baseline = bare mochi + bare paho publisher (subscribed to the speakers' upstream topics, answering clock requests) in one process, carrying the same messages (baseline_note)",
+		"sizes":         sizeResults,
+		"baseline_note": stream.note(o),
 	}
 	key := "fanout"
 	if o.broker == "mosquitto" {
 		key = "fanout_mosquitto"
-		out["cpu_note"] = "loalangd side = loalangd + Mosquitto with loalang's generated configuration (dynamic security plugin, ACL); baseline = bare Mosquitto (anonymous, no ACL) + bare paho publisher process"
+		out["cpu_note"] = "loalangd side = loalangd + Mosquitto with loalang's generated configuration (dynamic security plugin, ACL); baseline = bare Mosquitto (anonymous, no ACL) + bare paho publisher process, carrying the same messages (baseline_note; not counted)"
 	}
 	out["command"] = "go run ./bench/fanout " + strings.Join(os.Args[1:], " ")
 	if err := results.Merge(o.results, key, out); err != nil {
@@ -289,6 +317,10 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("merged into %s under %q and \"cost\"\n", o.results, key)
 	return nil
 }
+
+// errMosquittoUncounted says that messages are not counted on Mosquitto,
+// whose $SYS topics are off in both configurations.
+var errMosquittoUncounted = errors.New("messages are not counted on Mosquitto")
 
 // loalangScenario runs o.runs broadcasts of wav to n speakers on one daemon.
 func loalangScenario(ctx context.Context, o options, bin, work string, n int, wav []byte) (*loalangFig, error) {
@@ -360,11 +392,19 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 		fig.IdleCPUPct, _ = m.Percent()
 	}
 	zones := harness.ZoneIDs(o.zones)
-	var p50, p99, pmax, cpu, rss, hwm, deliv, bpm []float64
+	var p50, p99, pmax, cpu, rss, hwm, deliv, bpm, msgIn, msgOut, window []float64
 	var last harness.Broadcast
+	countErr := error(nil)
 	for run := 1; run <= o.runs; run++ {
 		takeAll(probes) // drop anything from before
 		over0 := fleet.Overflowed()
+		// The broker's counters bracket the CPU window (embedded broker
+		// only; a Mosquitto or an older loalangd has none).
+		c0, cerr := harness.MessageCounts{}, errMosquittoUncounted
+		if o.broker != "mosquitto" {
+			c0, cerr = d.BrokerCounts(ctx)
+		}
+		t0 := time.Now()
 		m, err := startCPUs(pids)
 		if err != nil {
 			return nil, err
@@ -390,6 +430,14 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 			return nil, err
 		}
 		c, _ := m.Percent()
+		win := time.Since(t0).Seconds()
+		var carried harness.MessageCounts
+		if cerr == nil {
+			var c1 harness.MessageCounts
+			if c1, cerr = d.BrokerCounts(ctx); cerr == nil {
+				carried = c1.Sub(c0)
+			}
+		}
 		mem := readMemories(pids)
 		if b.State != "done" {
 			return nil, fmt.Errorf("broadcast %s ended %s: %s", id, b.State, b.Reason)
@@ -416,9 +464,19 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 		pmax = append(pmax, harness.Percentile(lat, 1))
 		cpu, rss, hwm = append(cpu, c), append(rss, mem.RSSMiB), append(hwm, mem.HWMMiB)
 		deliv, bpm = append(deliv, dpct), append(bpm, bytesPerMin)
+		window = append(window, win)
+		if cerr == nil {
+			msgIn, msgOut = append(msgIn, float64(carried.In)), append(msgOut, float64(carried.Out))
+		} else {
+			countErr = cerr
+		}
 		fig.LatencySamples += len(lat)
-		fmt.Printf("  loalang %d speakers run %d: delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB\n",
-			n, run, dpct, played, exp, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB)
+		counted := "not counted"
+		if cerr == nil {
+			counted = fmt.Sprintf("in %d out %d", carried.In, carried.Out)
+		}
+		fmt.Printf("  loalang %d speakers run %d: delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB, broker messages %s over %.1f s\n",
+			n, run, dpct, played, exp, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, counted, win)
 		if run < o.runs {
 			if err := sleep(ctx, 2*time.Second); err != nil {
 				return nil, err
@@ -442,9 +500,15 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	fig.HWMMiB = harness.Round(harness.Median(hwm), 1)
 	fig.BytesPerSpkMin = harness.Round(harness.Median(bpm), 0)
 	fig.KbitPerSpk = harness.Round(fig.BytesPerSpkMin*8/60/1000, 2)
+	fig.WindowS = harness.Round(harness.Median(window), 1)
+	if len(msgIn) > 0 {
+		fig.MessagesIn, fig.MessagesOut = int64(harness.Median(msgIn)), int64(harness.Median(msgOut))
+	} else if countErr != nil && !errors.Is(countErr, errMosquittoUncounted) {
+		fmt.Fprintf(os.Stderr, "loalang %d speakers: no broker message counts: %v\n", n, countErr)
+	}
 	// Each message travels in its own TCP segment: +52 B of IPv4, TCP and
 	// timestamp option headers (docs/broadcast.md, "Bandwidth").
-	msgsPerMin := 60000.0 / (3 * wire.PacketMS)
+	msgsPerMin := 60000.0 / float64(config.Default().Broadcast.PacketsPerFrame*wire.PacketMS)
 	fig.KbitPerSpkTCPIP = harness.Round((fig.BytesPerSpkMin+52*msgsPerMin)*8/60/1000, 2)
 	return fig, nil
 }
@@ -491,9 +555,65 @@ func gather(ps []*harness.Probe, minutes float64) (lat []float64, bytesPerMin fl
 	return lat, harness.Median(bpm)
 }
 
-// baselineScenario runs o.runs publications of frames frames to n+probes
-// bare subscribers on a bare mochi child.
-func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineFig, error) {
+// baselineStream is what the baseline publisher sends per run: frames
+// messages of ppf packets per zone, the packets' sizes taken in turn from
+// sizes (the clip's, as media.EncodePCM encodes it at the default bitrate).
+type baselineStream struct {
+	frames, ppf int
+	sizes       []int
+}
+
+// interval is the time between two messages on a zone.
+func (b baselineStream) interval() time.Duration {
+	return time.Duration(b.ppf) * wire.PacketMS * time.Millisecond
+}
+
+// meanSize is the mean packet size in bytes.
+func (b baselineStream) meanSize() float64 {
+	sum := 0
+	for _, v := range b.sizes {
+		sum += v
+	}
+	return float64(sum) / float64(max(1, len(b.sizes)))
+}
+
+// command is the child's "pub" line for the audio topics.
+func (b baselineStream) command(audio []string) string {
+	sz := make([]string, len(b.sizes))
+	for i, v := range b.sizes {
+		sz[i] = strconv.Itoa(v)
+	}
+	return fmt.Sprintf("pub %d %d %s %s\n", b.frames, b.ppf, strings.Join(sz, ","), strings.Join(audio, ","))
+}
+
+// note describes exactly what the baseline carries (results' baseline_note).
+func (b baselineStream) note(o options) string {
+	broker := "a bare mochi v2.7.9 broker (allow-all hook, default capabilities, $SYS every 10 min as loalangd's)"
+	if o.broker == "mosquitto" {
+		broker = "a bare Mosquitto (anonymous, no ACL)"
+	}
+	report := o.reportEvery
+	if report <= 0 {
+		report = 2 * time.Second
+	}
+	return fmt.Sprintf("%s with a bare paho publisher in one child process. Downstream: per run a QoS 1 stream start on each zone's stream topic, "+
+		"then %d frames per zone of %d 20 ms packets (the clip's %d packet sizes in turn, mean %.1f B) on QoS 0 zone audio topics, one per %v, "+
+		"frame k at t0 + k·%v, then a QoS 1 stop. Subscribers: N+probes bare paho clients on the zones' audio and stream topics; the N "+
+		"speaker-like ones also subscribe to their dev/<id>/cmd (QoS 1) and dev/<id>/time (QoS 0) and publish like firmware-sim/speaker: "+
+		"a retained QoS 1 status at connect (offline status as will), a QoS 0 heartbeat every 15 s, QoS 0 clock requests (5 at connect "+
+		"50 ms apart, then every 10 s ±10%%), and while the stream plays a QoS 1 delivery report (wire.Report JSON) every %v plus a final one "+
+		"at the stop. The publisher subscribes to dev/+/status (1), heartbeat (0), reply (1), clock (0), report (1) as loalangd does, answers "+
+		"each clock request with a QoS 0 wire.ClockResponse on dev/<id>/time, and sends itself a QoS 0 message on ctl/probe every 1.5 s "+
+		"(loalangd's subscription probe). messages_in/out are the broker's PUBLISH counts over the CPU window (mochi Info counters on the "+
+		"baseline, loalangd's loalang_broker_messages_* metrics)%s.",
+		broker, b.frames, b.ppf, len(b.sizes), b.meanSize(), b.interval(), b.interval(), report,
+		map[bool]string{true: "; not counted on Mosquitto ($SYS is off on both sides)", false: ""}[o.broker == "mosquitto"])
+}
+
+// baselineScenario runs o.runs publications of stream to n+probes bare
+// subscribers on a bare mochi child (or a bare Mosquitto), n of which
+// publish like speakers.
+func baselineScenario(ctx context.Context, o options, n int, stream baselineStream) (*baselineFig, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -568,28 +688,42 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 	if !ok {
 		return nil, fmt.Errorf("rawbroker said %q", l)
 	}
-	// Same topics, subscriber count and zone split as the loalang run
-	// (speakers plus probes).
+	// Same topics, subscriber count and zone split as the loalang run:
+	// n speakers spk-0001… that publish upstream like the firmware, and
+	// the probes, which publish nothing (as the loalang run's probes).
 	topics := wire.MustTopics(site)
 	zones := harness.ZoneIDs(o.zones)
-	subs := n + min(o.probes, n)
+	probes := min(o.probes, n)
+	subs := n + probes
 	var cfgs []harness.ProbeConfig
 	for i := 0; i < subs; i++ {
-		z := zones[i%len(zones)]
-		cfgs = append(cfgs, harness.ProbeConfig{Broker: "tcp://" + addr, ClientID: fmt.Sprintf("sub-%04d", i),
+		id, z := fmt.Sprintf("spk-%04d", i+1), zones[i%len(zones)]
+		var up *harness.Upstream
+		if i < n {
+			up = &harness.Upstream{Site: site, DeviceID: id, ReportEvery: o.reportEvery, Seed: uint64(i + 1)}
+		} else {
+			id, z = fmt.Sprintf("%s%04d", harness.ProbePrefix, i-n+1), zones[(i-n)%len(zones)]
+		}
+		cfgs = append(cfgs, harness.ProbeConfig{Broker: "tcp://" + addr, ClientID: id,
 			Filters:   map[string]byte{topics.ZoneAudio(z): 0, topics.ZoneStream(z): 1},
-			SendStamp: true})
+			SendStamp: true, Upstream: up})
 	}
-	probes, err := harness.ConnectProbes(cfgs)
+	subscribers, err := harness.ConnectProbes(cfgs)
 	if err != nil {
 		return nil, err
 	}
-	defer harness.CloseProbes(probes)
+	defer harness.CloseProbes(subscribers)
 	var audio []string
 	for _, z := range zones {
 		audio = append(audio, topics.ZoneAudio(z))
 	}
 	fig := &baselineFig{Subscribers: subs}
+	// The last subscribers' connect bursts (status, heartbeat, 5 clock
+	// requests over 200 ms) stay out of the idle window, as the speakers'
+	// do in the loalang run, which waits for them to be ready.
+	if err := sleep(ctx, time.Second); err != nil {
+		return nil, err
+	}
 	if o.idle > 0 {
 		m, err := startCPUs(pids)
 		if err != nil {
@@ -600,24 +734,29 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 		}
 		fig.IdleCPUPct, _ = m.Percent()
 	}
-	var p50, p99, pmax, s50, s99, cpu, rss, hwm, deliv []float64
+	var p50, p99, pmax, s50, s99, cpu, rss, hwm, deliv, msgIn, msgOut, window []float64
+	pubLine := stream.command(audio)
+	frames := stream.frames
 	for run := 1; run <= o.runs; run++ {
-		takeAll(probes)
+		takeAll(subscribers)
+		t0 := time.Now()
 		m, err := startCPUs(pids)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := fmt.Fprintf(in, "pub %d %s\n", frames, strings.Join(audio, ",")); err != nil {
-			return nil, err
+		if _, err := io.WriteString(in, pubLine); err != nil {
+			return nil, fmt.Errorf("rawbroker pub: %w", err)
 		}
-		l, err := readLine(time.Duration(frames)*frameInterval + 60*time.Second)
+		l, err := readLine(time.Duration(frames)*stream.interval() + 60*time.Second)
 		if err != nil {
 			return nil, err
 		}
 		c, _ := m.Percent()
+		win := time.Since(t0).Seconds()
 		mem := readMemories(pids)
 		var sent, errs int
-		if _, err := fmt.Sscanf(l, "done %d %d", &sent, &errs); err != nil {
+		var carried harness.MessageCounts
+		if _, err := fmt.Sscanf(l, "done %d %d %d %d", &sent, &errs, &carried.In, &carried.Out); err != nil {
 			return nil, fmt.Errorf("rawbroker said %q", l)
 		}
 		// Let the last frames arrive.
@@ -625,18 +764,24 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 			return nil, err
 		}
 		var lat, slat []float64
-		got := 0
-		for _, s := range takeAll(probes) {
+		got, replies := 0, 0
+		for _, s := range takeAll(subscribers) {
 			lat = append(lat, s.LatencyMS...)
 			slat = append(slat, s.SendLatencyMS...)
 			got += s.Frames
+			replies += s.ClockReplies
+		}
+		fig.ClockReplies = replies
+		window = append(window, win)
+		if carried.In >= 0 {
+			msgIn, msgOut = append(msgIn, float64(carried.In)), append(msgOut, float64(carried.Out))
 		}
 		dpct := 100 * harness.Ratio(float64(got), float64(frames*subs))
 		p50, p99, pmax = append(p50, harness.Percentile(lat, .5)), append(p99, harness.Percentile(lat, .99)), append(pmax, harness.Percentile(lat, 1))
 		s50, s99 = append(s50, harness.Percentile(slat, .5)), append(s99, harness.Percentile(slat, .99))
 		cpu, rss, hwm, deliv = append(cpu, c), append(rss, mem.RSSMiB), append(hwm, mem.HWMMiB), append(deliv, dpct)
-		fmt.Printf("  baseline %d subscribers run %d: delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB (publish errors %d)\n",
-			subs, run, dpct, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, errs)
+		fmt.Printf("  baseline %d subscribers run %d: delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB (publish errors %d), broker messages in %d out %d over %.1f s, clock replies %d\n",
+			subs, run, dpct, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, errs, carried.In, carried.Out, win, replies)
 		if run < o.runs {
 			if err := sleep(ctx, 2*time.Second); err != nil {
 				return nil, err
@@ -653,6 +798,10 @@ func baselineScenario(ctx context.Context, o options, n, frames int) (*baselineF
 	fig.IdleCPUPct = harness.Round(fig.IdleCPUPct, 2)
 	fig.RSSMiB = harness.Round(harness.Median(rss), 1)
 	fig.HWMMiB = harness.Round(harness.Median(hwm), 1)
+	fig.WindowS = harness.Round(harness.Median(window), 1)
+	if len(msgIn) > 0 {
+		fig.MessagesIn, fig.MessagesOut = int64(harness.Median(msgIn)), int64(harness.Median(msgOut))
+	}
 	_ = in.Close() // EOF ends the child
 	return fig, nil
 }
@@ -708,32 +857,42 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 func printTable(rs []sizeResult, broker string) {
 	brokerName := map[string]string{"embedded": "mochi", "mosquitto": "mosquitto"}[broker]
+	count := func(v int64) string {
+		if v <= 0 {
+			return "-"
+		}
+		return strconv.FormatInt(v, 10)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 2, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "speakers\tside\tdelivered %\tp50 ms\tp99 ms\tCPU %\tidle CPU %\tRSS MiB\tHWM MiB\tkbit/s/spk\tp99 ratio\tCPU ratio\t")
+	fmt.Fprintln(w, "speakers\tside\tdelivered %\tp50 ms\tp99 ms\tCPU %\tidle CPU %\tRSS MiB\tHWM MiB\tkbit/s/spk\tmsgs in\tmsgs out\twindow s\tp99 ratio\tCPU ratio\tin ratio\tout ratio\t")
 	for _, r := range rs {
-		if f := r.Loalang; f != nil {
-			ratio := func(k string) string {
-				if v, ok := r.Ratios[k]; ok {
-					return fmt.Sprint(v)
-				}
-				return "-"
+		ratio := func(k string) string {
+			if v, ok := r.Ratios[k]; ok {
+				return fmt.Sprint(v)
 			}
-			fmt.Fprintf(w, "%d\tloalang\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.1f\t%s\t%s\t\n", r.Speakers, f.DeliveryPct,
-				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB, f.KbitPerSpk, ratio("latency_p99"), ratio("cpu"))
+			return "-"
+		}
+		if f := r.Loalang; f != nil {
+			fmt.Fprintf(w, "%d\tloalang\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.1f\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t\n", r.Speakers, f.DeliveryPct,
+				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB, f.KbitPerSpk,
+				count(f.MessagesIn), count(f.MessagesOut), f.WindowS,
+				ratio("latency_p99"), ratio("cpu"), ratio("messages_in"), ratio("messages_out"))
 		}
 		if f := r.Before; f != nil {
-			fmt.Fprintf(w, "%d\t-before\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.1f\t\t\t\n", r.Speakers, f.DeliveryPct,
-				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB, f.KbitPerSpk)
+			fmt.Fprintf(w, "%d\t-before\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.1f\t%s\t%s\t%.1f\t\t\t\t\t\n", r.Speakers, f.DeliveryPct,
+				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB, f.KbitPerSpk,
+				count(f.MessagesIn), count(f.MessagesOut), f.WindowS)
 			if v, ok := r.Ratios["cpu_vs_before"]; ok {
-				fmt.Fprintf(w, "%d\tnew/before\t\t\t%v\t%v\t\t%v\t\t\t\t\t\n", r.Speakers, r.Ratios["latency_p99_vs_before"], v, r.Ratios["rss_vs_before"])
+				fmt.Fprintf(w, "%d\tnew/before\t\t\t%v\t%v\t\t%v\t\t\t\t\t\t\t\t\t\t\n", r.Speakers, r.Ratios["latency_p99_vs_before"], v, r.Ratios["rss_vs_before"])
 			}
 		}
 		if f := r.Baseline; f != nil {
-			fmt.Fprintf(w, "%d\tbare "+brokerName+"\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\t\t\t\n", r.Speakers, f.DeliveryPct,
-				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB)
+			fmt.Fprintf(w, "%d\tbare "+brokerName+"\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\t%s\t%s\t%.1f\t\t\t\t\t\n", r.Speakers, f.DeliveryPct,
+				f.LatencyP50MS, f.LatencyP99MS, f.CPUPct, f.IdleCPUPct, f.RSSMiB, f.HWMMiB,
+				count(f.MessagesIn), count(f.MessagesOut), f.WindowS)
 		}
 		for _, e := range r.Errors {
-			fmt.Fprintf(w, "%d\terror\t%s\t\t\t\t\t\t\t\t\t\t\n", r.Speakers, e)
+			fmt.Fprintf(w, "%d\terror\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Speakers, e)
 		}
 	}
 	w.Flush()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -409,3 +410,65 @@ func (d *Daemon) WaitOnline(ctx context.Context, n int, within time.Duration) er
 
 // Close stops the daemon (SIGTERM, then SIGKILL after 10 s).
 func (d *Daemon) Close() error { return d.Child.Close(10 * time.Second) }
+
+// MessageCounts are a broker's PUBLISH counters: messages received from
+// clients and delivered to subscribers.
+type MessageCounts struct {
+	In, Out int64
+}
+
+// Sub returns c − o, the messages carried between two readings.
+func (c MessageCounts) Sub(o MessageCounts) MessageCounts {
+	return MessageCounts{In: c.In - o.In, Out: c.Out - o.Out}
+}
+
+// BrokerCounts scrapes GET /metrics as admin and returns the embedded
+// broker's loalang_broker_messages_received_total and
+// loalang_broker_messages_sent_total. It fails if the daemon has no such
+// metrics (an external broker, or a loalangd older than them).
+func (d *Daemon) BrokerCounts(ctx context.Context) (MessageCounts, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.HTTP+"/metrics", nil)
+	if err != nil {
+		return MessageCounts{}, fmt.Errorf("scrape metrics: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return MessageCounts{}, fmt.Errorf("scrape metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return MessageCounts{}, fmt.Errorf("scrape metrics: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return MessageCounts{}, fmt.Errorf("scrape metrics: %w", &APIError{Status: resp.StatusCode, Body: tail(raw, 500)})
+	}
+	var c MessageCounts
+	var found int
+	for _, line := range strings.Split(string(raw), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch name {
+		case "loalang_broker_messages_received_total":
+			dst = &c.In
+		case "loalang_broker_messages_sent_total":
+			dst = &c.Out
+		default:
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return MessageCounts{}, fmt.Errorf("scrape metrics: %s: %w", name, err)
+		}
+		*dst = int64(f)
+		found++
+	}
+	if found != 2 {
+		return MessageCounts{}, errors.New("scrape metrics: no loalang_broker_messages_* metrics (external broker or older loalangd)")
+	}
+	return c, nil
+}

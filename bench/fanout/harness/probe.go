@@ -22,6 +22,7 @@ const PublishLead = 20 * time.Millisecond
 // header (docs/protocol.md), and it counts the MQTT bytes it received.
 type Probe struct {
 	client mqtt.Client
+	up     *upstream // nil unless the probe emulates a speaker's upstream
 
 	mu      sync.Mutex
 	lat     []float64 // ms
@@ -42,25 +43,40 @@ type ProbeConfig struct {
 	// SendStamp says the first 8 bytes of the first packet carry the sender's
 	// Unix ns (baseline payloads).
 	SendStamp bool
+	// Upstream, when set, makes the probe publish what a speaker publishes
+	// (status, heartbeats, clock requests, delivery reports) and subscribe
+	// to its own cmd and time topics (baseline subscribers).
+	Upstream *Upstream
 }
 
 // NewProbe connects and subscribes (in OnConnect, so a reconnect would
 // resubscribe), waiting up to 20 s for both.
 func NewProbe(cfg ProbeConfig) (*Probe, error) {
 	p := &Probe{}
+	filters := cfg.Filters
+	if cfg.Upstream != nil {
+		p.up = newUpstream(*cfg.Upstream)
+		filters = p.up.filters(filters)
+	}
 	subscribed := make(chan error, 1)
 	opts := mqtt.NewClientOptions().AddBroker(cfg.Broker).SetClientID(cfg.ClientID).
 		SetUsername(cfg.Username).SetPassword(cfg.Password).SetProtocolVersion(4).
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
 		SetKeepAlive(60 * time.Second).SetWriteTimeout(5 * time.Second).
 		SetConnectTimeout(20 * time.Second)
+	if p.up != nil {
+		p.up.will(opts)
+	}
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		tok := c.SubscribeMultiple(cfg.Filters, p.handler(cfg.SendStamp))
+		tok := c.SubscribeMultiple(filters, p.handler(cfg.SendStamp))
 		var err error
 		if !tok.WaitTimeout(20 * time.Second) {
 			err = fmt.Errorf("subscribe: timeout")
 		} else {
 			err = tok.Error()
+		}
+		if err == nil && p.up != nil {
+			p.up.start(c)
 		}
 		select {
 		case subscribed <- err:
@@ -78,11 +94,11 @@ func NewProbe(cfg ProbeConfig) (*Probe, error) {
 	select {
 	case err := <-subscribed:
 		if err != nil {
-			p.client.Disconnect(0)
+			p.Close()
 			return nil, fmt.Errorf("probe %s: %w", cfg.ClientID, err)
 		}
 	case <-time.After(25 * time.Second):
-		p.client.Disconnect(0)
+		p.Close()
 		return nil, fmt.Errorf("probe %s: subscribe timeout", cfg.ClientID)
 	}
 	return p, nil
@@ -93,6 +109,9 @@ func (p *Probe) handler(sendStamp bool) mqtt.MessageHandler {
 	return func(_ mqtt.Client, m mqtt.Message) {
 		now := time.Now()
 		b := m.Payload()
+		if p.up != nil {
+			p.up.onMessage(m.Topic(), b)
+		}
 		size := wire.PublishSize(m.Topic(), m.Qos(), len(b))
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -121,6 +140,8 @@ type ProbeSample struct {
 	SendLatencyMS []float64
 	Frames        int
 	Bytes         int64
+	// ClockReplies counts clock responses received (Upstream probes only).
+	ClockReplies int
 }
 
 // Take returns the samples gathered since the last Take and resets them.
@@ -130,11 +151,19 @@ func (p *Probe) Take() ProbeSample {
 	s := ProbeSample{LatencyMS: p.lat, SendLatencyMS: p.sendLat, Frames: p.frames, Bytes: p.bytes}
 	p.lat, p.sendLat, p.frames, p.bytes = nil, nil, 0, 0
 	p.first, p.last = time.Time{}, time.Time{}
+	if p.up != nil {
+		s.ClockReplies = p.up.takeReplies()
+	}
 	return s
 }
 
-// Close disconnects.
-func (p *Probe) Close() { p.client.Disconnect(100) }
+// Close stops the upstream messages, if any, and disconnects.
+func (p *Probe) Close() {
+	if p.up != nil {
+		p.up.close()
+	}
+	p.client.Disconnect(100)
+}
 
 // ConnectProbes opens probes in parallel (at most 16 connecting at once),
 // closing all of them if one fails.
