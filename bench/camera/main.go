@@ -114,15 +114,6 @@ type runResult struct {
 	Firsts map[string]map[string]float64 `json:"first_frame_ms"`
 }
 
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 func run(o benchOpts) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -162,7 +153,7 @@ func run(o benchOpts) error {
 
 	var all []runResult
 	for i := 1; i <= o.runs; i++ {
-		load := loadAvg()
+		load := results.LoadAverage()
 		fmt.Fprintf(os.Stderr, "run %d/%d, load average %s\n", i, o.runs, load)
 		rr, err := oneRun(self, clip, o, i == 1)
 		if err != nil {

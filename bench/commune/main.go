@@ -64,15 +64,6 @@ func main() {
 	}
 }
 
-func loadavg() string {
-	raw, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(raw))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 type village struct {
 	site  string
 	d     *harness.Daemon
@@ -125,7 +116,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("load average before setup: %s\n", loadavg())
+	fmt.Printf("load average before setup: %s\n", results.LoadAverage())
 
 	// The commune's Mosquitto.
 	addr, err := harness.FreeAddr()
@@ -251,7 +242,7 @@ func run(ctx context.Context, o options) error {
 	var p50s, maxs, reps []float64
 	var runsOut []map[string]any
 	for r := range o.runs {
-		la := loadavg()
+		la := results.LoadAverage()
 		var d commune.Draft
 		if err := editor.call("POST", "/api/v1/commune/drafts", jsonBody(map[string]any{"title": fmt.Sprintf("run %d", r+1), "media_sha256": m.SHA256,
 			"villages": sites, "urgency": "routine", "expires_in": "30m"}), &d); err != nil {

@@ -69,15 +69,6 @@ func main() {
 	}
 }
 
-func loadavg() string {
-	raw, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(raw))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // cpuTicks is utime+stime of pid in clock ticks (proc(5), 100 Hz here).
 func cpuTicks(pid int) float64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -176,7 +167,7 @@ func run(runs, viewers, cameras int, alwaysOn bool, resultsPath, key, loalangdPa
 			// Let the on-demand cameras idle-close (15 s) so viewer 1 is cold again.
 			time.Sleep(20 * time.Second)
 		}
-		la := loadavg()
+		la := results.LoadAverage()
 		c0, t0, w0 := cpuTicks(s.Commune.Pid()), cpuTicks(s.Coturn.Pid()), time.Now()
 		cmd := s.Command(s.Lab.Police, self, "-police", "-viewers", strconv.Itoa(viewers))
 		cmd.Env = append(os.Environ(), "NATCAM_URL="+natlab.PoliceURL(s.Base, s.PoliceToken), "NATCAM_TOKEN="+s.PoliceToken,

@@ -235,11 +235,8 @@ func cameraRows(all map[string]any) []Row {
 		{ID: "2a", Goal: "first decodable frame p95, loopback, listen_ips set", Target: "≤ 150 ms", Key: key},
 		{ID: "2b", Goal: "first decodable frame p95, LAN (veth), listen_ips set", Target: "≤ 150 ms", Key: key},
 	}
-	entry, ok := all[key]
+	entry, ok := entryFor(all, key, cmdCamera, base)
 	if !ok {
-		for i := range base {
-			base[i] = missing(base[i], cmdCamera, "no key "+key)
-		}
 		return base
 	}
 	date, cmd := day(str(entry, "date")), commandOf(entry, cmdCamera)
@@ -301,6 +298,18 @@ func cameraRows(all map[string]any) []Row {
 	return base
 }
 
+// entryFor returns all[key]; without it, it marks every row "not
+// measured" with the command that measures them.
+func entryFor(all map[string]any, key, cmd string, rows []Row) (any, bool) {
+	entry, ok := all[key]
+	if !ok {
+		for i := range rows {
+			rows[i] = missing(rows[i], cmd, "no key "+key)
+		}
+	}
+	return entry, ok
+}
+
 // mapAt is the object at path, or nil.
 func mapAt(v any, path ...string) any {
 	x, _ := get(v, path...)
@@ -313,11 +322,8 @@ func idleRows(all map[string]any) []Row {
 		{ID: "3a", Goal: "idle RSS 30 s after start, after 5 sign-ins", Target: "≤ 40 MiB", Key: key},
 		{ID: "3b", Goal: "idle RSS 5 min after start", Target: "≤ 40 MiB", Key: key},
 	}
-	entry, ok := all[key]
+	entry, ok := entryFor(all, key, cmdIdle, rows)
 	if !ok {
-		for i := range rows {
-			rows[i] = missing(rows[i], cmdIdle, "no key "+key)
-		}
 		return rows
 	}
 	date, cmd := day(str(entry, "date")), commandOf(entry, cmdIdle)
@@ -469,11 +475,8 @@ func liveRows(all map[string]any) []Row {
 		{ID: "6a", Goal: "live speech mouth to ear, headless Chromium RTP send → played, p50", Target: "≤ 200 ms", Key: key},
 		{ID: "6b", Goal: "live play-out delay adapts to the jitter (p50 / p99 / max)", Target: "p50 below the live_delay ceiling", Key: key},
 	}
-	entry, ok := all[key]
+	entry, ok := entryFor(all, key, cmdLive, rows)
 	if !ok {
-		for i := range rows {
-			rows[i] = missing(rows[i], cmdLive, "no key "+key)
-		}
 		return rows
 	}
 	date, cmd := day(str(entry, "date")), commandOf(entry, cmdLive)

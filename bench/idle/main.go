@@ -188,20 +188,8 @@ func demoConfig(demo []byte, dir string) (string, error) {
 	return s, nil
 }
 
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 func oneRun(ctx context.Context, o options, bin, sim, dir string, demo []byte) (runResult, error) {
-	r := runResult{Load: loadAvg()}
+	r := runResult{Load: results.LoadAverage()}
 	cfg, err := demoConfig(demo, dir)
 	if err != nil {
 		return r, err

@@ -86,20 +86,6 @@ func scalarSpread(all []runFigures, get func(runFigures) float64) spread {
 	return spreadOf(xs)
 }
 
-// loadAverage returns the 1, 5 and 15 minute load averages from
-// /proc/loadavg, or "?" where it cannot be read.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // commandLine is the command that reproduces this run, from the
 // repository root: "go run ./bench/live" and this process's arguments,
 // quoted where the shell needs it.
@@ -128,7 +114,7 @@ func run(runs, seconds, nSpeakers int, resultsPath, browser string) error {
 	var all []runFigures
 	var loads []string
 	for i := 1; i <= runs; i++ {
-		load := loadAverage()
+		load := results.LoadAverage()
 		f, err := oneRun(seconds, nSpeakers, browser)
 		if err != nil {
 			return fmt.Errorf("run %d of %d: %w", i, runs, err)

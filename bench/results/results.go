@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Merge read-modify-writes path, replacing only key with v, and renames
@@ -36,4 +37,19 @@ func Merge(path, key string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// LoadAverage returns the 1, 5 and 15 minute load averages from
+// /proc/loadavg (proc(5)), or "?" where it cannot be read: each benchmark
+// prints it before each run, since these machines are shared.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -267,7 +267,7 @@ func runPoints(ctx context.Context, d *harness.Daemon, mediaID, recDir string, o
 	var all [][]pointResult
 	var loads []string
 	for i := 1; i <= o.runs; i++ {
-		loads = append(loads, loadAvg())
+		loads = append(loads, results.LoadAverage())
 		id, err := d.StartBroadcast(ctx, mediaID, harness.ZoneIDs(o.zones), 80)
 		if err != nil {
 			return err
@@ -358,16 +358,4 @@ func runPoints(ctx context.Context, d *harness.Daemon, mediaID, recDir string, o
 	}
 	fmt.Printf("merged into %s under \"sync_long\"\n", o.results)
 	return nil
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -84,15 +84,6 @@ func main() {
 	}
 }
 
-func loadavg() string {
-	raw, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(raw))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // village is one loalangd with its speakers and its proxies to the nodes.
 type village struct {
 	site, commune string
@@ -188,7 +179,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("load average before setup: %s\n", loadavg())
+	fmt.Printf("load average before setup: %s\n", results.LoadAverage())
 	nodes, err := startCluster(ctx, work, o.nodes)
 	defer func() {
 		for _, nd := range nodes {
@@ -305,7 +296,7 @@ func run(ctx context.Context, o options) error {
 	var p50s, maxs []float64
 	fmt.Printf("\n%-5s %-16s %10s %10s %10s %8s\n", "run", "load avg", "p50 ms", "max ms", "recorders", "played")
 	for r := range o.runs {
-		la := loadavg()
+		la := results.LoadAverage()
 		lat, played, err := emergency(ctx, desk, villages, sign, fmt.Sprintf("storm-%d", r+1), o)
 		if err != nil {
 			return err
@@ -497,7 +488,7 @@ func churn(villages []*village, every time.Duration, stop <-chan struct{}) *sync
 // outage cuts every village's uplink for o.outage while events are made,
 // restores it and measures the drain.
 func outage(ctx context.Context, desk *provinceDesk, villages []*village, o options) (map[string]any, error) {
-	fmt.Printf("\noutage: every uplink cut for %s, one speaker offline/online every %s per village; load avg %s\n", o.outage, o.eventEvery, loadavg())
+	fmt.Printf("\noutage: every uplink cut for %s, one speaker offline/online every %s per village; load avg %s\n", o.outage, o.eventEvery, results.LoadAverage())
 	stop := make(chan struct{})
 	wg := churn(villages, o.eventEvery, stop)
 	for _, v := range villages {
@@ -523,7 +514,7 @@ func outage(ctx context.Context, desk *provinceDesk, villages []*village, o opti
 		}
 		backlog += s.Outbox.Depth
 	}
-	la := loadavg()
+	la := results.LoadAverage()
 	desk.mu.Lock()
 	mark := len(desk.arrivals)
 	desk.mu.Unlock()
@@ -586,7 +577,7 @@ func killMidRun(ctx context.Context, desk *provinceDesk, villages []*village, no
 			affected = append(affected, v)
 		}
 	}
-	fmt.Printf("\nnode kill: SIGKILL %s 300 ms after the emergency's publish; %d villages prefer it; load avg %s\n", victim.name, len(affected), loadavg())
+	fmt.Printf("\nnode kill: SIGKILL %s 300 ms after the emergency's publish; %d villages prefer it; load avg %s\n", victim.name, len(affected), results.LoadAverage())
 	stop := make(chan struct{})
 	wg := churn(villages, o.eventEvery, stop)
 	time.Sleep(3 * time.Second)
