@@ -147,44 +147,46 @@ type sizeResult struct {
 }
 
 type loalangFig struct {
-	DeliveryPct      float64 `json:"delivery_pct"`
-	MessagesIn       int64   `json:"messages_in,omitempty"`
-	MessagesOut      int64   `json:"messages_out,omitempty"`
-	WindowS          float64 `json:"window_s"`
-	PacketsExpected  uint64  `json:"packets_expected"`
-	PacketsPlayed    uint64  `json:"packets_played"`
-	PacketsLate      uint64  `json:"packets_late"`
-	PacketsLost      uint64  `json:"packets_lost"`
-	LatencyP50MS     float64 `json:"latency_p50_ms"`
-	LatencyP99MS     float64 `json:"latency_p99_ms"`
-	LatencyMaxMS     float64 `json:"latency_max_ms"`
-	LatencySamples   int     `json:"latency_samples"`
-	CPUPct           float64 `json:"cpu_pct_of_one_core"`
-	IdleCPUPct       float64 `json:"idle_cpu_pct_of_one_core"`
-	RSSMiB           float64 `json:"rss_mib"`
-	HWMMiB           float64 `json:"hwm_mib"`
-	BytesPerSpkMin   float64 `json:"mqtt_bytes_per_speaker_per_minute"`
-	KbitPerSpk       float64 `json:"mqtt_kbit_s_per_speaker"`
-	KbitPerSpkTCPIP  float64 `json:"kbit_s_per_speaker_with_tcpip"`
-	SpeakerOverflows uint64  `json:"speaker_inbox_overflows"`
+	DeliveryPct      float64  `json:"delivery_pct"`
+	MessagesIn       int64    `json:"messages_in,omitempty"`
+	MessagesOut      int64    `json:"messages_out,omitempty"`
+	WindowS          float64  `json:"window_s"`
+	PacketsExpected  uint64   `json:"packets_expected"`
+	PacketsPlayed    uint64   `json:"packets_played"`
+	PacketsLate      uint64   `json:"packets_late"`
+	PacketsLost      uint64   `json:"packets_lost"`
+	LatencyP50MS     float64  `json:"latency_p50_ms"`
+	LatencyP99MS     float64  `json:"latency_p99_ms"`
+	LatencyMaxMS     float64  `json:"latency_max_ms"`
+	LatencySamples   int      `json:"latency_samples"`
+	CPUPct           float64  `json:"cpu_pct_of_one_core"`
+	IdleCPUPct       float64  `json:"idle_cpu_pct_of_one_core"`
+	RSSMiB           float64  `json:"rss_mib"`
+	HWMMiB           float64  `json:"hwm_mib"`
+	BytesPerSpkMin   float64  `json:"mqtt_bytes_per_speaker_per_minute"`
+	KbitPerSpk       float64  `json:"mqtt_kbit_s_per_speaker"`
+	KbitPerSpkTCPIP  float64  `json:"kbit_s_per_speaker_with_tcpip"`
+	SpeakerOverflows uint64   `json:"speaker_inbox_overflows"`
+	LoadAverages     []string `json:"load_average_before"` // per run
 }
 
 type baselineFig struct {
-	DeliveryPct      float64 `json:"delivery_pct"`
-	Subscribers      int     `json:"subscribers"`
-	MessagesIn       int64   `json:"messages_in,omitempty"`
-	MessagesOut      int64   `json:"messages_out,omitempty"`
-	WindowS          float64 `json:"window_s"`
-	ClockReplies     int     `json:"clock_replies"`
-	LatencyP50MS     float64 `json:"latency_p50_ms"`
-	LatencyP99MS     float64 `json:"latency_p99_ms"`
-	LatencyMaxMS     float64 `json:"latency_max_ms"`
-	SendLatencyP50MS float64 `json:"send_stamp_latency_p50_ms"`
-	SendLatencyP99MS float64 `json:"send_stamp_latency_p99_ms"`
-	CPUPct           float64 `json:"cpu_pct_of_one_core"`
-	IdleCPUPct       float64 `json:"idle_cpu_pct_of_one_core"`
-	RSSMiB           float64 `json:"rss_mib"`
-	HWMMiB           float64 `json:"hwm_mib"`
+	DeliveryPct      float64  `json:"delivery_pct"`
+	Subscribers      int      `json:"subscribers"`
+	MessagesIn       int64    `json:"messages_in,omitempty"`
+	MessagesOut      int64    `json:"messages_out,omitempty"`
+	WindowS          float64  `json:"window_s"`
+	ClockReplies     int      `json:"clock_replies"`
+	LatencyP50MS     float64  `json:"latency_p50_ms"`
+	LatencyP99MS     float64  `json:"latency_p99_ms"`
+	LatencyMaxMS     float64  `json:"latency_max_ms"`
+	SendLatencyP50MS float64  `json:"send_stamp_latency_p50_ms"`
+	SendLatencyP99MS float64  `json:"send_stamp_latency_p99_ms"`
+	CPUPct           float64  `json:"cpu_pct_of_one_core"`
+	IdleCPUPct       float64  `json:"idle_cpu_pct_of_one_core"`
+	RSSMiB           float64  `json:"rss_mib"`
+	HWMMiB           float64  `json:"hwm_mib"`
+	LoadAverages     []string `json:"load_average_before"` // per run
 }
 
 func run(ctx context.Context, o options) error {
@@ -396,6 +398,7 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	var last harness.Broadcast
 	countErr := error(nil)
 	for run := 1; run <= o.runs; run++ {
+		fig.LoadAverages = append(fig.LoadAverages, results.LoadAverage())
 		takeAll(probes) // drop anything from before
 		over0 := fleet.Overflowed()
 		// The broker's counters bracket the CPU window (embedded broker
@@ -475,8 +478,8 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 		if cerr == nil {
 			counted = fmt.Sprintf("in %d out %d", carried.In, carried.Out)
 		}
-		fmt.Printf("  loalang %d speakers run %d: delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB, broker messages %s over %.1f s\n",
-			n, run, dpct, played, exp, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, counted, win)
+		fmt.Printf("  loalang %d speakers run %d (load %s): delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB, broker messages %s over %.1f s\n",
+			n, run, fig.LoadAverages[run-1], dpct, played, exp, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, counted, win)
 		if run < o.runs {
 			if err := sleep(ctx, 2*time.Second); err != nil {
 				return nil, err
@@ -738,6 +741,7 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 	pubLine := stream.command(audio)
 	frames := stream.frames
 	for run := 1; run <= o.runs; run++ {
+		fig.LoadAverages = append(fig.LoadAverages, results.LoadAverage())
 		takeAll(subscribers)
 		t0 := time.Now()
 		m, err := startCPUs(pids)
@@ -780,8 +784,8 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 		p50, p99, pmax = append(p50, harness.Percentile(lat, .5)), append(p99, harness.Percentile(lat, .99)), append(pmax, harness.Percentile(lat, 1))
 		s50, s99 = append(s50, harness.Percentile(slat, .5)), append(s99, harness.Percentile(slat, .99))
 		cpu, rss, hwm, deliv = append(cpu, c), append(rss, mem.RSSMiB), append(hwm, mem.HWMMiB), append(deliv, dpct)
-		fmt.Printf("  baseline %d subscribers run %d: delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB (publish errors %d), broker messages in %d out %d over %.1f s, clock replies %d\n",
-			subs, run, dpct, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, errs, carried.In, carried.Out, win, replies)
+		fmt.Printf("  baseline %d subscribers run %d (load %s): delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB (publish errors %d), broker messages in %d out %d over %.1f s, clock replies %d\n",
+			subs, run, fig.LoadAverages[run-1], dpct, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, errs, carried.In, carried.Out, win, replies)
 		if run < o.runs {
 			if err := sleep(ctx, 2*time.Second); err != nil {
 				return nil, err
