@@ -631,7 +631,7 @@ func (s *source) fanOut(au [][]byte, pts int64) []*viewer {
 	s.direct = s.direct[:0]
 	for v := range s.viewers {
 		s.dropped += uint64(v.q.push(f, false, now))
-		if v.q.isDirect() {
+		if v.q.direct.Load() {
 			s.direct = append(s.direct, v)
 		}
 	}

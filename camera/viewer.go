@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -36,7 +37,7 @@ type queue struct {
 	notify         chan struct{}
 	needKey        bool
 	pendingDiscont bool
-	direct         bool // drained by the ingest goroutine: push does not notify
+	direct         atomic.Bool // drained by the ingest goroutine: push does not notify
 	maxFrames      int
 	maxDelay       time.Duration
 	dropped        uint64
@@ -75,27 +76,13 @@ func (q *queue) push(f *frame, burst bool, now time.Time) int {
 	q.items = append(q.items, qitem{f: f, burst: burst, discont: f.discont || q.pendingDiscont, enq: now})
 	q.pendingDiscont = false
 	q.dropped += uint64(dropped)
-	if !q.direct {
+	if !q.direct.Load() {
 		select {
 		case q.notify <- struct{}{}:
 		default:
 		}
 	}
 	return dropped
-}
-
-// setDirect marks the queue as drained by the ingest goroutine, which then
-// needs no wake-up of the viewer's own goroutine per frame.
-func (q *queue) setDirect() {
-	q.mu.Lock()
-	q.direct = true
-	q.mu.Unlock()
-}
-
-func (q *queue) isDirect() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.direct
 }
 
 // take removes and returns every queued item.
@@ -265,7 +252,7 @@ func (v *viewer) run() {
 	v.log.Info("viewer connected", "viewer", v.who, "setup", connectedAt.Sub(v.created).Round(time.Millisecond), "relayed", relayed)
 	v.drain() // the GOP cache attach queued
 	if !relayed {
-		v.q.setDirect()
+		v.q.direct.Store(true) // from now on the ingest goroutine drains the queue
 	}
 
 	for {

@@ -508,36 +508,14 @@ func printRun(i int, rr runResult) {
 	fmt.Fprintln(os.Stderr)
 }
 
-// stat is a median with its min-max over the runs.
-type stat struct {
-	Median float64 `json:"median"`
-	Min    float64 `json:"min"`
-	Max    float64 `json:"max"`
-}
-
-func statOf(xs []float64) stat {
-	if len(xs) == 0 {
-		return stat{}
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	m := s[len(s)/2]
-	if len(s)%2 == 0 {
-		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return stat{Median: m, Min: s[0], Max: s[len(s)-1]}
-}
-
-func (s stat) String() string { return fmt.Sprintf("%.1f [%.1f-%.1f]", s.Median, s.Min, s.Max) }
-
 type summaryT struct {
-	Rows   map[string]map[string]stat `json:"rows"`
-	Firsts map[string]map[string]stat `json:"first_frame_ms"`
-	Ratios map[string]stat            `json:"ratios"`
+	Rows   map[string]map[string]results.Spread `json:"rows"`
+	Firsts map[string]map[string]results.Spread `json:"first_frame_ms"`
+	Ratios map[string]results.Spread            `json:"ratios"`
 }
 
 func summarize(all []runResult) summaryT {
-	s := summaryT{Rows: map[string]map[string]stat{}, Firsts: map[string]map[string]stat{}, Ratios: map[string]stat{}}
+	s := summaryT{Rows: map[string]map[string]results.Spread{}, Firsts: map[string]map[string]results.Spread{}, Ratios: map[string]results.Spread{}}
 	rows := map[string]bool{}
 	ffs := map[string]bool{}
 	for _, r := range all {
@@ -548,17 +526,17 @@ func summarize(all []runResult) summaryT {
 			ffs[k] = true
 		}
 	}
-	pick := func(get func(runResult) (float64, bool)) stat {
+	pick := func(get func(runResult) (float64, bool)) results.Spread {
 		var xs []float64
 		for _, r := range all {
 			if v, ok := get(r); ok {
 				xs = append(xs, v)
 			}
 		}
-		return statOf(xs)
+		return results.SpreadOf(xs)
 	}
 	for k := range rows {
-		s.Rows[k] = map[string]stat{}
+		s.Rows[k] = map[string]results.Spread{}
 		for name, fn := range map[string]func(figures) float64{
 			"cpu_pct": func(f figures) float64 { return f.CPUPct }, "rss_mib": func(f figures) float64 { return f.RSSMiB },
 			"lat_p50_ms": func(f figures) float64 { return f.LatP50 }, "lat_p95_ms": func(f figures) float64 { return f.LatP95 },
@@ -568,7 +546,7 @@ func summarize(all []runResult) summaryT {
 		}
 	}
 	for k := range ffs {
-		s.Firsts[k] = map[string]stat{}
+		s.Firsts[k] = map[string]results.Spread{}
 		for _, q := range []string{"p50", "p95", "max", "failed"} {
 			s.Firsts[k][q] = pick(func(r runResult) (float64, bool) { f, ok := r.Firsts[k]; return f[q], ok })
 		}
@@ -579,7 +557,7 @@ func summarize(all []runResult) summaryT {
 			y, ok2 := r.Rows[b]
 			return ratio(x.CPUPct, y.CPUPct), ok1 && ok2 && y.CPUPct > 0
 		})
-		if st != (stat{}) {
+		if st != (results.Spread{}) {
 			s.Ratios[name] = st
 		}
 	}

@@ -483,28 +483,19 @@ func liveRows(all map[string]any) []Row {
 	for i := range rows {
 		rows[i].Date, rows[i].Command = date, cmd
 	}
-	// Older results hold one run; newer ones hold the medians at the top
-	// level and the spread under "spread".
-	stat := func(field, q string) (value, bool) {
-		if v, ok := spreadAt(entry, "spread", field, q); ok {
-			return v, true
-		}
-		m, ok := num(entry, field, q)
-		return value{Median: m}, ok
-	}
 	runs := "1 run"
 	if n, ok := num(entry, "runs"); ok {
 		runs = fmt.Sprintf("%.0f runs", n)
 	}
-	if p50, ok := stat("send_to_playback", "p50_ms"); ok {
+	if p50, ok := scalar(entry, "send_to_playback", "p50_ms"); ok {
 		rows[0].Figure, rows[0].Status = p50.format(1, "ms"), atMost(p50.Median, 200)
 		rows[0].Note = runs
 	} else {
 		rows[0] = missing(rows[0], cmdLive, "no send_to_playback.p50_ms")
 	}
-	p50, ok1 := stat("playout_delay", "p50_ms")
-	p99, ok2 := stat("playout_delay", "p99_ms")
-	mx, ok3 := stat("playout_delay", "max_ms")
+	p50, ok1 := scalar(entry, "playout_delay", "p50_ms")
+	p99, ok2 := scalar(entry, "playout_delay", "p99_ms")
+	mx, ok3 := scalar(entry, "playout_delay", "max_ms")
 	ceiling, ok4 := num(entry, "live_delay_ms")
 	if !ok1 || !ok2 || !ok3 || !ok4 {
 		rows[1] = missing(rows[1], cmdLive, "no playout_delay or live_delay_ms")
@@ -523,12 +514,13 @@ func liveRows(all map[string]any) []Row {
 	return rows
 }
 
-// scalar reads a figure stored as a median at the top level of entry,
-// with its spread under spread.<field> where the results hold it.
-func scalar(entry any, field string) (value, bool) {
-	if v, ok := spreadAt(entry, "spread", field); ok {
+// scalar reads a figure stored as a median at path in entry, with its
+// spread under spread.<path> where the results hold it (older results
+// hold one run and no spread).
+func scalar(entry any, path ...string) (value, bool) {
+	if v, ok := spreadAt(entry, append([]string{"spread"}, path...)...); ok {
 		return v, true
 	}
-	m, ok := num(entry, field)
+	m, ok := num(entry, path...)
 	return value{Median: m}, ok
 }

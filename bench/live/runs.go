@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,37 +29,12 @@ type runFigures struct {
 	LatePct         float64 `json:"late_pct"`
 }
 
-// spread is a figure's median with its minimum and maximum over the runs.
-type spread struct {
-	Median float64 `json:"median"`
-	Min    float64 `json:"min"`
-	Max    float64 `json:"max"`
-}
-
-func spreadOf(xs []float64) spread {
-	if len(xs) == 0 {
-		return spread{}
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	m := s[len(s)/2]
-	if len(s)%2 == 0 {
-		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return spread{Median: m, Min: s[0], Max: s[len(s)-1]}
-}
-
-// format prints the spread as "median [min-max]" with the given decimals.
-func (s spread) format(decimals int) string {
-	return fmt.Sprintf("%.*f [%.*f-%.*f]", decimals, s.Median, decimals, s.Min, decimals, s.Max)
-}
-
 // statsSpread is the spread of each field of stats over the runs.
 type statsSpread struct {
-	Packets spread `json:"packets"`
-	P50     spread `json:"p50_ms"`
-	P99     spread `json:"p99_ms"`
-	Max     spread `json:"max_ms"`
+	Packets results.Spread `json:"packets"`
+	P50     results.Spread `json:"p50_ms"`
+	P99     results.Spread `json:"p99_ms"`
+	Max     results.Spread `json:"max_ms"`
 }
 
 // medians is the stats of the medians, so that readers of a single run's
@@ -75,15 +49,15 @@ func statsSpreadOf(all []runFigures, get func(runFigures) stats) statsSpread {
 		s := get(r)
 		n, p50, p99, mx = append(n, float64(s.Packets)), append(p50, s.P50), append(p99, s.P99), append(mx, s.Max)
 	}
-	return statsSpread{Packets: spreadOf(n), P50: spreadOf(p50), P99: spreadOf(p99), Max: spreadOf(mx)}
+	return statsSpread{Packets: results.SpreadOf(n), P50: results.SpreadOf(p50), P99: results.SpreadOf(p99), Max: results.SpreadOf(mx)}
 }
 
-func scalarSpread(all []runFigures, get func(runFigures) float64) spread {
+func scalarSpread(all []runFigures, get func(runFigures) float64) results.Spread {
 	var xs []float64
 	for _, r := range all {
 		xs = append(xs, get(r))
 	}
-	return spreadOf(xs)
+	return results.SpreadOf(xs)
 }
 
 // commandLine is the command that reproduces this run, from the
@@ -181,7 +155,7 @@ func run(runs, seconds, nSpeakers int, resultsPath, browser string) error {
 		if rest, ok := strings.CutPrefix(n.name, "send_to_delivery_packet_"); ok {
 			label = "  packet " + strings.TrimSuffix(rest, "_of_frame") + " of frame"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", label, sp.Packets.format(0), sp.P50.format(1), sp.P99.format(1), sp.Max.format(1))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", label, sp.Packets.Format(0), sp.P50.Format(1), sp.P99.Format(1), sp.Max.Format(1))
 	}
 	scalars := []struct {
 		name, label string
@@ -197,7 +171,7 @@ func run(runs, seconds, nSpeakers int, resultsPath, browser string) error {
 		sp := scalarSpread(all, sc.get)
 		spreads[sc.name] = sp
 		out[sc.name] = sp.Median
-		fmt.Fprintf(tw, "%s\t%s\t\t\t\n", sc.label, sp.format(sc.decimals))
+		fmt.Fprintf(tw, "%s\t%s\t\t\t\n", sc.label, sp.Format(sc.decimals))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("print table: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -53,3 +54,33 @@ func LoadAverage() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// Spread is a figure's median over the runs with its minimum and maximum,
+// as every benchmark reports it.
+type Spread struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+// SpreadOf returns the median, minimum and maximum of xs (zero for none).
+func SpreadOf(xs []float64) Spread {
+	if len(xs) == 0 {
+		return Spread{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Spread{Median: m, Min: s[0], Max: s[len(s)-1]}
+}
+
+// Format prints the spread as "median [min-max]" with the given decimals.
+func (s Spread) Format(decimals int) string {
+	return fmt.Sprintf("%.*f [%.*f-%.*f]", decimals, s.Median, decimals, s.Min, decimals, s.Max)
+}
+
+// String is Format with one decimal.
+func (s Spread) String() string { return s.Format(1) }
