@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/ipv4"
 )
 
 // flushAt is the queue length at which a corked destination's packets are
@@ -19,9 +17,9 @@ const flushAt = 64
 // the frames it took from its queue it corks its own destination (the
 // remote address of its selected ICE pair); the packets pion writes to that
 // address meanwhile (SRTP, and any RTCP or STUN in between) are queued, and
-// uncork sends them with one sendmmsg(2) per batch (x/net's
-// ipv4.PacketConn.WriteBatch) instead of one sendto(2) per packet: the
-// per-packet system call was the relay's largest cost (issue 16 profile).
+// uncork sends them with one sendmmsg(2) per batch (rawSender) instead of
+// one sendto(2) per packet: the per-packet system call was the relay's
+// largest cost (issue 16 profile).
 // Corking is per destination, so a viewer descheduled in the middle of a
 // burst holds back only its own packets. Writes to an uncorked destination
 // go straight to the socket. Reads pass through.
@@ -30,7 +28,7 @@ const flushAt = 64
 // allocation-free path.
 type batchConn struct {
 	conn *net.UDPConn
-	pc   *ipv4.PacketConn
+	raw  *rawSender
 
 	mu    sync.Mutex
 	dests map[netip.AddrPort]*dest
@@ -42,13 +40,12 @@ type batchConn struct {
 // dest is one corked destination's queue.
 type dest struct {
 	corked  int
-	ua      *net.UDPAddr
-	pending []ipv4.Message
+	pending [][]byte
 	held    []*[]byte // the pool buffers of pending
 }
 
 func newBatchConn(c *net.UDPConn) *batchConn {
-	b := &batchConn{conn: c, pc: ipv4.NewPacketConn(c), dests: map[netip.AddrPort]*dest{}}
+	b := &batchConn{conn: c, raw: newRawSender(c), dests: map[netip.AddrPort]*dest{}}
 	b.bufs.New = func() any { s := make([]byte, 0, 1500); return &s }
 	return b
 }
@@ -59,7 +56,7 @@ func (b *batchConn) cork(addr netip.AddrPort) {
 	b.mu.Lock()
 	d := b.dests[addr]
 	if d == nil {
-		d = &dest{ua: net.UDPAddrFromAddrPort(addr)}
+		d = &dest{}
 		b.dests[addr] = d
 	}
 	d.corked++
@@ -75,20 +72,21 @@ func (b *batchConn) uncork(addr netip.AddrPort) {
 		return
 	}
 	d.corked--
-	var batch []ipv4.Message
+	var batch [][]byte
 	var held []*[]byte
 	if d.corked <= 0 {
 		delete(b.dests, addr)
 		batch, held = d.pending, d.held
 	}
 	b.mu.Unlock()
-	b.send(batch, held)
+	b.send(batch, held, addr)
 }
 
-// send writes batch with sendmmsg and returns the buffers to the pool.
-func (b *batchConn) send(batch []ipv4.Message, held []*[]byte) {
+// send writes batch to addr with sendmmsg and returns the buffers to the
+// pool.
+func (b *batchConn) send(batch [][]byte, held []*[]byte, addr netip.AddrPort) {
 	for rest := batch; len(rest) > 0; {
-		n, err := b.pc.WriteBatch(rest, 0)
+		n, err := b.raw.sendBatch(rest, addr)
 		if n > 0 {
 			b.batches.Add(1)
 			b.packets.Add(uint64(n))
@@ -117,16 +115,16 @@ func (b *batchConn) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) 
 	}
 	bp := b.bufs.Get().(*[]byte)
 	*bp = append((*bp)[:0], p...)
-	d.pending = append(d.pending, ipv4.Message{Buffers: [][]byte{*bp}, Addr: d.ua})
+	d.pending = append(d.pending, *bp)
 	d.held = append(d.held, bp)
-	var batch []ipv4.Message
+	var batch [][]byte
 	var held []*[]byte
 	if len(d.pending) >= flushAt {
 		batch, held = d.pending, d.held
 		d.pending, d.held = nil, nil
 	}
 	b.mu.Unlock()
-	b.send(batch, held)
+	b.send(batch, held, addr)
 	return len(p), nil
 }
 

@@ -348,6 +348,7 @@ func (s *source) session(ctx context.Context, rawURL string) error {
 		Host:         u.Host,
 		ReadTimeout:  s.r.cfg.RTSPTimeout,
 		WriteTimeout: s.r.cfg.RTSPTimeout,
+		DialContext:  dialBuffered,
 		OnTransportSwitch: func(err error) {
 			s.log.Info("rtsp transport switch", "err", scrub(err.Error(), rawURL))
 		},

@@ -193,18 +193,22 @@ func run(o benchOpts) error {
 
 // Row names.
 const (
-	rowBase20   = "baseline raw RTSP readers 20x1"
-	rowD20      = "loalangd 20 cams x 1 viewer"
-	rowOld20    = "loalangd -before 20 cams x 1 viewer"
-	rowBase10   = "baseline 1 reader + 10 bare SRTP senders"
-	rowD10      = "loalangd 1 cam x 10 viewers"
-	rowOld10    = "loalangd -before 1 cam x 10 viewers"
-	rowInproc20 = "in-process relay 20 cams x 1 viewer"
-	ffLoopList  = "loopback, listen_ips [127.0.0.1]"
-	ffLoopDef   = "loopback, default (every address)"
-	ffLoopOld   = "loopback, -before binary, default"
-	ffLANList   = "LAN veth, listen_ips [10.77.0.1]"
-	ffLANDef    = "LAN veth, default (every address)"
+	rowBase20 = "baseline raw RTSP readers 20x1"
+	// The baseline again, in the same window as loalangd (…) or as the
+	// -before binary.
+	rowBase20D   = "baseline 20x1, same window as loalangd"
+	rowBase20Old = "baseline 20x1, same window as -before"
+	rowD20       = "loalangd 20 cams x 1 viewer"
+	rowOld20     = "loalangd -before 20 cams x 1 viewer"
+	rowBase10    = "baseline 1 reader + 10 bare SRTP senders"
+	rowD10       = "loalangd 1 cam x 10 viewers"
+	rowOld10     = "loalangd -before 1 cam x 10 viewers"
+	rowInproc20  = "in-process relay 20 cams x 1 viewer"
+	ffLoopList   = "loopback, listen_ips [127.0.0.1]"
+	ffLoopDef    = "loopback, default (every address)"
+	ffLoopOld    = "loopback, -before binary, default"
+	ffLANList    = "LAN veth, listen_ips [10.77.0.1]"
+	ffLANDef     = "LAN veth, default (every address)"
 )
 
 func oneRun(self, clip string, o benchOpts, first bool) (runResult, error) {
@@ -230,17 +234,14 @@ func oneRun(self, clip string, o benchOpts, first bool) (runResult, error) {
 	rr.Rows[rowBase20] = measurePid(b.child.pid(), 2*time.Second, o.window, b.stats, expected(o.nCams, 1))
 	b.close()
 
-	bins := []struct {
-		bin        string
-		row20, r10 string
-		ffDef      string
-	}{{o.bin, rowD20, rowD10, ffLoopDef}}
+	type binRows struct {
+		bin                string
+		row20, base20, r10 string
+		ffDef              string
+	}
+	bins := []binRows{{o.bin, rowD20, rowBase20D, rowD10, ffLoopDef}}
 	if o.before != "" {
-		bins = append(bins, struct {
-			bin        string
-			row20, r10 string
-			ffDef      string
-		}{o.before, rowOld20, rowOld10, ffLoopOld})
+		bins = append(bins, binRows{o.before, rowOld20, rowBase20Old, rowOld10, ffLoopOld})
 	}
 	for bi, bb := range bins {
 		// The new binary runs with webrtc.listen_ips; the -before binary
@@ -257,14 +258,23 @@ func oneRun(self, clip string, o benchOpts, first bool) (runResult, error) {
 		if err != nil {
 			return rr, err
 		}
-		f, err := daemonScenario(d, cams.urls, 1, o.window, expected(o.nCams, 1), opts.pprof, o.profile)
+		// The same baseline again, reading the same cameras over the same
+		// window as loalangd.
+		side, err := startBase(self, "-role=readers", "-urls", strings.Join(cams.urls, ","), "-per", "1")
 		if err != nil {
 			d.close()
 			return rr, err
 		}
-		rr.Rows[bb.row20] = f
+		f, sf, err := daemonScenario(d, cams.urls, 1, o.window, expected(o.nCams, 1), opts.pprof, o.profile,
+			&probe{side.child.pid(), side.stats, expected(o.nCams, 1)})
+		side.close()
+		if err != nil {
+			d.close()
+			return rr, err
+		}
+		rr.Rows[bb.row20], rr.Rows[bb.base20] = f, sf
 		fmt.Fprintf(os.Stderr, "%s: 1 camera x 10 viewers...\n", bb.r10)
-		if f, err = daemonScenario(d, cams.urls[:1], 10, o.window, expected(1, 10), "", ""); err != nil {
+		if f, _, err = daemonScenario(d, cams.urls[:1], 10, o.window, expected(1, 10), "", "", nil); err != nil {
 			d.close()
 			return rr, err
 		}
@@ -337,32 +347,64 @@ func viewerLat(views *viewersChild) func() []float64 {
 	}
 }
 
+// probe is a process to measure: its pid, the latencies it collects and
+// the frames it should have received in the window.
+type probe struct {
+	pid            int
+	collect        func() []float64
+	expectedFrames float64
+}
+
 // measurePid measures pid's CPU and RSS over window after warm-up, and
 // the latencies collect returns.
 func measurePid(pid int, warm, window time.Duration, collect func() []float64, expectedFrames float64) figures {
+	return measurePids(warm, window, probe{pid, collect, expectedFrames})[0]
+}
+
+// measurePids measures several processes over the same window, so that a
+// change in the machine's speed (shared, paravirtualised hosts) affects
+// each of them alike.
+func measurePids(warm, window time.Duration, ps ...probe) []figures {
 	time.Sleep(warm)
-	collect() // drop warm-up samples
-	c0, t0 := cpuOf(pid), time.Now()
-	time.Sleep(window)
-	c1, t1 := cpuOf(pid), time.Now()
-	lat := collect()
-	f := figures{CPUPct: 100 * float64(c1-c0) / float64(t1.Sub(t0)), RSSMiB: rssOf(pid), Samples: len(lat)}
-	f.LatP50, f.LatP95, f.LatMax = percentiles(lat)
-	if expectedFrames > 0 {
-		f.FramesPct = 100 * float64(len(lat)) / expectedFrames
+	c0 := make([]time.Duration, len(ps))
+	for i, p := range ps {
+		p.collect() // drop warm-up samples
+		c0[i] = cpuOf(p.pid)
 	}
-	return f
+	t0 := time.Now()
+	time.Sleep(window)
+	out := make([]figures, len(ps))
+	for i, p := range ps {
+		out[i].CPUPct = float64(cpuOf(p.pid) - c0[i])
+	}
+	elapsed := float64(time.Since(t0))
+	for i := range out {
+		out[i].CPUPct *= 100 / elapsed
+	}
+	for i, p := range ps {
+		lat := p.collect()
+		f := &out[i]
+		f.RSSMiB, f.Samples = rssOf(p.pid), len(lat)
+		f.LatP50, f.LatP95, f.LatMax = percentiles(lat)
+		if p.expectedFrames > 0 {
+			f.FramesPct = 100 * float64(len(lat)) / p.expectedFrames
+		}
+	}
+	return out
 }
 
 // daemonScenario adds the cameras through the API (on demand), opens
 // perCam WHEP viewers on each and measures loalangd; then it closes the
 // viewers and deletes the cameras.
-func daemonScenario(d *loalangd, urls []string, perCam int, window time.Duration, expectedFrames float64, pprofAddr, profilePath string) (figures, error) {
+//
+// With side set, that process (a baseline) is measured over the same window
+// and its figures are returned second.
+func daemonScenario(d *loalangd, urls []string, perCam int, window time.Duration, expectedFrames float64, pprofAddr, profilePath string, side *probe) (figures, figures, error) {
 	var camIDs []string
 	for i, u := range urls {
 		id := fmt.Sprintf("cam%02d", i)
 		if err := d.addCamera(id, u, false); err != nil {
-			return figures{}, err
+			return figures{}, figures{}, err
 		}
 		camIDs = append(camIDs, id)
 	}
@@ -372,7 +414,7 @@ func daemonScenario(d *loalangd, urls []string, perCam int, window time.Duration
 		for k := 0; k < perCam; k++ {
 			id, loc, err := d.watch(c)
 			if err != nil {
-				return figures{}, err
+				return figures{}, figures{}, err
 			}
 			ss = append(ss, sess{id, loc})
 		}
@@ -385,7 +427,12 @@ func daemonScenario(d *loalangd, urls []string, perCam int, window time.Duration
 			profDone <- fetchProfile(pprofAddr, window, profilePath)
 		}()
 	}
-	f := measurePid(d.proc.pid(), 3*time.Second, window, viewerLat(d.views), expectedFrames)
+	ps := []probe{{d.proc.pid(), viewerLat(d.views), expectedFrames}}
+	if side != nil {
+		ps = append(ps, *side)
+	}
+	fs := measurePids(3*time.Second, window, ps...)
+	f := fs[0]
 	f.Streams, f.Viewers = len(urls), len(ss)
 	if profDone != nil {
 		if err := <-profDone; err != nil {
@@ -400,7 +447,11 @@ func daemonScenario(d *loalangd, urls []string, perCam int, window time.Duration
 	for _, c := range camIDs {
 		_ = d.api("DELETE", "/api/v1/cameras/"+c, "", nil)
 	}
-	return f, nil
+	var sf figures
+	if side != nil {
+		sf = fs[1]
+	}
+	return f, sf, nil
 }
 
 // fetchProfile saves loalangd's CPU profile (net/http/pprof) over window.
@@ -566,12 +617,14 @@ func summarize(all []runResult) summaryT {
 	ratio("-before/baseline CPU 20x1", rowOld20, rowBase20)
 	ratio("-before/baseline CPU 1x10", rowOld10, rowBase10)
 	ratio("in-process relay/baseline CPU 20x1", rowInproc20, rowBase20)
+	ratio("loalangd/baseline CPU 20x1, same window", rowD20, rowBase20D)
+	ratio("-before/baseline CPU 20x1, same window", rowOld20, rowBase20Old)
 	return s
 }
 
 func printSummary(s summaryT, tries int) {
 	fmt.Printf("%-44s %-20s %-20s %-20s %-20s %-20s\n", "scenario", "CPU % of a core", "RSS MiB", "lat p50 ms", "lat p95 ms", "frames %")
-	for _, k := range []string{rowBase20, rowD20, rowOld20, rowInproc20, rowBase10, rowD10, rowOld10} {
+	for _, k := range []string{rowBase20, rowD20, rowBase20D, rowOld20, rowBase20Old, rowInproc20, rowBase10, rowD10, rowOld10} {
 		r, ok := s.Rows[k]
 		if !ok {
 			continue
