@@ -64,8 +64,9 @@ func TestWriteMosquittoConfigFiles(t *testing.T) {
 		t.Errorf("a topic line precedes the first user line, granting anonymous access:\n%s", acl)
 	}
 	for _, line := range []string{
-		"user d1\ntopic write loalang/v1/demo/dev/d1/status\ntopic write loalang/v1/demo/dev/d1/heartbeat\ntopic read loalang/v1/demo/dev/d1/cmd\n",
-		"topic read loalang/v1/demo/zone/z2/audio\n",
+		// Zone audio first: Mosquitto checks the entries in order on each delivery.
+		"user d1\ntopic read loalang/v1/demo/zone/z1/audio\ntopic read loalang/v1/demo/zone/z1/stream\n",
+		"topic read loalang/v1/demo/zone/z2/stream\ntopic write loalang/v1/demo/dev/d1/status\ntopic write loalang/v1/demo/dev/d1/heartbeat\ntopic read loalang/v1/demo/dev/d1/cmd\n",
 		"user loalangd\ntopic readwrite loalang/v1/demo/#\n",
 	} {
 		if !strings.Contains(acl, line) {

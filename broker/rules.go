@@ -5,6 +5,7 @@ package broker
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/loalang/loalang/device/wire"
@@ -152,22 +153,26 @@ func (r Rules) Grants(a Account) []Grant {
 		if wire.ValidLevel(id) != nil {
 			return nil
 		}
+		// The zone grants come first, audio (listed last in
+		// wire.ZoneTopicRules) before stream: Mosquitto checks a
+		// subscriber's entries in order on every delivery, and zone audio
+		// is nearly all that a speaker receives.
 		var g []Grant
+		for _, z := range a.Zones {
+			if wire.ValidLevel(z) != nil {
+				continue
+			}
+			for _, t := range slices.Backward(wire.ZoneTopicRules) {
+				if t.Direction == wire.ToDevice {
+					g = append(g, Grant{Filter: topics.Zone(z, t.Suffix), Access: AccessRead})
+				}
+			}
+		}
 		for _, t := range wire.DeviceTopicRules {
 			if t.Direction == wire.FromDevice {
 				g = append(g, Grant{Filter: topics.Device(id, t.Suffix), Access: AccessWrite, Retain: t.Retained, MaxPayload: t.MaxPayload})
 			} else {
 				g = append(g, Grant{Filter: topics.Device(id, t.Suffix), Access: AccessRead})
-			}
-		}
-		for _, z := range a.Zones {
-			if wire.ValidLevel(z) != nil {
-				continue
-			}
-			for _, t := range wire.ZoneTopicRules {
-				if t.Direction == wire.ToDevice {
-					g = append(g, Grant{Filter: topics.Zone(z, t.Suffix), Access: AccessRead})
-				}
 			}
 		}
 		return g
