@@ -14,11 +14,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmsghdr is struct mmsghdr of sendmmsg(2).
+// mmsghdr is struct mmsghdr of sendmmsg(2); Go pads it as C does (64
+// bytes on 64-bit platforms, 32 on 32-bit ones).
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
-	_   [4]byte
 }
 
 // mmsgScratch is one send's system-call arguments, pooled so a batch
