@@ -41,7 +41,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/loalang/loalang/bench/results"
@@ -651,31 +650,6 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// cpuTime returns this process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// rssMiB reads VmRSS from /proc/self/status.
-func rssMiB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				return kb / 1024
-			}
-		}
-	}
-	return 0
-}
-
 func percentiles(lat []float64) (p50, p95, mx float64) {
 	if len(lat) == 0 {
 		return 0, 0, 0
@@ -690,20 +664,7 @@ func percentiles(lat []float64) (p50, p95, mx float64) {
 // measure runs a window and fills CPU, RSS and latency figures.
 func measure(window time.Duration, collect func() []float64, expectedFrames float64) figures {
 	runtime.GC()
-	collect() // drop warm-up samples
-	c0, t0 := cpuTime(), time.Now()
-	time.Sleep(window)
-	c1, t1 := cpuTime(), time.Now()
-	lat := collect()
-	var f figures
-	f.CPUPct = 100 * float64(c1-c0) / float64(t1.Sub(t0))
-	f.RSSMiB = rssMiB()
-	f.Samples = len(lat)
-	f.LatP50, f.LatP95, f.LatMax = percentiles(lat)
-	if expectedFrames > 0 {
-		f.FramesPct = 100 * float64(len(lat)) / expectedFrames
-	}
-	return f
+	return measurePids(0, window, probe{os.Getpid(), collect, expectedFrames})[0]
 }
 
 // relayScenario runs the relay in this process with viewers in the child.

@@ -242,10 +242,6 @@ func cameraRows(all map[string]any) []Row {
 	if !ok {
 		return base
 	}
-	date, cmd := day(str(entry, "date")), commandOf(entry, cmdCamera)
-	for i := range base {
-		base[i].Date, base[i].Command = date, cmd
-	}
 	summary, _ := get(entry, "summary")
 	cpuRatio := func(r *Row, row, baseRow, ratioPrefix string, limit float64) {
 		fig, ok := spreadAt(summary, "rows", row, "cpu_pct")
@@ -304,14 +300,17 @@ func cameraRows(all map[string]any) []Row {
 	return base
 }
 
-// entryFor returns all[key]; without it, it marks every row "not
-// measured" with the command that measures them.
+// entryFor returns all[key] and stamps every row with its date and stored
+// command; without it, it marks every row "not measured" with cmd, the
+// command that measures them.
 func entryFor(all map[string]any, key, cmd string, rows []Row) (any, bool) {
 	entry, ok := all[key]
-	if !ok {
-		for i := range rows {
+	for i := range rows {
+		if !ok {
 			rows[i] = missing(rows[i], cmd, "no key "+key)
+			continue
 		}
+		rows[i].Date, rows[i].Command = day(str(entry, "date")), commandOf(entry, cmd)
 	}
 	return entry, ok
 }
@@ -332,10 +331,8 @@ func idleRows(all map[string]any) []Row {
 	if !ok {
 		return rows
 	}
-	date, cmd := day(str(entry, "date")), commandOf(entry, cmdIdle)
 	logins, _ := num(entry, "logins")
 	check := func(r *Row, field, atField string, wantAt float64) {
-		r.Date, r.Command = date, cmd
 		at, _ := num(entry, atField)
 		switch {
 		case logins < 5:
@@ -484,10 +481,6 @@ func liveRows(all map[string]any) []Row {
 	entry, ok := entryFor(all, key, cmdLive, rows)
 	if !ok {
 		return rows
-	}
-	date, cmd := day(str(entry, "date")), commandOf(entry, cmdLive)
-	for i := range rows {
-		rows[i].Date, rows[i].Command = date, cmd
 	}
 	runs := "1 run"
 	if n, ok := num(entry, "runs"); ok {
