@@ -548,11 +548,9 @@ func (d *Daemon) Close() error {
 		os.Remove(filepath.Join(d.cfg.DataDir, ReadyFile))
 		var errs []error
 		if d.httpSrv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			if err := d.httpSrv.Shutdown(ctx); err != nil {
+			if err := d.stopHTTP(d.httpSrv, "http", 3*time.Second); err != nil {
 				errs = append(errs, err)
 			}
-			cancel()
 		}
 		d.closePprof()
 		// Summaries of throttled sign-ins are written while the store is open.
@@ -588,4 +586,23 @@ func (d *Daemon) Close() error {
 		d.closeErr = errors.Join(errs...)
 	})
 	return d.closeErr
+}
+
+// stopHTTP stops srv: it stops accepting, lets the requests in progress
+// finish for up to grace, then cuts whatever is still open. Running out of
+// grace is not an error: a browser opens connections ahead of need, and
+// net/http's Shutdown waits up to 5 s for one that has sent nothing yet
+// (Go issue 22682), so it is logged and the connections are closed.
+func (d *Daemon) stopHTTP(srv *http.Server, name string, grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		d.log.Warn("connections still open at shutdown were cut", "server", name, "grace", grace)
+		err = srv.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("stop %s server: %w", name, err)
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -48,9 +47,7 @@ func (d *Daemon) closePprof() {
 	if d.pprofSrv == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := d.pprofSrv.Shutdown(ctx); err != nil {
-		d.pprofSrv.Close()
+	if err := d.stopHTTP(d.pprofSrv, "pprof", time.Second); err != nil {
+		d.log.Warn("stop pprof server", "err", err)
 	}
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -67,10 +66,6 @@ func (d *Daemon) listenTLS() error {
 			d.log.Error("https server stopped", "err", err)
 		}
 	}()
-	d.closers = append(d.closers, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		return srv.Shutdown(ctx)
-	})
+	d.closers = append(d.closers, func() error { return d.stopHTTP(srv, "https", 3*time.Second) })
 	return nil
 }
