@@ -12,7 +12,9 @@
 // publish (status, heartbeats, clock requests, delivery reports) while the
 // publisher subscribes to those topics as loalangd does and answers the
 // clock requests. Both sides count the PUBLISH messages their broker
-// received and sent over the measured window. It also measures the encode
+// received and sent over the measured window. The sides take turns, one
+// broadcast each per round on a fresh daemon or broker, and each round's
+// CPU ratio is printed beside the ratio of the medians. It also measures the encode
 // cost of the clip. Results are merged into bench/results.json under
 // "fanout" and "cost".
 //
@@ -31,6 +33,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,7 +94,7 @@ func main() {
 	summary := flag.Bool("summary", false, "only print a summary of the results file and exit")
 	sizes := flag.String("speakers", "50,200,500", "comma-separated speaker counts")
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "length of the speech broadcast")
-	flag.IntVar(&o.runs, "runs", 3, "broadcasts per size; figures are the median over runs")
+	flag.IntVar(&o.runs, "runs", 3, "rounds per size (one broadcast per side each); figures are the median over rounds")
 	flag.IntVar(&o.zones, "zones", 5, "zones the speakers are spread over")
 	flag.IntVar(&o.probes, "probes", 10, "bare paho probe subscribers measuring latency (speaker credentials)")
 	flag.DurationVar(&o.idle, "idle", 5*time.Second, "idle window before the broadcasts, to measure background CPU (0 skips)")
@@ -147,46 +150,48 @@ type sizeResult struct {
 }
 
 type loalangFig struct {
-	DeliveryPct      float64  `json:"delivery_pct"`
-	MessagesIn       int64    `json:"messages_in,omitempty"`
-	MessagesOut      int64    `json:"messages_out,omitempty"`
-	WindowS          float64  `json:"window_s"`
-	PacketsExpected  uint64   `json:"packets_expected"`
-	PacketsPlayed    uint64   `json:"packets_played"`
-	PacketsLate      uint64   `json:"packets_late"`
-	PacketsLost      uint64   `json:"packets_lost"`
-	LatencyP50MS     float64  `json:"latency_p50_ms"`
-	LatencyP99MS     float64  `json:"latency_p99_ms"`
-	LatencyMaxMS     float64  `json:"latency_max_ms"`
-	LatencySamples   int      `json:"latency_samples"`
-	CPUPct           float64  `json:"cpu_pct_of_one_core"`
-	IdleCPUPct       float64  `json:"idle_cpu_pct_of_one_core"`
-	RSSMiB           float64  `json:"rss_mib"`
-	HWMMiB           float64  `json:"hwm_mib"`
-	BytesPerSpkMin   float64  `json:"mqtt_bytes_per_speaker_per_minute"`
-	KbitPerSpk       float64  `json:"mqtt_kbit_s_per_speaker"`
-	KbitPerSpkTCPIP  float64  `json:"kbit_s_per_speaker_with_tcpip"`
-	SpeakerOverflows uint64   `json:"speaker_inbox_overflows"`
-	LoadAverages     []string `json:"load_average_before"` // per run
+	DeliveryPct      float64   `json:"delivery_pct"`
+	MessagesIn       int64     `json:"messages_in,omitempty"`
+	MessagesOut      int64     `json:"messages_out,omitempty"`
+	WindowS          float64   `json:"window_s"`
+	PacketsExpected  uint64    `json:"packets_expected"`
+	PacketsPlayed    uint64    `json:"packets_played"`
+	PacketsLate      uint64    `json:"packets_late"`
+	PacketsLost      uint64    `json:"packets_lost"`
+	LatencyP50MS     float64   `json:"latency_p50_ms"`
+	LatencyP99MS     float64   `json:"latency_p99_ms"`
+	LatencyMaxMS     float64   `json:"latency_max_ms"`
+	LatencySamples   int       `json:"latency_samples"`
+	CPUPct           float64   `json:"cpu_pct_of_one_core"`
+	IdleCPUPct       float64   `json:"idle_cpu_pct_of_one_core"`
+	RSSMiB           float64   `json:"rss_mib"`
+	HWMMiB           float64   `json:"hwm_mib"`
+	BytesPerSpkMin   float64   `json:"mqtt_bytes_per_speaker_per_minute"`
+	KbitPerSpk       float64   `json:"mqtt_kbit_s_per_speaker"`
+	KbitPerSpkTCPIP  float64   `json:"kbit_s_per_speaker_with_tcpip"`
+	SpeakerOverflows uint64    `json:"speaker_inbox_overflows"`
+	CPURuns          []float64 `json:"cpu_pct_runs,omitempty"`
+	LoadAverages     []string  `json:"load_average_before"` // per run
 }
 
 type baselineFig struct {
-	DeliveryPct      float64  `json:"delivery_pct"`
-	Subscribers      int      `json:"subscribers"`
-	MessagesIn       int64    `json:"messages_in,omitempty"`
-	MessagesOut      int64    `json:"messages_out,omitempty"`
-	WindowS          float64  `json:"window_s"`
-	ClockReplies     int      `json:"clock_replies"`
-	LatencyP50MS     float64  `json:"latency_p50_ms"`
-	LatencyP99MS     float64  `json:"latency_p99_ms"`
-	LatencyMaxMS     float64  `json:"latency_max_ms"`
-	SendLatencyP50MS float64  `json:"send_stamp_latency_p50_ms"`
-	SendLatencyP99MS float64  `json:"send_stamp_latency_p99_ms"`
-	CPUPct           float64  `json:"cpu_pct_of_one_core"`
-	IdleCPUPct       float64  `json:"idle_cpu_pct_of_one_core"`
-	RSSMiB           float64  `json:"rss_mib"`
-	HWMMiB           float64  `json:"hwm_mib"`
-	LoadAverages     []string `json:"load_average_before"` // per run
+	DeliveryPct      float64   `json:"delivery_pct"`
+	Subscribers      int       `json:"subscribers"`
+	MessagesIn       int64     `json:"messages_in,omitempty"`
+	MessagesOut      int64     `json:"messages_out,omitempty"`
+	WindowS          float64   `json:"window_s"`
+	ClockReplies     int       `json:"clock_replies"`
+	LatencyP50MS     float64   `json:"latency_p50_ms"`
+	LatencyP99MS     float64   `json:"latency_p99_ms"`
+	LatencyMaxMS     float64   `json:"latency_max_ms"`
+	SendLatencyP50MS float64   `json:"send_stamp_latency_p50_ms"`
+	SendLatencyP99MS float64   `json:"send_stamp_latency_p99_ms"`
+	CPUPct           float64   `json:"cpu_pct_of_one_core"`
+	IdleCPUPct       float64   `json:"idle_cpu_pct_of_one_core"`
+	RSSMiB           float64   `json:"rss_mib"`
+	HWMMiB           float64   `json:"hwm_mib"`
+	CPURuns          []float64 `json:"cpu_pct_runs,omitempty"`
+	LoadAverages     []string  `json:"load_average_before"` // per run
 }
 
 func run(ctx context.Context, o options) error {
@@ -240,30 +245,58 @@ func run(ctx context.Context, o options) error {
 			break
 		}
 		r := sizeResult{Speakers: n, Zones: o.zones, Runs: o.runs}
-		if o.loalang {
-			fig, err := loalangScenario(ctx, o, bin, work, n, wav)
-			if err != nil {
-				r.Errors = append(r.Errors, "loalang: "+err.Error())
-				fmt.Fprintf(os.Stderr, "loalang %d speakers: %v\n", n, err)
+		// The sides take turns, one broadcast each per round, each on a
+		// fresh daemon or broker, so that every loalangd run has a
+		// baseline run beside it in time: these machines' speed drifts
+		// over minutes.
+		var loalang, before []*loalangFig
+		var baseline []*baselineFig
+		failed := map[string]bool{}
+		side := func(name string, f func() error) {
+			if failed[name] || ctx.Err() != nil {
+				return
 			}
-			r.Loalang = fig
-		}
-		if o.before != "" && ctx.Err() == nil {
-			fig, err := loalangScenario(ctx, o, o.before, work, n, wav)
-			if err != nil {
-				r.Errors = append(r.Errors, "before: "+err.Error())
-				fmt.Fprintf(os.Stderr, "before %d speakers: %v\n", n, err)
+			if err := f(); err != nil {
+				failed[name] = true
+				r.Errors = append(r.Errors, name+": "+err.Error())
+				fmt.Fprintf(os.Stderr, "%s %d speakers: %v\n", name, n, err)
 			}
-			r.Before = fig
 		}
-		if o.baseline && ctx.Err() == nil {
-			fig, err := baselineScenario(ctx, o, n, stream)
-			if err != nil {
-				r.Errors = append(r.Errors, "baseline: "+err.Error())
-				fmt.Fprintf(os.Stderr, "baseline %d subscribers: %v\n", n, err)
+		for round := 1; round <= o.runs; round++ {
+			fmt.Printf("round %d of %d, %d speakers\n", round, o.runs, n)
+			if o.loalang {
+				side("loalang", func() error {
+					profile := ""
+					if o.cpuProfile != "" && round == 1 {
+						profile = fmt.Sprintf("%s/loalangd-%d.pprof", o.cpuProfile, n)
+					}
+					fig, err := loalangScenario(ctx, o, bin, work, n, wav, profile)
+					if err == nil {
+						loalang = append(loalang, fig)
+					}
+					return err
+				})
 			}
-			r.Baseline = fig
+			if o.before != "" {
+				side("before", func() error {
+					fig, err := loalangScenario(ctx, o, o.before, work, n, wav, "")
+					if err == nil {
+						before = append(before, fig)
+					}
+					return err
+				})
+			}
+			if o.baseline {
+				side("baseline", func() error {
+					fig, err := baselineScenario(ctx, o, n, stream)
+					if err == nil {
+						baseline = append(baseline, fig)
+					}
+					return err
+				})
+			}
 		}
+		r.Loalang, r.Before, r.Baseline = combineLoalang(loalang), combineLoalang(before), combineBaseline(baseline)
 		if r.Loalang != nil && r.Baseline != nil {
 			r.Ratios = map[string]any{
 				"latency_p99":   harness.Round(harness.Ratio(r.Loalang.LatencyP99MS, r.Baseline.LatencyP99MS), 2),
@@ -271,6 +304,17 @@ func run(ctx context.Context, o options) error {
 				"cpu":           harness.Round(harness.Ratio(r.Loalang.CPUPct, r.Baseline.CPUPct), 2),
 				"cpu_added_pct": harness.Round(100*(harness.Ratio(r.Loalang.CPUPct, r.Baseline.CPUPct)-1), 1),
 				"rss":           harness.Round(harness.Ratio(r.Loalang.RSSMiB, r.Baseline.RSSMiB), 2),
+			}
+			// Each round's ratio, loalangd's run against the baseline run
+			// beside it, and their median and spread.
+			if l, b := r.Loalang.CPURuns, r.Baseline.CPURuns; len(l) == len(b) {
+				var per []float64
+				for i := range l {
+					per = append(per, harness.Round(harness.Ratio(l[i], b[i]), 2))
+				}
+				r.Ratios["cpu_rounds"] = per
+				r.Ratios["cpu_rounds_median"] = harness.Round(harness.Median(per), 2)
+				r.Ratios["cpu_rounds_min"], r.Ratios["cpu_rounds_max"] = slices.Min(per), slices.Max(per)
 			}
 			if r.Loalang.MessagesIn > 0 && r.Baseline.MessagesIn > 0 {
 				r.Ratios["messages_in"] = harness.Round(harness.Ratio(float64(r.Loalang.MessagesIn), float64(r.Baseline.MessagesIn)), 3)
@@ -324,14 +368,16 @@ func run(ctx context.Context, o options) error {
 // whose $SYS topics are off in both configurations.
 var errMosquittoUncounted = errors.New("messages are not counted on Mosquitto")
 
-// loalangScenario runs o.runs broadcasts of wav to n speakers on one daemon.
-func loalangScenario(ctx context.Context, o options, bin, work string, n int, wav []byte) (*loalangFig, error) {
+// loalangScenario runs one broadcast of wav to n speakers on a daemon of
+// its own; profile, when set, is where a CPU profile of loalangd during the
+// broadcast is written.
+func loalangScenario(ctx context.Context, o options, bin, work string, n int, wav []byte, profile string) (*loalangFig, error) {
 	dir, err := os.MkdirTemp(work, fmt.Sprintf("loalang-%d-", n))
 	if err != nil {
 		return nil, err
 	}
 	cfgYAML := harness.VillageConfigProbes(site, n, o.zones, min(o.probes, n))
-	if o.cpuProfile != "" {
+	if profile != "" {
 		cfgYAML += "debug:\n  pprof_addr: 127.0.0.1:0\n"
 	}
 	var pids []int // processes whose CPU and memory count, besides loalangd
@@ -382,7 +428,7 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	}
 	defer harness.CloseProbes(probes)
 
-	fig := &loalangFig{}
+	fig := &loalangFig{LoadAverages: []string{results.LoadAverage()}}
 	if o.idle > 0 {
 		m, err := startCPUs(pids)
 		if err != nil {
@@ -393,127 +439,129 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 		}
 		fig.IdleCPUPct, _ = m.Percent()
 	}
-	zones := harness.ZoneIDs(o.zones)
-	var p50, p99, pmax, cpu, rss, hwm, deliv, bpm, msgIn, msgOut, window []float64
-	var last harness.Broadcast
-	countErr := error(nil)
-	for run := 1; run <= o.runs; run++ {
-		fig.LoadAverages = append(fig.LoadAverages, results.LoadAverage())
-		takeAll(probes) // drop anything from before
-		over0 := fleet.Overflowed()
-		// The broker's counters bracket the CPU window (embedded broker
-		// only; a Mosquitto or an older loalangd has none).
-		c0, cerr := harness.MessageCounts{}, errMosquittoUncounted
-		if o.broker != "mosquitto" {
-			c0, cerr = d.BrokerCounts(ctx)
-		}
-		t0 := time.Now()
-		m, err := startCPUs(pids)
-		if err != nil {
-			return nil, err
-		}
-		id, err := d.StartBroadcast(ctx, mediaID, zones, 80)
-		if err != nil {
-			return nil, err
-		}
-		profDone := make(chan error, 1)
-		if o.cpuProfile != "" && run == 1 {
-			go func() {
-				profDone <- harness.CPUProfile(ctx, dir, max(5*time.Second, min(30*time.Second, o.duration-5*time.Second)),
-					fmt.Sprintf("%s/loalangd-%d.pprof", o.cpuProfile, n))
-			}()
-		} else {
-			profDone <- nil
-		}
-		b, err := d.WaitFinal(ctx, id, o.duration, o.duration+60*time.Second)
-		if perr := <-profDone; perr != nil {
-			fmt.Fprintf(os.Stderr, "cpu profile: %v\n", perr)
-		}
-		if err != nil {
-			return nil, err
-		}
-		c, _ := m.Percent()
-		win := time.Since(t0).Seconds()
-		var carried harness.MessageCounts
-		if cerr == nil {
-			var c1 harness.MessageCounts
-			if c1, cerr = d.BrokerCounts(ctx); cerr == nil {
-				carried = c1.Sub(c0)
-			}
-		}
-		mem := readMemories(pids)
-		if b.State != "done" {
-			return nil, fmt.Errorf("broadcast %s ended %s: %s", id, b.State, b.Reason)
-		}
-		b, err = d.WaitReports(ctx, id, 15*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		last = b
-		lat, bytesPerMin := gather(probes, float64(b.Packets)*wire.PacketMS/60000)
-		var exp, played uint64
-		for _, dv := range b.Devices {
-			exp += max(dv.FramesExpected, uint64(b.Packets))
-			played += dv.FramesPlayed
-		}
-		// A speaker the daemon did not list still counts as expected.
-		if missing := n - len(b.Devices); missing > 0 {
-			exp += uint64(missing) * uint64(b.Packets)
-		}
-		dpct := 100 * harness.Ratio(float64(played), float64(exp))
-		fig.SpeakerOverflows += fleet.Overflowed() - over0
-		p50 = append(p50, harness.Percentile(lat, 0.50))
-		p99 = append(p99, harness.Percentile(lat, 0.99))
-		pmax = append(pmax, harness.Percentile(lat, 1))
-		cpu, rss, hwm = append(cpu, c), append(rss, mem.RSSMiB), append(hwm, mem.HWMMiB)
-		deliv, bpm = append(deliv, dpct), append(bpm, bytesPerMin)
-		window = append(window, win)
-		if cerr == nil {
-			msgIn, msgOut = append(msgIn, float64(carried.In)), append(msgOut, float64(carried.Out))
-		} else {
-			countErr = cerr
-		}
-		fig.LatencySamples += len(lat)
-		counted := "not counted"
-		if cerr == nil {
-			counted = fmt.Sprintf("in %d out %d", carried.In, carried.Out)
-		}
-		fmt.Printf("  loalang %d speakers run %d (load %s): delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB, broker messages %s over %.1f s\n",
-			n, run, fig.LoadAverages[run-1], dpct, played, exp, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, counted, win)
-		if run < o.runs {
-			if err := sleep(ctx, 2*time.Second); err != nil {
-				return nil, err
-			}
+	takeAll(probes) // drop anything from before
+	over0 := fleet.Overflowed()
+	// The broker's counters bracket the CPU window (embedded broker
+	// only; a Mosquitto or an older loalangd has none).
+	c0, cerr := harness.MessageCounts{}, errMosquittoUncounted
+	if o.broker != "mosquitto" {
+		c0, cerr = d.BrokerCounts(ctx)
+	}
+	t0 := time.Now()
+	m, err := startCPUs(pids)
+	if err != nil {
+		return nil, err
+	}
+	id, err := d.StartBroadcast(ctx, mediaID, harness.ZoneIDs(o.zones), 80)
+	if err != nil {
+		return nil, err
+	}
+	profDone := make(chan error, 1)
+	if profile != "" {
+		go func() {
+			profDone <- harness.CPUProfile(ctx, dir, max(5*time.Second, min(30*time.Second, o.duration-5*time.Second)), profile)
+		}()
+	} else {
+		profDone <- nil
+	}
+	b, err := d.WaitFinal(ctx, id, o.duration, o.duration+60*time.Second)
+	if perr := <-profDone; perr != nil {
+		fmt.Fprintf(os.Stderr, "cpu profile: %v\n", perr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fig.CPUPct, _ = m.Percent()
+	fig.WindowS = time.Since(t0).Seconds()
+	if cerr == nil {
+		var c1 harness.MessageCounts
+		if c1, cerr = d.BrokerCounts(ctx); cerr == nil {
+			carried := c1.Sub(c0)
+			fig.MessagesIn, fig.MessagesOut = carried.In, carried.Out
 		}
 	}
-	// Packet counts are those of the last run (they are per-run totals).
-	for _, dv := range last.Devices {
-		fig.PacketsExpected += max(dv.FramesExpected, uint64(last.Packets))
+	if cerr != nil && !errors.Is(cerr, errMosquittoUncounted) {
+		fmt.Fprintf(os.Stderr, "loalang %d speakers: no broker message counts: %v\n", n, cerr)
+	}
+	mem := readMemories(pids)
+	fig.RSSMiB, fig.HWMMiB = mem.RSSMiB, mem.HWMMiB
+	if b.State != "done" {
+		return nil, fmt.Errorf("broadcast %s ended %s: %s", id, b.State, b.Reason)
+	}
+	if b, err = d.WaitReports(ctx, id, 15*time.Second); err != nil {
+		return nil, err
+	}
+	lat, bytesPerMin := gather(probes, float64(b.Packets)*wire.PacketMS/60000)
+	for _, dv := range b.Devices {
+		fig.PacketsExpected += max(dv.FramesExpected, uint64(b.Packets))
 		fig.PacketsPlayed += dv.FramesPlayed
 		fig.PacketsLate += dv.FramesLate
 		fig.PacketsLost += dv.FramesLost
 	}
-	fig.DeliveryPct = harness.Round(harness.Median(deliv), 3)
-	fig.LatencyP50MS = harness.Round(harness.Median(p50), 2)
-	fig.LatencyP99MS = harness.Round(harness.Median(p99), 2)
-	fig.LatencyMaxMS = harness.Round(harness.Median(pmax), 2)
-	fig.CPUPct = harness.Round(harness.Median(cpu), 2)
-	fig.IdleCPUPct = harness.Round(fig.IdleCPUPct, 2)
-	fig.RSSMiB = harness.Round(harness.Median(rss), 1)
-	fig.HWMMiB = harness.Round(harness.Median(hwm), 1)
-	fig.BytesPerSpkMin = harness.Round(harness.Median(bpm), 0)
-	fig.KbitPerSpk = harness.Round(fig.BytesPerSpkMin*8/60/1000, 2)
-	fig.WindowS = harness.Round(harness.Median(window), 1)
-	if len(msgIn) > 0 {
-		fig.MessagesIn, fig.MessagesOut = int64(harness.Median(msgIn)), int64(harness.Median(msgOut))
-	} else if countErr != nil && !errors.Is(countErr, errMosquittoUncounted) {
-		fmt.Fprintf(os.Stderr, "loalang %d speakers: no broker message counts: %v\n", n, countErr)
+	// A speaker the daemon did not list still counts as expected.
+	if missing := n - len(b.Devices); missing > 0 {
+		fig.PacketsExpected += uint64(missing) * uint64(b.Packets)
 	}
+	fig.DeliveryPct = 100 * harness.Ratio(float64(fig.PacketsPlayed), float64(fig.PacketsExpected))
+	fig.SpeakerOverflows = fleet.Overflowed() - over0
+	fig.LatencyP50MS, fig.LatencyP99MS, fig.LatencyMaxMS = harness.Percentile(lat, 0.50), harness.Percentile(lat, 0.99), harness.Percentile(lat, 1)
+	fig.LatencySamples = len(lat)
+	fig.BytesPerSpkMin = bytesPerMin
+	counted := "not counted"
+	if cerr == nil {
+		counted = fmt.Sprintf("in %d out %d", fig.MessagesIn, fig.MessagesOut)
+	}
+	fmt.Printf("  loalang %d speakers (load %s): delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB, broker messages %s over %.1f s\n",
+		n, fig.LoadAverages[0], fig.DeliveryPct, fig.PacketsPlayed, fig.PacketsExpected, fig.LatencyP50MS, fig.LatencyP99MS, fig.CPUPct, fig.RSSMiB, counted, fig.WindowS)
+	return fig, nil
+}
+
+// combineLoalang gives the medians of one side's runs, rounded; the packet
+// counts are the last run's, the overflows and latency samples the sum.
+func combineLoalang(runs []*loalangFig) *loalangFig {
+	if len(runs) == 0 {
+		return nil
+	}
+	med := func(v func(*loalangFig) float64, d int) float64 { return medianOf(runs, v, d) }
+	last := runs[len(runs)-1]
+	fig := &loalangFig{
+		DeliveryPct:     med(func(f *loalangFig) float64 { return f.DeliveryPct }, 3),
+		WindowS:         med(func(f *loalangFig) float64 { return f.WindowS }, 1),
+		PacketsExpected: last.PacketsExpected, PacketsPlayed: last.PacketsPlayed, PacketsLate: last.PacketsLate, PacketsLost: last.PacketsLost,
+		LatencyP50MS:   med(func(f *loalangFig) float64 { return f.LatencyP50MS }, 2),
+		LatencyP99MS:   med(func(f *loalangFig) float64 { return f.LatencyP99MS }, 2),
+		LatencyMaxMS:   med(func(f *loalangFig) float64 { return f.LatencyMaxMS }, 2),
+		CPUPct:         med(func(f *loalangFig) float64 { return f.CPUPct }, 2),
+		IdleCPUPct:     med(func(f *loalangFig) float64 { return f.IdleCPUPct }, 2),
+		RSSMiB:         med(func(f *loalangFig) float64 { return f.RSSMiB }, 1),
+		HWMMiB:         med(func(f *loalangFig) float64 { return f.HWMMiB }, 1),
+		BytesPerSpkMin: med(func(f *loalangFig) float64 { return f.BytesPerSpkMin }, 0),
+	}
+	for _, f := range runs {
+		fig.CPURuns = append(fig.CPURuns, harness.Round(f.CPUPct, 2))
+		fig.LoadAverages = append(fig.LoadAverages, f.LoadAverages...)
+		fig.LatencySamples += f.LatencySamples
+		fig.SpeakerOverflows += f.SpeakerOverflows
+	}
+	if last.MessagesIn > 0 {
+		fig.MessagesIn = int64(med(func(f *loalangFig) float64 { return float64(f.MessagesIn) }, 0))
+		fig.MessagesOut = int64(med(func(f *loalangFig) float64 { return float64(f.MessagesOut) }, 0))
+	}
+	fig.KbitPerSpk = harness.Round(fig.BytesPerSpkMin*8/60/1000, 2)
 	// Each message travels in its own TCP segment: +52 B of IPv4, TCP and
 	// timestamp option headers (docs/broadcast.md, "Bandwidth").
 	msgsPerMin := 60000.0 / float64(config.Default().Broadcast.PacketsPerFrame*wire.PacketMS)
 	fig.KbitPerSpkTCPIP = harness.Round((fig.BytesPerSpkMin+52*msgsPerMin)*8/60/1000, 2)
-	return fig, nil
+	return fig
+}
+
+// medianOf is the median of v over runs, rounded to d decimals.
+func medianOf[F any](runs []*F, v func(*F) float64, d int) float64 {
+	xs := make([]float64, len(runs))
+	for i, f := range runs {
+		xs[i] = v(f)
+	}
+	return harness.Round(harness.Median(xs), d)
 }
 
 // probeConfigs returns up to k probe connections, one per probe device of
@@ -613,9 +661,9 @@ func (b baselineStream) note(o options) string {
 		map[bool]string{true: "; not counted on Mosquitto ($SYS is off on both sides)", false: ""}[o.broker == "mosquitto"])
 }
 
-// baselineScenario runs o.runs publications of stream to n+probes bare
-// subscribers on a bare mochi child (or a bare Mosquitto), n of which
-// publish like speakers.
+// baselineScenario runs one publication of stream to n+probes bare
+// subscribers on a bare mochi child (or a bare Mosquitto) of its own, n of
+// which publish like speakers.
 func baselineScenario(ctx context.Context, o options, n int, stream baselineStream) (*baselineFig, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -720,7 +768,7 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 	for _, z := range zones {
 		audio = append(audio, topics.ZoneAudio(z))
 	}
-	fig := &baselineFig{Subscribers: subs}
+	fig := &baselineFig{Subscribers: subs, LoadAverages: []string{results.LoadAverage()}}
 	// The last subscribers' connect bursts (status, heartbeat, 5 clock
 	// requests over 200 ms) stay out of the idle window, as the speakers'
 	// do in the loalang run, which waits for them to be ready.
@@ -737,77 +785,79 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 		}
 		fig.IdleCPUPct, _ = m.Percent()
 	}
-	var p50, p99, pmax, s50, s99, cpu, rss, hwm, deliv, msgIn, msgOut, window []float64
-	pubLine := stream.command(audio)
-	frames := stream.frames
-	for run := 1; run <= o.runs; run++ {
-		fig.LoadAverages = append(fig.LoadAverages, results.LoadAverage())
-		takeAll(subscribers)
-		t0 := time.Now()
-		m, err := startCPUs(pids)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := io.WriteString(in, pubLine); err != nil {
-			return nil, fmt.Errorf("rawbroker pub: %w", err)
-		}
-		l, err := readLine(time.Duration(frames)*stream.interval() + 60*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		c, _ := m.Percent()
-		win := time.Since(t0).Seconds()
-		mem := readMemories(pids)
-		var sent, errs int
-		var carried harness.MessageCounts
-		if _, err := fmt.Sscanf(l, "done %d %d %d %d", &sent, &errs, &carried.In, &carried.Out); err != nil {
-			return nil, fmt.Errorf("rawbroker said %q", l)
-		}
-		// Let the last frames arrive.
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
-			return nil, err
-		}
-		var lat, slat []float64
-		got, replies := 0, 0
-		for _, s := range takeAll(subscribers) {
-			lat = append(lat, s.LatencyMS...)
-			slat = append(slat, s.SendLatencyMS...)
-			got += s.Frames
-			replies += s.ClockReplies
-		}
-		fig.ClockReplies = replies
-		window = append(window, win)
-		if carried.In >= 0 {
-			msgIn, msgOut = append(msgIn, float64(carried.In)), append(msgOut, float64(carried.Out))
-		}
-		dpct := 100 * harness.Ratio(float64(got), float64(frames*subs))
-		p50, p99, pmax = append(p50, harness.Percentile(lat, .5)), append(p99, harness.Percentile(lat, .99)), append(pmax, harness.Percentile(lat, 1))
-		s50, s99 = append(s50, harness.Percentile(slat, .5)), append(s99, harness.Percentile(slat, .99))
-		cpu, rss, hwm, deliv = append(cpu, c), append(rss, mem.RSSMiB), append(hwm, mem.HWMMiB), append(deliv, dpct)
-		fmt.Printf("  baseline %d subscribers run %d (load %s): delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB (publish errors %d), broker messages in %d out %d over %.1f s, clock replies %d\n",
-			subs, run, fig.LoadAverages[run-1], dpct, p50[len(p50)-1], p99[len(p99)-1], c, mem.RSSMiB, errs, carried.In, carried.Out, win, replies)
-		if run < o.runs {
-			if err := sleep(ctx, 2*time.Second); err != nil {
-				return nil, err
-			}
-		}
+	takeAll(subscribers)
+	t0 := time.Now()
+	m, err := startCPUs(pids)
+	if err != nil {
+		return nil, err
 	}
-	fig.DeliveryPct = harness.Round(harness.Median(deliv), 3)
-	fig.LatencyP50MS = harness.Round(harness.Median(p50), 2)
-	fig.LatencyP99MS = harness.Round(harness.Median(p99), 2)
-	fig.LatencyMaxMS = harness.Round(harness.Median(pmax), 2)
-	fig.SendLatencyP50MS = harness.Round(harness.Median(s50), 2)
-	fig.SendLatencyP99MS = harness.Round(harness.Median(s99), 2)
-	fig.CPUPct = harness.Round(harness.Median(cpu), 2)
-	fig.IdleCPUPct = harness.Round(fig.IdleCPUPct, 2)
-	fig.RSSMiB = harness.Round(harness.Median(rss), 1)
-	fig.HWMMiB = harness.Round(harness.Median(hwm), 1)
-	fig.WindowS = harness.Round(harness.Median(window), 1)
-	if len(msgIn) > 0 {
-		fig.MessagesIn, fig.MessagesOut = int64(harness.Median(msgIn)), int64(harness.Median(msgOut))
+	if _, err := io.WriteString(in, stream.command(audio)); err != nil {
+		return nil, fmt.Errorf("rawbroker pub: %w", err)
 	}
+	l, err = readLine(time.Duration(stream.frames)*stream.interval() + 60*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	fig.CPUPct, _ = m.Percent()
+	fig.WindowS = time.Since(t0).Seconds()
+	mem := readMemories(pids)
+	fig.RSSMiB, fig.HWMMiB = mem.RSSMiB, mem.HWMMiB
+	var sent, errs int
+	if _, err := fmt.Sscanf(l, "done %d %d %d %d", &sent, &errs, &fig.MessagesIn, &fig.MessagesOut); err != nil {
+		return nil, fmt.Errorf("rawbroker said %q", l)
+	}
+	// Let the last frames arrive.
+	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		return nil, err
+	}
+	var lat, slat []float64
+	got := 0
+	for _, s := range takeAll(subscribers) {
+		lat = append(lat, s.LatencyMS...)
+		slat = append(slat, s.SendLatencyMS...)
+		got += s.Frames
+		fig.ClockReplies += s.ClockReplies
+	}
+	fig.DeliveryPct = 100 * harness.Ratio(float64(got), float64(stream.frames*subs))
+	fig.LatencyP50MS, fig.LatencyP99MS, fig.LatencyMaxMS = harness.Percentile(lat, .5), harness.Percentile(lat, .99), harness.Percentile(lat, 1)
+	fig.SendLatencyP50MS, fig.SendLatencyP99MS = harness.Percentile(slat, .5), harness.Percentile(slat, .99)
+	fmt.Printf("  baseline %d subscribers (load %s): delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB (publish errors %d), broker messages in %d out %d over %.1f s, clock replies %d\n",
+		subs, fig.LoadAverages[0], fig.DeliveryPct, fig.LatencyP50MS, fig.LatencyP99MS, fig.CPUPct, fig.RSSMiB, errs, fig.MessagesIn, fig.MessagesOut, fig.WindowS, fig.ClockReplies)
 	_ = in.Close() // EOF ends the child
 	return fig, nil
+}
+
+// combineBaseline gives the medians of the baseline's runs, rounded.
+func combineBaseline(runs []*baselineFig) *baselineFig {
+	if len(runs) == 0 {
+		return nil
+	}
+	med := func(v func(*baselineFig) float64, d int) float64 { return medianOf(runs, v, d) }
+	last := runs[len(runs)-1]
+	fig := &baselineFig{
+		DeliveryPct:      med(func(f *baselineFig) float64 { return f.DeliveryPct }, 3),
+		Subscribers:      last.Subscribers,
+		WindowS:          med(func(f *baselineFig) float64 { return f.WindowS }, 1),
+		ClockReplies:     last.ClockReplies,
+		LatencyP50MS:     med(func(f *baselineFig) float64 { return f.LatencyP50MS }, 2),
+		LatencyP99MS:     med(func(f *baselineFig) float64 { return f.LatencyP99MS }, 2),
+		LatencyMaxMS:     med(func(f *baselineFig) float64 { return f.LatencyMaxMS }, 2),
+		SendLatencyP50MS: med(func(f *baselineFig) float64 { return f.SendLatencyP50MS }, 2),
+		SendLatencyP99MS: med(func(f *baselineFig) float64 { return f.SendLatencyP99MS }, 2),
+		CPUPct:           med(func(f *baselineFig) float64 { return f.CPUPct }, 2),
+		IdleCPUPct:       med(func(f *baselineFig) float64 { return f.IdleCPUPct }, 2),
+		RSSMiB:           med(func(f *baselineFig) float64 { return f.RSSMiB }, 1),
+		HWMMiB:           med(func(f *baselineFig) float64 { return f.HWMMiB }, 1),
+	}
+	for _, f := range runs {
+		fig.CPURuns = append(fig.CPURuns, harness.Round(f.CPUPct, 2))
+		fig.LoadAverages = append(fig.LoadAverages, f.LoadAverages...)
+	}
+	if last.MessagesIn >= 0 {
+		fig.MessagesIn = int64(med(func(f *baselineFig) float64 { return float64(f.MessagesIn) }, 0))
+		fig.MessagesOut = int64(med(func(f *baselineFig) float64 { return float64(f.MessagesOut) }, 0))
+	}
+	return fig
 }
 
 // cpuGroup measures the summed CPU share of several processes (loalangd and
@@ -900,4 +950,10 @@ func printTable(rs []sizeResult, broker string) {
 		}
 	}
 	w.Flush()
+	for _, r := range rs {
+		if per, ok := r.Ratios["cpu_rounds"]; ok {
+			fmt.Printf("%d speakers: CPU ratio per round (loalangd's run / the baseline run beside it) %v: median %v [%v–%v]\n",
+				r.Speakers, per, r.Ratios["cpu_rounds_median"], r.Ratios["cpu_rounds_min"], r.Ratios["cpu_rounds_max"])
+		}
+	}
 }

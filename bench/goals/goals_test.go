@@ -43,7 +43,8 @@ const fixture = `{
     "sizes": [
       {"speakers": 200, "loalang": {"delivery_pct": 50, "cpu_pct_of_one_core": 99, "latency_p99_ms": 9}, "baseline": {"cpu_pct_of_one_core": 1}},
       {"speakers": 1000, "loalang": {"delivery_pct": 99.95, "cpu_pct_of_one_core": 33, "latency_p99_ms": 80},
-       "baseline": {"delivery_pct": 100, "cpu_pct_of_one_core": 30, "latency_p99_ms": 40}, "ratios": {"cpu": 1.1, "latency_p99": 2}}
+       "baseline": {"delivery_pct": 100, "cpu_pct_of_one_core": 30, "latency_p99_ms": 40}, "ratios": {"cpu": 1.1, "latency_p99": 2,
+         "cpu_rounds": [1.05, 1.12, 1.08], "cpu_rounds_median": 1.08, "cpu_rounds_min": 1.05, "cpu_rounds_max": 1.12}}
     ]
   },
   "fanout_1000": {
@@ -124,7 +125,8 @@ func TestBuildJudgesEachGoal(t *testing.T) {
 		r.Note != "against readers in loalangd's own window: 1.40 [1.30–1.50] ×" {
 		t.Errorf("row 1a = %+v", r)
 	}
-	if r := rows["4b"]; r.Key != "fanout" || r.Ratio != "1.10 ×" || r.Date != "2026-12-02" {
+	if r := rows["4b"]; r.Key != "fanout" || r.Ratio != "1.10 ×" || r.Date != "2026-12-02" ||
+		r.Note != "per round, against the baseline run beside it: 1.08 [1.05–1.12] ×" {
 		t.Errorf("row 4b should come from the newer 1,000-speaker size under fanout: %+v", r)
 	}
 	if r := rows["4d"]; r.Command != cmdMosquitto || r.Figure != "not measured" || r.Date != "–" {
