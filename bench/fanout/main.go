@@ -14,9 +14,9 @@
 // clock requests. Both sides count the PUBLISH messages their broker
 // received and sent over the measured window. The sides take turns, one
 // broadcast each per round on a fresh daemon or broker, and each round's
-// CPU ratio is printed beside the ratio of the medians. It also measures the encode
-// cost of the clip. Results are merged into bench/results.json under
-// "fanout" and "cost".
+// CPU ratio is printed beside the ratio of the medians. It also measures
+// the encode cost of the clip. Results are merged into bench/results.json
+// under "fanout" and "cost".
 //
 //	go run ./bench/fanout [-speakers 50,200,500] [-duration 60s] [-runs 3]
 package main
@@ -472,6 +472,7 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 		return nil, err
 	}
 	fig.CPUPct, _ = m.Percent()
+	split := m.split()
 	fig.WindowS = time.Since(t0).Seconds()
 	if cerr == nil {
 		var c1 harness.MessageCounts
@@ -511,8 +512,8 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	if cerr == nil {
 		counted = fmt.Sprintf("in %d out %d", fig.MessagesIn, fig.MessagesOut)
 	}
-	fmt.Printf("  loalang %d speakers (load %s): delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB, broker messages %s over %.1f s\n",
-		n, fig.LoadAverages[0], fig.DeliveryPct, fig.PacketsPlayed, fig.PacketsExpected, fig.LatencyP50MS, fig.LatencyP99MS, fig.CPUPct, fig.RSSMiB, counted, fig.WindowS)
+	fmt.Printf("  loalang %d speakers (load %s): delivered %.3f%% (%d/%d), latency p50 %.1f p99 %.1f ms, CPU %.1f%%%s, RSS %.0f MiB, broker messages %s over %.1f s\n",
+		n, fig.LoadAverages[0], fig.DeliveryPct, fig.PacketsPlayed, fig.PacketsExpected, fig.LatencyP50MS, fig.LatencyP99MS, fig.CPUPct, split, fig.RSSMiB, counted, fig.WindowS)
 	return fig, nil
 }
 
@@ -799,6 +800,7 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 		return nil, err
 	}
 	fig.CPUPct, _ = m.Percent()
+	split := m.split()
 	fig.WindowS = time.Since(t0).Seconds()
 	mem := readMemories(pids)
 	fig.RSSMiB, fig.HWMMiB = mem.RSSMiB, mem.HWMMiB
@@ -821,8 +823,8 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 	fig.DeliveryPct = 100 * harness.Ratio(float64(got), float64(stream.frames*subs))
 	fig.LatencyP50MS, fig.LatencyP99MS, fig.LatencyMaxMS = harness.Percentile(lat, .5), harness.Percentile(lat, .99), harness.Percentile(lat, 1)
 	fig.SendLatencyP50MS, fig.SendLatencyP99MS = harness.Percentile(slat, .5), harness.Percentile(slat, .99)
-	fmt.Printf("  baseline %d subscribers (load %s): delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%, RSS %.0f MiB (publish errors %d), broker messages in %d out %d over %.1f s, clock replies %d\n",
-		subs, fig.LoadAverages[0], fig.DeliveryPct, fig.LatencyP50MS, fig.LatencyP99MS, fig.CPUPct, fig.RSSMiB, errs, fig.MessagesIn, fig.MessagesOut, fig.WindowS, fig.ClockReplies)
+	fmt.Printf("  baseline %d subscribers (load %s): delivered %.3f%%, latency p50 %.1f p99 %.1f ms, CPU %.1f%%%s, RSS %.0f MiB (publish errors %d), broker messages in %d out %d over %.1f s, clock replies %d\n",
+		subs, fig.LoadAverages[0], fig.DeliveryPct, fig.LatencyP50MS, fig.LatencyP99MS, fig.CPUPct, split, fig.RSSMiB, errs, fig.MessagesIn, fig.MessagesOut, fig.WindowS, fig.ClockReplies)
 	_ = in.Close() // EOF ends the child
 	return fig, nil
 }
@@ -887,6 +889,20 @@ func (g cpuGroup) Percent() (float64, error) {
 		sum += p
 	}
 	return sum, nil
+}
+
+// split formats each process's share (loalangd or the baseline child
+// first, then Mosquitto) for a run's line; empty for one process.
+func (g cpuGroup) split() string {
+	if len(g) < 2 {
+		return ""
+	}
+	parts := make([]string, len(g))
+	for i, m := range g {
+		p, _ := m.Percent()
+		parts[i] = fmt.Sprintf("%.1f", p)
+	}
+	return " (" + strings.Join(parts, " + ") + ")"
 }
 
 // readMemories sums VmRSS and VmHWM over pids.
