@@ -149,49 +149,43 @@ type sizeResult struct {
 	Errors   []string       `json:"errors,omitempty"`
 }
 
+// sideFig is what both sides measure in a run, and, combined, the medians
+// over the runs.
+type sideFig struct {
+	DeliveryPct  float64   `json:"delivery_pct"`
+	MessagesIn   int64     `json:"messages_in,omitempty"`
+	MessagesOut  int64     `json:"messages_out,omitempty"`
+	WindowS      float64   `json:"window_s"`
+	LatencyP50MS float64   `json:"latency_p50_ms"`
+	LatencyP99MS float64   `json:"latency_p99_ms"`
+	LatencyMaxMS float64   `json:"latency_max_ms"`
+	CPUPct       float64   `json:"cpu_pct_of_one_core"`
+	IdleCPUPct   float64   `json:"idle_cpu_pct_of_one_core"`
+	RSSMiB       float64   `json:"rss_mib"`
+	HWMMiB       float64   `json:"hwm_mib"`
+	CPURuns      []float64 `json:"cpu_pct_runs,omitempty"` // per run, in round order
+	LoadAverages []string  `json:"load_average_before"`    // per run
+}
+
 type loalangFig struct {
-	DeliveryPct      float64   `json:"delivery_pct"`
-	MessagesIn       int64     `json:"messages_in,omitempty"`
-	MessagesOut      int64     `json:"messages_out,omitempty"`
-	WindowS          float64   `json:"window_s"`
-	PacketsExpected  uint64    `json:"packets_expected"`
-	PacketsPlayed    uint64    `json:"packets_played"`
-	PacketsLate      uint64    `json:"packets_late"`
-	PacketsLost      uint64    `json:"packets_lost"`
-	LatencyP50MS     float64   `json:"latency_p50_ms"`
-	LatencyP99MS     float64   `json:"latency_p99_ms"`
-	LatencyMaxMS     float64   `json:"latency_max_ms"`
-	LatencySamples   int       `json:"latency_samples"`
-	CPUPct           float64   `json:"cpu_pct_of_one_core"`
-	IdleCPUPct       float64   `json:"idle_cpu_pct_of_one_core"`
-	RSSMiB           float64   `json:"rss_mib"`
-	HWMMiB           float64   `json:"hwm_mib"`
-	BytesPerSpkMin   float64   `json:"mqtt_bytes_per_speaker_per_minute"`
-	KbitPerSpk       float64   `json:"mqtt_kbit_s_per_speaker"`
-	KbitPerSpkTCPIP  float64   `json:"kbit_s_per_speaker_with_tcpip"`
-	SpeakerOverflows uint64    `json:"speaker_inbox_overflows"`
-	CPURuns          []float64 `json:"cpu_pct_runs,omitempty"`
-	LoadAverages     []string  `json:"load_average_before"` // per run
+	sideFig
+	PacketsExpected  uint64  `json:"packets_expected"`
+	PacketsPlayed    uint64  `json:"packets_played"`
+	PacketsLate      uint64  `json:"packets_late"`
+	PacketsLost      uint64  `json:"packets_lost"`
+	LatencySamples   int     `json:"latency_samples"`
+	BytesPerSpkMin   float64 `json:"mqtt_bytes_per_speaker_per_minute"`
+	KbitPerSpk       float64 `json:"mqtt_kbit_s_per_speaker"`
+	KbitPerSpkTCPIP  float64 `json:"kbit_s_per_speaker_with_tcpip"`
+	SpeakerOverflows uint64  `json:"speaker_inbox_overflows"`
 }
 
 type baselineFig struct {
-	DeliveryPct      float64   `json:"delivery_pct"`
-	Subscribers      int       `json:"subscribers"`
-	MessagesIn       int64     `json:"messages_in,omitempty"`
-	MessagesOut      int64     `json:"messages_out,omitempty"`
-	WindowS          float64   `json:"window_s"`
-	ClockReplies     int       `json:"clock_replies"`
-	LatencyP50MS     float64   `json:"latency_p50_ms"`
-	LatencyP99MS     float64   `json:"latency_p99_ms"`
-	LatencyMaxMS     float64   `json:"latency_max_ms"`
-	SendLatencyP50MS float64   `json:"send_stamp_latency_p50_ms"`
-	SendLatencyP99MS float64   `json:"send_stamp_latency_p99_ms"`
-	CPUPct           float64   `json:"cpu_pct_of_one_core"`
-	IdleCPUPct       float64   `json:"idle_cpu_pct_of_one_core"`
-	RSSMiB           float64   `json:"rss_mib"`
-	HWMMiB           float64   `json:"hwm_mib"`
-	CPURuns          []float64 `json:"cpu_pct_runs,omitempty"`
-	LoadAverages     []string  `json:"load_average_before"` // per run
+	sideFig
+	Subscribers      int     `json:"subscribers"`
+	ClockReplies     int     `json:"clock_replies"`
+	SendLatencyP50MS float64 `json:"send_stamp_latency_p50_ms"`
+	SendLatencyP99MS float64 `json:"send_stamp_latency_p99_ms"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -428,7 +422,7 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	}
 	defer harness.CloseProbes(probes)
 
-	fig := &loalangFig{LoadAverages: []string{results.LoadAverage()}}
+	fig := &loalangFig{sideFig: sideFig{LoadAverages: []string{results.LoadAverage()}}}
 	if o.idle > 0 {
 		m, err := startCPUs(pids)
 		if err != nil {
@@ -517,36 +511,22 @@ func loalangScenario(ctx context.Context, o options, bin, work string, n int, wa
 	return fig, nil
 }
 
-// combineLoalang gives the medians of one side's runs, rounded; the packet
-// counts are the last run's, the overflows and latency samples the sum.
+// combineLoalang gives the medians of loalangd's runs (combineSide); the
+// packet counts are the last run's, the overflows and latency samples the
+// sum.
 func combineLoalang(runs []*loalangFig) *loalangFig {
 	if len(runs) == 0 {
 		return nil
 	}
-	med := func(v func(*loalangFig) float64, d int) float64 { return medianOf(runs, v, d) }
 	last := runs[len(runs)-1]
 	fig := &loalangFig{
-		DeliveryPct:     med(func(f *loalangFig) float64 { return f.DeliveryPct }, 3),
-		WindowS:         med(func(f *loalangFig) float64 { return f.WindowS }, 1),
+		sideFig:         combineSide(runs, func(f *loalangFig) *sideFig { return &f.sideFig }),
 		PacketsExpected: last.PacketsExpected, PacketsPlayed: last.PacketsPlayed, PacketsLate: last.PacketsLate, PacketsLost: last.PacketsLost,
-		LatencyP50MS:   med(func(f *loalangFig) float64 { return f.LatencyP50MS }, 2),
-		LatencyP99MS:   med(func(f *loalangFig) float64 { return f.LatencyP99MS }, 2),
-		LatencyMaxMS:   med(func(f *loalangFig) float64 { return f.LatencyMaxMS }, 2),
-		CPUPct:         med(func(f *loalangFig) float64 { return f.CPUPct }, 2),
-		IdleCPUPct:     med(func(f *loalangFig) float64 { return f.IdleCPUPct }, 2),
-		RSSMiB:         med(func(f *loalangFig) float64 { return f.RSSMiB }, 1),
-		HWMMiB:         med(func(f *loalangFig) float64 { return f.HWMMiB }, 1),
-		BytesPerSpkMin: med(func(f *loalangFig) float64 { return f.BytesPerSpkMin }, 0),
+		BytesPerSpkMin: medianOf(runs, func(f *loalangFig) float64 { return f.BytesPerSpkMin }, 0),
 	}
 	for _, f := range runs {
-		fig.CPURuns = append(fig.CPURuns, harness.Round(f.CPUPct, 2))
-		fig.LoadAverages = append(fig.LoadAverages, f.LoadAverages...)
 		fig.LatencySamples += f.LatencySamples
 		fig.SpeakerOverflows += f.SpeakerOverflows
-	}
-	if last.MessagesIn > 0 {
-		fig.MessagesIn = int64(med(func(f *loalangFig) float64 { return float64(f.MessagesIn) }, 0))
-		fig.MessagesOut = int64(med(func(f *loalangFig) float64 { return float64(f.MessagesOut) }, 0))
 	}
 	fig.KbitPerSpk = harness.Round(fig.BytesPerSpkMin*8/60/1000, 2)
 	// Each message travels in its own TCP segment: +52 B of IPv4, TCP and
@@ -554,6 +534,37 @@ func combineLoalang(runs []*loalangFig) *loalangFig {
 	msgsPerMin := 60000.0 / float64(config.Default().Broadcast.PacketsPerFrame*wire.PacketMS)
 	fig.KbitPerSpkTCPIP = harness.Round((fig.BytesPerSpkMin+52*msgsPerMin)*8/60/1000, 2)
 	return fig
+}
+
+// combineSide gives the medians of the runs' common figures, rounded, with
+// each run's CPU and load average in order. Message counts are kept only
+// where the last run has them (the embedded broker counts, Mosquitto not).
+func combineSide[F any](runs []*F, side func(*F) *sideFig) sideFig {
+	sides := make([]*sideFig, len(runs))
+	for i, f := range runs {
+		sides[i] = side(f)
+	}
+	med := func(v func(*sideFig) float64, d int) float64 { return medianOf(sides, v, d) }
+	out := sideFig{
+		DeliveryPct:  med(func(f *sideFig) float64 { return f.DeliveryPct }, 3),
+		WindowS:      med(func(f *sideFig) float64 { return f.WindowS }, 1),
+		LatencyP50MS: med(func(f *sideFig) float64 { return f.LatencyP50MS }, 2),
+		LatencyP99MS: med(func(f *sideFig) float64 { return f.LatencyP99MS }, 2),
+		LatencyMaxMS: med(func(f *sideFig) float64 { return f.LatencyMaxMS }, 2),
+		CPUPct:       med(func(f *sideFig) float64 { return f.CPUPct }, 2),
+		IdleCPUPct:   med(func(f *sideFig) float64 { return f.IdleCPUPct }, 2),
+		RSSMiB:       med(func(f *sideFig) float64 { return f.RSSMiB }, 1),
+		HWMMiB:       med(func(f *sideFig) float64 { return f.HWMMiB }, 1),
+	}
+	for _, f := range sides {
+		out.CPURuns = append(out.CPURuns, harness.Round(f.CPUPct, 2))
+		out.LoadAverages = append(out.LoadAverages, f.LoadAverages...)
+	}
+	if sides[len(sides)-1].MessagesIn > 0 {
+		out.MessagesIn = int64(med(func(f *sideFig) float64 { return float64(f.MessagesIn) }, 0))
+		out.MessagesOut = int64(med(func(f *sideFig) float64 { return float64(f.MessagesOut) }, 0))
+	}
+	return out
 }
 
 // medianOf is the median of v over runs, rounded to d decimals.
@@ -769,7 +780,7 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 	for _, z := range zones {
 		audio = append(audio, topics.ZoneAudio(z))
 	}
-	fig := &baselineFig{Subscribers: subs, LoadAverages: []string{results.LoadAverage()}}
+	fig := &baselineFig{sideFig: sideFig{LoadAverages: []string{results.LoadAverage()}}, Subscribers: subs}
 	// The last subscribers' connect bursts (status, heartbeat, 5 clock
 	// requests over 200 ms) stay out of the idle window, as the speakers'
 	// do in the loalang run, which waits for them to be ready.
@@ -829,37 +840,19 @@ func baselineScenario(ctx context.Context, o options, n int, stream baselineStre
 	return fig, nil
 }
 
-// combineBaseline gives the medians of the baseline's runs, rounded.
+// combineBaseline gives the medians of the baseline's runs (combineSide).
 func combineBaseline(runs []*baselineFig) *baselineFig {
 	if len(runs) == 0 {
 		return nil
 	}
-	med := func(v func(*baselineFig) float64, d int) float64 { return medianOf(runs, v, d) }
 	last := runs[len(runs)-1]
-	fig := &baselineFig{
-		DeliveryPct:      med(func(f *baselineFig) float64 { return f.DeliveryPct }, 3),
+	return &baselineFig{
+		sideFig:          combineSide(runs, func(f *baselineFig) *sideFig { return &f.sideFig }),
 		Subscribers:      last.Subscribers,
-		WindowS:          med(func(f *baselineFig) float64 { return f.WindowS }, 1),
 		ClockReplies:     last.ClockReplies,
-		LatencyP50MS:     med(func(f *baselineFig) float64 { return f.LatencyP50MS }, 2),
-		LatencyP99MS:     med(func(f *baselineFig) float64 { return f.LatencyP99MS }, 2),
-		LatencyMaxMS:     med(func(f *baselineFig) float64 { return f.LatencyMaxMS }, 2),
-		SendLatencyP50MS: med(func(f *baselineFig) float64 { return f.SendLatencyP50MS }, 2),
-		SendLatencyP99MS: med(func(f *baselineFig) float64 { return f.SendLatencyP99MS }, 2),
-		CPUPct:           med(func(f *baselineFig) float64 { return f.CPUPct }, 2),
-		IdleCPUPct:       med(func(f *baselineFig) float64 { return f.IdleCPUPct }, 2),
-		RSSMiB:           med(func(f *baselineFig) float64 { return f.RSSMiB }, 1),
-		HWMMiB:           med(func(f *baselineFig) float64 { return f.HWMMiB }, 1),
+		SendLatencyP50MS: medianOf(runs, func(f *baselineFig) float64 { return f.SendLatencyP50MS }, 2),
+		SendLatencyP99MS: medianOf(runs, func(f *baselineFig) float64 { return f.SendLatencyP99MS }, 2),
 	}
-	for _, f := range runs {
-		fig.CPURuns = append(fig.CPURuns, harness.Round(f.CPUPct, 2))
-		fig.LoadAverages = append(fig.LoadAverages, f.LoadAverages...)
-	}
-	if last.MessagesIn >= 0 {
-		fig.MessagesIn = int64(med(func(f *baselineFig) float64 { return float64(f.MessagesIn) }, 0))
-		fig.MessagesOut = int64(med(func(f *baselineFig) float64 { return float64(f.MessagesOut) }, 0))
-	}
-	return fig
 }
 
 // cpuGroup measures the summed CPU share of several processes (loalangd and
