@@ -46,6 +46,9 @@ type rawSender struct {
 	err   error // from SyscallConn
 	inet6 bool  // the socket is AF_INET6: IPv4 peers are written v4-mapped
 	pool  sync.Pool
+	// zones caches the interface index of each IPv6 zone seen, so that a
+	// link-local viewer's batches do not look the interface up every time.
+	zones sync.Map // string → uint32
 }
 
 // newRawSender returns c's sender. The socket's family is that of its
@@ -126,11 +129,15 @@ func (s *rawSender) putAddr(sa *unix.RawSockaddrInet6, addr netip.AddrPort) (uin
 	}
 	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ip.As16()}
 	if z := ip.Zone(); z != "" {
-		ifi, err := net.InterfaceByName(z)
-		if err != nil {
-			return 0, fmt.Errorf("zone %s: %w", z, err)
+		idx, ok := s.zones.Load(z)
+		if !ok {
+			ifi, err := net.InterfaceByName(z)
+			if err != nil {
+				return 0, fmt.Errorf("zone %s: %w", z, err)
+			}
+			idx, _ = s.zones.LoadOrStore(z, uint32(ifi.Index))
 		}
-		sa.Scope_id = uint32(ifi.Index)
+		sa.Scope_id = idx.(uint32)
 	}
 	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], port)
 	return unix.SizeofSockaddrInet6, nil

@@ -149,6 +149,15 @@ type sizeResult struct {
 	Errors   []string       `json:"errors,omitempty"`
 }
 
+// roundRatios is each round's CPU ratio, loalangd's run against the
+// baseline run beside it, with their median and spread.
+type roundRatios struct {
+	Each   []float64 `json:"each"`
+	Median float64   `json:"median"`
+	Min    float64   `json:"min"`
+	Max    float64   `json:"max"`
+}
+
 // sideFig is what both sides measure in a run, and, combined, the medians
 // over the runs.
 type sideFig struct {
@@ -306,9 +315,7 @@ func run(ctx context.Context, o options) error {
 				for i := range l {
 					per = append(per, harness.Round(harness.Ratio(l[i], b[i]), 2))
 				}
-				r.Ratios["cpu_rounds"] = per
-				r.Ratios["cpu_rounds_median"] = harness.Round(harness.Median(per), 2)
-				r.Ratios["cpu_rounds_min"], r.Ratios["cpu_rounds_max"] = slices.Min(per), slices.Max(per)
+				r.Ratios["cpu_rounds"] = roundRatios{Each: per, Median: harness.Round(harness.Median(per), 2), Min: slices.Min(per), Max: slices.Max(per)}
 			}
 			if r.Loalang.MessagesIn > 0 && r.Baseline.MessagesIn > 0 {
 				r.Ratios["messages_in"] = harness.Round(harness.Ratio(float64(r.Loalang.MessagesIn), float64(r.Baseline.MessagesIn)), 3)
@@ -960,9 +967,9 @@ func printTable(rs []sizeResult, broker string) {
 	}
 	w.Flush()
 	for _, r := range rs {
-		if per, ok := r.Ratios["cpu_rounds"]; ok {
+		if rr, ok := r.Ratios["cpu_rounds"].(roundRatios); ok {
 			fmt.Printf("%d speakers: CPU ratio per round (loalangd's run / the baseline run beside it) %v: median %v [%v–%v]\n",
-				r.Speakers, per, r.Ratios["cpu_rounds_median"], r.Ratios["cpu_rounds_min"], r.Ratios["cpu_rounds_max"])
+				r.Speakers, rr.Each, rr.Median, rr.Min, rr.Max)
 		}
 	}
 }

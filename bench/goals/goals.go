@@ -418,11 +418,8 @@ func fanoutRows(all map[string]any, ids [3]string, broker, baseline string, keys
 		}
 		rows[1].Figure, rows[1].Baseline = value{Median: cpu}.format(1, "%"), value{Median: bcpu}.format(1, "%")
 		rows[1].Ratio, rows[1].Status = value{Median: ratio}.format(2, "×"), atMost(ratio, 1.1)
-		if med, ok := num(size, "ratios", "cpu_rounds_median"); ok {
-			lo, _ := num(size, "ratios", "cpu_rounds_min")
-			hi, _ := num(size, "ratios", "cpu_rounds_max")
-			rows[1].Note = strings.TrimPrefix(rows[1].Note+"; per round, against the baseline run beside it: "+
-				value{Median: med, Min: lo, Max: hi, HasSpread: true}.format(2, "×"), "; ")
+		if rounds, ok := spreadAt(size, "ratios", "cpu_rounds"); ok {
+			rows[1].Note = strings.TrimPrefix(rows[1].Note+"; per round, against the baseline run beside it: "+rounds.format(2, "×"), "; ")
 		}
 	}
 	if p99, ok := num(size, "loalang", "latency_p99_ms"); ok {

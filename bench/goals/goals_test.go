@@ -44,7 +44,7 @@ const fixture = `{
       {"speakers": 200, "loalang": {"delivery_pct": 50, "cpu_pct_of_one_core": 99, "latency_p99_ms": 9}, "baseline": {"cpu_pct_of_one_core": 1}},
       {"speakers": 1000, "loalang": {"delivery_pct": 99.95, "cpu_pct_of_one_core": 33, "latency_p99_ms": 80},
        "baseline": {"delivery_pct": 100, "cpu_pct_of_one_core": 30, "latency_p99_ms": 40}, "ratios": {"cpu": 1.1, "latency_p99": 2,
-         "cpu_rounds": [1.05, 1.12, 1.08], "cpu_rounds_median": 1.08, "cpu_rounds_min": 1.05, "cpu_rounds_max": 1.12}}
+         "cpu_rounds": {"each": [1.05, 1.12, 1.08], "median": 1.08, "min": 1.05, "max": 1.12}}}
     ]
   },
   "fanout_1000": {
